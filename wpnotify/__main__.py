@@ -1,0 +1,5 @@
+"""``python -m wpnotify``."""
+
+from wpnotify.cli import main
+
+main()

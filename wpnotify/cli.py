@@ -1,0 +1,169 @@
+"""The command line. Commands parse options, call the library, and render what it returns;
+errors become one line on stderr and an exit code here, and nowhere else."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wpnotify import __version__, logs
+from wpnotify.errors import WpnotifyError
+from wpnotify.http import Http
+from wpnotify.service import PollReport, Service
+from wpnotify.settings import Settings, config_path, load_settings
+from wpnotify.store import STATUSES, Notification, Store
+
+KINDS = ("pingback", "trackback")
+FORMATS = ("table", "json", "csv")
+HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
+                  "endpoint", "error", "error_code", "response", "created_at", "updated_at",
+                  "sent_at", "next_attempt_at")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Config file (default: $WPNOTIFY_CONFIG, then /etc/wpnotify/config.toml).")
+@click.option("--log-level", type=click.Choice(logs.LEVELS), default="info", show_default=True,
+              help="Least severe log events to show (on stderr).")
+@click.version_option(__version__, prog_name="wpnotify")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, log_level: str) -> None:
+    """Send WordPress trackbacks and pingbacks, once each, and keep a record."""
+    logs.configure(log_level)
+    ctx.obj = lambda: load_settings(config_path(config, os.environ))
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    loader: Callable[[], Settings] = ctx.obj
+    return loader()
+
+
+@contextmanager
+def opened(settings: Settings) -> Iterator[Store]:
+    store = Store.open(settings.state_file)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@cli.command()
+@click.pass_context
+def poll(ctx: click.Context) -> None:
+    """One cycle for every site: read what changed, send what is due, exit.
+
+    Exits 0 when every site could be read, 1 otherwise (one line per failing site).
+    """
+    settings = settings_of(ctx)
+    http = Http(settings.http)
+    try:
+        with opened(settings) as store:
+            report = Service(settings, store, http).poll()
+    finally:
+        http.close()
+    render_poll(report)
+    if not report.ok:
+        ctx.exit(1)
+
+
+def render_poll(report: PollReport) -> None:
+    for site in report.sites:
+        if site.error:
+            click.echo(f"wpnotify: site {site.site}: {site.error}", err=True)
+        elif site.first_poll:
+            click.echo(f"{site.site}: first poll; watching from now on (older posts are for "
+                       "backfill)")
+        else:
+            click.echo(f"{site.site}: {site.posts} changed post(s), {site.queued} new "
+                       "notification(s)")
+    d = report.delivery
+    click.echo(f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
+               f"waiting to retry {d.retrying}")
+
+
+@cli.command()
+@click.option("--site", help="Only this site (its name in the config).")
+@click.option("--post", "post_id", type=click.IntRange(min=1), help="Only this post ID.")
+@click.option("--kind", type=click.Choice(KINDS), help="Only this kind of notification.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only notifications in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many rows, newest first.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True)
+@click.pass_context
+def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str | None,
+            status: str | None, limit: int, fmt: str) -> None:
+    """What was sent, when, and why something failed; newest first."""
+    settings = settings_of(ctx)
+    if site is not None:
+        settings.site(site)  # a typo in --site is an error, not an empty table
+    with opened(settings) as store:
+        rows = store.history(site=site, post_id=post_id, kind=kind, status=status, limit=limit)
+    RENDERERS[fmt](rows)
+
+
+def _records(rows: list[Notification]) -> list[dict[str, Any]]:
+    return [{name: row.as_dict()[name] for name in HISTORY_FIELDS} for row in rows]
+
+
+def render_json(rows: list[Notification]) -> None:
+    click.echo(json.dumps(_records(rows), indent=2, ensure_ascii=False))
+
+
+def render_csv(rows: list[Notification]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_records(rows))
+
+
+def render_table(rows: list[Notification]) -> None:
+    if not rows:
+        click.echo("no notifications recorded (yet)")
+        return
+    header = ("WHEN (UTC)", "SITE", "POST", "KIND", "STATUS", "TRIES", "TARGET", "DETAIL")
+    table = [header] + [
+        (row.created_at[:19].replace("T", " "), row.site, str(row.post_id), row.kind,
+         row.status, str(row.attempts), _clip(row.target, 60),
+         _clip(row.error or row.response or "", 70))
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+RENDERERS: dict[str, Callable[[list[Notification]], None]] = {
+    "table": render_table, "json": render_json, "csv": render_csv}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: the one place where errors become messages and exit codes."""
+    try:
+        cli.main(args=argv, prog_name="wpnotify", standalone_mode=False)
+    except WpnotifyError as exc:
+        click.echo(f"wpnotify: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("wpnotify: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,348 @@
+"""The one HTTP seam. Every request wpnotify makes goes through ``Http``, which owns the session,
+the User-Agent, timeouts, body caps, the redirect policy and the private-address guard.
+
+The guard runs at connect time, on the address actually connected: the name is resolved once,
+every answer is checked, and the socket is opened to a checked address while the Host header, TLS
+SNI and certificate check keep the name (no DNS-rebinding window). Redirects are followed here,
+hop by hop, so every hop meets the same guard and credentials never follow a redirect to another
+host.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from wpnotify.errors import SendError
+from wpnotify.settings import HttpSettings
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# PROTOCOLS.md §6. `is_global` alone misses several of these on Python 3.11 (cpython#113171).
+_REFUSED = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+    "::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32", "2001:db8::/32",
+    "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "100::/64",
+))
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def is_public(ip: Address) -> bool:
+    """True when ``ip`` is a globally routable unicast address that wpnotify may contact."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if not ip.is_global or ip.is_multicast:
+        return False
+    return not any(ip in net for net in _REFUSED if net.version == ip.version)
+
+
+class AddressRefused(Exception):
+    """Raised inside the connection when a destination is not allowed; becomes a SendError."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(f"refused to connect to {host} ({address}): a private or reserved "
+                         "address (set [http] allow_private_addresses for intranets)")
+
+
+class AddressGuard:
+    """Resolves a host once and returns the addresses a connection may use."""
+
+    def __init__(self, allow_private: bool,
+                 resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
+        self.allow_private = allow_private
+        self._resolve = resolve
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        infos = self._resolve(host, port, 0, socket.SOCK_STREAM)
+        found = list(dict.fromkeys(info[4][0] for info in infos))
+        if not self.allow_private:
+            for address in found:
+                if not is_public(ipaddress.ip_address(address.split("%", 1)[0])):
+                    raise AddressRefused(host, address)
+        return found
+
+
+class _GuardedConnectionMixin:
+    guard: AddressGuard
+    _dns_host: str
+    port: int
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            addresses = self.guard.addresses(self._dns_host, self.port)
+        except socket.gaierror as exc:
+            raise NewConnectionError(self, f"cannot resolve {self._dns_host}: {exc}") from exc  # type: ignore[arg-type]  # urllib3 wants its own connection type
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                return urllib3.util.connection.create_connection(
+                    (address, self.port), self.timeout,
+                    source_address=self.source_address, socket_options=self.socket_options,
+                )
+            except TimeoutError as exc:
+                raise ConnectTimeoutError(self, f"connect to {self._dns_host} timed out") from exc
+            except OSError as exc:
+                error = exc
+        raise NewConnectionError(self, f"cannot connect to {self._dns_host}: {error}")  # type: ignore[arg-type]  # as above
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def __init__(self, guard: AddressGuard) -> None:
+        attrs = {"guard": guard}
+        http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), attrs)
+        https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection),
+                          attrs)
+        self._pools = {
+            "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,),
+                          {"ConnectionCls": https_conn}),
+        }
+        super().__init__(pool_connections=32, pool_maxsize=4, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+
+@dataclass(frozen=True)
+class Response:
+    """What came back: final URL, status, headers and the (possibly capped) body."""
+
+    url: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    truncated: bool = False
+
+    def header(self, name: str) -> str | None:
+        """The first header of that name (case-insensitive), or None."""
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    @property
+    def media_type(self) -> str:
+        """The Content-Type without parameters, lower-cased ("" when absent)."""
+        return (self.header("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    @property
+    def charset(self) -> str | None:
+        message = Message()
+        message["content-type"] = self.header("Content-Type") or ""
+        return message.get_param("charset")  # type: ignore[return-value]  # a str or None here
+
+    def text(self) -> str:
+        """The body as text: the declared charset when Python knows it, else UTF-8, lenient."""
+        try:
+            return self.body.decode(self.charset or "utf-8", errors="replace")
+        except LookupError:
+            return self.body.decode("utf-8", errors="replace")
+
+
+HeaderCheck = Callable[[int, Mapping[str, str]], bool]
+
+
+class Http:
+    """The HTTP client every part of wpnotify shares. Not for use across threads yet."""
+
+    def __init__(self, settings: HttpSettings,
+                 resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
+        self.settings = settings
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxies, no ~/.netrc credentials
+        self.session.cookies = requests.cookies.RequestsCookieJar(
+            policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        self.session.headers["User-Agent"] = settings.user_agent
+        adapter = _GuardedAdapter(AddressGuard(settings.allow_private_addresses, resolve))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def get(self, url: str, *, headers: Mapping[str, str] | None = None,
+            auth: tuple[str, str] | None = None, max_bytes: int | None = None,
+            read_body: HeaderCheck | None = None) -> Response:
+        """GET with redirects followed here (each hop guarded). ``read_body(status, headers)``
+        may decline the body, e.g. for media types, so it is never downloaded."""
+        return self._request("GET", url, headers=headers, auth=auth, max_bytes=max_bytes,
+                             follow=True, read_body=read_body)
+
+    def post(self, url: str, *, data: Mapping[str, str] | bytes | None = None,
+             headers: Mapping[str, str] | None = None, auth: tuple[str, str] | None = None,
+             max_bytes: int = 64 * 1024, json_body: Any = None) -> Response:
+        """POST without following redirects: clients turn a redirected POST into a GET."""
+        return self._request("POST", url, headers=headers, auth=auth, max_bytes=max_bytes,
+                             follow=False, data=data, json_body=json_body)
+
+    def _request(self, method: str, url: str, *, headers: Mapping[str, str] | None,
+                 auth: tuple[str, str] | None, max_bytes: int | None, follow: bool,
+                 read_body: HeaderCheck | None = None, data: Any = None,
+                 json_body: Any = None) -> Response:
+        cap = max_bytes or self.settings.max_body_bytes
+        deadline = time.monotonic() + self.settings.timeout
+        origin = _origin(url)
+        for _hop in range(self.settings.max_redirects + 1):
+            _check_url(url)
+            send_auth = auth if _origin(url) == origin else None
+            resp = self._send(method, url, headers, send_auth, data, json_body, deadline)
+            location = resp.headers.get("Location")
+            if follow and resp.status_code in REDIRECTS and location:
+                resp.close()
+                url = urljoin(url, location.strip())
+                if resp.status_code == 303:
+                    method, data, json_body = "GET", None, None
+                continue
+            return self._finish(resp, url, cap, deadline, read_body)
+        raise SendError(f"more than {self.settings.max_redirects} redirects from {url}",
+                        code="too-many-redirects", permanent=True)
+
+    def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
+              auth: tuple[str, str] | None, data: Any, json_body: Any,
+              deadline: float) -> requests.Response:
+        remaining = max(deadline - time.monotonic(), 0.1)
+        try:
+            return self.session.request(
+                method, url, headers=dict(headers or {}), auth=auth, data=data, json=json_body,
+                allow_redirects=False, stream=True,
+                timeout=(min(self.settings.connect_timeout, remaining), remaining),
+            )
+        except AddressRefused as exc:
+            raise SendError(str(exc), code="refused-address", permanent=True, skip=True) from None
+        except requests.exceptions.ConnectTimeout:
+            raise SendError(f"connecting to {_host(url)} timed out", code="connect-timeout",
+                            permanent=False) from None
+        except requests.exceptions.Timeout:
+            raise SendError(f"{_host(url)} did not answer in time", code="timeout",
+                            permanent=False) from None
+        except requests.exceptions.SSLError as exc:
+            raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
+                            permanent=False) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
+                            permanent=False) from None
+        except requests.exceptions.RequestException as exc:
+            raise SendError(f"request to {_host(url)} failed: {_reason(exc)}", code="http",
+                            permanent=False) from None
+
+    def _finish(self, resp: requests.Response, url: str, cap: int, deadline: float,
+                read_body: HeaderCheck | None) -> Response:
+        headers = tuple(resp.raw.headers.items())
+        if read_body is not None and not read_body(resp.status_code, resp.headers):
+            resp.close()
+            return Response(url, resp.status_code, headers, b"")
+        # A total deadline: requests' read timeout is per socket read, so a server that trickles
+        # bytes would never time out. The watchdog closes the response when time is up.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            resp.close()
+
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
+        watchdog.daemon = True
+        watchdog.start()
+        chunks: list[bytes] = []
+        size = 0
+        truncated = False
+        failure: BaseException | None = None
+        try:
+            for chunk in resp.iter_content(64 * 1024):  # decoded bytes: gzip bombs hit the cap
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > cap:
+                    truncated = True
+                    break
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                OSError, AttributeError, ValueError) as exc:
+            # AttributeError/ValueError: urllib3 reading from a response the watchdog closed.
+            failure = exc
+        finally:
+            watchdog.cancel()
+            resp.close()
+        if expired.is_set():
+            raise SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",
+                            code="timeout", permanent=False)
+        if failure is not None:
+            raise SendError(f"reading from {_host(url)} failed: {_reason(failure)}",
+                            code="connect", permanent=False)
+        return Response(url, resp.status_code, headers, b"".join(chunks)[:cap], truncated)
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SendError(f"not an http(s) URL: {url[:200]}", code="bad-url", permanent=True,
+                        skip=True)
+    if parts.username or parts.password:
+        raise SendError(f"URL with user info refused: {_host(url)}", code="bad-url",
+                        permanent=True, skip=True)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url[:100]
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause, short: 'Connection refused', not three nested reprs."""
+    while exc.__context__ is not None and exc.__cause__ is None and exc.args == ():
+        exc = exc.__context__
+    inner = exc
+    for arg in getattr(exc, "args", ()):
+        if isinstance(arg, BaseException):
+            inner = arg
+    reason = getattr(inner, "reason", None)
+    text = str(reason if reason is not None else inner)
+    if "Errno 111" in text or "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "no such host"
+    return text.split(": ", 1)[-1][:200]
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped at 24 h."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), 86400.0)

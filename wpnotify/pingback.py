@@ -1,0 +1,116 @@
+"""Pingback 1.0 (PROTOCOLS.md §2): discover the target's XML-RPC server, call pingback.ping.
+
+The pure half builds the call and reads the reply; ``discover`` and ``send`` do the I/O through
+the HTTP seam. XML-RPC is encoded and decoded by the standard library's ``xmlrpc.client``, on a
+capped body with DTDs refused.
+"""
+
+from __future__ import annotations
+
+import re
+import xmlrpc.client
+from collections.abc import Mapping
+from xml.parsers.expat import ExpatError
+
+from wpnotify.discovery import pingback_endpoint
+from wpnotify.errors import SendError
+from wpnotify.http import Http, retry_after
+
+KIND = "pingback"
+MEDIA = re.compile(r"^(image|audio|video|model)/", re.I)
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
+REPLY_CAP = 64 * 1024
+
+# Fault code -> (permanent, stable code, what it means). PROTOCOLS.md §2.2.
+FAULTS: dict[int, tuple[bool, str, str]] = {
+    0: (False, "fault-0", "the receiver refused the pingback without saying why"),
+    16: (False, "source-not-found", "the receiver could not fetch our post"),
+    17: (False, "no-link-in-source", "the receiver did not find the link in our post"),
+    32: (True, "target-not-found", "the target does not exist"),
+    33: (True, "target-not-pingable", "the target does not accept pingbacks"),
+    49: (True, "access-denied", "the receiver denied access"),
+    50: (False, "upstream-error", "the receiver had an upstream error"),
+    -32601: (True, "no-pingback-method", "the receiver's XML-RPC server has no pingback.ping"),
+}
+ALREADY = {48: "already registered", 409: "already registered (duplicate comment)"}
+
+
+def wants_body(status: int, headers: Mapping[str, str]) -> bool:
+    """Read the body only when it can hold a <link rel=pingback>: no X-Pingback header, an HTML
+    type, not an error page. Media files are never downloaded."""
+    if headers.get("X-Pingback"):
+        return False
+    media_type = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    return status < 400 and not MEDIA.match(media_type) and media_type in HTML_TYPES
+
+
+def discover(http: Http, target: str) -> str:
+    """The target's pingback endpoint; a SendError (skip) when it has none."""
+    resp = http.get(target, read_body=wants_body)
+    if resp.status in (404, 410):
+        raise SendError(f"the target answered {resp.status}", code="target-gone",
+                        permanent=True, skip=True)
+    if resp.status in (408, 429) or resp.status >= 500:
+        raise SendError(f"the target answered {resp.status} during discovery",
+                        code=f"http-{resp.status}", permanent=False,
+                        retry_after=retry_after(resp.header("Retry-After")))
+    header = resp.header("X-Pingback")
+    if MEDIA.match(resp.media_type) and not header:
+        raise SendError(f"the target is a media file ({resp.media_type})", code="no-endpoint",
+                        permanent=True, skip=True)
+    endpoint = pingback_endpoint(header, resp.text(), resp.url)
+    if endpoint is None:
+        raise SendError("the target advertises no pingback endpoint", code="no-endpoint",
+                        permanent=True, skip=True)
+    return endpoint
+
+
+def build_call(source: str, target: str) -> bytes:
+    return xmlrpc.client.dumps((source, target), "pingback.ping", encoding="utf-8").encode()
+
+
+def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) -> str:
+    """The receiver's message on success (fault 48 counts); a classified SendError otherwise."""
+    if status in (403, 404, 405, 410):
+        raise SendError(f"the pingback endpoint answered {status} (XML-RPC switched off?)",
+                        code=f"http-{status}", permanent=True)
+    if status in (408, 429) or status >= 500:
+        raise SendError(f"the pingback endpoint answered {status}", code=f"http-{status}",
+                        permanent=False, retry_after=retry_after_s)
+    if status != 200:
+        raise SendError(f"the pingback endpoint answered {status}", code=f"http-{status}",
+                        permanent=True)
+    if b"<!DOCTYPE" in body[:1024].upper() or b"<!ENTITY" in body.upper():
+        raise SendError("the pingback endpoint sent XML with a DTD; refused to parse it",
+                        code="bad-reply", permanent=True)
+    try:
+        params, _method = xmlrpc.client.loads(body)
+    except xmlrpc.client.Fault as fault:
+        raise_for_fault(fault.faultCode, str(fault.faultString))
+        return ALREADY.get(fault.faultCode, "already registered")
+    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError):
+        raise SendError("the pingback endpoint's reply is not XML-RPC", code="bad-reply",
+                        permanent=False) from None
+    return str(params[0]) if params else ""
+
+
+def raise_for_fault(code: int, text: str) -> None:
+    """Returns only for faults that mean "already registered"; raises for every other one."""
+    if code in ALREADY:
+        return
+    if code == 429:
+        raise SendError(f"fault 429: {text or 'posting too quickly'}", code="rate-limited",
+                        permanent=False, retry_after=15.0)
+    permanent, stable, meaning = FAULTS.get(code, (False, f"fault-{code}", "unknown fault"))
+    detail = f": {text}" if text else ""
+    raise SendError(f"fault {code}, {meaning}{detail}", code=stable, permanent=permanent)
+
+
+def send(http: Http, endpoint: str, source: str, target: str) -> str:
+    """Calls pingback.ping(source, target) at endpoint; returns the receiver's message."""
+    resp = http.post(endpoint, data=build_call(source, target), max_bytes=REPLY_CAP,
+                     headers={"Content-Type": "text/xml; charset=utf-8"})
+    try:
+        return parse_reply(resp.status, resp.body, retry_after(resp.header("Retry-After")))
+    except SendError as exc:
+        raise exc.with_endpoint(endpoint) from None

@@ -1,0 +1,204 @@
+"""Delivering due notifications: claim, send, record, and decide when to try again.
+
+The retry policy reads only ``SendError.permanent``, ``.skip``, ``.code`` and ``.retry_after``.
+Hosts known to run WordPress get at most one ping per ``wordpress_ping_interval`` (15 s): its
+comment-flood check answers a quicker second ping with 429 (PROTOCOLS.md §1.5).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import structlog
+
+from wpnotify import pingback, trackback
+from wpnotify.errors import SendError, SourceError
+from wpnotify.http import Http
+from wpnotify.settings import Settings
+from wpnotify.store import Notification, Store, parse_iso
+from wpnotify.wordpress import RestSource
+
+# Waits after attempt 1, 2, … ; after the last one the notification is failed (PROTOCOLS §7).
+RETRY_DELAYS = (60, 300, 1800, 7200, 43200)
+# Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
+ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
+IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
+INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
+
+log = structlog.get_logger("wpnotify.sender")
+
+
+def next_attempt(error: SendError, attempts: int, now: datetime,
+                 jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.1),
+                 ) -> datetime | None:
+    """When to try again after ``attempts`` tries ended in ``error``; None means give up."""
+    limit = ATTEMPTS_BY_CODE.get(error.code, len(RETRY_DELAYS) + 1)
+    if error.permanent or attempts >= limit:
+        return None
+    if error.retry_after is not None:
+        return now + timedelta(seconds=error.retry_after + 0.5)
+    delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1] * jitter()
+    return now + timedelta(seconds=delay)
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+def looks_like_wordpress(endpoint: str) -> bool:
+    """WordPress's own endpoints: xmlrpc.php, <permalink>trackback/, wp-trackback.php."""
+    path = urlsplit(endpoint).path
+    return path.endswith(("/xmlrpc.php", "/trackback/", "/trackback", "/wp-trackback.php"))
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retrying: int = 0
+
+    def count(self, status: str) -> None:
+        if status == "pending":
+            self.retrying += 1
+        elif status in ("sent", "failed", "skipped"):
+            setattr(self, status, getattr(self, status) + 1)
+
+
+class Sender:
+    """Sends what is due, one at a time, host by host."""
+
+    def __init__(self, settings: Settings, store: Store, http: Http,
+                 sources: Mapping[str, RestSource], clock: Callable[[], datetime],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.store = store
+        self.http = http
+        self.sources = sources
+        self.clock = clock
+        self.sleep = sleep
+
+    def deliver(self, sites: list[str]) -> Tally:
+        """Sends every due notification of these sites; waits for busy hosts up to a minute."""
+        tally = Tally()
+        now = self.clock()
+        if (count := self.store.recover_interrupted(now, INTERRUPTED_AFTER)):
+            log.warning("notifications.interrupted", count=count,
+                        detail="left in flight by an earlier run; sending them again")
+        queue = [n for n in self.store.due(now) if n.site in sites]
+        while queue:
+            now = self.clock()
+            ready = {n.id: self._ready_at(n, now) for n in queue}
+            pick = next((n for n in queue if ready[n.id] <= now), None)
+            if pick is None:
+                wait = (min(ready.values()) - now).total_seconds()
+                if wait > IN_CYCLE_WAIT:
+                    break  # still pending; a later run sends them
+                self.sleep(max(wait, 0.0))
+                continue
+            queue.remove(pick)
+            status, again = self.attempt(pick)
+            if again is not None and (again - self.clock()).total_seconds() <= IN_CYCLE_WAIT:
+                queue.append(again_notification(self.store, pick.id))
+                continue
+            tally.count(status)
+        tally.retrying += len(queue)
+        return tally
+
+    def _ready_at(self, n: Notification, now: datetime) -> datetime:
+        ready = parse_iso(n.next_attempt_at) if n.next_attempt_at else now
+        _wordpress, not_before = self.store.host(host_of(n.target))
+        if not_before is not None:
+            ready = max(ready, parse_iso(not_before))
+        return ready
+
+    def attempt(self, n: Notification) -> tuple[str, datetime | None]:
+        """One try at one notification: (the status it ended in, when to try again)."""
+        if not self.store.claim(n.id, self.clock()):
+            return "sending", None  # another process has it
+        started = time.monotonic()
+        endpoint: str | None = None
+        error: SendError | None = None
+        message: str | None = None
+        try:
+            endpoint, message = self._send(n)
+        except SendError as exc:
+            error, endpoint = exc, exc.endpoint
+        except Exception as exc:  # noqa: BLE001 (a bug must not stop the other notifications)
+            log.exception("notification.internal_error", id=n.id)
+            error = SendError(f"internal error: {type(exc).__name__}: {exc}", code="internal",
+                              permanent=False)
+        now = self.clock()
+        status, again = self._record(n, now, endpoint, message, error)
+        self._pace(n, now, endpoint, error)
+        log.info("notification.attempt", site=n.site, post=n.post_id, kind=n.kind,
+                 target=n.target, endpoint=endpoint, outcome=status,
+                 code=error.code if error else None, error=error.message if error else None,
+                 attempt=n.attempts + 1, duration_ms=round((time.monotonic() - started) * 1000))
+        if status == "sent":
+            self._tell_wordpress(n)
+        return status, again
+
+    def _send(self, n: Notification) -> tuple[str, str]:
+        if n.kind == pingback.KIND:
+            endpoint = pingback.discover(self.http, n.target)
+            return endpoint, pingback.send(self.http, endpoint, n.source, n.target)
+        if n.kind == trackback.KIND:
+            return n.target, trackback.send(self.http, n.target, trackback.Ping(**n.payload))
+        raise SendError(f"unknown notification kind {n.kind!r}", code="bad-kind",
+                        permanent=True)
+
+    def _record(self, n: Notification, now: datetime, endpoint: str | None,
+                message: str | None, error: SendError | None) -> tuple[str, datetime | None]:
+        if error is None:
+            self.store.finish(n.id, "sent", now, endpoint=endpoint, response=message)
+            return "sent", None
+        again = next_attempt(error, n.attempts + 1, now)
+        if error.skip:
+            status = "skipped"
+        elif again is None:
+            status = "failed"
+        else:
+            status = "pending"
+        self.store.finish(n.id, status, now, endpoint=endpoint, error=error.message,
+                          error_code=error.code, next_attempt_at=again)
+        return status, again
+
+    def _pace(self, n: Notification, now: datetime, endpoint: str | None,
+              error: SendError | None) -> None:
+        """Holds the receiving host: after a 429 for its Retry-After (15 s at least when it is
+        WordPress), and always for wordpress_ping_interval when it runs WordPress."""
+        host = host_of(n.target)
+        known, _ = self.store.host(host)
+        wordpress = known or bool(endpoint and looks_like_wordpress(endpoint))
+        hold = self.settings.http.wordpress_ping_interval if wordpress else 0.0
+        if error is not None and error.retry_after is not None:
+            hold = max(hold, error.retry_after)
+        if wordpress != known or hold:
+            self.store.set_host(host, wordpress=wordpress,
+                                not_before=now + timedelta(seconds=hold) if hold else None)
+
+    def _tell_wordpress(self, n: Notification) -> None:
+        """Adds the target to the post's `pinged` list through the bridge, as core would."""
+        state = self.store.site(n.site)
+        source = self.sources.get(n.site)
+        if source is None or state is None or not state.bridge:
+            return
+        try:
+            source.record_pinged(n.post_id, [n.target])
+        except SourceError as exc:
+            log.warning("wordpress.record_pinged_failed", site=n.site, post=n.post_id,
+                        target=n.target, error=str(exc))
+
+
+def again_notification(store: Store, notification_id: int) -> Notification:
+    found = store.get(notification_id)
+    if found is None:
+        raise SendError("notification vanished from the state file", code="internal",
+                        permanent=True)
+    return found

@@ -1,0 +1,207 @@
+"""Settings: one TOML file, overridable by WPNOTIFY_* environment variables, loaded once into a
+frozen object that is passed down explicitly.
+
+Precedence, highest first: environment (``WPNOTIFY_POLL_INTERVAL``, ``WPNOTIFY_HTTP__TIMEOUT``,
+``WPNOTIFY_SITES`` as JSON), then the file. Relative paths in the file are taken relative to the
+file's folder, so a config works wherever it is started from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from wpnotify import __version__
+from wpnotify.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/wpnotify/config.toml")
+DEFAULT_USER_AGENT = f"wpnotify/{__version__} (Pingback/TrackBack sender)"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class HttpSettings(BaseModel):
+    """How wpnotify talks to the network."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout: float = Field(20.0, gt=0, le=600)
+    connect_timeout: float = Field(5.0, gt=0, le=120)
+    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1)
+    allow_private_addresses: bool = False
+    max_redirects: int = Field(5, ge=0, le=20)
+    max_body_bytes: int = Field(1024 * 1024, ge=4096)
+    wordpress_ping_interval: float = Field(15.0, ge=0, le=3600)
+
+
+class SiteSettings(BaseModel):
+    """One watched WordPress site."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    url: str
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    post_types: tuple[str, ...] = ("post",)
+    self_pings: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use letters, digits, '.', '_' or '-' (at most 64), e.g. \"blog\"")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError(
+                "must be the site's address, http(s)://host[/path], "
+                "without query or fragment, e.g. \"https://blog.example.org\""
+            )
+        return value.rstrip("/")
+
+    @field_validator("post_types")
+    @classmethod
+    def _post_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or any(not re.match(r"^[a-z0-9_-]{1,20}$", t) for t in value):
+            raise ValueError('must list post type names such as ["post", "page"]')
+        return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _one_password(self) -> SiteSettings:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError(
+                "set exactly one of password or password_file (an Application Password, "
+                "Users > Profile > Application Passwords)"
+            )
+        if self.password_file is not None:
+            try:
+                secret = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"password_file {self.password_file}: cannot read it ({exc.strerror})"
+                ) from None
+            if not secret:
+                raise ValueError(f"password_file {self.password_file} is empty")
+            object.__setattr__(self, "password", SecretStr(secret))
+        return self
+
+    def secret(self) -> str:
+        """The Application Password, for the one place that sends it."""
+        if self.password is None:  # unreachable after validation; kept for the type checker
+            raise ConfigError(f"site {self.name}: no password")
+        return self.password.get_secret_value()
+
+
+class Settings(BaseSettings):
+    """Everything wpnotify reads from its configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WPNOTIFY_", env_nested_delimiter="__", frozen=True, extra="forbid",
+    )
+
+    state_file: Path = Path("wpnotify.sqlite3")
+    poll_interval: float = Field(300.0, ge=5, le=86400)
+    http: HttpSettings = HttpSettings()
+    sites: tuple[SiteSettings, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [site.name for site in self.sites]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two [[sites]] are named {name!r}; names must be unique")
+        return self
+
+    def site(self, name: str) -> SiteSettings:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        known = ", ".join(s.name for s in self.sites)
+        raise ConfigError(f"no site named {name!r} in the configuration (known: {known})")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init arguments; the environment overrides it.
+        return env_settings, init_settings
+
+
+def config_path(option: Path | None, environ: Mapping[str, str]) -> Path:
+    """Which file to read: --config, then $WPNOTIFY_CONFIG, then /etc/wpnotify/config.toml."""
+    if option is not None:
+        return option
+    if environ.get("WPNOTIFY_CONFIG"):
+        return Path(environ["WPNOTIFY_CONFIG"])
+    if DEFAULT_CONFIG.exists():
+        return DEFAULT_CONFIG
+    raise ConfigError(
+        "no configuration: pass --config PATH or set WPNOTIFY_CONFIG "
+        "(start from config.example.toml)"
+    )
+
+
+def load_settings(path: Path) -> Settings:
+    """Reads, validates and freezes the configuration; every problem becomes a ConfigError."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (copy config.example.toml)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    _resolve_paths(raw, path.resolve().parent)
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe(exc)}") from None
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Makes state_file and password_file relative to the config file's folder."""
+    if isinstance(raw.get("state_file"), str):
+        raw["state_file"] = str(base / os.path.expanduser(raw["state_file"]))
+    for site in raw.get("sites") or []:
+        if isinstance(site, dict) and isinstance(site.get("password_file"), str):
+            site["password_file"] = str(base / os.path.expanduser(site["password_file"]))
+
+
+def describe(exc: ValidationError) -> str:
+    """One line naming each bad key and what it needs; never echoes a value (it may be secret)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error["loc"])
+        key = key.replace(".[", "[") or "(top level)"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown key {key} (a typo? every key is in config.example.toml)")
+        elif error["type"] == "missing":
+            parts.append(f"{key} is required")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"{key}: {message}")
+    return "; ".join(parts)

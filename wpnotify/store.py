@@ -1,0 +1,332 @@
+"""The state file: SQLite, versioned schema, one row per notification.
+
+Every notification has a unique key (site, post, kind, target), so a second poll can never
+create a second one. Sending follows claim-then-send: the row is committed as ``sending`` before
+the request and updated after it, so a crash leaves a visible row, never a silent loss or a
+silent second send. The store knows no HTTP and no protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from wpnotify.errors import StateError
+
+STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+
+# (version, name, SQL). Append only: a released migration is never edited.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "initial schema", """
+        CREATE TABLE migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);
+        CREATE TABLE sites (
+            name TEXT PRIMARY KEY,
+            cursor TEXT,            -- newest modified_gmt seen (UTC, ISO 8601)
+            last_poll_at TEXT, last_ok_at TEXT, last_error TEXT,
+            bridge INTEGER);        -- 1 present, 0 absent, NULL not known yet
+        CREATE TABLE scheduled (
+            site TEXT NOT NULL, post_id INTEGER NOT NULL, publish_at TEXT NOT NULL,
+            PRIMARY KEY (site, post_id));
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            site TEXT NOT NULL, post_id INTEGER NOT NULL, kind TEXT NOT NULL,
+            target TEXT NOT NULL, source TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            endpoint TEXT, error TEXT, error_code TEXT, response TEXT,
+            payload TEXT,           -- JSON: what the request carries beyond source and target
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            sent_at TEXT, next_attempt_at TEXT,
+            UNIQUE (site, post_id, kind, target));
+        CREATE INDEX notifications_due ON notifications (status, next_attempt_at);
+        CREATE INDEX notifications_post ON notifications (site, post_id);
+        CREATE INDEX notifications_created ON notifications (created_at);
+        CREATE TABLE hosts (
+            host TEXT PRIMARY KEY,
+            wordpress INTEGER NOT NULL DEFAULT 0,   -- known to run WordPress (flood check)
+            not_before TEXT);                        -- no request before this time
+    """),
+)
+LATEST = MIGRATIONS[-1][0]
+
+
+def iso(moment: datetime) -> str:
+    """The one timestamp format in the file: UTC, microseconds, 'Z'. Sorts as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    site: str
+    post_id: int
+    kind: str
+    target: str
+    source: str
+    status: str
+    attempts: int
+    endpoint: str | None
+    error: str | None
+    error_code: str | None
+    response: str | None
+    payload: dict[str, Any]
+    created_at: str
+    updated_at: str
+    sent_at: str | None
+    next_attempt_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "payload"}
+        return data
+
+
+@dataclass(frozen=True)
+class SiteState:
+    name: str
+    cursor: str | None
+    last_poll_at: str | None
+    last_ok_at: str | None
+    last_error: str | None
+    bridge: bool | None
+
+
+class Store:
+    """The open state file. One per process; not shared across threads."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        if not path.parent.is_dir():
+            raise StateError(f"state file folder {path.parent} does not exist; create it or "
+                             "point state_file elsewhere")
+        try:
+            db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            store = cls(db, path)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot use state file {path}: {exc} (restore it from a backup, "
+                             "or move it aside to start afresh)") from None
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error; write errors become StateError."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"cannot write state file {self.path}: {exc}") from None
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self.db.execute("ROLLBACK")
+            raise StateError(f"cannot write state file {self.path}: {exc}") from None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > LATEST:
+            raise StateError(
+                f"state file {self.path} has schema version {version}, newer than this wpnotify "
+                f"knows ({LATEST}); upgrade wpnotify, or use another state_file")
+        for number, name, sql in MIGRATIONS:
+            if number <= version:
+                continue
+            with self.transaction() as db:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO migrations VALUES (?, ?, ?)",
+                           (number, name, iso(datetime.now(UTC))))
+                db.execute(f"PRAGMA user_version = {number:d}")
+
+    # --- sites ---------------------------------------------------------------------------
+
+    def site(self, name: str) -> SiteState | None:
+        row = self.db.execute("SELECT * FROM sites WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        bridge = None if row["bridge"] is None else bool(row["bridge"])
+        return SiteState(row["name"], row["cursor"], row["last_poll_at"], row["last_ok_at"],
+                         row["last_error"], bridge)
+
+    def record_poll(self, name: str, now: datetime, *, cursor: str | None = None,
+                    error: str | None = None, bridge: bool | None = None) -> None:
+        """Notes a poll's outcome; a cursor or bridge value of None keeps the old one."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO sites (name) VALUES (?)", (name,))
+            db.execute(
+                """UPDATE sites SET last_poll_at = :now,
+                       last_ok_at = CASE WHEN :error IS NULL THEN :now ELSE last_ok_at END,
+                       last_error = :error, cursor = COALESCE(:cursor, cursor),
+                       bridge = COALESCE(:bridge, bridge)
+                   WHERE name = :name""",
+                {"now": iso(now), "error": error, "cursor": cursor, "name": name,
+                 "bridge": None if bridge is None else int(bridge)})
+
+    # --- scheduled posts -----------------------------------------------------------------
+
+    def watch(self, site: str, post_id: int, publish_at: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO scheduled VALUES (?, ?, ?)",
+                       (site, post_id, publish_at))
+
+    def unwatch(self, site: str, post_ids: list[int]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM scheduled WHERE site = ? AND post_id = ?",
+                           [(site, i) for i in post_ids])
+
+    def scheduled_due(self, site: str, now: datetime) -> list[int]:
+        rows = self.db.execute(
+            "SELECT post_id FROM scheduled WHERE site = ? AND publish_at <= ? ORDER BY post_id",
+            (site, iso(now)))
+        return [row[0] for row in rows]
+
+    # --- notifications -------------------------------------------------------------------
+
+    def add(self, site: str, post_id: int, kind: str, target: str, source: str, now: datetime,
+            *, payload: dict[str, Any] | None = None, status: str = "pending",
+            error: str | None = None, error_code: str | None = None) -> bool:
+        """Queues a notification unless one with the same key exists; True if it was new."""
+        with self.transaction() as db:
+            cur = db.execute(
+                """INSERT OR IGNORE INTO notifications (site, post_id, kind, target, source,
+                       status, payload, error, error_code, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (site, post_id, kind, target, source, status, json.dumps(payload or {}),
+                 error, error_code, iso(now), iso(now)))
+            return cur.rowcount == 1
+
+    def get(self, notification_id: int) -> Notification | None:
+        row = self.db.execute("SELECT * FROM notifications WHERE id = ?",
+                              (notification_id,)).fetchone()
+        return _notification(row) if row else None
+
+    def targets(self, site: str, post_id: int, kind: str) -> set[str]:
+        rows = self.db.execute(
+            "SELECT target FROM notifications WHERE site = ? AND post_id = ? AND kind = ?",
+            (site, post_id, kind))
+        return {row[0] for row in rows}
+
+    def due(self, now: datetime, site: str | None = None) -> list[Notification]:
+        """Pending notifications whose time has come, oldest first."""
+        rows = self.db.execute(
+            """SELECT * FROM notifications
+               WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                 AND (? IS NULL OR site = ?)
+               ORDER BY COALESCE(next_attempt_at, created_at), id""",
+            (iso(now), site, site))
+        return [_notification(row) for row in rows]
+
+    def next_due(self) -> str | None:
+        row = self.db.execute("SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM "
+                              "notifications WHERE status = 'pending'").fetchone()
+        return row[0]
+
+    def claim(self, notification_id: int, now: datetime) -> bool:
+        """Marks a pending notification as being sent, committed before any request goes out.
+        False when another process claimed it first."""
+        with self.transaction() as db:
+            cur = db.execute(
+                """UPDATE notifications SET status = 'sending', attempts = attempts + 1,
+                       updated_at = ? WHERE id = ? AND status = 'pending'""",
+                (iso(now), notification_id))
+            return cur.rowcount == 1
+
+    def finish(self, notification_id: int, status: str, now: datetime, *,
+               endpoint: str | None = None, error: str | None = None,
+               error_code: str | None = None, response: str | None = None,
+               next_attempt_at: datetime | None = None) -> None:
+        """Records how an attempt ended."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self.transaction() as db:
+            db.execute(
+                """UPDATE notifications SET status = ?, updated_at = ?,
+                       endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
+                       response = COALESCE(?, response),
+                       sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,
+                       next_attempt_at = ?
+                   WHERE id = ?""",
+                (status, iso(now), endpoint, error, error_code, response, status, iso(now),
+                 iso(next_attempt_at) if next_attempt_at else None, notification_id))
+
+    def recover_interrupted(self, now: datetime, older_than: timedelta) -> int:
+        """Puts back rows left ``sending`` by a process that died mid-request.
+
+        In doubt, wpnotify sends again: receivers deduplicate (pingback fault 48, WordPress's
+        "already a ping from that URL"), and both count as sent. The row keeps its attempt count
+        and says what happened.
+        """
+        with self.transaction() as db:
+            cur = db.execute(
+                """UPDATE notifications SET status = 'pending', next_attempt_at = NULL,
+                       error = 'interrupted while sending; sent again in case it was lost',
+                       error_code = 'interrupted', updated_at = ?
+                   WHERE status = 'sending' AND updated_at < ?""",
+                (iso(now), iso(now - older_than)))
+            return cur.rowcount
+
+    def history(self, *, site: str | None = None, post_id: int | None = None,
+                kind: str | None = None, status: str | None = None,
+                limit: int = 50) -> list[Notification]:
+        """Notifications, newest first, optionally filtered."""
+        clauses, params = [], []
+        for column, value in (("site", site), ("post_id", post_id), ("kind", kind),
+                              ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.db.execute(
+            f"SELECT * FROM notifications {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit))
+        return [_notification(row) for row in rows]
+
+    # --- hosts ---------------------------------------------------------------------------
+
+    def host(self, host: str) -> tuple[bool, str | None]:
+        """(known to run WordPress, no request before this ISO time or None)."""
+        row = self.db.execute("SELECT wordpress, not_before FROM hosts WHERE host = ?",
+                              (host,)).fetchone()
+        return (bool(row[0]), row[1]) if row else (False, None)
+
+    def set_host(self, host: str, *, wordpress: bool | None = None,
+                 not_before: datetime | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO hosts (host) VALUES (?)", (host,))
+            db.execute(
+                """UPDATE hosts SET wordpress = COALESCE(?, wordpress),
+                       not_before = COALESCE(?, not_before) WHERE host = ?""",
+                (None if wordpress is None else int(wordpress),
+                 iso(not_before) if not_before else None, host))
+
+
+def _notification(row: sqlite3.Row) -> Notification:
+    data = dict(row)
+    data["payload"] = json.loads(data["payload"] or "{}")
+    return Notification(**data)

@@ -1,0 +1,228 @@
+"""The WordPress source, over the REST API with an Application Password.
+
+It returns plain post records and never decides what to send. Requests use the ``?rest_route=``
+form, which works with and without pretty permalinks. The bridge plugin, when installed, adds a
+``wpnotify`` field (the post's ``to_ping`` and ``pinged`` lists) and a route to record pings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from wpnotify.errors import SendError, SourceError
+from wpnotify.http import Http, Response
+from wpnotify.settings import SiteSettings
+
+FIELDS = ("id,type,status,link,title,content,excerpt,password,modified_gmt,date_gmt,wpnotify")
+WATCHED_STATUSES = "publish,future"
+REST_BASES = {"post": "posts", "page": "pages"}
+CREDENTIAL_CODES = frozenset({"incorrect_password", "invalid_username", "invalid_email",
+                              "rest_not_logged_in", "rest_forbidden_context",
+                              "rest_cannot_view", "rest_forbidden"})
+
+
+@dataclass(frozen=True)
+class Post:
+    """One post as wpnotify needs it. ``to_ping``/``pinged`` are None without the bridge."""
+
+    id: int
+    type: str
+    status: str
+    link: str
+    title_html: str
+    content_html: str
+    excerpt_html: str  # the rendered manual excerpt; "" when the post has none
+    protected: bool
+    modified_gmt: str  # as WordPress writes it: "2026-11-26T12:39:34", UTC
+    date_gmt: str | None
+    to_ping: tuple[str, ...] | None
+    pinged: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    name: str
+    home: str
+
+
+def wp_time(text: str) -> datetime:
+    """A REST ``*_gmt`` value as an aware UTC datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def wp_format(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class RestSource:
+    """Reads one site. ``per_page`` is WordPress's maximum, 100, unless a test lowers it."""
+
+    def __init__(self, http: Http, site: SiteSettings, per_page: int = 100) -> None:
+        self.http = http
+        self.site = site
+        self.per_page = per_page
+        self._info: SiteInfo | None = None
+        self._bases: dict[str, str] = dict(REST_BASES)
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _url(self, route: str, params: dict[str, Any] | None = None) -> str:
+        query = urlencode({"rest_route": route, **(params or {})}, safe="/,:")
+        return f"{self.site.url}/?{query}"
+
+    def _call(self, route: str, params: dict[str, Any] | None = None, *,
+              post: dict[str, Any] | None = None) -> Any:
+        url = self._url(route, params)
+        auth = (self.site.username, self.site.secret())
+        try:
+            if post is None:
+                resp = self.http.get(url, auth=auth, max_bytes=64 * 1024 * 1024)
+            else:
+                resp = self.http.post(url, json_body=post, auth=auth,
+                                      max_bytes=1024 * 1024)
+        except SendError as exc:
+            raise SourceError(f"cannot reach {self.site.url}: {exc.message}") from None
+        return self._decode(resp)
+
+    def _decode(self, resp: Response) -> Any:
+        try:
+            body = json.loads(resp.body)
+        except ValueError:
+            body = None
+        if resp.status >= 400 and isinstance(body, dict) and "code" in body:
+            code = str(body["code"])
+            message = " ".join(str(body.get("message", "")).split())
+            if code in CREDENTIAL_CODES or resp.status in (401, 403):
+                raise SourceError(
+                    f"{self.site.url} refused the credentials of {self.site.username!r} "
+                    f"({code}: {message}); check username and Application Password, and that "
+                    "the user may edit posts")
+            if code == "rest_no_route":
+                raise SourceError(f"{self.site.url} has no such REST route ({message}); "
+                                  "is the post type right?")
+            raise SourceError(f"{self.site.url} answered {resp.status} ({code}: {message})")
+        if resp.status >= 500:
+            raise SourceError(f"{self.site.url} answered {resp.status}; the site is failing")
+        if resp.status != 200 or body is None or resp.truncated:
+            raise SourceError(
+                f"{self.site.url} does not look like WordPress: no REST API answer "
+                f"(HTTP {resp.status}, {resp.media_type or 'no content type'}); check the url")
+        return body
+
+    # --- site ----------------------------------------------------------------------------
+
+    def info(self) -> SiteInfo:
+        """The blog's name and home URL (fetched once per source)."""
+        if self._info is None:
+            root = self._call("/", {"_fields": "name,home,namespaces"})
+            if not isinstance(root, dict) or "wp/v2" not in (root.get("namespaces") or []):
+                raise SourceError(f"{self.site.url} does not look like WordPress: the REST "
+                                  "index has no wp/v2 namespace")
+            self._info = SiteInfo(name=str(root.get("name") or ""),
+                                  home=str(root.get("home") or self.site.url))
+        return self._info
+
+    def _base(self, post_type: str) -> str:
+        if post_type not in self._bases:
+            found = self._call(f"/wp/v2/types/{post_type}", {"_fields": "rest_base"})
+            self._bases[post_type] = str(found.get("rest_base") or post_type)
+        return self._bases[post_type]
+
+    def _list(self, post_type: str, params: dict[str, Any]) -> list[Post]:
+        items = self._call(f"/wp/v2/{self._base(post_type)}",
+                           {"context": "edit", "_fields": FIELDS, "per_page": self.per_page,
+                            **params})
+        if not isinstance(items, list):
+            raise SourceError(f"{self.site.url} answered the post list with something else")
+        return [_post(item) for item in items]
+
+    # --- posts ---------------------------------------------------------------------------
+
+    def newest_modified(self) -> str | None:
+        """The newest ``modified_gmt`` among watched posts: where a first poll starts."""
+        newest: str | None = None
+        for post_type in self.site.post_types:
+            items = self._call(f"/wp/v2/{self._base(post_type)}", {
+                "context": "edit", "_fields": "id,modified_gmt", "per_page": 1,
+                "status": WATCHED_STATUSES, "orderby": "modified", "order": "desc"})
+            for item in items if isinstance(items, list) else []:
+                newest = max(newest or "", str(item["modified_gmt"]))
+        return newest
+
+    def scheduled(self) -> Iterator[Post]:
+        """Every post waiting to be published (status ``future``)."""
+        for post_type in self.site.post_types:
+            page = 1
+            while True:
+                posts = self._list(post_type, {"status": "future", "page": page,
+                                               "orderby": "id", "order": "asc"})
+                yield from posts
+                if len(posts) < self.per_page:
+                    break
+                page += 1
+
+    def changed(self, since: str) -> Iterator[Post]:
+        """Published and scheduled posts modified after ``since``, oldest change first.
+
+        Paging is by key, not by page number: after each page the lower bound moves to the
+        last item's time, so posts edited while we page cannot shift out of view. WordPress
+        compares whole seconds, strictly, so each request starts a second early and items
+        already returned are dropped.
+        """
+        for post_type in self.site.post_types:
+            lower, page = since, 1
+            seen: set[tuple[int, str]] = set()
+            while True:
+                after = wp_format(wp_time(lower) - timedelta(seconds=1)) + "+00:00"
+                posts = self._list(post_type, {
+                    "status": WATCHED_STATUSES, "modified_after": after, "orderby": "modified",
+                    "order": "asc", "page": page})
+                for post in posts:
+                    if (post.id, post.modified_gmt) not in seen:
+                        seen.add((post.id, post.modified_gmt))
+                        yield post
+                if len(posts) < self.per_page:
+                    break
+                if posts[-1].modified_gmt > lower:
+                    lower, page = posts[-1].modified_gmt, 1
+                else:  # a whole page within one second: step through that second by number
+                    page += 1
+
+    def posts(self, ids: list[int]) -> list[Post]:
+        """These posts, whatever their status now (trashed and deleted ones are missing)."""
+        found: list[Post] = []
+        for post_type in self.site.post_types:
+            for start in range(0, len(ids), self.per_page):
+                chunk = ",".join(str(i) for i in ids[start:start + self.per_page])
+                found += self._list(post_type, {"include": chunk, "status": "any"})
+        return found
+
+    def record_pinged(self, post_id: int, urls: list[str]) -> None:
+        """Tells WordPress (through the bridge) that these URLs were notified."""
+        self._call(f"/wpnotify/v1/posts/{post_id}/pinged", post={"urls": urls})
+
+
+def _post(item: dict[str, Any]) -> Post:
+    bridge = item.get("wpnotify")
+    pings = bridge if isinstance(bridge, dict) else None
+    excerpt = item.get("excerpt") or {}
+    return Post(
+        id=int(item["id"]),
+        type=str(item.get("type", "post")),
+        status=str(item.get("status", "")),
+        link=str(item.get("link", "")),
+        title_html=str((item.get("title") or {}).get("rendered", "")),
+        content_html=str((item.get("content") or {}).get("rendered", "")),
+        excerpt_html=str(excerpt.get("rendered", "")) if excerpt.get("raw") else "",
+        protected=bool(item.get("password")) or bool((item.get("content") or {})
+                                                     .get("protected")),
+        modified_gmt=str(item.get("modified_gmt", "")),
+        date_gmt=item.get("date_gmt"),
+        to_ping=tuple(pings.get("to_ping") or ()) if pings is not None else None,
+        pinged=tuple(pings.get("pinged") or ()) if pings is not None else None,
+    )
