@@ -37,14 +37,17 @@ class DevsiteError(RuntimeError):
 
 
 def mariadb(sql: str) -> str:
-    """Runs SQL as MariaDB's root over TCP (the machine's default: root, no password)."""
-    proc = subprocess.run(
-        ["mariadb", "-uroot", "-h127.0.0.1", "-P3306", "--batch", "--skip-column-names"],
-        input=sql, capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0:
-        raise DevsiteError(f"mariadb: {proc.stderr.strip()}")
-    return proc.stdout
+    """Runs SQL as MariaDB's root: over the socket (Debian's unix_socket login for the system
+    root), else over TCP with an empty password (how CI machines are set up)."""
+    proc = None
+    for where in ([], ["-h127.0.0.1", "-P3306"]):
+        proc = subprocess.run(
+            ["mariadb", "-uroot", *where, "--batch", "--skip-column-names"],
+            input=sql, capture_output=True, text=True, check=False,
+        )
+        if proc.returncode == 0:
+            return proc.stdout
+    raise DevsiteError(f"mariadb: {proc.stderr.strip() if proc else 'not run'}")
 
 
 def ensure_mariadb(timeout: float = 30.0) -> None:

@@ -82,7 +82,7 @@ def render_poll(report: PollReport) -> None:
             click.echo(f"{site.site}: first poll; watching from now on (older posts are for "
                        "backfill)")
         else:
-            click.echo(f"{site.site}: {site.posts} changed post(s), {site.queued} new "
+            click.echo(f"{site.site}: read {site.posts} post(s), {site.queued} new "
                        "notification(s)")
     d = report.delivery
     click.echo(f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
@@ -152,7 +152,7 @@ RENDERERS: dict[str, Callable[[list[Notification]], None]] = {
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become messages and exit codes."""
     try:
-        cli.main(args=argv, prog_name="wpnotify", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="wpnotify", standalone_mode=False)
     except WpnotifyError as exc:
         click.echo(f"wpnotify: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -166,4 +166,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

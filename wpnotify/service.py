@@ -85,9 +85,12 @@ class Service:
                 return self._start(site, source, now)
             cursor, posts, queued, bridge = state.cursor, 0, 0, None
             for post in source.changed(state.cursor):
+                if (post.id, post.modified_gmt) in state.baseline:
+                    continue  # part of the archive when watching began
                 posts += 1
                 queued += self._consider(site, source, post, now)
-                cursor = max(cursor, post.modified_gmt)
+                if post.status == "publish":  # a future post's modified_gmt is its future date
+                    cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
                 bridge = post.to_ping is not None if bridge is None else bridge
             if due := self.store.scheduled_due(site.name, now):
                 found = source.posts(due)
@@ -110,9 +113,13 @@ class Service:
         """The first poll of a site: remember where "now" is, and the posts scheduled for
         later; notify nothing from the archive (that is backfill's job)."""
         cursor = source.newest_modified() or wp_format(now)
+        # Later polls ask from a second before the cursor (WordPress compares whole seconds),
+        # so the posts of that second are remembered as archive, not news.
+        baseline = [(p.id, p.modified_gmt) for p in source.changed(cursor)
+                    if p.status == "publish"]
         for post in source.scheduled():
             self._watch(site, post)
-        self.store.record_poll(site.name, now, cursor=cursor)
+        self.store.record_poll(site.name, now, cursor=cursor, baseline=baseline)
         log.info("site.first_poll", site=site.name, cursor=cursor,
                  detail="watching from now on; older posts are not notified")
         return SiteReport(site.name, first_poll=True)

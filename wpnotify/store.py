@@ -29,6 +29,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE TABLE sites (
             name TEXT PRIMARY KEY,
             cursor TEXT,            -- newest modified_gmt seen (UTC, ISO 8601)
+            baseline TEXT,          -- JSON [[id, modified_gmt]]: published at the first poll
             last_poll_at TEXT, last_ok_at TEXT, last_error TEXT,
             bridge INTEGER);        -- 1 present, 0 absent, NULL not known yet
         CREATE TABLE scheduled (
@@ -96,6 +97,7 @@ class Notification:
 class SiteState:
     name: str
     cursor: str | None
+    baseline: frozenset[tuple[int, str]]
     last_poll_at: str | None
     last_ok_at: str | None
     last_error: str | None
@@ -171,21 +173,25 @@ class Store:
         if row is None:
             return None
         bridge = None if row["bridge"] is None else bool(row["bridge"])
-        return SiteState(row["name"], row["cursor"], row["last_poll_at"], row["last_ok_at"],
-                         row["last_error"], bridge)
+        baseline = frozenset((int(i), str(m)) for i, m in json.loads(row["baseline"] or "[]"))
+        return SiteState(row["name"], row["cursor"], baseline, row["last_poll_at"],
+                         row["last_ok_at"], row["last_error"], bridge)
 
     def record_poll(self, name: str, now: datetime, *, cursor: str | None = None,
-                    error: str | None = None, bridge: bool | None = None) -> None:
-        """Notes a poll's outcome; a cursor or bridge value of None keeps the old one."""
+                    error: str | None = None, bridge: bool | None = None,
+                    baseline: list[tuple[int, str]] | None = None) -> None:
+        """Notes a poll's outcome; a value of None keeps the old one."""
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO sites (name) VALUES (?)", (name,))
             db.execute(
                 """UPDATE sites SET last_poll_at = :now,
                        last_ok_at = CASE WHEN :error IS NULL THEN :now ELSE last_ok_at END,
                        last_error = :error, cursor = COALESCE(:cursor, cursor),
-                       bridge = COALESCE(:bridge, bridge)
+                       bridge = COALESCE(:bridge, bridge),
+                       baseline = COALESCE(:baseline, baseline)
                    WHERE name = :name""",
                 {"now": iso(now), "error": error, "cursor": cursor, "name": name,
+                 "baseline": None if baseline is None else json.dumps(baseline),
                  "bridge": None if bridge is None else int(bridge)})
 
     # --- scheduled posts -----------------------------------------------------------------

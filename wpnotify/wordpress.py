@@ -144,12 +144,13 @@ class RestSource:
     # --- posts ---------------------------------------------------------------------------
 
     def newest_modified(self) -> str | None:
-        """The newest ``modified_gmt`` among watched posts: where a first poll starts."""
+        """The newest ``modified_gmt`` among published posts: where a first poll starts.
+        (Not scheduled ones: WordPress gives a new future post its future date as modified.)"""
         newest: str | None = None
         for post_type in self.site.post_types:
             items = self._call(f"/wp/v2/{self._base(post_type)}", {
                 "context": "edit", "_fields": "id,modified_gmt", "per_page": 1,
-                "status": WATCHED_STATUSES, "orderby": "modified", "order": "desc"})
+                "status": "publish", "orderby": "modified", "order": "desc"})
             for item in items if isinstance(items, list) else []:
                 newest = max(newest or "", str(item["modified_gmt"]))
         return newest
@@ -169,29 +170,41 @@ class RestSource:
     def changed(self, since: str) -> Iterator[Post]:
         """Published and scheduled posts modified after ``since``, oldest change first.
 
-        Paging is by key, not by page number: after each page the lower bound moves to the
-        last item's time, so posts edited while we page cannot shift out of view. WordPress
-        compares whole seconds, strictly, so each request starts a second early and items
-        already returned are dropped.
+        Paging is by key, not by page number: each request starts at the last time seen, so
+        posts edited while we page cannot shift out of view. WordPress compares whole seconds,
+        strictly, so requests start a second early and items already returned are dropped. A
+        full page within one second (a bulk edit) is walked by ID instead, since MySQL orders
+        ties arbitrarily from one page to the next.
         """
         for post_type in self.site.post_types:
-            lower, page = since, 1
+            after = wp_time(since) - timedelta(seconds=1)
             seen: set[tuple[int, str]] = set()
             while True:
-                after = wp_format(wp_time(lower) - timedelta(seconds=1)) + "+00:00"
                 posts = self._list(post_type, {
-                    "status": WATCHED_STATUSES, "modified_after": after, "orderby": "modified",
-                    "order": "asc", "page": page})
-                for post in posts:
-                    if (post.id, post.modified_gmt) not in seen:
-                        seen.add((post.id, post.modified_gmt))
-                        yield post
+                    "status": WATCHED_STATUSES, "modified_after": _param(after),
+                    "orderby": "modified", "order": "asc"})
+                yield from _unseen(posts, seen)
                 if len(posts) < self.per_page:
                     break
-                if posts[-1].modified_gmt > lower:
-                    lower, page = posts[-1].modified_gmt, 1
-                else:  # a whole page within one second: step through that second by number
-                    page += 1
+                last = wp_time(posts[-1].modified_gmt)
+                if last - timedelta(seconds=1) > after:
+                    after = last - timedelta(seconds=1)
+                else:
+                    yield from self._one_second(post_type, last, seen)
+                    after = last
+
+    def _one_second(self, post_type: str, moment: datetime,
+                    seen: set[tuple[int, str]]) -> Iterator[Post]:
+        page = 1
+        while True:
+            posts = self._list(post_type, {
+                "status": WATCHED_STATUSES, "orderby": "id", "order": "asc", "page": page,
+                "modified_after": _param(moment - timedelta(seconds=1)),
+                "modified_before": _param(moment + timedelta(seconds=1))})
+            yield from _unseen(posts, seen)
+            if len(posts) < self.per_page:
+                return
+            page += 1
 
     def posts(self, ids: list[int]) -> list[Post]:
         """These posts, whatever their status now (trashed and deleted ones are missing)."""
@@ -205,6 +218,17 @@ class RestSource:
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         """Tells WordPress (through the bridge) that these URLs were notified."""
         self._call(f"/wpnotify/v1/posts/{post_id}/pinged", post={"urls": urls})
+
+
+def _param(moment: datetime) -> str:
+    return wp_format(moment) + "+00:00"
+
+
+def _unseen(posts: list[Post], seen: set[tuple[int, str]]) -> Iterator[Post]:
+    for post in posts:
+        if (post.id, post.modified_gmt) not in seen:
+            seen.add((post.id, post.modified_gmt))
+            yield post
 
 
 def _post(item: dict[str, Any]) -> Post:

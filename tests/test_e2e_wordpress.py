@@ -1,0 +1,299 @@
+"""End to end, against real WordPress: a watched source blog (with the bridge) notifies a
+receiving target blog, through the real `wpnotify` command.
+
+The target runs WordPress's comment-flood check (one ping per 15 s, site-wide), so these tests
+share one state file: wpnotify then knows the target is WordPress and spaces its pings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import devsite
+from conftest import Wpnotify, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def watched(sites: dict[str, devsite.Site], tmp_path_factory: pytest.TempPathFactory
+            ) -> Wpnotify:
+    """wpnotify watching the source blog, after its first poll (which notifies nothing)."""
+    folder = tmp_path_factory.mktemp("watched")
+    source = sites["source"]
+    config = write_config(folder, [("source", source, source.app_password)])
+    tool = Wpnotify(config, folder / "state.sqlite3")
+    first = tool.run("poll")
+    assert "first poll" in first.stdout
+    return tool
+
+
+def history(tool: Wpnotify, *args: str) -> list[dict[str, Any]]:
+    return json.loads(tool.run("history", "--format", "json", "--limit", "1000", *args).stdout)
+
+
+def of_type(comments: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [c for c in comments if c["type"] == kind]
+
+
+def test_first_poll_does_not_notify_the_archive(sites: dict[str, devsite.Site],
+                                                make_wpnotify: Any) -> None:
+    source, target = sites["source"], sites["target"]
+    goal = target.create_post(post_title="Old news")
+    old = source.create_post(post_title="Archive post",
+                             post_content=f'<a href="{target.permalink(goal)}">old</a>')
+    tool = make_wpnotify([("fresh", source, source.app_password)])
+    tool.run("poll")
+    tool.run("poll")
+    assert history(tool, "--post", str(old)) == []
+    assert target.comments(goal) == []
+
+
+def test_trackback_and_pingback_arrive_as_comments(sites: dict[str, devsite.Site],
+                                                   watched: Wpnotify) -> None:
+    source, target = sites["source"], sites["target"]
+    linked = target.create_post(post_title="Linked from the source")
+    tracked = target.create_post(post_title="Trackbacked from the source")
+    ping_url = target.trackback_url(tracked)
+    post = source.create_post(
+        post_title="Links &amp; trackbacks",
+        post_content=f'<p>See <a href="{target.permalink(linked)}">this</a>.</p>',
+        post_excerpt="A hand-written excerpt.",
+        to_ping=ping_url,
+    )
+    permalink = source.permalink(post)
+
+    out = watched.run("poll")
+    assert "sent 2" in out.stdout, out.stdout + out.stderr
+
+    pingbacks = of_type(target.comments(linked), "pingback")
+    assert [c["author_url"] for c in pingbacks] == [permalink]
+    trackbacks = of_type(target.comments(tracked), "trackback")
+    assert [c["author_url"] for c in trackbacks] == [permalink]
+    assert trackbacks[0]["author"] == "Source &amp; Co"  # blog_name, as WordPress stores it
+    assert "A hand-written excerpt." in trackbacks[0]["content"]  # manual excerpt first
+
+    rows = {row["kind"]: row for row in history(watched, "--post", str(post))}
+    assert set(rows) == {"pingback", "trackback"}
+    assert rows["pingback"]["status"] == "sent"
+    assert rows["pingback"]["endpoint"] == f"{target.url}/xmlrpc.php"
+    assert rows["pingback"]["source"] == permalink
+    assert rows["trackback"]["status"] == "sent"
+    assert rows["trackback"]["target"] == ping_url
+    for row in rows.values():
+        assert row["attempts"] == 1 and row["sent_at"] and row["created_at"]
+    # WordPress's own lists now say what was sent, as core would have recorded it.
+    pings = source.pings(post)
+    assert pings["to_ping"] == []
+    assert set(pings["pinged"]) == {target.permalink(linked), ping_url}
+
+    # A second poll sends nothing, and WordPress's own cron sends nothing either.
+    again = watched.run("poll")
+    assert "sent 0" in again.stdout
+    source.run_cron()
+    assert len(target.comments(linked)) == 1 and len(target.comments(tracked)) == 1
+    assert [r["attempts"] for r in history(watched, "--post", str(post))] == [1, 1]
+
+
+def test_unpublished_and_protected_posts_send_nothing(sites: dict[str, devsite.Site],
+                                                      watched: Wpnotify) -> None:
+    source, target = sites["source"], sites["target"]
+    goal = target.create_post(post_title="Nobody may notify me")
+    content = f'<a href="{target.permalink(goal)}">goal</a>'
+    ping_url = target.trackback_url(goal)
+    posts = [source.create_post(post_title=f"A {status} post", post_status=status,
+                                post_content=content, to_ping=ping_url)
+             for status in ("draft", "pending", "private")]
+    posts.append(source.create_post(post_title="Protected", post_password="secret",
+                                    post_content=content, to_ping=ping_url))
+    watched.run("poll")
+    assert target.comments(goal) == []
+    for post in posts:
+        assert history(watched, "--post", str(post)) == []
+
+
+def test_edit_notifies_only_the_new_link(sites: dict[str, devsite.Site],
+                                         watched: Wpnotify) -> None:
+    source, target = sites["source"], sites["target"]
+    first = target.create_post(post_title="First link")
+    second = target.create_post(post_title="Second link")
+    one = f'<p><a href="{target.permalink(first)}">one</a></p>'
+    post = source.create_post(post_title="Growing post", post_content=one)
+    watched.run("poll")
+    assert len(of_type(target.comments(first), "pingback")) == 1
+
+    source.update_post(post, post_content=one + f'<p><a href="{target.permalink(second)}">'
+                                                "two</a></p>")
+    watched.run("poll")
+    assert len(of_type(target.comments(first), "pingback")) == 1
+    assert len(of_type(target.comments(second), "pingback")) == 1
+    rows = history(watched, "--post", str(post))
+    assert sorted(r["target"] for r in rows) == sorted(
+        [target.permalink(first), target.permalink(second)])
+    assert all(r["status"] == "sent" and r["attempts"] == 1 for r in rows)
+
+    source.update_post(post, post_title="Growing post, saved again")
+    out = watched.run("poll")
+    assert "0 new notification" in out.stdout and "sent 0" in out.stdout
+    assert len(history(watched, "--post", str(post))) == 2
+
+
+def test_scheduled_post_is_notified_when_wordpress_publishes_it(
+        sites: dict[str, devsite.Site], watched: Wpnotify) -> None:
+    source, target = sites["source"], sites["target"]
+    goal = target.create_post(post_title="Scheduled for later")
+    # WordPress schedules only posts at least a minute ahead; bring this one's time (and its
+    # publish_future_post cron event) forward to 3 s from now, so the test need not wait.
+    post = source.create_post(
+        post_title="Going live soon", post_status="future",
+        post_date_gmt=(datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S"),
+        post_content=f'<a href="{target.permalink(goal)}">goal</a>')
+    assert source.php(f"return get_post_status({post});") == "future"
+    source.php(f"""
+        global $wpdb;
+        $gmt = gmdate('Y-m-d H:i:s', time() + 3);
+        $local = get_date_from_gmt($gmt);
+        $wpdb->update($wpdb->posts, ['post_date_gmt' => $gmt, 'post_date' => $local,
+                      'post_modified_gmt' => $gmt, 'post_modified' => $local], ['ID' => {post}]);
+        clean_post_cache({post});
+        wp_clear_scheduled_hook('publish_future_post', [{post}]);
+        wp_schedule_single_event(time() + 3, 'publish_future_post', [{post}]);
+        return true;""")
+    watched.run("poll")
+    assert history(watched, "--post", str(post)) == []
+    # A scheduled post's modified time is its future date: it must not hide posts
+    # published meanwhile.
+    other_goal = target.create_post(post_title="Linked while the other waits")
+    meanwhile = source.create_post(post_title="Published meanwhile",
+                                   post_content=f'<a href="{target.permalink(other_goal)}">x</a>')
+    watched.run("poll")
+    assert [r["status"] for r in history(watched, "--post", str(meanwhile))] == ["sent"]
+
+    deadline = time.monotonic() + 60
+    while source.php(f"return get_post_status({post});") != "publish":
+        assert time.monotonic() < deadline, "WordPress's cron did not publish the post"
+        time.sleep(1)
+        source.run_cron()  # a visitor's page load, in effect
+    watched.run("poll")
+    assert len(of_type(target.comments(goal), "pingback")) == 1
+    assert [r["status"] for r in history(watched, "--post", str(post))] == ["sent"]
+
+
+def test_links_wordpress_pinged_before_are_not_sent_again(
+        sites: dict[str, devsite.Site], watched: Wpnotify) -> None:
+    source, target = sites["source"], sites["target"]
+    goal = target.create_post(post_title="Pinged by WordPress itself")
+    ping_url = target.trackback_url(goal)
+    link = target.permalink(goal)
+    post = source.create_post(post_title="Old habits", to_ping=ping_url,
+                              post_content=f'<a href="{link}">goal</a>')
+    source.php(f"add_ping({post}, [{devsite.php_str(link)}, {devsite.php_str(ping_url)}]);"
+               " return true;")
+    watched.run("poll")
+    rows = history(watched, "--post", str(post))
+    assert {(r["kind"], r["status"], r["error_code"]) for r in rows} == {
+        ("pingback", "skipped", "already-pinged"), ("trackback", "skipped", "already-pinged")}
+    assert target.comments(goal) == []
+    assert source.pings(post)["to_ping"] == []
+
+
+def test_without_the_bridge_pingbacks_go_and_trackbacks_are_explained_once(
+        sites: dict[str, devsite.Site], make_wpnotify: Any) -> None:
+    plain, target = sites["plain"], sites["target"]
+    goal = target.create_post(post_title="Linked from a plain blog")
+    tool = make_wpnotify([("plain", plain, plain.app_password)])
+    tool.run("poll")
+    post = plain.create_post(post_title="No bridge here", to_ping=target.trackback_url(goal),
+                             post_content=f'<a href="{target.permalink(goal)}">goal</a>')
+    first = tool.run("poll")
+    plain.update_post(post, post_title="No bridge here, edited")
+    second = tool.run("poll")
+    rows = history(tool, "--post", str(post))
+    assert [(r["kind"], r["status"]) for r in rows] == [("pingback", "sent")]
+    assert [c["type"] for c in target.comments(goal)] == ["pingback"]
+    warnings = (first.stderr + second.stderr).count("bridge is not installed")
+    assert warnings == 1, first.stderr + second.stderr
+
+
+def test_poll_names_each_unreadable_site(sites: dict[str, devsite.Site], make_wpnotify: Any,
+                                         httpserver: Any) -> None:
+    source = sites["source"]
+    httpserver.expect_request("/").respond_with_data("<html>a shop</html>",
+                                                     content_type="text/html")
+    not_wp = devsite.Site(httpserver.host, port=httpserver.port)
+    nobody = devsite.Site("127.0.0.19", port=8080)
+    tool = make_wpnotify([("good", source, source.app_password),
+                          ("badpass", source, "wrong password 1234"),
+                          ("down", nobody, "x"), ("shop", not_wp, "x")])
+    proc = tool.run("poll", check=False)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("wpnotify: site")]
+    assert len(errors) == 3, proc.stderr
+    assert "site badpass:" in errors[0] and "refused the credentials" in errors[0]
+    assert "site down:" in errors[1] and "cannot reach" in errors[1]
+    assert "site shop:" in errors[2] and "does not look like WordPress" in errors[2]
+    assert "good: first poll" in proc.stdout
+    assert "wrong password 1234" not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_paging_through_a_big_site(sites: dict[str, devsite.Site], tmp_path: Path,
+                                   httpserver: Any) -> None:
+    """1,200 posts; 130 of them change at once; every one is read, in pages of 50."""
+    from wpnotify.http import Http
+    from wpnotify.service import Service
+    from wpnotify.settings import load_settings
+    from wpnotify.store import Store
+
+    source = devsite.Site("127.0.0.15", title="Big blog", bridge=True)
+    source.install()
+    source.start()
+    try:
+        httpserver.expect_request("/page").respond_with_data("<p>no endpoint</p>",
+                                                             content_type="text/html")
+        link = httpserver.url_for("/page")
+        source.php(f"""
+            global $wpdb;
+            for ($i = 0; $i < 1200; $i++) {{
+                $wpdb->insert($wpdb->posts, [
+                    'post_author' => 1, 'post_title' => "Old $i", 'post_name' => "old-$i",
+                    'post_content' => '<a href="{link}?n=' . $i . '">x</a>',
+                    'post_status' => 'publish', 'post_type' => 'post',
+                    'post_date' => '2020-01-01 00:00:00', 'post_date_gmt' => '2020-01-01 05:00:00',
+                    'post_modified' => '2020-01-01 00:00:00',
+                    'post_modified_gmt' => '2020-01-01 05:00:00',
+                    'to_ping' => '', 'pinged' => '', 'post_excerpt' => '',
+                    'post_content_filtered' => '']);
+            }}
+            return true;""")
+        settings = load_settings(write_config(tmp_path, [("big", source, source.app_password)]))
+        http = Http(settings.http)
+        store = Store.open(settings.state_file)
+        service = Service(settings, store, http, per_page=50)
+        assert service.poll().sites[0].first_poll
+        # 130 posts change within the same couple of seconds, as a bulk edit does.
+        source.php("""
+            global $wpdb;
+            $now = current_time('mysql'); $gmt = current_time('mysql', true);
+            $wpdb->query($wpdb->prepare("UPDATE $wpdb->posts SET post_modified = %s,
+                post_modified_gmt = %s WHERE post_title LIKE 'Old %%' ORDER BY ID LIMIT 130",
+                $now, $gmt));
+            return true;""")
+        report = service.poll()
+        assert report.sites[0].posts == 130
+        rows = store.history(site="big", limit=1000)
+        assert len(rows) == 130
+        assert {r.status for r in rows} == {"skipped"}
+        assert {r.error_code for r in rows} == {"no-endpoint"}
+        assert service.poll().sites[0].queued == 0
+        assert len(store.history(site="big", limit=1000)) == 130
+        store.close()
+        http.close()
+    finally:
+        source.stop()
