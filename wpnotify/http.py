@@ -58,24 +58,29 @@ class AddressRefused(Exception):
 
     def __init__(self, host: str, address: str) -> None:
         super().__init__(f"refused to connect to {host} ({address}): a private or reserved "
-                         "address (set [http] allow_private_addresses for intranets)")
+                         "address (allow it with [http] allowed_networks)")
 
 
 class AddressGuard:
     """Resolves a host once and returns the addresses a connection may use."""
 
-    def __init__(self, allow_private: bool,
+    def __init__(self, allow_private: bool, allowed_networks: tuple[str, ...] = (),
                  resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
         self.allow_private = allow_private
+        self.allowed = tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks)
         self._resolve = resolve
 
+    def allows(self, ip: Address) -> bool:
+        return (self.allow_private or is_public(ip)
+                or any(ip in net for net in self.allowed if net.version == ip.version))
+
     def addresses(self, host: str, port: int) -> list[str]:
+        """Every address of ``host``, all checked; one refused address refuses the host."""
         infos = self._resolve(host, port, 0, socket.SOCK_STREAM)
         found = list(dict.fromkeys(info[4][0] for info in infos))
-        if not self.allow_private:
-            for address in found:
-                if not is_public(ipaddress.ip_address(address.split("%", 1)[0])):
-                    raise AddressRefused(host, address)
+        for address in found:
+            if not self.allows(ipaddress.ip_address(address.split("%", 1)[0])):
+                raise AddressRefused(host, address)
         return found
 
 
@@ -172,7 +177,8 @@ class Http:
         self.session.cookies = requests.cookies.RequestsCookieJar(
             policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self.session.headers["User-Agent"] = settings.user_agent
-        adapter = _GuardedAdapter(AddressGuard(settings.allow_private_addresses, resolve))
+        guard = AddressGuard(settings.allow_private_addresses, settings.allowed_networks, resolve)
+        adapter = _GuardedAdapter(guard)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -256,7 +262,7 @@ class Http:
 
         def expire() -> None:
             expired.set()
-            resp.close()
+            _abort(resp)
 
         watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
         watchdog.daemon = True
@@ -286,6 +292,18 @@ class Http:
             raise SendError(f"reading from {_host(url)} failed: {_reason(failure)}",
                             code="connect", permanent=False)
         return Response(url, resp.status_code, headers, b"".join(chunks)[:cap], truncated)
+
+
+def _abort(resp: requests.Response) -> None:
+    """Wakes a read blocked on this response's socket (close() alone does not, on Linux)."""
+    connection = getattr(resp.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    resp.close()
 
 
 def _check_url(url: str) -> None:

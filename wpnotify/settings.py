@@ -8,6 +8,7 @@ file's folder, so a config works wherever it is started from.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -43,9 +44,22 @@ class HttpSettings(BaseModel):
     connect_timeout: float = Field(5.0, gt=0, le=120)
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1)
     allow_private_addresses: bool = False
+    allowed_networks: tuple[str, ...] = ()
     max_redirects: int = Field(5, ge=0, le=20)
     max_body_bytes: int = Field(1024 * 1024, ge=4096)
     wordpress_ping_interval: float = Field(15.0, ge=0, le=3600)
+
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network; write e.g. \"10.1.2.0/24\" "
+                                 "or \"fd00::/8\"") from None
+        return value
 
 
 class SiteSettings(BaseModel):
@@ -183,7 +197,9 @@ def load_settings(path: Path) -> Settings:
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Makes state_file and password_file relative to the config file's folder."""
+    """Makes state_file (default: next to the file) and password_file relative to the config
+    file's folder."""
+    raw.setdefault("state_file", "wpnotify.sqlite3")
     if isinstance(raw.get("state_file"), str):
         raw["state_file"] = str(base / os.path.expanduser(raw["state_file"]))
     for site in raw.get("sites") or []:

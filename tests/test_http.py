@@ -1,0 +1,227 @@
+"""The HTTP seam: the private-address guard (proved without connecting anywhere), redirects,
+caps and deadlines against local servers."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import urllib3
+from pytest_httpserver import HTTPServer
+from werkzeug import Response as WResponse
+
+from wpnotify.errors import SendError
+from wpnotify.http import AddressGuard, Http, is_public, retry_after
+from wpnotify.settings import HttpSettings
+
+REFUSED = ["0.0.0.0", "10.1.2.3", "100.64.0.1", "127.0.0.1", "127.255.0.9", "169.254.169.254",
+           "172.16.5.4", "172.31.255.255", "192.0.0.8", "192.0.2.1", "192.88.99.1",
+           "192.168.1.1", "198.18.0.1", "198.51.100.7", "203.0.113.9", "224.0.0.1",
+           "239.255.255.250", "240.0.0.1", "255.255.255.255", "::", "::1", "::ffff:127.0.0.1",
+           "::ffff:10.0.0.1", "64:ff9b::7f00:1", "64:ff9b:1::1", "2001::1", "2001:db8::1",
+           "2002:7f00:1::1", "fc00::1", "fd12:3456::1", "fe80::1", "fec0::1", "ff02::1",
+           "100::1"]
+ALLOWED = ["93.184.216.34", "1.1.1.1", "8.8.8.8", "2606:4700:4700::1111",
+           "::ffff:93.184.216.34"]
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_private_and_reserved_addresses_are_refused(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_public_unicast_addresses_are_allowed(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+@pytest.fixture()
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Fails the test if any TCP connection is attempted."""
+    attempts: list[Any] = []
+
+    def refuse(address: Any, *args: Any, **kwargs: Any) -> None:
+        attempts.append(address)
+        raise AssertionError(f"a connection to {address} was attempted")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/", "http://localhost:8080/", "http://10.0.0.1/x",
+    "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
+    "http://2130706433/", "http://0x7f.1/", "http://127.1/", "http://017700000001/",
+    "http://100.64.0.1/", "http://[fe80::1]/", "http://[64:ff9b::7f00:1]/",
+    "http://192.168.0.1:8080/", "http://0.0.0.0/", "https://10.0.0.1/",
+])
+def test_guard_refuses_before_connecting(url: str, no_connections: list[Any]) -> None:
+    http = Http(HttpSettings())
+    with pytest.raises(SendError) as caught:
+        http.get(url)
+    assert caught.value.code == "refused-address" and caught.value.skip
+    assert no_connections == []
+
+
+def test_one_private_answer_among_public_ones_refuses_the_host(
+        no_connections: list[Any]) -> None:
+    """DNS rebinding by several answers: every address is checked, not just the first."""
+    def resolve(host: str, port: int, *args: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", port))]
+
+    http = Http(HttpSettings(), resolve=resolve)
+    with pytest.raises(SendError) as caught:
+        http.get("http://rebind.example/")
+    assert "10.0.0.5" in caught.value.message
+    assert no_connections == []
+
+
+def test_allowed_networks_open_only_themselves() -> None:
+    guard = AddressGuard(False, ("10.1.2.0/24",))
+    assert guard.allows(ipaddress.ip_address("10.1.2.3"))
+    assert not guard.allows(ipaddress.ip_address("10.1.3.3"))
+    assert not guard.allows(ipaddress.ip_address("127.0.0.1"))
+
+
+def local(**overrides: Any) -> Http:
+    """A client that may reach 127.0.0.1 only (the test servers), nothing else private."""
+    return Http(HttpSettings(allowed_networks=("127.0.0.1/32",), **overrides))
+
+
+def test_every_redirect_hop_meets_the_guard(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/hop").respond_with_data(
+        "", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    with pytest.raises(SendError) as caught:
+        local().get(httpserver.url_for("/hop"))
+    assert caught.value.code == "refused-address"
+
+
+def test_redirects_are_followed_and_capped(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/a").respond_with_data("", status=301,
+                                                      headers={"Location": "/b"})
+    httpserver.expect_request("/b").respond_with_data("done", content_type="text/plain")
+    httpserver.expect_request("/loop").respond_with_data("", status=302,
+                                                         headers={"Location": "/loop"})
+    resp = local().get(httpserver.url_for("/a"))
+    assert (resp.status, resp.body, resp.url) == (200, b"done", httpserver.url_for("/b"))
+    with pytest.raises(SendError) as caught:
+        local().get(httpserver.url_for("/loop"))
+    assert caught.value.code == "too-many-redirects" and caught.value.permanent
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_origin(
+        httpserver: HTTPServer) -> None:
+    other = HTTPServer(host="127.0.0.1", port=0)
+    other.start()
+    try:
+        seen: list[str | None] = []
+
+        def record(request: Any) -> WResponse:
+            seen.append(request.headers.get("Authorization"))
+            return WResponse("elsewhere")
+
+        other.expect_request("/x").respond_with_handler(record)
+        httpserver.expect_request("/start").respond_with_data(
+            "", status=302, headers={"Location": other.url_for("/x")})
+        resp = local().get(httpserver.url_for("/start"), auth=("admin", "s3cret pass"))
+        assert resp.body == b"elsewhere"
+        assert seen == [None]
+    finally:
+        other.stop()
+
+
+def test_posts_never_follow_redirects(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/ping", method="POST").respond_with_data(
+        "", status=307, headers={"Location": "/elsewhere"})
+    resp = local().post(httpserver.url_for("/ping"), data={"a": "b"})
+    assert resp.status == 307
+
+
+def test_bodies_stop_at_the_cap(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/big").respond_with_data(b"x" * (3 * 1024 * 1024))
+    resp = local(max_body_bytes=100_000).get(httpserver.url_for("/big"))
+    assert resp.truncated and len(resp.body) == 100_000
+
+
+def test_no_cookies_are_kept_and_the_user_agent_is_ours(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/set").respond_with_data("", headers={"Set-Cookie": "s=1; Path=/"})
+    seen: list[tuple[str | None, str | None]] = []
+    httpserver.expect_request("/check").respond_with_handler(
+        lambda r: (seen.append((r.headers.get("Cookie"), r.headers.get("User-Agent"))),
+                   WResponse("ok"))[1])
+    http = local(user_agent="wpnotify-test/1")
+    http.get(httpserver.url_for("/set"))
+    http.get(httpserver.url_for("/check"))
+    assert seen == [(None, "wpnotify-test/1")]
+
+
+@pytest.fixture()
+def trickle_server() -> Iterator[str]:
+    """Answers headers at once, then one byte every 0.2 s for 20 s."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                             b"Content-Length: 100\r\n\r\n")
+                for _ in range(100):
+                    if stop.wait(0.2):
+                        break
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_a_trickling_server_hits_the_total_deadline(trickle_server: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(SendError) as caught:
+        local(timeout=1.0).get(trickle_server)
+    assert caught.value.code == "timeout" and not caught.value.permanent
+    assert time.monotonic() - started < 5
+
+
+def test_connection_refused_is_transient() -> None:
+    with socket.socket() as sock:  # a port that nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(SendError) as caught:
+        local().get(f"http://127.0.0.1:{port}/")
+    assert caught.value.code == "connect" and not caught.value.permanent
+
+
+@pytest.mark.parametrize("value,expected", [("120", 120.0), (None, None), ("soon", None),
+                                            ("999999", 86400.0),
+                                            ("Thu, 01 Jan 2099 00:00:00 GMT", 86400.0),
+                                            ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0)])
+def test_retry_after(value: str | None, expected: float | None) -> None:
+    assert retry_after(value) == expected
+
+
+def test_non_http_urls_are_refused() -> None:
+    for url in ("ftp://example.org/", "file:///etc/passwd", "http://user:pw@example.org/"):
+        with pytest.raises(SendError) as caught:
+            Http(HttpSettings()).get(url)
+        assert caught.value.code == "bad-url"

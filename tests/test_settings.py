@@ -1,0 +1,88 @@
+"""Settings: the file, the environment, secrets from files, and one-line errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from wpnotify.errors import ConfigError
+from wpnotify.settings import HttpSettings, Settings, SiteSettings, config_path, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = '[[sites]]\nname = "blog"\nurl = "https://blog.example/"\nusername = "u"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_config_loads_and_documents_every_key(tmp_path: Path) -> None:
+    example = (ROOT / "config.example.toml").read_text()
+    (tmp_path / "blog.password").write_text("abcd efgh\n")
+    settings = load_settings(write(tmp_path, example))
+    assert settings.sites[0].secret() == "abcd efgh"
+    keys = set(re.findall(r"^#? ?([a-z_]+) =", example, re.M))
+    for model in (Settings, HttpSettings, SiteSettings):
+        for field in model.model_fields:
+            if field not in ("http", "sites"):
+                assert field in keys, f"{model.__name__}.{field} is not in config.example.toml"
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, SITE + 'password = "pw"\n'))
+    assert settings.state_file == tmp_path / "wpnotify.sqlite3"
+    site = settings.sites[0]
+    assert (site.url, site.post_types, site.self_pings) == ("https://blog.example", ("post",),
+                                                            False)
+    assert settings.http.allow_private_addresses is False
+    assert settings.poll_interval == 300
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    monkeypatch.setenv("WPNOTIFY_POLL_INTERVAL", "60")
+    monkeypatch.setenv("WPNOTIFY_HTTP__TIMEOUT", "7.5")
+    settings = load_settings(write(tmp_path, "poll_interval = 30\n" + SITE + 'password = "p"\n'))
+    assert settings.poll_interval == 60 and settings.http.timeout == 7.5
+
+
+def test_config_path_precedence(tmp_path: Path) -> None:
+    assert config_path(Path("a.toml"), {"WPNOTIFY_CONFIG": "b.toml"}) == Path("a.toml")
+    assert config_path(None, {"WPNOTIFY_CONFIG": "b.toml"}) == Path("b.toml")
+
+
+def test_secrets_are_not_in_reprs(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, SITE + 'password = "hunter2 secret"\n'))
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings)
+
+
+@pytest.mark.parametrize("text,expected", [
+    (SITE, "set exactly one of password or password_file"),
+    (SITE + 'password = "a"\npassword_file = "f"\n', "set exactly one of password"),
+    (SITE + 'password_file = "missing.txt"\n', "cannot read it"),
+    (SITE.replace("https://blog.example/", "blog.example") + 'password = "a"\n',
+     "sites[0].url: must be the site's address"),
+    (SITE + 'password = "a"\ncolour = "blue"\n', "unknown key sites[0].colour"),
+    ('poll_interval = "often"\n' + SITE + 'password = "a"\n', "poll_interval:"),
+    ("[http]\ntimeout = -1\n" + SITE + 'password = "a"\n', "http.timeout:"),
+    ('[http]\nallowed_networks = ["intranet"]\n' + SITE + 'password = "a"\n',
+     "'intranet' is not a network"),
+    ("state_file = 'x'\n", "sites is required"),
+    (SITE + 'password = "a"\n' + SITE + 'password = "b"\n', "two [[sites]] are named 'blog'"),
+    ("this is = not toml [", "is not valid TOML"),
+])
+def test_bad_settings_are_one_line_errors_naming_the_key(tmp_path: Path, text: str,
+                                                         expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
+
+
+def test_a_missing_config_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")

@@ -1,0 +1,124 @@
+"""The state file: schema versions, unique notifications, claim-before-send, history."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from wpnotify.errors import StateError
+from wpnotify.store import LATEST, Store
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "state.sqlite3")
+
+
+def test_a_new_file_gets_every_migration_recorded(store: Store) -> None:
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    rows = store.db.execute("SELECT version, name FROM migrations").fetchall()
+    assert [tuple(r) for r in rows] == [(1, "initial schema")]
+
+
+def test_a_file_from_a_newer_wpnotify_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    Store.open(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {LATEST + 1}")
+    with pytest.raises(StateError, match="newer than this wpnotify"):
+        Store.open(path)
+
+
+def test_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="cannot use state file"):
+        Store.open(path)
+
+
+def test_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="does not exist"):
+        Store.open(tmp_path / "nope" / "state.sqlite3")
+
+
+def test_one_notification_per_site_post_kind_and_target(store: Store) -> None:
+    assert store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    assert not store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    assert store.add("s", 1, "trackback", "https://t/", "https://s/1", NOW)
+    assert store.add("s", 2, "pingback", "https://t/", "https://s/2", NOW)
+    assert store.add("other", 1, "pingback", "https://t/", "https://s/1", NOW)
+    assert store.targets("s", 1, "pingback") == {"https://t/"}
+
+
+def test_only_one_claim_wins(store: Store, tmp_path: Path) -> None:
+    store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = store.due(NOW)
+    rival = Store.open(tmp_path / "state.sqlite3")
+    assert store.claim(row.id, NOW)
+    assert not rival.claim(row.id, NOW)
+    claimed = rival.get(row.id)
+    assert claimed is not None and (claimed.status, claimed.attempts) == ("sending", 1)
+    assert store.due(NOW) == []  # in flight, not due
+
+
+def test_finish_records_the_outcome(store: Store) -> None:
+    store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = store.due(NOW)
+    store.claim(row.id, NOW)
+    later = NOW + timedelta(minutes=1)
+    store.finish(row.id, "sent", later, endpoint="https://t/xmlrpc.php", response="ok")
+    done = store.get(row.id)
+    assert done is not None
+    assert (done.status, done.endpoint, done.response, done.sent_at) == (
+        "sent", "https://t/xmlrpc.php", "ok", "2026-11-26T12:01:00.000000Z")
+
+
+def test_pending_rows_wait_for_their_time(store: Store) -> None:
+    store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = store.due(NOW)
+    store.claim(row.id, NOW)
+    store.finish(row.id, "pending", NOW, error="503", error_code="http-503",
+                 next_attempt_at=NOW + timedelta(minutes=5))
+    assert store.due(NOW + timedelta(minutes=4)) == []
+    assert [r.id for r in store.due(NOW + timedelta(minutes=5))] == [row.id]
+
+
+def test_rows_left_in_flight_by_a_crash_are_sent_again(store: Store) -> None:
+    store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = store.due(NOW)
+    store.claim(row.id, NOW)
+    assert store.recover_interrupted(NOW + timedelta(minutes=5), timedelta(minutes=10)) == 0
+    assert store.recover_interrupted(NOW + timedelta(minutes=11), timedelta(minutes=10)) == 1
+    again = store.get(row.id)
+    assert again is not None
+    assert (again.status, again.error_code, again.attempts) == ("pending", "interrupted", 1)
+
+
+def test_history_filters_and_orders_newest_first(store: Store) -> None:
+    for minute, (site, post, kind) in enumerate([("a", 1, "pingback"), ("a", 1, "trackback"),
+                                                 ("a", 2, "pingback"), ("b", 1, "pingback")]):
+        store.add(site, post, kind, f"https://t/{minute}", "https://s/", NOW +
+                  timedelta(minutes=minute))
+    assert [r.target for r in store.history()] == [f"https://t/{i}" for i in (3, 2, 1, 0)]
+    assert [r.target for r in store.history(site="a", post_id=1)] == ["https://t/1",
+                                                                      "https://t/0"]
+    assert [r.target for r in store.history(kind="trackback")] == ["https://t/1"]
+    assert [r.target for r in store.history(limit=1)] == ["https://t/3"]
+    assert store.history(status="sent") == []
+
+
+def test_site_state_keeps_cursor_baseline_and_bridge(store: Store) -> None:
+    assert store.site("s") is None
+    store.record_poll("s", NOW, cursor="2026-11-26T11:00:00", bridge=True,
+                      baseline=[(4, "2026-11-26T11:00:00")])
+    store.record_poll("s", NOW + timedelta(minutes=1), error="down")
+    state = store.site("s")
+    assert state is not None
+    assert (state.cursor, state.bridge, state.last_error) == ("2026-11-26T11:00:00", True, "down")
+    assert state.baseline == frozenset({(4, "2026-11-26T11:00:00")})
+    assert state.last_ok_at == "2026-11-26T12:00:00.000000Z"
