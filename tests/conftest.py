@@ -100,3 +100,9 @@ def make_wpnotify(tmp_path: Path):  # type: ignore[no-untyped-def]  # a factory 
         folder.mkdir()
         return Wpnotify(write_config(folder, site_list, **extra), folder / "state.sqlite3")
     return make
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """Local receivers listen on 127.0.0.1 (not "localhost", which may also mean ::1)."""
+    return ("127.0.0.1", 0)

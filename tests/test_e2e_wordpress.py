@@ -297,3 +297,26 @@ def test_paging_through_a_big_site(sites: dict[str, devsite.Site], tmp_path: Pat
         http.close()
     finally:
         source.stop()
+
+
+def test_bridge_lists_and_records_pings_over_xmlrpc(sites: dict[str, devsite.Site]) -> None:
+    """The XML-RPC half of the bridge (for sites whose REST API is off), and exact removal from
+    to_ping where core's SQL REPLACE() would mangle a longer URL containing the sent one."""
+    import xmlrpc.client
+
+    source = sites["source"]
+    post = source.create_post(post_title="Via XML-RPC",
+                              to_ping="http://a.example/x http://a.example/x2")
+    rpc = xmlrpc.client.ServerProxy(f"{source.url}/xmlrpc.php")
+    pings = rpc.wpnotify.getPings(1, "admin", source.app_password, post)
+    assert pings["to_ping"] == ["http://a.example/x", "http://a.example/x2"]
+    assert pings["pinged"] == [] and pings["bridge"] == "1.0"
+    after = rpc.wpnotify.addPinged(1, "admin", source.app_password, post, ["http://a.example/x"])
+    assert after["to_ping"] == ["http://a.example/x2"]
+    assert after["pinged"] == ["http://a.example/x"]
+    assert source.pings(post) == {"to_ping": ["http://a.example/x2"],
+                                  "pinged": ["http://a.example/x"]}
+    status = rpc.wpnotify.status(1, "admin", source.app_password)
+    assert status["core_pingbacks"] is False and status["core_trackbacks"] is False
+    with pytest.raises(xmlrpc.client.Fault):
+        rpc.wpnotify.getPings(1, "admin", "not the password", post)

@@ -56,6 +56,12 @@ def looks_like_wordpress(endpoint: str) -> bool:
     return path.endswith(("/xmlrpc.php", "/trackback/", "/trackback", "/wp-trackback.php"))
 
 
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    held_briefly: bool = False  # pending again within IN_CYCLE_WAIT, by the receiver's word
+
+
 @dataclass
 class Tally:
     sent: int = 0
@@ -102,11 +108,11 @@ class Sender:
                 self.sleep(max(wait, 0.0))
                 continue
             queue.remove(pick)
-            status, again = self.attempt(pick)
-            if again is not None and (again - self.clock()).total_seconds() <= IN_CYCLE_WAIT:
+            outcome = self.attempt(pick)
+            if outcome.held_briefly:  # a flood hold or a short Retry-After: wait in this run
                 queue.append(again_notification(self.store, pick.id))
                 continue
-            tally.count(status)
+            tally.count(outcome.status)
         tally.retrying += len(queue)
         return tally
 
@@ -117,10 +123,10 @@ class Sender:
             ready = max(ready, parse_iso(not_before))
         return ready
 
-    def attempt(self, n: Notification) -> tuple[str, datetime | None]:
-        """One try at one notification: (the status it ended in, when to try again)."""
+    def attempt(self, n: Notification) -> Outcome:
+        """One try at one notification."""
         if not self.store.claim(n.id, self.clock()):
-            return "sending", None  # another process has it
+            return Outcome("sending")  # another process has it
         started = time.monotonic()
         endpoint: str | None = None
         error: SendError | None = None
@@ -142,7 +148,9 @@ class Sender:
                  attempt=n.attempts + 1, duration_ms=round((time.monotonic() - started) * 1000))
         if status == "sent":
             self._tell_wordpress(n)
-        return status, again
+        brief = (again is not None and error is not None and error.retry_after is not None
+                 and error.retry_after <= IN_CYCLE_WAIT)
+        return Outcome(status, brief)
 
     def _send(self, n: Notification) -> tuple[str, str]:
         if n.kind == pingback.KIND:

@@ -113,8 +113,8 @@ class Service:
         """The first poll of a site: remember where "now" is, and the posts scheduled for
         later; notify nothing from the archive (that is backfill's job)."""
         cursor = source.newest_modified() or wp_format(now)
-        # Later polls ask from a second before the cursor (WordPress compares whole seconds),
-        # so the posts of that second are remembered as archive, not news.
+        # Later polls ask from a little before the cursor (wordpress.OVERLAP), so the posts of
+        # that window are remembered as archive, not news.
         baseline = [(p.id, p.modified_gmt) for p in source.changed(cursor)
                     if p.status == "publish"]
         for post in source.scheduled():

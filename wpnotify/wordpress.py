@@ -21,6 +21,10 @@ from wpnotify.settings import SiteSettings
 FIELDS = ("id,type,status,link,title,content,excerpt,password,modified_gmt,date_gmt,wpnotify")
 WATCHED_STATUSES = "publish,future"
 REST_BASES = {"post": "posts", "page": "pages"}
+# How far before the cursor each poll asks. WordPress compares whole seconds, strictly, and in
+# the site's local time, where the hour after a daylight-saving change repeats; an hour and a
+# second covers both. Posts read again are queued again idempotently, so this costs bytes only.
+OVERLAP = timedelta(hours=1, seconds=1)
 CREDENTIAL_CODES = frozenset({"incorrect_password", "invalid_username", "invalid_email",
                               "rest_not_logged_in", "rest_forbidden_context",
                               "rest_cannot_view", "rest_forbidden"})
@@ -170,14 +174,13 @@ class RestSource:
     def changed(self, since: str) -> Iterator[Post]:
         """Published and scheduled posts modified after ``since``, oldest change first.
 
-        Paging is by key, not by page number: each request starts at the last time seen, so
-        posts edited while we page cannot shift out of view. WordPress compares whole seconds,
-        strictly, so requests start a second early and items already returned are dropped. A
-        full page within one second (a bulk edit) is walked by ID instead, since MySQL orders
-        ties arbitrarily from one page to the next.
+        The first request starts OVERLAP early. Paging is by key, not by page number: each
+        further request starts at the last time seen, so posts edited while we page cannot
+        shift out of view; items already returned are dropped. A full page within one second
+        (a bulk edit) is walked by ID instead, since MySQL orders ties arbitrarily.
         """
         for post_type in self.site.post_types:
-            after = wp_time(since) - timedelta(seconds=1)
+            after = wp_time(since) - OVERLAP
             seen: set[tuple[int, str]] = set()
             while True:
                 posts = self._list(post_type, {

@@ -1,0 +1,221 @@
+"""Delivery against local receivers, on a controllable clock: outcomes, retries, pacing."""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response as WResponse
+
+from wpnotify.errors import SendError
+from wpnotify.http import Http
+from wpnotify.sender import RETRY_DELAYS, Sender, next_attempt
+from wpnotify.settings import HttpSettings, Settings, SiteSettings
+from wpnotify.store import Store
+
+START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """Time that moves only when the code under test sleeps (or the test says so)."""
+
+    def __init__(self) -> None:
+        self.now = START
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> dict[str, Any]:
+    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example",
+                                            username="u", password="p"),),
+                        http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
+    store = Store.open(tmp_path / "state.sqlite3")
+    clock = Clock()
+    sender = Sender(settings, store, Http(settings.http), {}, clock, clock.sleep)
+    return {"store": store, "clock": clock, "sender": sender}
+
+
+def xmlrpc_ok(message: str = "registered") -> bytes:
+    return xmlrpc.client.dumps((message,), methodresponse=True).encode()
+
+
+def xmlrpc_fault(code: int, text: str = "") -> bytes:
+    return xmlrpc.client.dumps(xmlrpc.client.Fault(code, text), methodresponse=True).encode()
+
+
+def pingable(server: HTTPServer, path: str, endpoint: str = "/xmlrpc.php") -> str:
+    server.expect_request(path, method="GET").respond_with_data(
+        "<html><body>a post</body></html>", content_type="text/html",
+        headers={"X-Pingback": server.url_for(endpoint)})
+    return server.url_for(path)
+
+
+def queue(world: dict[str, Any], target: str, kind: str = "pingback",
+          payload: dict[str, str] | None = None) -> int:
+    store: Store = world["store"]
+    store.add("s", 1, kind, target, "https://s.example/post/", world["clock"](),
+              payload=payload)
+    return next(r.id for r in store.history() if r.target == target and r.kind == kind)
+
+
+def test_a_pingback_is_discovered_sent_and_recorded(world: dict[str, Any],
+                                                    httpserver: HTTPServer) -> None:
+    target = pingable(httpserver, "/post")
+    calls: list[tuple[Any, ...]] = []
+
+    def endpoint(request: Any) -> WResponse:
+        calls.append(xmlrpc.client.loads(request.get_data())[0])
+        return WResponse(xmlrpc_ok("thanks"), content_type="text/xml")
+
+    httpserver.expect_request("/xmlrpc.php", method="POST").respond_with_handler(endpoint)
+    row = queue(world, target)
+    tally = world["sender"].deliver(["s"])
+    assert (tally.sent, tally.failed) == (1, 0)
+    assert calls == [("https://s.example/post/", target)]
+    done = world["store"].get(row)
+    assert (done.status, done.response, done.endpoint, done.attempts) == (
+        "sent", "thanks", httpserver.url_for("/xmlrpc.php"), 1)
+
+
+def test_a_target_without_endpoint_is_skipped_with_the_reason(
+        world: dict[str, Any], httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/plain").respond_with_data("<p>hi</p>", content_type="text/html")
+    row = queue(world, httpserver.url_for("/plain"))
+    assert world["sender"].deliver(["s"]).skipped == 1
+    done = world["store"].get(row)
+    assert (done.status, done.error_code) == ("skipped", "no-endpoint")
+    assert "no pingback endpoint" in done.error
+
+
+def test_a_permanent_fault_fails_at_once(world: dict[str, Any], httpserver: HTTPServer) -> None:
+    target = pingable(httpserver, "/closed")
+    httpserver.expect_request("/xmlrpc.php", method="POST").respond_with_data(
+        xmlrpc_fault(33, "pings closed"), content_type="text/xml")
+    row = queue(world, target)
+    assert world["sender"].deliver(["s"]).failed == 1
+    done = world["store"].get(row)
+    assert (done.status, done.attempts, done.error_code) == ("failed", 1, "target-not-pingable")
+
+
+def test_503_then_200_is_retried_into_sent(world: dict[str, Any],
+                                           httpserver: HTTPServer) -> None:
+    target = pingable(httpserver, "/flaky")
+    answers = iter([WResponse("busy", status=503),
+                    WResponse(xmlrpc_ok(), content_type="text/xml")])
+    httpserver.expect_request("/xmlrpc.php", method="POST").respond_with_handler(
+        lambda request: next(answers))
+    row = queue(world, target)
+    first = world["sender"].deliver(["s"])
+    assert first.retrying == 1
+    waiting = world["store"].get(row)
+    assert (waiting.status, waiting.error_code) == ("pending", "http-503")
+    delay = datetime.fromisoformat(waiting.next_attempt_at.replace("Z", "+00:00")) - START
+    assert 54 <= delay.total_seconds() <= 66  # the first backoff step, with jitter
+    assert world["sender"].deliver(["s"]).sent == 0  # not due yet
+    world["clock"].now += timedelta(minutes=2)
+    assert world["sender"].deliver(["s"]).sent == 1
+    assert world["store"].get(row).attempts == 2
+
+
+def test_endless_503_ends_failed_after_the_schedule(world: dict[str, Any],
+                                                    httpserver: HTTPServer) -> None:
+    target = pingable(httpserver, "/down")
+    httpserver.expect_request("/xmlrpc.php", method="POST").respond_with_data("no", status=503)
+    row = queue(world, target)
+    for _ in range(len(RETRY_DELAYS) + 1):
+        world["sender"].deliver(["s"])
+        world["clock"].now += timedelta(days=1)
+    done = world["store"].get(row)
+    assert (done.status, done.attempts) == ("failed", len(RETRY_DELAYS) + 1)
+    assert "503" in done.error
+
+
+def test_wordpress_hosts_get_one_ping_per_interval(world: dict[str, Any],
+                                                   httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/xmlrpc.php", method="POST").respond_with_data(
+        xmlrpc_ok(), content_type="text/xml")
+    rows = [queue(world, pingable(httpserver, f"/p{i}")) for i in range(3)]
+    assert world["sender"].deliver(["s"]).sent == 3
+    assert world["clock"].slept == [15.0, 15.0]
+    assert all(world["store"].get(r).status == "sent" for r in rows)
+
+
+def test_429_holds_the_host_for_retry_after_then_sends(world: dict[str, Any],
+                                                       httpserver: HTTPServer) -> None:
+    target = pingable(httpserver, "/flood", endpoint="/rpc")
+    answers = iter([WResponse("slow down", status=429, headers={"Retry-After": "30"}),
+                    WResponse(xmlrpc_ok(), content_type="text/xml")])
+    httpserver.expect_request("/rpc", method="POST").respond_with_handler(
+        lambda request: next(answers))
+    row = queue(world, target)
+    assert world["sender"].deliver(["s"]).sent == 1
+    assert 30 <= sum(world["clock"].slept) <= 31
+    assert world["store"].get(row).attempts == 2
+
+
+def test_a_trackback_is_posted_as_a_form(world: dict[str, Any],
+                                         httpserver: HTTPServer) -> None:
+    forms: list[dict[str, str]] = []
+
+    def receive(request: Any) -> WResponse:
+        forms.append(dict(request.form))
+        return WResponse('<?xml version="1.0"?><response><error>0</error></response>',
+                         content_type="text/xml")
+
+    httpserver.expect_request("/tb", method="POST").respond_with_handler(receive)
+    payload = {"url": "https://s.example/post/", "title": "Tïtle", "excerpt": "Ex",
+               "blog_name": "Blog"}
+    row = queue(world, httpserver.url_for("/tb"), kind="trackback", payload=payload)
+    assert world["sender"].deliver(["s"]).sent == 1
+    assert forms == [{**payload, "charset": "UTF-8"}]
+    assert world["store"].get(row).response == "accepted"
+
+
+def test_a_bug_in_one_notification_does_not_stop_the_others(
+        world: dict[str, Any], httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/tb", method="POST").respond_with_data(
+        '<response><error>0</error></response>', content_type="text/xml")
+    broken = queue(world, httpserver.url_for("/tb"), kind="trackback", payload={"bogus": "x"})
+    fine = queue(world, httpserver.url_for("/tb") + "?2", kind="trackback",
+                 payload={"url": "u", "title": "t", "excerpt": "e", "blog_name": "b"})
+    tally = world["sender"].deliver(["s"])
+    assert tally.sent == 1
+    assert world["store"].get(broken).error_code == "internal"
+    assert world["store"].get(fine).status == "sent"
+
+
+def test_rare_faults_get_fewer_attempts() -> None:
+    fault0 = SendError("x", code="fault-0", permanent=False)
+    assert next_attempt(fault0, 2, START) is not None
+    assert next_attempt(fault0, 3, START) is None
+    timeout = SendError("x", code="timeout", permanent=False)
+    assert next_attempt(timeout, 5, START, jitter=lambda: 1.0) == \
+        START + timedelta(seconds=RETRY_DELAYS[4])
+    assert next_attempt(timeout, 6, START) is None
+    assert next_attempt(SendError("x", code="c", permanent=True), 1, START) is None
+
+
+def test_each_attempt_is_one_log_event_with_its_outcome(world: dict[str, Any],
+                                                        httpserver: HTTPServer) -> None:
+    from structlog.testing import capture_logs
+
+    httpserver.expect_request("/plain").respond_with_data("<p>hi</p>", content_type="text/html")
+    queue(world, httpserver.url_for("/plain"))
+    with capture_logs() as events:
+        world["sender"].deliver(["s"])
+    (event,) = [e for e in events if e["event"] == "notification.attempt"]
+    assert event["site"] == "s" and event["post"] == 1 and event["kind"] == "pingback"
+    assert event["outcome"] == "skipped" and event["code"] == "no-endpoint"
+    assert event["target"] == httpserver.url_for("/plain")
+    assert isinstance(event["duration_ms"], int)
