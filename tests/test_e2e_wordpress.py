@@ -320,3 +320,23 @@ def test_bridge_lists_and_records_pings_over_xmlrpc(sites: dict[str, devsite.Sit
     assert status["core_pingbacks"] is False and status["core_trackbacks"] is False
     with pytest.raises(xmlrpc.client.Fault):
         rpc.wpnotify.getPings(1, "admin", "not the password", post)
+
+
+def test_a_site_url_that_redirects_is_named_with_the_fix(make_wpnotify: Any,
+                                                         httpserver: Any,
+                                                         sites: dict[str, devsite.Site]) -> None:
+    """http:// configured for a site that moved: say where to, never send the password on."""
+    source = sites["source"]
+
+    def moved(request: Any) -> Any:
+        from werkzeug import Response
+
+        return Response("", status=301, headers={"Location": source.url + request.full_path})
+
+    httpserver.expect_request("/").respond_with_handler(moved)
+    old = devsite.Site(httpserver.host, port=httpserver.port)
+    tool = make_wpnotify([("moved", old, source.app_password)])
+    proc = tool.run("poll", check=False)
+    assert proc.returncode == 1
+    assert f'redirects to {source.url}; set the site\'s url to "{source.url}"' in proc.stderr
+    assert source.app_password not in proc.stderr + proc.stdout

@@ -65,7 +65,7 @@ def comparable(url: str) -> tuple[str, str, str, str]:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     port = parts.port
-    if port is not None and not (parts.scheme, port) in (("http", 80), ("https", 443)):
+    if port is not None and (parts.scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
     return parts.scheme.lower(), host, parts.path.rstrip("/") or "/", parts.query
 

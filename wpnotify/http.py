@@ -10,6 +10,7 @@ host.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import ipaddress
 import socket
@@ -299,10 +300,8 @@ def _abort(resp: requests.Response) -> None:
     connection = getattr(resp.raw, "_connection", None)
     sock = getattr(connection, "sock", None)
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # already closed by the other side
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
     resp.close()
 
 

@@ -9,8 +9,8 @@ never asked for; password-protected posts are never notified from, since their t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -21,7 +21,7 @@ from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.sender import Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store, iso
+from wpnotify.store import SiteState, Store, iso
 from wpnotify.wordpress import Post, RestSource, SiteInfo, wp_format, wp_time
 
 log = structlog.get_logger("wpnotify.service")
@@ -84,21 +84,13 @@ class Service:
             if state is None or state.cursor is None:
                 return self._start(site, source, now)
             cursor, posts, queued, bridge = state.cursor, 0, 0, None
-            for post in source.changed(state.cursor):
-                if (post.id, post.modified_gmt) in state.baseline:
-                    continue  # part of the archive when watching began
+            for post in self._changes(site, source, state, now):
                 posts += 1
                 queued += self._consider(site, source, post, now)
                 if post.status == "publish":  # a future post's modified_gmt is its future date
                     cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
-                bridge = post.to_ping is not None if bridge is None else bridge
-            if due := self.store.scheduled_due(site.name, now):
-                found = source.posts(due)
-                self.store.unwatch(site.name, [i for i in due if i not in {p.id for p in found}])
-                for post in found:
-                    posts += 1
-                    queued += self._consider(site, source, post, now)
-                    bridge = post.to_ping is not None if bridge is None else bridge
+                if bridge is None:
+                    bridge = post.to_ping is not None
         except SourceError as exc:
             log.error("site.unreadable", site=site.name, error=str(exc))
             self.store.record_poll(site.name, now, error=str(exc))
@@ -108,6 +100,18 @@ class Service:
         self.store.record_poll(site.name, now, cursor=cursor, bridge=bridge)
         log.info("site.read", site=site.name, posts=posts, queued=queued, cursor=cursor)
         return SiteReport(site.name, posts=posts, queued=queued)
+
+    def _changes(self, site: SiteSettings, source: RestSource, state: SiteState,
+                 now: datetime) -> Iterator[Post]:
+        """Posts modified since the cursor, then watched scheduled posts whose time has come."""
+        for post in source.changed(state.cursor or wp_format(now)):
+            if (post.id, post.modified_gmt) not in state.baseline:  # archive when we began
+                yield post
+        if due := self.store.scheduled_due(site.name, now):
+            found = source.posts(due)
+            present = {p.id for p in found}
+            self.store.unwatch(site.name, [i for i in due if i not in present])  # trashed
+            yield from found
 
     def _start(self, site: SiteSettings, source: RestSource, now: datetime) -> SiteReport:
         """The first poll of a site: remember where "now" is, and the posts scheduled for
@@ -186,7 +190,7 @@ class Service:
                                error_code="already-pinged")
             else:
                 queued += self.store.add(site.name, post.id, trackback.KIND, url, post.link,
-                                         now, payload=ping.__dict__)
+                                         now, payload=asdict(ping))
         if already:  # core would drop them from to_ping too
             try:
                 source.record_pinged(post.id, already)

@@ -40,14 +40,14 @@ class HttpSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timeout: float = Field(20.0, gt=0, le=600)
-    connect_timeout: float = Field(5.0, gt=0, le=120)
-    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1)
+    timeout: float = Field(default=20.0, gt=0, le=600)
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1)
     allow_private_addresses: bool = False
     allowed_networks: tuple[str, ...] = ()
-    max_redirects: int = Field(5, ge=0, le=20)
-    max_body_bytes: int = Field(1024 * 1024, ge=4096)
-    wordpress_ping_interval: float = Field(15.0, ge=0, le=3600)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=4096)
+    wordpress_ping_interval: float = Field(default=15.0, ge=0, le=3600)
 
 
     @field_validator("allowed_networks")
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     )
 
     state_file: Path = Path("wpnotify.sqlite3")
-    poll_interval: float = Field(300.0, ge=5, le=86400)
+    poll_interval: float = Field(default=300.0, ge=5, le=86400)
     http: HttpSettings = HttpSettings()
     sites: tuple[SiteSettings, ...] = Field(min_length=1)
 

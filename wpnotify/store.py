@@ -248,11 +248,6 @@ class Store:
             (iso(now), site, site))
         return [_notification(row) for row in rows]
 
-    def next_due(self) -> str | None:
-        row = self.db.execute("SELECT MIN(COALESCE(next_attempt_at, created_at)) FROM "
-                              "notifications WHERE status = 'pending'").fetchone()
-        return row[0]
-
     def claim(self, notification_id: int, now: datetime) -> bool:
         """Marks a pending notification as being sent, committed before any request goes out.
         False when another process claimed it first."""

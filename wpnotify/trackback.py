@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from xml.etree.ElementTree import ParseError
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http, retry_after
@@ -105,7 +105,8 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
         root = SafeET.fromstring(body.strip())
     except (ParseError, DefusedXmlException, ValueError):
         raise SendError(f"the receiver answered {status} without a TrackBack reply; it may or "
-                        "may not have recorded the ping", code="unverified", permanent=True)
+                        "may not have recorded the ping", code="unverified",
+                        permanent=True) from None
     error = (root.findtext("error") or "").strip()
     message = " ".join((root.findtext("message") or "").split())
     if root.tag != "response" or error not in ("0", "1"):

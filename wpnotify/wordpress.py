@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http, Response
@@ -94,6 +94,12 @@ class RestSource:
         return self._decode(resp)
 
     def _decode(self, resp: Response) -> Any:
+        moved = urlsplit(resp.url)
+        if (moved.scheme, moved.netloc) != (urlsplit(self.site.url).scheme,
+                                            urlsplit(self.site.url).netloc):
+            home = f"{moved.scheme}://{moved.netloc}"
+            raise SourceError(f"{self.site.url} redirects to {home}; set the site's url to "
+                              f'"{home}" (credentials are never sent along a redirect)')
         try:
             body = json.loads(resp.body)
         except ValueError:
