@@ -80,9 +80,10 @@ class Wpnotify:
         return proc
 
 
-def write_config(folder: Path, sites: list[tuple[str, devsite.Site, str]], **extra: str) -> Path:
+def write_config(folder: Path, sites: list[tuple[str, devsite.Site, str]], top: str = "",
+                 **extra: str) -> Path:
     """A config for these (name, site, password) triples, private addresses allowed."""
-    lines = ['state_file = "state.sqlite3"', "", "[http]", "allow_private_addresses = true",
+    lines = ['state_file = "state.sqlite3"', top, "", "[http]", "allow_private_addresses = true",
              *(f"{k} = {v}" for k, v in extra.items()), ""]
     for name, site, password in sites:
         (folder / f"{name}.password").write_text(password + "\n")
@@ -95,10 +96,11 @@ def write_config(folder: Path, sites: list[tuple[str, devsite.Site, str]], **ext
 
 @pytest.fixture()
 def make_wpnotify(tmp_path: Path):  # type: ignore[no-untyped-def]  # a factory fixture
-    def make(site_list: list[tuple[str, devsite.Site, str]], **extra: str) -> Wpnotify:
+    def make(site_list: list[tuple[str, devsite.Site, str]], top: str = "",
+             **extra: str) -> Wpnotify:
         folder = tmp_path / f"wpnotify{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
-        return Wpnotify(write_config(folder, site_list, **extra), folder / "state.sqlite3")
+        return Wpnotify(write_config(folder, site_list, top, **extra), folder / "state.sqlite3")
     return make
 
 

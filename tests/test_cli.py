@@ -123,3 +123,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     command = "scripts/setup && .venv/bin/python -m pytest"
     assert command in readme and command in ci
+
+
+def test_retry_requeues_failed_notifications(config: Path) -> None:
+    rows = json.loads(run("--config", str(config), "history", "--format", "json").stdout)
+    failed = next(r for r in rows if r["status"] == "failed")
+    proc = run("--config", str(config), "retry", str(failed["id"]))
+    assert proc.returncode == 0 and "1 notification(s) queued again" in proc.stdout
+    again = run("--config", str(config), "retry", str(failed["id"]))
+    assert again.returncode == 1 and "only failed notifications can be retried" in again.stderr
+    assert run("--config", str(config), "retry").returncode == 2
+    proc = run("--config", str(config), "retry", "--all-failed", "--since", "2020-01-01")
+    assert proc.returncode == 0 and "0 notification(s)" in proc.stdout

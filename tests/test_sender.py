@@ -13,8 +13,10 @@ from werkzeug import Response as WResponse
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http
-from wpnotify.sender import RETRY_DELAYS, Sender, next_attempt
-from wpnotify.settings import HttpSettings, Settings, SiteSettings
+from wpnotify.sender import Sender, next_attempt
+from wpnotify.settings import HttpSettings, RetrySettings, Settings, SiteSettings
+
+RETRY_DELAYS = RetrySettings().delays
 from wpnotify.store import Store
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -197,13 +199,24 @@ def test_a_bug_in_one_notification_does_not_stop_the_others(
 
 def test_rare_faults_get_fewer_attempts() -> None:
     fault0 = SendError("x", code="fault-0", permanent=False)
-    assert next_attempt(fault0, 2, START) is not None
-    assert next_attempt(fault0, 3, START) is None
+    assert next_attempt(fault0, 2, START, RETRY_DELAYS) is not None
+    assert next_attempt(fault0, 3, START, RETRY_DELAYS) is None
     timeout = SendError("x", code="timeout", permanent=False)
-    assert next_attempt(timeout, 5, START, jitter=lambda: 1.0) == \
+    assert next_attempt(timeout, 5, START, RETRY_DELAYS, jitter=lambda: 1.0) == \
         START + timedelta(seconds=RETRY_DELAYS[4])
-    assert next_attempt(timeout, 6, START) is None
-    assert next_attempt(SendError("x", code="c", permanent=True), 1, START) is None
+    assert next_attempt(timeout, 6, START, RETRY_DELAYS) is None
+    assert next_attempt(SendError("x", code="c", permanent=True), 1, START, RETRY_DELAYS) is None
+
+
+def test_the_schedule_is_configurable() -> None:
+    timeout = SendError("x", code="timeout", permanent=False)
+    assert next_attempt(timeout, 1, START, (10.0, 20.0), jitter=lambda: 1.0) == \
+        START + timedelta(seconds=10)
+    assert next_attempt(timeout, 2, START, (10.0, 20.0), jitter=lambda: 1.0) == \
+        START + timedelta(seconds=20)
+    assert next_attempt(timeout, 3, START, (10.0, 20.0)) is None
+    assert next_attempt(SendError("x", code="fault-0", permanent=False), 2, START, (5.0,)) \
+        is None
 
 
 def test_each_attempt_is_one_log_event_with_its_outcome(world: dict[str, Any],

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from wpnotify.errors import ConfigError
-from wpnotify.settings import HttpSettings, Settings, SiteSettings, config_path, load_settings
+from wpnotify.settings import (
+    HttpSettings,
+    RetrySettings,
+    Settings,
+    SiteSettings,
+    config_path,
+    load_settings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = '[[sites]]\nname = "blog"\nurl = "https://blog.example/"\nusername = "u"\n'
@@ -26,9 +33,9 @@ def test_the_example_config_loads_and_documents_every_key(tmp_path: Path) -> Non
     settings = load_settings(write(tmp_path, example))
     assert settings.sites[0].secret() == "abcd efgh"
     keys = set(re.findall(r"^#? ?([a-z_]+) =", example, re.M))
-    for model in (Settings, HttpSettings, SiteSettings):
+    for model in (Settings, HttpSettings, RetrySettings, SiteSettings):
         for field in model.model_fields:
-            if field not in ("http", "sites"):
+            if field not in ("http", "retry", "sites"):
                 assert field in keys, f"{model.__name__}.{field} is not in config.example.toml"
 
 

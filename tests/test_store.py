@@ -122,3 +122,22 @@ def test_site_state_keeps_cursor_baseline_and_bridge(store: Store) -> None:
     assert (state.cursor, state.bridge, state.last_error) == ("2026-11-26T11:00:00", True, "down")
     assert state.baseline == frozenset({(4, "2026-11-26T11:00:00")})
     assert state.last_ok_at == "2026-11-26T12:00:00.000000Z"
+
+
+def test_retry_puts_failed_notifications_back_with_a_fresh_budget(store: Store) -> None:
+    for target in ("https://t/1", "https://t/2"):
+        store.add("s", 1, "pingback", target, "https://s/1", NOW, status="failed",
+                  error="fault 0", error_code="fault-0")
+    store.add("s", 1, "pingback", "https://t/3", "https://s/1", NOW)
+    first, second, pending = sorted(r.id for r in store.history())
+    with pytest.raises(StateError, match=f"{pending} \\(pending\\)"):
+        store.requeue(ids=[first, pending])
+    with pytest.raises(StateError, match="999 \\(no such notification\\)"):
+        store.requeue(ids=[999])
+    assert store.requeue(ids=[first]) == 1
+    row = store.get(first)
+    assert row is not None and (row.status, row.attempts) == ("pending", 0)
+    assert "fault 0" in (row.error or "")
+    assert store.requeue(ids=[], site="other") == 0
+    assert store.requeue(ids=[], since=NOW + timedelta(days=3650)) == 0
+    assert store.requeue(ids=[]) == 1 and store.get(second).status == "pending"

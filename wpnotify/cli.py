@@ -9,12 +9,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from wpnotify import __version__, logs
+from wpnotify import __version__, logs, report
+from wpnotify.daemon import Daemon, exclusive
 from wpnotify.errors import WpnotifyError
 from wpnotify.http import Http
 from wpnotify.service import PollReport, Service
@@ -66,11 +68,11 @@ def poll(ctx: click.Context) -> None:
     http = Http(settings.http)
     try:
         with opened(settings) as store:
-            report = Service(settings, store, http).poll()
+            outcome = Service(settings, store, http).poll()
     finally:
         http.close()
-    render_poll(report)
-    if not report.ok:
+    render_poll(outcome)
+    if not outcome.ok:
         ctx.exit(1)
 
 
@@ -87,6 +89,90 @@ def render_poll(report: PollReport) -> None:
     d = report.delivery
     click.echo(f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
                f"waiting to retry {d.retrying}")
+
+
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """The daemon: poll every site every poll_interval and send retries as they come due,
+    until SIGTERM or SIGINT (then finish the notification in flight and exit 0)."""
+    settings = settings_of(ctx)
+    with exclusive(settings.state_file):
+        http = Http(settings.http)
+        try:
+            with opened(settings) as store:
+                Daemon(settings, store, http).serve()
+        finally:
+            http.close()
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
+              show_default=True)
+@click.pass_context
+def status(ctx: click.Context, fmt: str) -> None:
+    """Per site: last poll, cursor, bridge, notifications by status, next retry due."""
+    settings = settings_of(ctx)
+    with opened(settings) as store:
+        sites = report.status(settings, store)
+    if fmt == "json":
+        click.echo(json.dumps(sites, indent=2))
+        return
+    for site in sites:
+        bridge = {True: "installed", False: "missing", None: "not seen yet"}[site["bridge"]]
+        counts = ", ".join(f"{n} {s}" for s, n in site["notifications"].items())
+        click.echo(f"{site['site']} ({site['url']})\n"
+                   f"  last poll: {site['last_poll_at'] or 'never'}; last good: "
+                   f"{site['last_ok_at'] or 'never'}; cursor: {site['cursor'] or 'none'}\n"
+                   f"  bridge: {bridge}\n  notifications: {counts}\n"
+                   f"  next retry: {site['next_retry_at'] or 'none due'}")
+        if site["last_error"]:
+            click.echo(f"  last error: {site['last_error']}")
+
+
+@cli.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the configuration, reach each site, verify credentials, bridge and state file.
+
+    One line per problem with how to fix it; exit 1 if there is any.
+    """
+    settings = settings_of(ctx)
+    http = Http(settings.http)
+    try:
+        result = report.check(settings, http)
+    finally:
+        http.close()
+    for note in result.notes:
+        click.echo(f"ok: {note}")
+    for problem in result.problems:
+        click.echo(f"problem: {problem}", err=True)
+    if not result.ok:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--all-failed", is_flag=True, help="Every failed notification (of --site).")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="With --all-failed: only those that failed since this date (UTC).")
+@click.option("--site", "site_name", help="With --all-failed: only this site.")
+@click.pass_context
+def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: datetime | None,
+          site_name: str | None) -> None:
+    """Put failed notifications back in the queue: by ID (see history --format json), or
+    --all-failed. The next poll or the daemon sends them, with a fresh retry budget."""
+    if bool(ids) == all_failed:
+        raise click.UsageError("give notification IDs or --all-failed (not both)")
+    if (since or site_name) and not all_failed:
+        raise click.UsageError("--since and --site go with --all-failed")
+    settings = settings_of(ctx)
+    if site_name is not None:
+        settings.site(site_name)
+    with opened(settings) as store:
+        count = store.requeue(ids=list(ids), site=site_name,
+                              since=since.replace(tzinfo=UTC) if since else None)
+    click.echo(f"{count} notification(s) queued again")
 
 
 @cli.command()

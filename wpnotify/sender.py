@@ -23,8 +23,6 @@ from wpnotify.settings import Settings
 from wpnotify.store import Notification, Store, parse_iso
 from wpnotify.wordpress import RestSource
 
-# Waits after attempt 1, 2, … ; after the last one the notification is failed (PROTOCOLS §7).
-RETRY_DELAYS = (60, 300, 1800, 7200, 43200)
 # Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
 IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
@@ -33,16 +31,17 @@ INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was
 log = structlog.get_logger("wpnotify.sender")
 
 
-def next_attempt(error: SendError, attempts: int, now: datetime,
+def next_attempt(error: SendError, attempts: int, now: datetime, delays: tuple[float, ...],
                  jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.1),
                  ) -> datetime | None:
-    """When to try again after ``attempts`` tries ended in ``error``; None means give up."""
-    limit = ATTEMPTS_BY_CODE.get(error.code, len(RETRY_DELAYS) + 1)
+    """When to try again after ``attempts`` tries ended in ``error``; None means give up.
+    ``delays`` are the waits after attempt 1, 2, …; after the last one it is failed."""
+    limit = min(ATTEMPTS_BY_CODE.get(error.code, len(delays) + 1), len(delays) + 1)
     if error.permanent or attempts >= limit:
         return None
     if error.retry_after is not None:
         return now + timedelta(seconds=error.retry_after + 0.5)
-    delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1] * jitter()
+    delay = delays[min(attempts, len(delays)) - 1] * jitter()
     return now + timedelta(seconds=delay)
 
 
@@ -81,13 +80,15 @@ class Sender:
 
     def __init__(self, settings: Settings, store: Store, http: Http,
                  sources: Mapping[str, RestSource], clock: Callable[[], datetime],
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
         self.store = store
         self.http = http
         self.sources = sources
         self.clock = clock
         self.sleep = sleep
+        self.stopping = stopping  # checked between notifications: a daemon's shutdown
 
     def deliver(self, sites: list[str]) -> Tally:
         """Sends every due notification of these sites; waits for busy hosts up to a minute."""
@@ -97,7 +98,7 @@ class Sender:
             log.warning("notifications.interrupted", count=count,
                         detail="left in flight by an earlier run; sending them again")
         queue = [n for n in self.store.due(now) if n.site in sites]
-        while queue:
+        while queue and not self.stopping():
             now = self.clock()
             ready = {n.id: self._ready_at(n, now) for n in queue}
             pick = next((n for n in queue if ready[n.id] <= now), None)
@@ -166,7 +167,7 @@ class Sender:
         if error is None:
             self.store.finish(n.id, "sent", now, endpoint=endpoint, response=message)
             return "sent", None
-        again = next_attempt(error, n.attempts + 1, now)
+        again = next_attempt(error, n.attempts + 1, now, self.settings.retry.delays)
         if error.skip:
             status = "skipped"
         elif again is None:

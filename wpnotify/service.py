@@ -9,6 +9,7 @@ never asked for; password-protected posts are never notified from, since their t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -61,13 +62,13 @@ class Service:
 
     def __init__(self, settings: Settings, store: Store, http: Http, *,
                  clock: Callable[[], datetime] = utcnow,
-                 sleep: Callable[[float], None] | None = None, per_page: int = 100) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 stopping: Callable[[], bool] = lambda: False, per_page: int = 100) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
         self.sources = {site.name: RestSource(http, site, per_page) for site in settings.sites}
-        sender_args = {"sleep": sleep} if sleep is not None else {}
-        self.sender = Sender(settings, store, http, self.sources, clock, **sender_args)
+        self.sender = Sender(settings, store, http, self.sources, clock, sleep, stopping)
 
     def poll(self) -> PollReport:
         """One full cycle for every configured site."""

@@ -62,6 +62,22 @@ class HttpSettings(BaseModel):
         return value
 
 
+class RetrySettings(BaseModel):
+    """When failed-for-now notifications are tried again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delays: tuple[float, ...] = Field(default=(60, 300, 1800, 7200, 43200), min_length=1,
+                                      max_length=20)
+
+    @field_validator("delays")
+    @classmethod
+    def _delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 1 <= d <= 7 * 86400 for d in value):
+            raise ValueError("each delay is a number of seconds from 1 to 604800 (7 days)")
+        return value
+
+
 class SiteSettings(BaseModel):
     """One watched WordPress site."""
 
@@ -135,6 +151,7 @@ class Settings(BaseSettings):
     state_file: Path = Path("wpnotify.sqlite3")
     poll_interval: float = Field(default=300.0, ge=5, le=86400)
     http: HttpSettings = HttpSettings()
+    retry: RetrySettings = RetrySettings()
     sites: tuple[SiteSettings, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

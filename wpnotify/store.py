@@ -117,7 +117,9 @@ class Store:
             raise StateError(f"state file folder {path.parent} does not exist; create it or "
                              "point state_file elsewhere")
         try:
-            db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+            # One thread at a time uses it (the daemon runs its jobs on a single worker).
+            db = sqlite3.connect(path, isolation_level=None, timeout=10.0,
+                                 check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -307,6 +309,57 @@ class Store:
             f"SELECT * FROM notifications {where} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit))
         return [_notification(row) for row in rows]
+
+    def requeue(self, *, ids: list[int], site: str | None = None,
+                since: datetime | None = None) -> int:
+        """Failed notifications back to pending with a fresh retry budget; by ID, or all
+        failed ones (of a site, since a time). Unknown or not-failed IDs are an error."""
+        with self.transaction() as db:
+            if ids:
+                marks = ",".join("?" * len(ids))
+                rows = db.execute(f"SELECT id, status FROM notifications WHERE id IN ({marks})",
+                                  ids).fetchall()
+                found = {row[0]: row[1] for row in rows}
+                wrong = [f"{i} ({found.get(i, 'no such notification')})" for i in ids
+                         if found.get(i) != "failed"]
+                if wrong:
+                    raise StateError(f"only failed notifications can be retried: "
+                                     f"{', '.join(wrong)}")
+                where, params = f"id IN ({marks})", list[Any](ids)
+            else:
+                where = "status = 'failed' AND (? IS NULL OR site = ?) AND (? IS NULL OR " \
+                        "updated_at >= ?)"
+                stamp = iso(since) if since else None
+                params = list[Any]([site, site, stamp, stamp])
+            cur = db.execute(
+                f"""UPDATE notifications SET status = 'pending', attempts = 0,
+                        next_attempt_at = NULL, updated_at = ?,
+                        error = 'queued again by wpnotify retry; it failed with: '
+                                || COALESCE(error, '')
+                    WHERE {where}""", [iso(datetime.now(UTC)), *params])
+            return cur.rowcount
+
+    def counts(self, site: str) -> dict[str, int]:
+        """How many notifications of a site are in each status (every status listed)."""
+        rows = self.db.execute("SELECT status, COUNT(*) FROM notifications WHERE site = ? "
+                               "GROUP BY status", (site,))
+        return {**dict.fromkeys(STATUSES, 0), **{row[0]: row[1] for row in rows}}
+
+    def next_retry(self, site: str) -> str | None:
+        row = self.db.execute("SELECT MIN(next_attempt_at) FROM notifications WHERE site = ? "
+                              "AND status = 'pending'", (site,)).fetchone()
+        return row[0] if row else None
+
+    def check_writable(self) -> None:
+        """Raises StateError unless a write transaction can be opened (and it is rolled back)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("CREATE TABLE IF NOT EXISTS write_check (x)")
+            self.db.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise StateError(f"state file {self.path} is not writable: {exc}") from None
 
     # --- hosts ---------------------------------------------------------------------------
 

@@ -224,6 +224,21 @@ class RestSource:
                 found += self._list(post_type, {"include": chunk, "status": "any"})
         return found
 
+    def check(self) -> tuple[SiteInfo, dict[str, Any] | None]:
+        """Reaches the site, proves the credentials may read posts for editing, and asks the
+        bridge for its status (None when it is not installed)."""
+        info = self.info()
+        for post_type in self.site.post_types:
+            self._call(f"/wp/v2/{self._base(post_type)}",
+                       {"context": "edit", "_fields": "id", "per_page": 1})
+        try:
+            status = self._call("/wpnotify/v1/status")
+        except SourceError as exc:
+            if "no such REST route" in str(exc):
+                return info, None
+            raise
+        return info, status if isinstance(status, dict) else None
+
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         """Tells WordPress (through the bridge) that these URLs were notified."""
         self._call(f"/wpnotify/v1/posts/{post_id}/pinged", post={"urls": urls})

@@ -1,0 +1,124 @@
+"""``wpnotify run``: a thin loop around ``Service`` on APScheduler 3.
+
+Each site is polled every ``poll_interval`` (never two polls of one site at once; missed runs
+coalesce), and due retries are sent every RETRY_TICK seconds. All jobs run on one worker thread,
+so the store and the HTTP client are never used concurrently. SIGTERM or SIGINT stops new work;
+the job in flight finishes its current notification (within GRACE seconds) and the state is left
+with nothing in flight. An exclusive lock beside the state file keeps a second daemon out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from wpnotify.errors import StateError, WpnotifyError
+from wpnotify.http import Http
+from wpnotify.service import Service, utcnow
+from wpnotify.settings import Settings, SiteSettings
+from wpnotify.store import Store
+
+RETRY_TICK = 30.0
+GRACE = 30.0
+log = structlog.get_logger("wpnotify.daemon")
+
+
+@contextmanager
+def exclusive(state_file: Path) -> Iterator[None]:
+    """Holds ``<state_file>.lock`` for the daemon's lifetime; refuses if another holds it."""
+    lock_path = state_file.with_name(state_file.name + ".lock")
+    try:
+        handle = lock_path.open("a+")
+    except OSError as exc:
+        raise StateError(f"cannot create lock file {lock_path}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise WpnotifyError(f"another wpnotify daemon (pid {holder}) is already running on "
+                                f"{state_file}; stop it first, or give this one another "
+                                "state_file") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
+class Daemon:
+    """Schedules polls and retries; ``stop()`` ends it gracefully."""
+
+    def __init__(self, settings: Settings, store: Store, http: Http) -> None:
+        self.settings = settings
+        self.stopped = threading.Event()
+        self.service = Service(settings, store, http, clock=utcnow, sleep=self._sleep,
+                               stopping=self.stopped.is_set)
+        self._busy = threading.Lock()
+
+    def _sleep(self, seconds: float) -> None:
+        self.stopped.wait(seconds)
+
+    def stop(self, *_signal: Any) -> None:
+        if not self.stopped.is_set():
+            log.info("daemon.stopping", grace_s=GRACE)
+        self.stopped.set()
+
+    def _job(self, name: str, work: Callable[[], None]) -> None:
+        """Runs one job; no error escapes it, so the daemon never crash-loops."""
+        if self.stopped.is_set():
+            return
+        with self._busy:
+            try:
+                work()
+            except WpnotifyError as exc:
+                log.error("daemon.job_failed", job=name, error=str(exc))
+            except Exception:  # noqa: BLE001 (a bug in one job must not end the daemon)
+                log.exception("daemon.job_crashed", job=name)
+
+    def poll_site(self, site: SiteSettings) -> None:
+        self.service.read(site)
+        self.service.sender.deliver([site.name])
+
+    def send_due(self) -> None:
+        self.service.sender.deliver([site.name for site in self.settings.sites])
+
+    def serve(self) -> None:
+        """Runs until stop(); installs SIGTERM and SIGINT handlers."""
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone="UTC")
+        for site in self.settings.sites:
+            scheduler.add_job(self._job, "interval", seconds=self.settings.poll_interval,
+                              args=[f"poll:{site.name}", lambda s=site: self.poll_site(s)],
+                              id=f"poll:{site.name}", next_run_time=utcnow())
+        scheduler.add_job(self._job, "interval", seconds=RETRY_TICK,
+                          args=["retries", self.send_due], id="retries")
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        scheduler.start()
+        log.info("daemon.started", sites=[s.name for s in self.settings.sites],
+                 poll_interval_s=self.settings.poll_interval)
+        try:
+            while not self.stopped.wait(1.0):
+                pass
+        finally:
+            scheduler.shutdown(wait=False)
+            if self._busy.acquire(timeout=GRACE):
+                self._busy.release()
+                log.info("daemon.stopped")
+            else:
+                log.warning("daemon.stopped_with_work_in_flight",
+                            detail="rows left 'sending' are sent again by the next run")
