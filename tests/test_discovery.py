@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import DATA
+
 from wpnotify.discovery import extract_links, pingback_endpoint, select_targets
 
 BASE = "https://blog.example/2026/11/post/"

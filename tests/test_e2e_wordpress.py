@@ -13,9 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import devsite
+import pytest
 from conftest import Wpnotify, write_config
 
 pytestmark = pytest.mark.e2e

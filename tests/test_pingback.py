@@ -5,8 +5,8 @@ from __future__ import annotations
 import xmlrpc.client
 
 import pytest
-
 from conftest import DATA
+
 from wpnotify.errors import SendError
 from wpnotify.pingback import build_call, parse_reply, raise_for_fault, wants_body
 

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("tool", [["ruff", "check", "wpnotify"], ["mypy"]])
+@pytest.mark.parametrize("tool", [["ruff", "check", "wpnotify", "tests", "wordpress"],
+                                  ["mypy"]])
 def test_static_checks_pass(tool: list[str]) -> None:
     if shutil.which(tool[0], path=str(Path(sys.executable).parent)) is None:
         pytest.fail(f"{tool[0]} is not installed; run scripts/setup")

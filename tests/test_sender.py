@@ -15,10 +15,9 @@ from wpnotify.errors import SendError
 from wpnotify.http import Http
 from wpnotify.sender import Sender, next_attempt
 from wpnotify.settings import HttpSettings, RetrySettings, Settings, SiteSettings
-
-RETRY_DELAYS = RetrySettings().delays
 from wpnotify.store import Store
 
+RETRY_DELAYS = RetrySettings().delays
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 

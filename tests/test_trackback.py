@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import DATA
+
 from wpnotify.errors import SendError
 from wpnotify.trackback import ELLIPSIS, build_ping, excerpt, parse_reply, strip_tags
 
@@ -31,7 +31,8 @@ def test_script_and_style_bodies_and_comments_are_not_text() -> None:
 
 
 def test_manual_excerpt_wins_over_content() -> None:
-    ping = build_ping(permalink="https://s.example/p", title_html="A <em>fine</em> &#8220;title&#8221;",
+    ping = build_ping(permalink="https://s.example/p",
+                      title_html="A <em>fine</em> &#8220;title&#8221;",
                       content_html="<p>Content</p>", excerpt_html="<p>Manual</p>\n",
                       blog_name="Blog")
     assert ping.title == "A fine &#8220;title&#8221;"
