@@ -88,6 +88,7 @@ class SiteSettings(BaseModel):
     username: str = Field(min_length=1)
     password: SecretStr | None = None
     password_file: Path | None = None
+    password_credential: str | None = None
     post_types: tuple[str, ...] = ("post",)
     self_pings: bool = False
 
@@ -117,22 +118,31 @@ class SiteSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_password(self) -> SiteSettings:
-        if (self.password is None) == (self.password_file is None):
+        given = [self.password, self.password_file, self.password_credential]
+        if sum(value is not None for value in given) != 1:
             raise ValueError(
-                "set exactly one of password or password_file (an Application Password, "
-                "Users > Profile > Application Passwords)"
+                "set exactly one of password, password_file or password_credential (an "
+                "Application Password, Users > Profile > Application Passwords)"
             )
-        if self.password_file is not None:
-            try:
-                secret = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"password_file {self.password_file}: cannot read it ({exc.strerror})"
-                ) from None
-            if not secret:
-                raise ValueError(f"password_file {self.password_file} is empty")
-            object.__setattr__(self, "password", SecretStr(secret))
+        if self.password_credential is not None:
+            folder = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not folder:
+                raise ValueError("password_credential needs systemd's LoadCredential= "
+                                 "(CREDENTIALS_DIRECTORY is not set); use password_file "
+                                 "outside systemd")
+            self._read_secret(Path(folder) / self.password_credential, "password_credential")
+        elif self.password_file is not None:
+            self._read_secret(self.password_file, "password_file")
         return self
+
+    def _read_secret(self, path: Path, key: str) -> None:
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{key} {path}: cannot read it ({exc.strerror})") from None
+        if not secret:
+            raise ValueError(f"{key} {path} is empty")
+        object.__setattr__(self, "password", SecretStr(secret))
 
     def secret(self) -> str:
         """The Application Password, for the one place that sends it."""
