@@ -85,8 +85,11 @@ def test_trackback_and_pingback_arrive_as_comments(sites: dict[str, devsite.Site
     assert rows["pingback"]["source"] == permalink
     assert rows["trackback"]["status"] == "sent"
     assert rows["trackback"]["target"] == ping_url
+    # One attempt each, or two when another test's ping to the target was under 15 s old and
+    # the target's flood check answered 429 (wpnotify then waits and sends again).
+    attempts = [row["attempts"] for row in rows.values()]
     for row in rows.values():
-        assert row["attempts"] == 1 and row["sent_at"] and row["created_at"]
+        assert row["attempts"] in (1, 2) and row["sent_at"] and row["created_at"]
     # WordPress's own lists now say what was sent, as core would have recorded it.
     pings = source.pings(post)
     assert pings["to_ping"] == []
@@ -97,7 +100,7 @@ def test_trackback_and_pingback_arrive_as_comments(sites: dict[str, devsite.Site
     assert "sent 0" in again.stdout
     source.run_cron()
     assert len(target.comments(linked)) == 1 and len(target.comments(tracked)) == 1
-    assert [r["attempts"] for r in history(watched, "--post", str(post))] == [1, 1]
+    assert [r["attempts"] for r in history(watched, "--post", str(post))] == attempts
 
 
 def test_unpublished_and_protected_posts_send_nothing(sites: dict[str, devsite.Site],
@@ -135,7 +138,7 @@ def test_edit_notifies_only_the_new_link(sites: dict[str, devsite.Site],
     rows = history(watched, "--post", str(post))
     assert sorted(r["target"] for r in rows) == sorted(
         [target.permalink(first), target.permalink(second)])
-    assert all(r["status"] == "sent" and r["attempts"] == 1 for r in rows)
+    assert all(r["status"] == "sent" and r["attempts"] in (1, 2) for r in rows)  # 2: a 429
 
     source.update_post(post, post_title="Growing post, saved again")
     out = watched.run("poll")

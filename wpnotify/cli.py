@@ -14,14 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 
 from wpnotify import __version__, logs, report
 from wpnotify.daemon import Daemon, exclusive
 from wpnotify.errors import WpnotifyError
 from wpnotify.http import Http
+from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
 from wpnotify.settings import Settings, config_path, load_settings
 from wpnotify.store import STATUSES, Notification, Store
+from wpnotify.wordpress import Post
+
+log = structlog.get_logger("wpnotify.cli")
 
 KINDS = ("pingback", "trackback")
 FORMATS = ("table", "json", "csv")
@@ -151,10 +156,69 @@ def check(ctx: click.Context) -> None:
         ctx.exit(1)
 
 
+DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+
+@cli.command()
+@click.option("--site", "site_name", required=True, help="The site (its name in the config).")
+@click.option("--since", type=DATE, required=True,
+              help="Posts dated from this day on (YYYY-MM-DD, UTC).")
+@click.option("--until", type=DATE, help="…and before this day (default: no end).")
+@click.option("--post", "post_ids", type=click.IntRange(min=1), multiple=True,
+              help="Only this post (repeatable); --since and --until then do not apply.")
+@click.option("--dry-run", is_flag=True, help="Print what would be sent; send and record nothing.")
+@click.pass_context
+def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetime | None,
+             post_ids: tuple[int, ...], dry_run: bool) -> None:
+    """Send what older published posts never sent, under the same rules and state as the
+    daemon (safe to run while it runs, and twice). Exit 0 when everything went out, 1 when
+    something failed or waits to be retried."""
+    settings = settings_of(ctx)
+    site = settings.site(site_name)
+    if until is not None and until <= since:
+        raise click.UsageError("--until must be later than --since")
+    http = Http(settings.http)
+    bar = _progress(dry_run)
+
+    def planned(post: Post, item: Planned) -> None:
+        if dry_run:
+            note = f" (skipped: {item.error})" if item.status == "skipped" else ""
+            click.echo(f"post {post.id}: {item.kind} {item.target}{note}")
+
+    try:
+        with opened(settings) as store:
+            result = Service(settings, store, http).backfill(
+                site, since.replace(tzinfo=UTC), until.replace(tzinfo=UTC) if until else None,
+                list(post_ids), dry_run=dry_run, on_page=bar, on_planned=planned)
+    finally:
+        http.close()
+    verb = "would be sent" if dry_run else "queued"
+    click.echo(f"backfill {site.name}: {result.planned} notification(s) {verb}"
+               + ("" if dry_run else f"; sent {result.sent}, skipped {result.skipped}, "
+                  f"failed {result.failed}, waiting to retry {result.waiting}"))
+    if not dry_run and not result.complete:
+        ctx.exit(1)
+
+
+def _progress(quiet: bool) -> Callable[[int, int], None]:
+    """A progress bar on a terminal; log lines otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return lambda done, total: log.info("backfill.progress", posts=done, total=total)
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} posts")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
 @cli.command()
 @click.argument("ids", nargs=-1, type=click.IntRange(min=1))
 @click.option("--all-failed", is_flag=True, help="Every failed notification (of --site).")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+@click.option("--since", type=DATE,
               help="With --all-failed: only those that failed since this date (UTC).")
 @click.option("--site", "site_name", help="With --all-failed: only this site.")
 @click.pass_context

@@ -90,14 +90,16 @@ class Sender:
         self.sleep = sleep
         self.stopping = stopping  # checked between notifications: a daemon's shutdown
 
-    def deliver(self, sites: list[str]) -> Tally:
-        """Sends every due notification of these sites; waits for busy hosts up to a minute."""
+    def deliver(self, sites: list[str], posts: set[int] | None = None) -> Tally:
+        """Sends every due notification of these sites (of these posts only, if given); waits
+        for busy hosts up to a minute."""
         tally = Tally()
         now = self.clock()
         if (count := self.store.recover_interrupted(now, INTERRUPTED_AFTER)):
             log.warning("notifications.interrupted", count=count,
                         detail="left in flight by an earlier run; sending them again")
-        queue = [n for n in self.store.due(now) if n.site in sites]
+        queue = [n for n in self.store.due(now)
+                 if n.site in sites and (posts is None or n.post_id in posts)]
         while queue and not self.stopping():
             now = self.clock()
             ready = {n.id: self._ready_at(n, now) for n in queue}
@@ -196,8 +198,8 @@ class Sender:
         """Adds the target to the post's `pinged` list through the bridge, as core would."""
         state = self.store.site(n.site)
         source = self.sources.get(n.site)
-        if source is None or state is None or not state.bridge:
-            return
+        if source is None or (state is not None and state.bridge is False):
+            return  # no bridge: nowhere to record it
         try:
             source.record_pinged(n.post_id, [n.target])
         except SourceError as exc:

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 
-from wpnotify import pingback, trackback
-from wpnotify.discovery import extract_links, select_targets
-from wpnotify.errors import SourceError
+from wpnotify import trackback
+from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.http import Http
+from wpnotify.plan import Planned, plan
 from wpnotify.sender import Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
-from wpnotify.wordpress import Post, RestSource, SiteInfo, wp_format, wp_time
+from wpnotify.wordpress import Post, RestSource, wp_format, wp_time
 
 log = structlog.get_logger("wpnotify.service")
-ALREADY_PINGED = "already in WordPress's pinged list (notified before wpnotify took over)"
 NO_BRIDGE = ("the wpnotify bridge is not installed, so trackbacks queued in \"Send trackbacks "
              "to\" cannot be read and are not sent (pingbacks are); install "
              "wordpress/wpnotify-bridge.php as a must-use plugin, see README \"The bridge\"")
@@ -87,7 +87,8 @@ class Service:
             cursor, posts, queued, bridge = state.cursor, 0, 0, None
             for post in self._changes(site, source, state, now):
                 posts += 1
-                queued += self._consider(site, source, post, now)
+                queued += self._guard(site, post,
+                                      partial(self._consider, site, source, post, now))
                 if post.status == "publish":  # a future post's modified_gmt is its future date
                     cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
                 if bridge is None:
@@ -133,69 +134,106 @@ class Service:
         if post.date_gmt:
             self.store.watch(site.name, post.id, iso(wp_time(post.date_gmt)))
 
+    def _guard(self, site: SiteSettings, post: Post, work: Callable[[], int]) -> int:
+        """Runs the work for one post; a bug it trips is logged and passed over, so one bad
+        post cannot block its site forever (backfill can send it once fixed)."""
+        try:
+            return work()
+        except WpnotifyError:
+            raise
+        except Exception:  # noqa: BLE001 (the isolation boundary for one post)
+            log.exception("post.failed", site=site.name, post=post.id)
+            return 0
+
     def _consider(self, site: SiteSettings, source: RestSource, post: Post,
                   now: datetime) -> int:
         """Queues what one post owes; returns how many notifications were new."""
         if post.status == "future":
             self._watch(site, post)
             return 0
-        if post.status != "publish":
-            self.store.unwatch(site.name, [post.id])
-            return 0
         self.store.unwatch(site.name, [post.id])
+        return self._record(site, source, post, self.owed(site, source, post), now)
+
+    def _record(self, site: SiteSettings, source: RestSource, post: Post,
+                owed: list[Planned], now: datetime) -> int:
+        for item in owed:
+            self.store.add(site.name, post.id, item.kind, item.target, post.link, now,
+                           payload=item.payload, status=item.status, error=item.error,
+                           error_code=item.error_code)
+        self._forget_queued(site, source, post, owed)
+        return sum(item.status == "pending" for item in owed)
+
+    def owed(self, site: SiteSettings, source: RestSource, post: Post) -> list[Planned]:
+        """What a post owes beyond what the state holds; nothing unless published and open."""
+        if post.status != "publish" or post.type not in site.post_types:
+            return []
         if post.protected:
             log.info("post.skipped", site=site.name, post=post.id, reason="password-protected")
-            return 0
+            return []
         info = source.info()
-        return (self._queue_pingbacks(site, info, post, now)
-                + self._queue_trackbacks(site, source, info, post, now))
+        return plan(post, home=info.home, blog_name=info.name, self_pings=site.self_pings,
+                    known=lambda kind: self.store.targets(site.name, post.id, kind))
 
-    def _queue_pingbacks(self, site: SiteSettings, info: SiteInfo, post: Post,
-                         now: datetime) -> int:
-        links = extract_links(post.content_html, post.link)
-        targets = select_targets(links, permalink=post.link, home=info.home,
-                                 self_pings=site.self_pings)
-        known = self.store.targets(site.name, post.id, pingback.KIND)
-        pinged = set(post.pinged or ())
-        queued = 0
-        for target in targets:
-            if target in known:
-                continue
-            if target in pinged:
-                self.store.add(site.name, post.id, pingback.KIND, target, post.link, now,
-                               status="skipped", error=ALREADY_PINGED,
-                               error_code="already-pinged")
-            else:
-                queued += self.store.add(site.name, post.id, pingback.KIND, target, post.link,
-                                         now)
-        return queued
-
-    def _queue_trackbacks(self, site: SiteSettings, source: RestSource, info: SiteInfo,
-                          post: Post, now: datetime) -> int:
-        if not post.to_ping:
-            return 0
-        known = self.store.targets(site.name, post.id, trackback.KIND)
-        pinged = set(post.pinged or ())
-        fresh = [url for url in dict.fromkeys(post.to_ping) if url not in known]
-        if not fresh:
-            return 0
-        ping = trackback.build_ping(permalink=post.link, title_html=post.title_html,
-                                    content_html=post.content_html,
-                                    excerpt_html=post.excerpt_html, blog_name=info.name)
-        queued, already = 0, []
-        for url in fresh:
-            if url in pinged:
-                already.append(url)
-                self.store.add(site.name, post.id, trackback.KIND, url, post.link, now,
-                               status="skipped", error=ALREADY_PINGED,
-                               error_code="already-pinged")
-            else:
-                queued += self.store.add(site.name, post.id, trackback.KIND, url, post.link,
-                                         now, payload=asdict(ping))
-        if already:  # core would drop them from to_ping too
+    def _forget_queued(self, site: SiteSettings, source: RestSource, post: Post,
+                       owed: list[Planned]) -> None:
+        """Trackback URLs WordPress had already pinged leave to_ping, as core would do."""
+        already = [item.target for item in owed
+                   if item.kind == trackback.KIND and item.status == "skipped"]
+        if already:
             try:
                 source.record_pinged(post.id, already)
             except SourceError as exc:
                 log.warning("wordpress.record_pinged_failed", site=site.name, post=post.id,
                             error=str(exc))
-        return queued
+
+    def backfill(self, site: SiteSettings, since: datetime, until: datetime | None,
+                 post_ids: list[int], *, dry_run: bool = False,
+                 on_page: Callable[[int, int], None] = lambda done, total: None,
+                 on_planned: Callable[[Post, Planned], None] = lambda post, item: None,
+                 ) -> Backfill:
+        """Sends what older published posts owe, page by page (memory stays flat), under the
+        same rules and state as polling. ``dry_run`` sends and records nothing; each planned
+        notification is handed to ``on_planned`` either way."""
+        source = self.sources[site.name]
+        result = Backfill()
+        pages = ([(source.posts(post_ids), len(post_ids))] if post_ids
+                 else source.archive(since, until))
+        done = 0
+        for posts, total in pages:
+            for post in posts:
+                owed = self.owed(site, source, post)
+                for item in owed:
+                    on_planned(post, item)
+                result.planned += len(owed)
+                result.skipped += sum(item.status == "skipped" for item in owed)
+                if not dry_run:
+                    self._guard(site, post,
+                                partial(self._record, site, source, post, owed, self.clock()))
+            done += len(posts)
+            on_page(done, total)
+            if not dry_run and posts:
+                result.add(self.sender.deliver([site.name], {p.id for p in posts}))
+            if self.sender.stopping():
+                break
+        return result
+
+
+@dataclass
+class Backfill:
+    """A backfill's summary; ``complete`` when nothing failed and nothing waits to retry."""
+
+    planned: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+    def add(self, tally: Tally) -> None:
+        self.sent += tally.sent
+        self.skipped += tally.skipped
+        self.failed += tally.failed
+        self.waiting += tally.retrying
+
+    @property
+    def complete(self) -> bool:
+        return self.failed == 0 and self.waiting == 0

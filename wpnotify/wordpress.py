@@ -81,6 +81,10 @@ class RestSource:
 
     def _call(self, route: str, params: dict[str, Any] | None = None, *,
               post: dict[str, Any] | None = None) -> Any:
+        return self._decode(self._request(route, params, post=post))
+
+    def _request(self, route: str, params: dict[str, Any] | None = None, *,
+                 post: dict[str, Any] | None = None) -> Response:
         url = self._url(route, params)
         auth = (self.site.username, self.site.secret())
         try:
@@ -91,7 +95,7 @@ class RestSource:
                                       max_bytes=1024 * 1024)
         except SendError as exc:
             raise SourceError(f"cannot reach {self.site.url}: {exc.message}") from None
-        return self._decode(resp)
+        return resp
 
     def _decode(self, resp: Response) -> Any:
         moved = urlsplit(resp.url)
@@ -214,6 +218,30 @@ class RestSource:
             if len(posts) < self.per_page:
                 return
             page += 1
+
+    def archive(self, since: datetime, until: datetime | None
+                ) -> Iterator[tuple[list[Post], int]]:
+        """Published posts dated from ``since`` up to ``until``, a page at a time, with the
+        total count; ordered by ID, so posts published meanwhile land at the end."""
+        for post_type in self.site.post_types:
+            page = 1
+            while True:
+                params: dict[str, Any] = {
+                    "context": "edit", "_fields": FIELDS, "per_page": self.per_page,
+                    "status": "publish", "orderby": "id", "order": "asc", "page": page,
+                    "after": _param(since - timedelta(seconds=1))}
+                if until is not None:
+                    params["before"] = _param(until)
+                resp = self._request(f"/wp/v2/{self._base(post_type)}", params)
+                items = self._decode(resp)
+                if not isinstance(items, list):
+                    raise SourceError(f"{self.site.url} answered the post list with "
+                                      "something else")
+                total = int(resp.header("X-WP-Total") or len(items))
+                yield [_post(item) for item in items], total
+                if len(items) < self.per_page:
+                    break
+                page += 1
 
     def posts(self, ids: list[int]) -> list[Post]:
         """These posts, whatever their status now (trashed and deleted ones are missing)."""
