@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 import devsite
+import pytest
 
 pytestmark = pytest.mark.e2e
 
