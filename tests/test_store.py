@@ -22,7 +22,22 @@ def store(tmp_path: Path) -> Store:
 def test_a_new_file_gets_every_migration_recorded(store: Store) -> None:
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
     rows = store.db.execute("SELECT version, name FROM migrations").fetchall()
-    assert [tuple(r) for r in rows] == [(1, "initial schema")]
+    assert [tuple(r) for r in rows] == [(1, "initial schema"), (2, "who claimed a notification")]
+
+
+def test_an_older_file_is_migrated_in_place(tmp_path: Path) -> None:
+    """A version-1 file (before claimed_by) keeps its rows and gains the column."""
+    path = tmp_path / "state.sqlite3"
+    store = Store.open(path)
+    store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    store.db.execute("ALTER TABLE notifications DROP COLUMN claimed_by")
+    store.db.execute("DELETE FROM migrations WHERE version = 2")
+    store.db.execute("PRAGMA user_version = 1")
+    store.close()
+    again = Store.open(path)
+    assert again.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    (row,) = again.history()
+    assert row.target == "https://t/" and row.claimed_by is None
 
 
 def test_a_file_from_a_newer_wpnotify_is_refused(tmp_path: Path) -> None:
@@ -86,6 +101,28 @@ def test_pending_rows_wait_for_their_time(store: Store) -> None:
                  next_attempt_at=NOW + timedelta(minutes=5))
     assert store.due(NOW + timedelta(minutes=4)) == []
     assert [r.id for r in store.due(NOW + timedelta(minutes=5))] == [row.id]
+
+
+def test_a_claim_by_a_dead_process_is_recovered_at_once(store: Store) -> None:
+    import subprocess
+
+    from wpnotify.store import _process_token, this_process
+
+    store.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
+    store.add("s", 1, "pingback", "https://t/b", "https://s/1", NOW)
+    mine, theirs = (r.id for r in store.due(NOW))
+    store.claim(mine, NOW)
+    store.claim(theirs, NOW)
+    assert store.get(mine).claimed_by == this_process()
+    child = subprocess.Popen(["sleep", "30"])
+    token = _process_token(child.pid)
+    child.kill()
+    child.wait()
+    assert token is not None
+    store.db.execute("UPDATE notifications SET claimed_by = ? WHERE id = ?", (token, theirs))
+    assert store.recover_interrupted(NOW, timedelta(minutes=10)) == 1
+    assert store.get(theirs).status == "pending"
+    assert store.get(mine).status == "sending"  # this process is alive: its claim stands
 
 
 def test_rows_left_in_flight_by_a_crash_are_sent_again(store: Store) -> None:

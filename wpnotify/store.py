@@ -8,7 +8,10 @@ silent second send. The store knows no HTTP and no protocol.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,8 +58,37 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             wordpress INTEGER NOT NULL DEFAULT 0,   -- known to run WordPress (flood check)
             not_before TEXT);                        -- no request before this time
     """),
+    (2, "who claimed a notification", """
+        ALTER TABLE notifications ADD COLUMN claimed_by TEXT;  -- host:pid:start of the sender
+    """),
 )
 LATEST = MIGRATIONS[-1][0]
+
+
+def _process_token(pid: int) -> str | None:
+    """host:pid:start-time of a live process (the start time tells a reused pid apart)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+@functools.cache
+def this_process() -> str:
+    return _process_token(os.getpid()) or f"{socket.gethostname()}:{os.getpid()}:?"
+
+
+def process_dead(token: str | None) -> bool:
+    """True only when ``token`` names a process of this host that no longer runs."""
+    if not token:
+        return False
+    host, _, rest = token.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() or start == "?":
+        return False  # another machine's claim, or no /proc: only its age can tell
+    return _process_token(int(pid)) != token
 
 
 def iso(moment: datetime) -> str:
@@ -87,6 +119,7 @@ class Notification:
     updated_at: str
     sent_at: str | None
     next_attempt_at: str | None
+    claimed_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "payload"}
@@ -251,13 +284,13 @@ class Store:
         return [_notification(row) for row in rows]
 
     def claim(self, notification_id: int, now: datetime) -> bool:
-        """Marks a pending notification as being sent, committed before any request goes out.
-        False when another process claimed it first."""
+        """Marks a pending notification as being sent by this process, committed before any
+        request goes out. False when another process claimed it first."""
         with self.transaction() as db:
             cur = db.execute(
                 """UPDATE notifications SET status = 'sending', attempts = attempts + 1,
-                       updated_at = ? WHERE id = ? AND status = 'pending'""",
-                (iso(now), notification_id))
+                       updated_at = ?, claimed_by = ? WHERE id = ? AND status = 'pending'""",
+                (iso(now), this_process(), notification_id))
             return cur.rowcount == 1
 
     def finish(self, notification_id: int, status: str, now: datetime, *,
@@ -279,20 +312,26 @@ class Store:
                  iso(next_attempt_at) if next_attempt_at else None, notification_id))
 
     def recover_interrupted(self, now: datetime, older_than: timedelta) -> int:
-        """Puts back rows left ``sending`` by a process that died mid-request.
+        """Puts back rows left ``sending`` by a process that died mid-request: at once when
+        the claiming process is known dead (same host), else once the claim is older than
+        ``older_than`` (no request lives that long).
 
         In doubt, wpnotify sends again: receivers deduplicate (pingback fault 48, WordPress's
         "already a ping from that URL"), and both count as sent. The row keeps its attempt count
-        and says what happened.
+        and says what happened (error_code ``interrupted``).
         """
         with self.transaction() as db:
-            cur = db.execute(
+            rows = db.execute("SELECT id, claimed_by, updated_at FROM notifications "
+                              "WHERE status = 'sending'").fetchall()
+            stale = [row[0] for row in rows
+                     if row[2] < iso(now - older_than) or process_dead(row[1])]
+            db.executemany(
                 """UPDATE notifications SET status = 'pending', next_attempt_at = NULL,
                        error = 'interrupted while sending; sent again in case it was lost',
                        error_code = 'interrupted', updated_at = ?
-                   WHERE status = 'sending' AND updated_at < ?""",
-                (iso(now), iso(now - older_than)))
-            return cur.rowcount
+                   WHERE id = ? AND status = 'sending'""",
+                [(iso(now), i) for i in stale])
+            return len(stale)
 
     def history(self, *, site: str | None = None, post_id: int | None = None,
                 kind: str | None = None, status: str | None = None,
