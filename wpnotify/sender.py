@@ -167,6 +167,8 @@ class Sender:
     def _record(self, n: Notification, now: datetime, endpoint: str | None,
                 message: str | None, error: SendError | None) -> tuple[str, datetime | None]:
         if error is None:
+            if n.error_code == "interrupted":  # keep the crash visible in the history
+                message = f"{message} (after an attempt interrupted by a crash)"
             self.store.finish(n.id, "sent", now, endpoint=endpoint, response=message)
             return "sent", None
         again = next_attempt(error, n.attempts + 1, now, self.settings.retry.delays)
