@@ -70,3 +70,90 @@ def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+        b'<!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]>'
+        b"<methodResponse><params><param><value><string>&lol2;</string></value></param>"
+        b"</params></methodResponse>")
+
+
+class HostileServer(ThreadingHTTPServer):
+    """One misbehaviour per path; pages under /p/<name> advertise the endpoint /rpc/<name>."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _HostileHandler)
+        self.posts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _HostileHandler(_PingbackHandler):
+    server: HostileServer  # type: ignore[assignment]  # a sibling server class
+
+    def do_GET(self) -> None:
+        name = self.path.rsplit("/", 1)[-1]
+        page = (f'<html><head><link rel="pingback" href="/rpc/{name}"></head>'
+                "<body>hostile</body></html>").encode()
+        if name == "stall":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"<html>")
+            self.wfile.flush()
+            time.sleep(30)
+        elif name == "reset":
+            import socket
+            import struct
+
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+        elif name == "huge":  # 200 MB of HTML, the endpoint at its very end
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            chunk = b"<p>" + b"x" * 65536 + b"</p>\n"
+            try:
+                for _ in range(200 * 1024 * 1024 // len(chunk)):
+                    self.wfile.write(chunk)
+                self.wfile.write(page)
+            except OSError:
+                pass  # the client hung up at its cap, as it should
+            self.close_connection = True
+        elif name == "loop":
+            self._reply(302, b"", "text/html", {"Location": self.path})
+        elif name == "charset":  # says Latin-1, sends UTF-8
+            self._reply(200, page.replace(b"hostile", "h\u00f4stile".encode()),
+                        "text/html; charset=iso-8859-1", {})
+        elif name == "badcharset":
+            self._reply(200, page, "text/html; charset=no-such-charset", {})
+        else:
+            self._reply(200, page, "text/html", {})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        name = self.path.rsplit("/", 1)[-1]
+        with self.server.lock:
+            self.server.posts[name] += 1
+            count = self.server.posts[name]
+        ok = xmlrpc.client.dumps(("registered",), methodresponse=True).encode()
+        if name == "flaky" and count == 1:
+            self._reply(503, b"try later", "text/plain", {})
+        elif name == "ratelimited" and count == 1:
+            self._reply(429, b"slow down", "text/plain", {"Retry-After": "2"})
+        elif name == "garbage":
+            self._reply(200, b"<html><body>Thanks!</body></html>", "text/html", {})
+        elif name == "bomb":
+            self._reply(200, BOMB, "text/xml", {})
+        elif name == "tb-garbage":
+            self._reply(200, b"OK, got it", "text/plain", {})
+        else:
+            self._reply(200, ok, "text/xml", {})
