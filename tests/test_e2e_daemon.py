@@ -90,3 +90,59 @@ def test_status_shows_polls_counts_and_bridge(sites: dict[str, devsite.Site],
     assert site["next_retry_at"] is not None
     table = tool.run("status").stdout
     assert "bridge: installed" in table and "1 pending" in table
+
+
+def test_daemon_rides_out_a_source_outage_and_a_removed_bridge(
+        sites: dict[str, devsite.Site], make_wpnotify: Any) -> None:
+    """WordPress down for a while, then back: the daemon backs off, logs it, never dies, and
+    sends the post published meanwhile. Then the bridge is removed: pingbacks still go."""
+    from receivers import PingbackReceiver, serving
+
+    source = sites["source"]
+    with serving(PingbackReceiver()) as receiver:
+        assert isinstance(receiver, PingbackReceiver)
+        tool = make_wpnotify([("outage", source, source.app_password)],
+                             top="poll_interval = 5")
+        tool.run("poll")
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "wpnotify", "--config", str(tool.config), "run"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(2)
+            source.stop()
+            during = receiver.url("/t/during-outage")
+            source.create_post(post_title="Published while the site was down",
+                               post_content=f'<a href="{during}">x</a>')
+            time.sleep(14)
+            assert daemon.poll() is None
+            source.start()
+            wait_for(lambda: during in receiver.calls, daemon, 60)
+
+            source.set_bridge(False)
+            after = receiver.url("/t/after-bridge-removed")
+            source.create_post(post_title="No bridge any more",
+                               post_content=f'<a href="{after}">y</a>')
+            wait_for(lambda: after in receiver.calls, daemon, 30)
+        finally:
+            source.set_bridge(True)
+            source.start()
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    for expected in ("site.unreadable", "site.backing_off", "site.recovered",
+                     "site.no_bridge", "daemon.stopped"):
+        assert expected in names, expected
+    unreadable = next(e for e in events if e["event"] == "site.unreadable")
+    assert "cannot reach" in unreadable["error"]
+    assert names.count("site.no_bridge") == 1
+    assert source.app_password not in err
+
+
+def wait_for(condition: Any, daemon: subprocess.Popen[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert daemon.poll() is None, daemon.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)

@@ -13,6 +13,7 @@ import fcntl
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from wpnotify.store import Store
 
 RETRY_TICK = 30.0
 GRACE = 30.0
+MAX_BACKOFF = 3600.0
 log = structlog.get_logger("wpnotify.daemon")
 
 
@@ -66,6 +68,7 @@ class Daemon:
         self.service = Service(settings, store, http, clock=utcnow, sleep=self._sleep,
                                stopping=self.stopped.is_set)
         self._busy = threading.Lock()
+        self._failing: dict[str, tuple[int, float]] = {}  # site -> (failed polls, not before)
 
     def _sleep(self, seconds: float) -> None:
         self.stopped.wait(seconds)
@@ -88,8 +91,25 @@ class Daemon:
                 log.exception("daemon.job_crashed", job=name)
 
     def poll_site(self, site: SiteSettings) -> None:
-        self.service.read(site)
-        self.service.sender.deliver([site.name])
+        """Reads a site and sends its due notifications. A site that cannot be read is asked
+        less often, doubling the wait up to MAX_BACKOFF, until it answers again; its posts are
+        read then (the cursor did not move), so none is missed."""
+        failures, not_before = self._failing.get(site.name, (0, 0.0))
+        if time.monotonic() < not_before:
+            return
+        report = self.service.read(site)
+        if report.error is None:
+            if failures:
+                log.info("site.recovered", site=site.name, failed_polls=failures)
+            self._failing.pop(site.name, None)
+            self.service.sender.deliver([site.name])
+            return
+        failures += 1
+        wait = min(self.settings.poll_interval * 2 ** (failures - 1), MAX_BACKOFF)
+        self._failing[site.name] = (failures, time.monotonic() + wait - 1)
+        log.warning("site.backing_off", site=site.name, failed_polls=failures,
+                    next_poll_in_s=round(wait))
+        self.service.sender.deliver([site.name])  # receivers may be up even if the site is not
 
     def send_due(self) -> None:
         self.service.sender.deliver([site.name for site in self.settings.sites])
