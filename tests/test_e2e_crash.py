@@ -13,9 +13,8 @@ import sys
 import time
 from typing import Any
 
-import pytest
-
 import devsite
+import pytest
 from receivers import PingbackReceiver, serving
 
 pytestmark = pytest.mark.e2e

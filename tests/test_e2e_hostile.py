@@ -12,9 +12,8 @@ import sys
 import time
 from typing import Any
 
-import pytest
-
 import devsite
+import pytest
 from receivers import HostileServer, serving
 
 pytestmark = pytest.mark.e2e

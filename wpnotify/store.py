@@ -100,6 +100,21 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+def state_error(path: Path, exc: sqlite3.DatabaseError, doing: str = "write") -> StateError:
+    """A one-line StateError naming the file, SQLite's reason and the fix."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        fix = "another process holds a write lock on it (a backup tool, a stuck wpnotify?)"
+    elif "full" in text or "I/O" in text:
+        fix = ("the disk is full or failing: free some space, check the system log "
+               "(nothing was half-written)")
+    elif "readonly" in text or "read-only" in text or "unable to open" in text:
+        fix = "make it and its folder writable for the user running wpnotify"
+    else:
+        fix = "restore it from a backup, or move it aside to start afresh"
+    return StateError(f"cannot {doing} state file {path}: {text}; {fix}")
+
+
 @dataclass(frozen=True)
 class Notification:
     id: int
@@ -159,8 +174,7 @@ class Store:
             store = cls(db, path)
             store._migrate()
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"cannot use state file {path}: {exc} (restore it from a backup, "
-                             "or move it aside to start afresh)") from None
+            raise state_error(path, exc, "use") from None
         return store
 
     def close(self) -> None:
@@ -168,21 +182,21 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT, rolled back on any error; write errors become StateError."""
+        """BEGIN IMMEDIATE … COMMIT, rolled back whole on any error, so nothing is ever
+        half-written; SQLite's errors become a StateError that says what to do."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StateError(f"cannot write state file {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise state_error(self.path, exc) from None
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        try:
             self.db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            self.db.execute("ROLLBACK")
-            raise StateError(f"cannot write state file {self.path}: {exc}") from None
+        except BaseException as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise state_error(self.path, exc) from None
+            raise
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -398,7 +412,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            raise StateError(f"state file {self.path} is not writable: {exc}") from None
+            raise state_error(self.path, exc) from None
 
     # --- hosts ---------------------------------------------------------------------------
 
