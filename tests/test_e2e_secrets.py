@@ -10,9 +10,8 @@ import sys
 import time
 from typing import Any
 
-import pytest
-
 import devsite
+import pytest
 
 pytestmark = pytest.mark.e2e
 WRONG = "Zq9x Wr0ng Pass 7777"

@@ -16,6 +16,7 @@ from typing import Any
 import devsite
 import pytest
 from conftest import Wpnotify, write_config
+from pytest_httpserver import HTTPServer
 
 pytestmark = pytest.mark.e2e
 
@@ -229,17 +230,27 @@ def test_poll_names_each_unreadable_site(sites: dict[str, devsite.Site], make_wp
     httpserver.expect_request("/").respond_with_data("<html>a shop</html>",
                                                      content_type="text/html")
     not_wp = devsite.Site(httpserver.host, port=httpserver.port)
+    broken = HTTPServer(host="127.0.0.1", port=0)
+    broken.expect_request("/").respond_with_data(
+        "<html><h1>Error establishing a database connection</h1></html>", status=500,
+        content_type="text/html")
+    broken.start()
     nobody = devsite.Site("127.0.0.19", port=8080)
     tool = make_wpnotify([("good", source, source.app_password),
                           ("badpass", source, "wrong password 1234"),
-                          ("down", nobody, "x"), ("shop", not_wp, "x")])
-    proc = tool.run("poll", check=False)
+                          ("down", nobody, "x"), ("shop", not_wp, "x"),
+                          ("broken", devsite.Site(broken.host, port=broken.port), "x")])
+    try:
+        proc = tool.run("poll", check=False)
+    finally:
+        broken.stop()
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("wpnotify: site")]
-    assert len(errors) == 3, proc.stderr
+    assert len(errors) == 4, proc.stderr
     assert "site badpass:" in errors[0] and "refused the credentials" in errors[0]
     assert "site down:" in errors[1] and "cannot reach" in errors[1]
     assert "site shop:" in errors[2] and "does not look like WordPress" in errors[2]
+    assert "site broken:" in errors[3] and "answered 500; the site is failing" in errors[3]
     assert "good: first poll" in proc.stdout
     assert "wrong password 1234" not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr

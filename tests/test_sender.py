@@ -231,3 +231,25 @@ def test_each_attempt_is_one_log_event_with_its_outcome(world: dict[str, Any],
     assert event["outcome"] == "skipped" and event["code"] == "no-endpoint"
     assert event["target"] == httpserver.url_for("/plain")
     assert isinstance(event["duration_ms"], int)
+
+
+def test_a_private_target_is_skipped_without_any_connection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default guard: a link to the cloud metadata address is recorded as skipped, with
+    the reason, and no socket is ever opened."""
+    import urllib3
+
+    attempts: list[Any] = []
+    monkeypatch.setattr(urllib3.util.connection, "create_connection",
+                        lambda address, *a, **k: attempts.append(address))
+    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
+                                            password="p"),))
+    store = Store.open(tmp_path / "state.sqlite3")
+    clock = Clock()
+    sender = Sender(settings, store, Http(settings.http), {}, clock, clock.sleep)
+    store.add("s", 1, "pingback", "http://169.254.169.254/latest/meta-data/", "https://s/", START)
+    assert sender.deliver(["s"]).skipped == 1
+    (row,) = store.history()
+    assert (row.status, row.error_code) == ("skipped", "refused-address")
+    assert "169.254.169.254" in row.error and "allowed_networks" in row.error
+    assert attempts == []
