@@ -70,3 +70,68 @@ def test_backfill_exit_status_says_when_something_did_not_go_out(
     assert row["status"] == "pending" and row["error_code"] == "connect"
     bad = tool.run("backfill", "--site", "nope", "--since", "2018-01-01", check=False)
     assert bad.returncode == 2 and "no site named 'nope'" in bad.stderr
+
+
+def test_backfill_alongside_the_daemon_sends_nothing_twice(
+        sites: dict[str, devsite.Site], make_wpnotify: Any) -> None:
+    """Both claim each notification in the state file before sending it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from receivers import PingbackReceiver, serving
+
+    source = sites["source"]
+    with serving(PingbackReceiver(delay=0.2)) as receiver:
+        assert isinstance(receiver, PingbackReceiver)
+        targets = [receiver.url(f"/t/shared-{i}") for i in range(12)]
+        for i, url in enumerate(targets):
+            source.create_post(post_title=f"Old {i}", post_date_gmt="2017-07-07 10:00:00",
+                               post_content=f'<a href="{url}">{i}</a>')
+        tool = make_wpnotify([("both", source, source.app_password)], top="poll_interval = 5")
+        tool.run("poll")
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "wpnotify", "--config", str(tool.config), "run"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)
+            # Two backfills at once, and the daemon's retry job picking up what they queue.
+            runs = [subprocess.Popen([sys.executable, "-m", "wpnotify", "--config",
+                                      str(tool.config), "backfill", "--site", "both",
+                                      "--since", "2017-07-07", "--until", "2017-07-08"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for _ in range(2)]
+            for run in runs:
+                run.communicate(timeout=120)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=60)
+        assert daemon.returncode == 0
+        assert all(run.returncode == 0 for run in runs)
+    assert set(receiver.calls) == set(targets)
+    assert all(count == 1 for count in receiver.calls.values()), receiver.calls
+    rows = json.loads(tool.run("history", "--format", "json", "--limit", "100").stdout)
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"sent"}
+
+
+def test_backfill_shows_a_progress_bar_on_a_terminal(sites: dict[str, devsite.Site],
+                                                     make_wpnotify: Any) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    source = sites["source"]
+    source.create_post(post_title="Quiet old post", post_date_gmt="2016-06-06 10:00:00")
+    tool = make_wpnotify([("tty", source, source.app_password)])
+    leader, follower = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "wpnotify", "--config", str(tool.config),
+                           "backfill", "--site", "tty", "--since", "2016-06-06", "--until",
+                           "2016-06-07"], stdout=subprocess.PIPE, stderr=follower, text=True,
+                          timeout=60, check=False)
+    os.close(follower)
+    shown = os.read(leader, 65536).decode()
+    os.close(leader)
+    assert proc.returncode == 0, shown
+    assert "[##############################] 1/1 posts" in shown
