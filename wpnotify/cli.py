@@ -193,9 +193,10 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
     finally:
         http.close()
     verb = "would be sent" if dry_run else "queued"
+    d = result.delivery
     click.echo(f"backfill {site.name}: {result.planned} notification(s) {verb}"
-               + ("" if dry_run else f"; sent {result.sent}, skipped {result.skipped}, "
-                  f"failed {result.failed}, waiting to retry {result.waiting}"))
+               + ("" if dry_run else f"; sent {d.sent}, skipped {d.skipped}, "
+                  f"failed {d.failed}, waiting to retry {d.retrying}"))
     if not dry_run and not result.complete:
         ctx.exit(1)
 

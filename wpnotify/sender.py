@@ -74,6 +74,12 @@ class Tally:
         elif status in ("sent", "failed", "skipped"):
             setattr(self, status, getattr(self, status) + 1)
 
+    def add(self, other: Tally) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.retrying += other.retrying
+
 
 class Sender:
     """Sends what is due, one at a time, host by host."""

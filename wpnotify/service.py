@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -205,14 +205,14 @@ class Service:
                 for item in owed:
                     on_planned(post, item)
                 result.planned += len(owed)
-                result.skipped += sum(item.status == "skipped" for item in owed)
+                result.delivery.skipped += sum(item.status == "skipped" for item in owed)
                 if not dry_run:
                     self._guard(site, post,
                                 partial(self._record, site, source, post, owed, self.clock()))
             done += len(posts)
             on_page(done, total)
             if not dry_run and posts:
-                result.add(self.sender.deliver([site.name], {p.id for p in posts}))
+                result.delivery.add(self.sender.deliver([site.name], {p.id for p in posts}))
             if self.sender.stopping():
                 break
         return result
@@ -223,17 +223,8 @@ class Backfill:
     """A backfill's summary; ``complete`` when nothing failed and nothing waits to retry."""
 
     planned: int = 0
-    sent: int = 0
-    skipped: int = 0
-    failed: int = 0
-    waiting: int = 0
-
-    def add(self, tally: Tally) -> None:
-        self.sent += tally.sent
-        self.skipped += tally.skipped
-        self.failed += tally.failed
-        self.waiting += tally.retrying
+    delivery: Tally = field(default_factory=Tally)
 
     @property
     def complete(self) -> bool:
-        return self.failed == 0 and self.waiting == 0
+        return self.delivery.failed == 0 and self.delivery.retrying == 0
