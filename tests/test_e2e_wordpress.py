@@ -318,17 +318,18 @@ def test_bridge_lists_and_records_pings_over_xmlrpc(sites: dict[str, devsite.Sit
     import xmlrpc.client
 
     source = sites["source"]
-    post = source.create_post(post_title="Via XML-RPC",
-                              to_ping="http://a.example/x http://a.example/x2")
+    # Loopback URLs only (nothing listens there): later polls may try to send them.
+    post = source.create_post(post_title="Via XML-RPC", post_status="draft",
+                              to_ping="http://127.0.0.19:8080/x http://127.0.0.19:8080/x2")
     rpc = xmlrpc.client.ServerProxy(f"{source.url}/xmlrpc.php")
     pings = rpc.wpnotify.getPings(1, "admin", source.app_password, post)
-    assert pings["to_ping"] == ["http://a.example/x", "http://a.example/x2"]
+    assert pings["to_ping"] == ["http://127.0.0.19:8080/x", "http://127.0.0.19:8080/x2"]
     assert pings["pinged"] == [] and pings["bridge"] == "1.0"
-    after = rpc.wpnotify.addPinged(1, "admin", source.app_password, post, ["http://a.example/x"])
-    assert after["to_ping"] == ["http://a.example/x2"]
-    assert after["pinged"] == ["http://a.example/x"]
-    assert source.pings(post) == {"to_ping": ["http://a.example/x2"],
-                                  "pinged": ["http://a.example/x"]}
+    after = rpc.wpnotify.addPinged(1, "admin", source.app_password, post, ["http://127.0.0.19:8080/x"])
+    assert after["to_ping"] == ["http://127.0.0.19:8080/x2"]
+    assert after["pinged"] == ["http://127.0.0.19:8080/x"]
+    assert source.pings(post) == {"to_ping": ["http://127.0.0.19:8080/x2"],
+                                  "pinged": ["http://127.0.0.19:8080/x"]}
     status = rpc.wpnotify.status(1, "admin", source.app_password)
     assert status["core_pingbacks"] is False and status["core_trackbacks"] is False
     with pytest.raises(xmlrpc.client.Fault):

@@ -145,7 +145,12 @@ class Site:
             f"define('WP_HOME', '{self.url}');\ndefine('WP_SITEURL', '{self.url}');\n"
             f"define('WPMU_PLUGIN_DIR', '{mu}');\n"
             f"define('WPMU_PLUGIN_URL', '{self.url}/wp-content/mu-plugins');\n"
-            "define('WP_DEBUG', false);\n" + salts
+            "define('WP_DEBUG', false);\n"
+            # Test sites talk to loopback only: WordPress's own update checks, update-service
+            # pings and any other request to the outside are refused before any DNS lookup.
+            "define('WP_HTTP_BLOCK_EXTERNAL', true);\n"
+            "define('WP_ACCESSIBLE_HOSTS', '127.0.0.*,localhost');\n"
+            "define('AUTOMATIC_UPDATER_DISABLED', true);\n" + salts
         )
         self.php(
             f"""
@@ -155,6 +160,7 @@ class Site:
             update_option('permalink_structure', {php_str(self.permalinks)});
             update_option('timezone_string', {php_str(self.timezone)});
             update_option('gmt_offset', '');
+            update_option('ping_sites', '');  // no Ping-o-Matic from a test site
             return true;
             """,
             installing=True,
