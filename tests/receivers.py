@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 class PingbackReceiver(ThreadingHTTPServer):
@@ -157,3 +158,42 @@ class _HostileHandler(_PingbackHandler):
             self._reply(200, b"OK, got it", "text/plain", {})
         else:
             self._reply(200, ok, "text/xml", {})
+
+
+class UpdateService:
+    """A weblogUpdates server on 127.0.0.1 that records every call. ``extended=False`` knows
+    only weblogUpdates.ping; ``refuse`` makes it answer flerror true with that message."""
+
+    def __init__(self, extended: bool = True, refuse: str | None = None) -> None:
+        from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+        class Quiet(SimpleXMLRPCRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.server = SimpleXMLRPCServer(("127.0.0.1", 0), Quiet, logRequests=False,
+                                         allow_none=True)
+        self.refuse = refuse
+
+        def reply(method: str) -> Any:
+            def handler(*args: str) -> dict[str, Any]:
+                self.calls.append((method, args))
+                if self.refuse:
+                    return {"flerror": True, "message": self.refuse}
+                return {"flerror": False, "message": "Thanks for the ping."}
+            return handler
+
+        if extended:
+            self.server.register_function(reply("weblogUpdates.extendedPing"),
+                                          "weblogUpdates.extendedPing")
+        self.server.register_function(reply("weblogUpdates.ping"), "weblogUpdates.ping")
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/RPC2"
+
+    def __enter__(self) -> UpdateService:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

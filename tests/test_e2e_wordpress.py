@@ -354,3 +354,31 @@ def test_a_site_url_that_redirects_is_named_with_the_fix(make_wpnotify: Any,
     assert proc.returncode == 1
     assert f'redirects to {source.url}; set the site\'s url to "{source.url}"' in proc.stderr
     assert source.app_password not in proc.stderr + proc.stdout
+
+
+def test_update_services_get_one_ping_per_publish_burst_never_per_edit(
+        sites: dict[str, devsite.Site], make_wpnotify: Any) -> None:
+    from receivers import UpdateService
+
+    source = sites["source"]
+    with UpdateService() as service:
+        tool = make_wpnotify([("upd", source, source.app_password)])
+        tool.config.write_text(tool.config.read_text() +
+                               f'update_services = ["{service.url}"]\n')
+        tool.run("poll")
+        posts = [source.create_post(post_title=f"Fresh {i}") for i in range(2)]
+        old = source.create_post(post_title="Old but edited",
+                                 post_date_gmt="2015-01-01 10:00:00")
+        out = tool.run("poll")
+        assert "sent 2" in out.stdout, out.stdout
+        assert service.calls == [("weblogUpdates.extendedPing",
+                                  ("Source &amp; Co", f"{source.url}/",
+                                   f"{source.url}/?feed=rss2"))]
+        source.update_post(posts[0], post_title="Fresh 0, edited")
+        tool.run("poll")
+        assert len(service.calls) == 1
+    rows = json.loads(tool.run("history", "--format", "json", "--kind",
+                               "update-service").stdout)
+    assert sorted(r["post_id"] for r in rows) == sorted(posts)
+    assert {r["status"] for r in rows} == {"sent"}
+    assert old not in [r["post_id"] for r in rows]

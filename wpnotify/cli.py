@@ -28,7 +28,7 @@ from wpnotify.wordpress import Post
 
 log = structlog.get_logger("wpnotify.cli")
 
-KINDS = ("pingback", "trackback")
+KINDS = ("pingback", "trackback", "update-service")
 FORMATS = ("table", "json", "csv")
 HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
                   "endpoint", "error", "error_code", "response", "created_at", "updated_at",

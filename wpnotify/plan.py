@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from wpnotify import pingback, trackback
+from wpnotify import pingback, trackback, weblogupdates
 from wpnotify.discovery import extract_links, select_targets
 from wpnotify.wordpress import Post
 
@@ -27,9 +27,12 @@ class Planned:
 
 
 def plan(post: Post, *, home: str, blog_name: str, self_pings: bool,
-         known: Callable[[str], set[str]]) -> list[Planned]:
+         known: Callable[[str], set[str]], update_services: tuple[str, ...] = (),
+         announce: bool = False) -> list[Planned]:
     """The notifications a published, unprotected post owes that ``known(kind)`` does not
-    already hold. Targets WordPress lists as pinged are planned as skipped, never sent."""
+    already hold. Targets WordPress lists as pinged are planned as skipped, never sent.
+    Update services are pinged once per post, and only when ``announce`` (a fresh publish,
+    not an old post edited or backfilled)."""
     pinged = set(post.pinged or ())
     owed: list[Planned] = []
     links = select_targets(extract_links(post.content_html, post.link), permalink=post.link,
@@ -43,6 +46,11 @@ def plan(post: Post, *, home: str, blog_name: str, self_pings: bool,
             permalink=post.link, title_html=post.title_html, content_html=post.content_html,
             excerpt_html=post.excerpt_html, blog_name=blog_name))
         owed += [_planned(trackback.KIND, url, url in pinged, ping) for url in queued]
+    if announce and update_services:
+        update = asdict(weblogupdates.build_update(name=blog_name, home=home))
+        done = known(weblogupdates.KIND)
+        owed += [Planned(weblogupdates.KIND, url, payload=update)
+                 for url in update_services if url not in done]
     return owed
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from wpnotify import pingback, trackback
+from wpnotify import pingback, trackback, weblogupdates
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
@@ -59,6 +59,7 @@ def looks_like_wordpress(endpoint: str) -> bool:
 class Outcome:
     status: str
     held_briefly: bool = False  # pending again within IN_CYCLE_WAIT, by the receiver's word
+    covers: tuple[str, str, str] | None = None  # (site, kind, target) settled with it
 
 
 @dataclass
@@ -122,6 +123,10 @@ class Sender:
                 queue.append(again_notification(self.store, pick.id))
                 continue
             tally.count(outcome.status)
+            if outcome.covers:  # one update-service ping settled the others waiting for it
+                covered = [n for n in queue if (n.site, n.kind, n.target) == outcome.covers]
+                queue = [n for n in queue if n not in covered]
+                tally.sent += len(covered)
         tally.retrying += len(queue)
         return tally
 
@@ -155,11 +160,17 @@ class Sender:
                  target=n.target, endpoint=endpoint, outcome=status,
                  code=error.code if error else None, error=error.message if error else None,
                  attempt=n.attempts + 1, duration_ms=round((time.monotonic() - started) * 1000))
-        if status == "sent":
+        covers = None
+        if status == "sent" and n.kind == weblogupdates.KIND:
+            # One ping announces the blog: it covers every other post waiting for this service.
+            self.store.settle(n.site, n.kind, n.target, now,
+                              f"covered by the ping sent for post {n.post_id}")
+            covers = (n.site, n.kind, n.target)
+        elif status == "sent":
             self._tell_wordpress(n)
         brief = (again is not None and error is not None and error.retry_after is not None
                  and error.retry_after <= IN_CYCLE_WAIT)
-        return Outcome(status, brief)
+        return Outcome(status, brief, covers)
 
     def _send(self, n: Notification) -> tuple[str, str]:
         if n.kind == pingback.KIND:
@@ -167,6 +178,9 @@ class Sender:
             return endpoint, pingback.send(self.http, endpoint, n.source, n.target)
         if n.kind == trackback.KIND:
             return n.target, trackback.send(self.http, n.target, trackback.Ping(**n.payload))
+        if n.kind == weblogupdates.KIND:
+            message = weblogupdates.send(self.http, n.target, weblogupdates.Update(**n.payload))
+            return n.target, message
         raise SendError(f"unknown notification kind {n.kind!r}", code="bad-kind",
                         permanent=True)
 
@@ -196,6 +210,8 @@ class Sender:
         known, _ = self.store.host(host)
         wordpress = known or bool(endpoint and looks_like_wordpress(endpoint))
         hold = self.settings.http.wordpress_ping_interval if wordpress else 0.0
+        if n.kind == weblogupdates.KIND and error is None:
+            hold = max(hold, weblogupdates.SPACING)
         if error is not None and error.retry_after is not None:
             hold = max(hold, error.retry_after)
         if wordpress != known or hold:

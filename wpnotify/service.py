@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import structlog
@@ -27,6 +27,9 @@ from wpnotify.store import SiteState, Store, iso
 from wpnotify.wordpress import Post, RestSource, wp_format, wp_time
 
 log = structlog.get_logger("wpnotify.service")
+# A post dated within this window is a fresh publish, announced to update services; an older
+# one seen again (edited, backfilled) is not. Generous, for a daemon that was down a while.
+ANNOUNCE_WINDOW = timedelta(days=1)
 NO_BRIDGE = ("the wpnotify bridge is not installed, so trackbacks queued in \"Send trackbacks "
              "to\" cannot be read and are not sent (pingbacks are); install "
              "wordpress/wpnotify-bridge.php as a must-use plugin, see README \"The bridge\"")
@@ -152,7 +155,8 @@ class Service:
             self._watch(site, post)
             return 0
         self.store.unwatch(site.name, [post.id])
-        return self._record(site, source, post, self.owed(site, source, post), now)
+        fresh = post.date_gmt is not None and wp_time(post.date_gmt) >= now - ANNOUNCE_WINDOW
+        return self._record(site, source, post, self.owed(site, source, post, fresh), now)
 
     def _record(self, site: SiteSettings, source: RestSource, post: Post,
                 owed: list[Planned], now: datetime) -> int:
@@ -163,8 +167,10 @@ class Service:
         self._forget_queued(site, source, post, owed)
         return sum(item.status == "pending" for item in owed)
 
-    def owed(self, site: SiteSettings, source: RestSource, post: Post) -> list[Planned]:
-        """What a post owes beyond what the state holds; nothing unless published and open."""
+    def owed(self, site: SiteSettings, source: RestSource, post: Post,
+             announce: bool = False) -> list[Planned]:
+        """What a post owes beyond what the state holds; nothing unless published and open.
+        ``announce``: also ping the update services (a fresh publish)."""
         if post.status != "publish" or post.type not in site.post_types:
             return []
         if post.protected:
@@ -172,7 +178,8 @@ class Service:
             return []
         info = source.info()
         return plan(post, home=info.home, blog_name=info.name, self_pings=site.self_pings,
-                    known=lambda kind: self.store.targets(site.name, post.id, kind))
+                    known=lambda kind: self.store.targets(site.name, post.id, kind),
+                    update_services=site.update_services, announce=announce)
 
     def _forget_queued(self, site: SiteSettings, source: RestSource, post: Post,
                        owed: list[Planned]) -> None:

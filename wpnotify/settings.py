@@ -91,6 +91,7 @@ class SiteSettings(BaseModel):
     password_credential: str | None = None
     post_types: tuple[str, ...] = ("post",)
     self_pings: bool = False
+    update_services: tuple[str, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -108,6 +109,15 @@ class SiteSettings(BaseModel):
                 "without query or fragment, e.g. \"https://blog.example.org\""
             )
         return value.rstrip("/")
+
+    @field_validator("update_services")
+    @classmethod
+    def _services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not re.match(r"^https?://[^/\s?#]+(/\S*)?$", url):
+                raise ValueError(f"{url!r} is not an http(s) URL; write e.g. "
+                                 "\"http://rpc.pingomatic.com/\"")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("post_types")
     @classmethod

@@ -325,6 +325,17 @@ class Store:
                 (status, iso(now), endpoint, error, error_code, response, status, iso(now),
                  iso(next_attempt_at) if next_attempt_at else None, notification_id))
 
+    def settle(self, site: str, kind: str, target: str, now: datetime, response: str) -> int:
+        """Marks every other pending notification of this (site, kind, target) as sent, with
+        ``response`` saying why (one update-service ping covers them all)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                """UPDATE notifications SET status = 'sent', sent_at = ?, updated_at = ?,
+                       response = ?, error = NULL, error_code = NULL, next_attempt_at = NULL
+                   WHERE site = ? AND kind = ? AND target = ? AND status = 'pending'""",
+                (iso(now), iso(now), response, site, kind, target))
+            return cur.rowcount
+
     def recover_interrupted(self, now: datetime, older_than: timedelta) -> int:
         """Puts back rows left ``sending`` by a process that died mid-request: at once when
         the claiming process is known dead (same host), else once the claim is older than
