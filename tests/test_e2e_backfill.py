@@ -28,7 +28,7 @@ def test_backfill_sends_old_notifications_once_and_dry_run_changes_nothing(
 
     dry = tool.run("backfill", "--site", "bf", "--since", "2021-01-01", "--until",
                    "2022-01-01", "--dry-run")
-    assert f"post {old}: pingback {target.permalink(linked)}" in dry.stdout
+    assert f"post {old}: webmention (or pingback) {target.permalink(linked)}" in dry.stdout
     assert f"post {old}: trackback {target.trackback_url(tracked)}" in dry.stdout
     assert f"post {ancient}:" not in dry.stdout
     assert "2 notification(s) would be sent" in dry.stdout
@@ -52,7 +52,7 @@ def test_backfill_sends_old_notifications_once_and_dry_run_changes_nothing(
 
     one = tool.run("backfill", "--site", "bf", "--since", "2000-01-01", "--post",
                    str(ancient), "--dry-run")
-    assert f"post {ancient}: pingback {target.permalink(too_old)}" in one.stdout
+    assert f"post {ancient}: webmention (or pingback) {target.permalink(too_old)}" in one.stdout
     assert "1 notification(s) would be sent" in one.stdout
 
 

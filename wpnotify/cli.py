@@ -28,7 +28,7 @@ from wpnotify.wordpress import Post
 
 log = structlog.get_logger("wpnotify.cli")
 
-KINDS = ("pingback", "trackback", "update-service")
+KINDS = ("webmention", "pingback", "trackback", "update-service")
 FORMATS = ("table", "json", "csv")
 HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
                   "endpoint", "error", "error_code", "response", "created_at", "updated_at",
@@ -183,7 +183,8 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
     def planned(post: Post, item: Planned) -> None:
         if dry_run:
             note = f" (skipped: {item.error})" if item.status == "skipped" else ""
-            click.echo(f"post {post.id}: {item.kind} {item.target}{note}")
+            kind = item.kind + (" (or pingback)" if item.payload.get("fallback") else "")
+            click.echo(f"post {post.id}: {kind} {item.target}{note}")
 
     try:
         with opened(settings) as store:

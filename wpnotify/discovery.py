@@ -1,5 +1,6 @@
-"""Pure discovery: the links a post makes, which of them to notify, and the pingback endpoint a
-page advertises. No I/O here; everything takes strings and returns strings.
+"""Discovery: the links a post makes, which of them to notify, and the endpoints a page
+advertises. All pure (strings in, strings out) except ``fetch_page``, the one GET of a target
+that every protocol's discovery shares.
 
 HTML is read with a real parser (the standard library's tokenizer), never with string search:
 entities are decoded, attributes may come in any order and quoting, and comments, ``<script>``
@@ -8,8 +9,36 @@ bodies and escaped text (``&lt;a href=…&gt;``) are never taken for elements.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from wpnotify.errors import SendError
+from wpnotify.http import Http, Response, retry_after
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
+
+
+def is_html(content_type: str | None) -> bool:
+    """HTML, or no type at all (many small servers send none)."""
+    return (content_type or "").split(";", 1)[0].strip().lower() in HTML_TYPES
+
+
+def fetch_page(http: Http, target: str,
+               read_body: Callable[[int, Mapping[str, str]], bool]) -> Response:
+    """GETs a link target for discovery (redirects followed, each hop guarded). A target
+    that is gone is a permanent skip; a failing one a transient error. Media and other
+    non-HTML bodies are never downloaded."""
+    page = http.get(target, read_body=read_body)
+    if page.status in (404, 410):
+        raise SendError(f"the target answered {page.status}", code="target-gone",
+                        permanent=True, skip=True)
+    if page.status in (408, 429) or page.status >= 500:
+        raise SendError(f"the target answered {page.status} during discovery",
+                        code=f"http-{page.status}", permanent=False,
+                        retry_after=retry_after(page.header("Retry-After")))
+    return page
 
 
 class _Collector(HTMLParser):
@@ -122,3 +151,47 @@ def pingback_endpoint(header: str | None, html: str, base: str) -> str | None:
 def _without_fragment(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(fragment=""))
+
+
+def webmention_endpoint(link_headers: list[str], html: str | None, base: str) -> str | None:
+    """The Webmention endpoint a page advertises (PROTOCOLS.md §3.1), or None.
+
+    HTTP ``Link`` headers first (all of them, each with any number of links; ``rel`` quoted
+    or bare, a token list, matched exactly and case-insensitively), then the first ``<link>``
+    or ``<a>`` in document order whose rel list holds ``webmention`` and which has an
+    ``href`` (``href=""`` is the page itself). Relative URLs resolve against ``base``, the
+    final URL after redirects; the query is kept, the fragment dropped. ``html`` is None when
+    the page is not HTML.
+    """
+    for value in link_headers:
+        for target, rels in _header_links(value):
+            if "webmention" in rels:
+                return _endpoint(base, target)
+    if html is None:
+        return None
+    for _tag, attrs in _elements(html, frozenset({"link", "a"})):
+        if "href" in attrs and "webmention" in rel_tokens(attrs.get("rel", "")):
+            return _endpoint(base, attrs["href"].strip())
+    return None
+
+
+def _endpoint(base: str, href: str) -> str | None:
+    url = _without_fragment(urljoin(base, href))
+    return url if _is_http(url) else None
+
+
+_LINK = re.compile(r"""\s*<([^>]*)>((?:\s*;\s*[^;,"]+(?:=(?:"[^"]*"|[^;,]*))?)*)\s*(?:,|$)""")
+_PARAM = re.compile(r""";\s*([^\s=;,]+)\s*(?:=\s*("([^"]*)"|[^;,\s]*))?""")
+
+
+def _header_links(value: str) -> list[tuple[str, set[str]]]:
+    """(target, rel tokens) for each link in one Link header value (RFC 8288 §3)."""
+    links = []
+    for match in _LINK.finditer(value):
+        rels: set[str] = set()
+        for param in _PARAM.finditer(match.group(2)):
+            if param.group(1).lower() == "rel":
+                raw = param.group(3) if param.group(3) is not None else (param.group(2) or "")
+                rels |= rel_tokens(raw)
+        links.append((match.group(1).strip(), rels))
+    return links

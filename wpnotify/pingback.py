@@ -7,18 +7,15 @@ capped body with DTDs refused.
 
 from __future__ import annotations
 
-import re
 import xmlrpc.client
 from collections.abc import Mapping
 from xml.parsers.expat import ExpatError
 
-from wpnotify.discovery import pingback_endpoint
+from wpnotify.discovery import fetch_page, is_html, pingback_endpoint
 from wpnotify.errors import SendError
-from wpnotify.http import Http, retry_after
+from wpnotify.http import Http, Response, retry_after
 
 KIND = "pingback"
-MEDIA = re.compile(r"^(image|audio|video|model)/", re.I)
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 REPLY_CAP = 64 * 1024
 
 # Fault code -> (permanent, stable code, what it means). PROTOCOLS.md §2.2.
@@ -40,25 +37,21 @@ def wants_body(status: int, headers: Mapping[str, str]) -> bool:
     type, not an error page. Media files are never downloaded."""
     if headers.get("X-Pingback"):
         return False
-    media_type = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-    return status < 400 and not MEDIA.match(media_type) and media_type in HTML_TYPES
+    return status < 400 and is_html(headers.get("Content-Type"))
+
+
+def endpoint_in(page: Response) -> str | None:
+    """The pingback server a fetched page advertises (header first), or None."""
+    header = page.header("X-Pingback")
+    if not header and not is_html(page.header("Content-Type")):
+        return None
+    return pingback_endpoint(header, page.text(), page.url)
 
 
 def discover(http: Http, target: str) -> str:
     """The target's pingback endpoint; a SendError (skip) when it has none."""
-    resp = http.get(target, read_body=wants_body)
-    if resp.status in (404, 410):
-        raise SendError(f"the target answered {resp.status}", code="target-gone",
-                        permanent=True, skip=True)
-    if resp.status in (408, 429) or resp.status >= 500:
-        raise SendError(f"the target answered {resp.status} during discovery",
-                        code=f"http-{resp.status}", permanent=False,
-                        retry_after=retry_after(resp.header("Retry-After")))
-    header = resp.header("X-Pingback")
-    if MEDIA.match(resp.media_type) and not header:
-        raise SendError(f"the target is a media file ({resp.media_type})", code="no-endpoint",
-                        permanent=True, skip=True)
-    endpoint = pingback_endpoint(header, resp.text(), resp.url)
+    page = fetch_page(http, target, wants_body)
+    endpoint = endpoint_in(page)
     if endpoint is None:
         raise SendError("the target advertises no pingback endpoint", code="no-endpoint",
                         permanent=True, skip=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from wpnotify import pingback, trackback, weblogupdates
+from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import extract_links, select_targets
 from wpnotify.wordpress import Post
 
@@ -26,9 +26,13 @@ class Planned:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+LINK_KINDS = {"webmention": (webmention.KIND,), "pingback": (pingback.KIND,),
+              "both": (webmention.KIND, pingback.KIND)}
+
+
 def plan(post: Post, *, home: str, blog_name: str, self_pings: bool,
-         known: Callable[[str], set[str]], update_services: tuple[str, ...] = (),
-         announce: bool = False) -> list[Planned]:
+         known: Callable[[str], set[str]], prefer: str = "webmention",
+         update_services: tuple[str, ...] = (), announce: bool = False) -> list[Planned]:
     """The notifications a published, unprotected post owes that ``known(kind)`` does not
     already hold. Targets WordPress lists as pinged are planned as skipped, never sent.
     Update services are pinged once per post, and only when ``announce`` (a fresh publish,
@@ -37,8 +41,16 @@ def plan(post: Post, *, home: str, blog_name: str, self_pings: bool,
     owed: list[Planned] = []
     links = select_targets(extract_links(post.content_html, post.link), permalink=post.link,
                            home=home, self_pings=self_pings)
-    done = known(pingback.KIND)
-    owed += [_planned(pingback.KIND, url, url in pinged) for url in links if url not in done]
+    sent = {kind: known(kind) for kind in (webmention.KIND, pingback.KIND)}
+    for url in links:
+        if url in pinged:  # WordPress pinged it before wpnotify took over
+            if not any(url in targets for targets in sent.values()):
+                owed.append(_planned(pingback.KIND, url, True))
+            continue
+        for kind in LINK_KINDS[prefer]:
+            done = sent[kind] | (sent[pingback.KIND] if prefer == "webmention" else set())
+            if url not in done:
+                owed.append(Planned(kind, url, payload={"fallback": prefer == "webmention"}))
     queued = [url for url in dict.fromkeys(post.to_ping or ()) if url not in
               known(trackback.KIND)]
     if queued:

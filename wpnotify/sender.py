@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from wpnotify import pingback, trackback, weblogupdates
+from wpnotify import pingback, trackback, weblogupdates, webmention
+from wpnotify.discovery import fetch_page
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
@@ -145,8 +146,9 @@ class Sender:
         endpoint: str | None = None
         error: SendError | None = None
         message: str | None = None
+        kind = n.kind
         try:
-            endpoint, message = self._send(n)
+            kind, endpoint, message = self._send(n)
         except SendError as exc:
             error, endpoint = exc, exc.endpoint
         except Exception as exc:  # noqa: BLE001 (a bug must not stop the other notifications)
@@ -156,7 +158,7 @@ class Sender:
         now = self.clock()
         status, again = self._record(n, now, endpoint, message, error)
         self._pace(n, now, endpoint, error)
-        log.info("notification.attempt", site=n.site, post=n.post_id, kind=n.kind,
+        log.info("notification.attempt", site=n.site, post=n.post_id, kind=kind,
                  target=n.target, endpoint=endpoint, outcome=status,
                  code=error.code if error else None, error=error.message if error else None,
                  attempt=n.attempts + 1, duration_ms=round((time.monotonic() - started) * 1000))
@@ -172,17 +174,38 @@ class Sender:
                  and error.retry_after <= IN_CYCLE_WAIT)
         return Outcome(status, brief, covers)
 
-    def _send(self, n: Notification) -> tuple[str, str]:
+    def _send(self, n: Notification) -> tuple[str, str, str]:
+        """Sends one notification: (the kind actually sent, endpoint, receiver's message)."""
+        if n.kind == webmention.KIND:
+            return self._send_link(n)
         if n.kind == pingback.KIND:
             endpoint = pingback.discover(self.http, n.target)
-            return endpoint, pingback.send(self.http, endpoint, n.source, n.target)
+            return n.kind, endpoint, pingback.send(self.http, endpoint, n.source, n.target)
         if n.kind == trackback.KIND:
-            return n.target, trackback.send(self.http, n.target, trackback.Ping(**n.payload))
+            ping = trackback.Ping(**n.payload)
+            return n.kind, n.target, trackback.send(self.http, n.target, ping)
         if n.kind == weblogupdates.KIND:
-            message = weblogupdates.send(self.http, n.target, weblogupdates.Update(**n.payload))
-            return n.target, message
+            update = weblogupdates.Update(**n.payload)
+            return n.kind, n.target, weblogupdates.send(self.http, n.target, update)
         raise SendError(f"unknown notification kind {n.kind!r}", code="bad-kind",
                         permanent=True)
+
+    def _send_link(self, n: Notification) -> tuple[str, str, str]:
+        """A Webmention; or, for a row that may fall back (prefer = "webmention"), a pingback
+        when the page offers only that. One GET of the target serves both discoveries."""
+        page = fetch_page(self.http, n.target, webmention.wants_body)
+        endpoint = webmention.endpoint_in(page)
+        if endpoint is not None:
+            return n.kind, endpoint, webmention.send(self.http, endpoint, n.source, n.target)
+        server = pingback.endpoint_in(page) if n.payload.get("fallback") else None
+        if server is None:
+            either = " or Pingback" if n.payload.get("fallback") else ""
+            raise SendError(f"the target advertises no Webmention{either} endpoint",
+                            code="no-endpoint", permanent=True, skip=True)
+        if not self.store.set_kind(n.id, pingback.KIND):
+            raise SendError("the target was already notified by pingback", code="duplicate",
+                            permanent=True, skip=True)
+        return pingback.KIND, server, pingback.send(self.http, server, n.source, n.target)
 
     def _record(self, n: Notification, now: datetime, endpoint: str | None,
                 message: str | None, error: SendError | None) -> tuple[str, datetime | None]:

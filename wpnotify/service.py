@@ -179,7 +179,8 @@ class Service:
         info = source.info()
         return plan(post, home=info.home, blog_name=info.name, self_pings=site.self_pings,
                     known=lambda kind: self.store.targets(site.name, post.id, kind),
-                    update_services=site.update_services, announce=announce)
+                    prefer=site.prefer, update_services=site.update_services,
+                    announce=announce)
 
     def _forget_queued(self, site: SiteSettings, source: RestSource, post: Post,
                        owed: list[Planned]) -> None:

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -91,6 +91,7 @@ class SiteSettings(BaseModel):
     password_credential: str | None = None
     post_types: tuple[str, ...] = ("post",)
     self_pings: bool = False
+    prefer: Literal["webmention", "pingback", "both"] = "webmention"
     update_services: tuple[str, ...] = ()
 
     @field_validator("name")

@@ -325,6 +325,19 @@ class Store:
                 (status, iso(now), endpoint, error, error_code, response, status, iso(now),
                  iso(next_attempt_at) if next_attempt_at else None, notification_id))
 
+    def set_kind(self, notification_id: int, kind: str) -> bool:
+        """Records that a notification went out as another kind (a Webmention row that fell
+        back to Pingback); False when that kind already has a row for the same target."""
+        try:
+            with self.transaction() as db:
+                db.execute("UPDATE notifications SET kind = ? WHERE id = ?",
+                           (kind, notification_id))
+        except StateError as exc:
+            if "UNIQUE constraint" in str(exc):
+                return False
+            raise
+        return True
+
     def settle(self, site: str, kind: str, target: str, now: datetime, response: str) -> int:
         """Marks every other pending notification of this (site, kind, target) as sent, with
         ``response`` saying why (one update-service ping covers them all)."""
