@@ -197,3 +197,50 @@ class UpdateService:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class WebmentionReceiver(ThreadingHTTPServer):
+    """Pages under /page/<name> offer both Webmention (/webmention) and Pingback (/rpc). The
+    Webmention endpoint verifies as real receivers do: it fetches the source and accepts only
+    if it links to the target (400 otherwise)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _WebmentionHandler)
+        self.verified: list[tuple[str, str]] = []
+        self.pingbacks: list[tuple[str, str]] = []
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _WebmentionHandler(_PingbackHandler):
+    server: WebmentionReceiver  # type: ignore[assignment]  # a sibling server class
+
+    def do_GET(self) -> None:
+        self._reply(200, b'<html><head><link rel="webmention" href="/webmention"></head>'
+                         b"<body>a page that takes both</body></html>", "text/html",
+                    {"X-Pingback": self.server.url("/rpc")})
+
+    def do_POST(self) -> None:
+        import html
+        import urllib.parse
+        import urllib.request
+
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/rpc":
+            (source, target), _ = xmlrpc.client.loads(body)
+            self.server.pingbacks.append((source, target))
+            self._reply(200, xmlrpc.client.dumps(("ok",), methodresponse=True).encode(),
+                        "text/xml", {})
+            return
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        source, target = form.get("source", ""), form.get("target", "")
+        with urllib.request.urlopen(source, timeout=10) as page:  # the source is loopback
+            text = page.read().decode("utf-8", "replace")
+        if f'href="{html.escape(target)}"' not in text and f'href="{target}"' not in text:
+            self._reply(400, b"source does not link to target", "text/plain", {})
+            return
+        self.server.verified.append((source, target))
+        self._reply(202, b"", "text/plain", {})

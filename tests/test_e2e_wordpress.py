@@ -382,3 +382,35 @@ def test_update_services_get_one_ping_per_publish_burst_never_per_edit(
     assert sorted(r["post_id"] for r in rows) == sorted(posts)
     assert {r["status"] for r in rows} == {"sent"}
     assert old not in [r["post_id"] for r in rows]
+
+
+@pytest.mark.parametrize("prefer,expected", [("webmention", {"webmention"}),
+                                             ("both", {"webmention", "pingback"}),
+                                             ("pingback", {"pingback"})])
+def test_one_notification_per_link_as_preferred(sites: dict[str, devsite.Site],
+                                                make_wpnotify: Any, prefer: str,
+                                                expected: set[str]) -> None:
+    """A page that takes both Webmention and Pingback gets what `prefer` says; the
+    Webmention is verified by the receiver against the real source post."""
+    from receivers import WebmentionReceiver, serving
+
+    source = sites["source"]
+    with serving(WebmentionReceiver()) as receiver:
+        assert isinstance(receiver, WebmentionReceiver)
+        tool = make_wpnotify([(f"pref-{prefer}", source, source.app_password)])
+        tool.config.write_text(tool.config.read_text() + f'prefer = "{prefer}"\n')
+        tool.run("poll")
+        target = receiver.url(f"/page/{prefer}")
+        post = source.create_post(post_title=f"Prefers {prefer}",
+                                  post_content=f'<p><a href="{target}">a page</a></p>')
+        tool.run("poll")
+        permalink = source.permalink(post)
+        rows = json.loads(tool.run("history", "--format", "json", "--post", str(post)).stdout)
+    assert {r["kind"] for r in rows} == expected
+    assert {r["status"] for r in rows} == {"sent"}
+    assert receiver.verified == ([(permalink, target)] if "webmention" in expected else [])
+    assert receiver.pingbacks == ([(permalink, target)] if "pingback" in expected else [])
+    if "webmention" in expected:
+        row = next(r for r in rows if r["kind"] == "webmention")
+        assert row["endpoint"] == receiver.url("/webmention")
+        assert row["response"] == "accepted, to be verified"
