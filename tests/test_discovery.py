@@ -104,3 +104,34 @@ def test_real_wordpress_page_advertises_its_endpoint_in_the_header() -> None:
     assert pingback_endpoint(None, html, "http://127.0.0.13:8080/2026/11/x/") is None
     assert pingback_endpoint(headers["X-Pingback"], html, "http://127.0.0.13:8080/") == \
         "http://127.0.0.13:8080/xmlrpc.php"
+
+
+RDF = """<!--
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+         xmlns:dc="http://purl.org/dc/elements/1.1/"
+         xmlns:trackback="http://madskills.com/public/xml/rss/module/trackback/">
+<rdf:Description rdf:about="{about}" dc:identifier="{about}" dc:title="A post"
+    trackback:ping="{ping}" />
+</rdf:RDF>
+-->"""
+
+
+def test_trackback_rdf_inside_a_comment_is_found() -> None:
+    from wpnotify.discovery import trackback_ping_url
+
+    page = "<html><body>" + RDF.format(about="https://t.example/post/",
+                                       ping="https://t.example/post/trackback/") + "</body>"
+    assert trackback_ping_url(page, "https://t.example/post/", "https://t.example/post/") == \
+        "https://t.example/post/trackback/"
+
+
+def test_of_several_rdf_blocks_the_one_for_the_target_wins() -> None:
+    from wpnotify.discovery import trackback_ping_url
+
+    page = (RDF.format(about="https://t.example/a/", ping="https://t.example/tb?p=1")
+            + RDF.format(about="https://t.example/b/", ping="https://t.example/tb?p=2&amp;x=1"))
+    assert trackback_ping_url(page, "https://t.example/", "https://t.example/b/") == \
+        "https://t.example/tb?p=2&x=1"
+    assert trackback_ping_url(page, "https://t.example/", "https://t.example/c/") is None
+    assert trackback_ping_url("<p>no rdf</p>", "https://t.example/", "https://t.example/") \
+        is None

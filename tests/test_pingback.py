@@ -8,7 +8,7 @@ import pytest
 from conftest import DATA
 
 from wpnotify.errors import SendError
-from wpnotify.pingback import build_call, parse_reply, raise_for_fault, wants_body
+from wpnotify.pingback import build_call, parse_reply, raise_for_fault
 
 
 def test_the_call_is_pingback_ping_with_source_and_target() -> None:
@@ -67,17 +67,3 @@ def test_garbage_replies_are_errors_not_crashes(body: bytes) -> None:
     with pytest.raises(SendError) as caught:
         parse_reply(200, body)
     assert caught.value.code == "bad-reply"
-
-
-@pytest.mark.parametrize("status,headers,wanted", [
-    (200, {"Content-Type": "text/html; charset=utf-8"}, True),
-    (200, {"Content-Type": "application/xhtml+xml"}, True),
-    (200, {"Content-Type": "image/png"}, False),
-    (200, {"Content-Type": "video/mp4"}, False),
-    (200, {"Content-Type": "application/pdf"}, False),
-    (200, {"Content-Type": "text/html", "X-Pingback": "https://t.example/xmlrpc.php"}, False),
-    (404, {"Content-Type": "text/html"}, False),
-])
-def test_the_body_is_read_only_when_it_can_hold_an_endpoint(
-        status: int, headers: dict[str, str], wanted: bool) -> None:
-    assert wants_body(status, headers) is wanted

@@ -96,7 +96,7 @@ def test_a_target_without_endpoint_is_skipped_with_the_reason(
     assert world["sender"].deliver(["s"]).skipped == 1
     done = world["store"].get(row)
     assert (done.status, done.error_code) == ("skipped", "no-endpoint")
-    assert "no pingback endpoint" in done.error
+    assert "no pingback endpoint" in done.error.lower()
 
 
 def test_a_permanent_fault_fails_at_once(world: dict[str, Any], httpserver: HTTPServer) -> None:
@@ -253,3 +253,27 @@ def test_a_private_target_is_skipped_without_any_connection(
     assert (row.status, row.error_code) == ("skipped", "refused-address")
     assert "169.254.169.254" in row.error and "allowed_networks" in row.error
     assert attempts == []
+
+
+def test_a_page_with_only_trackback_rdf_gets_a_trackback(world: dict[str, Any],
+                                                         httpserver: HTTPServer) -> None:
+    """trackback_discovery: neither Webmention nor Pingback, but RDF in a comment."""
+    rdf = ('<!-- <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+           'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+           'xmlns:trackback="http://madskills.com/public/xml/rss/module/trackback/">'
+           f'<rdf:Description rdf:about="{httpserver.url_for("/classic")}" '
+           f'dc:identifier="{httpserver.url_for("/classic")}" '
+           f'trackback:ping="{httpserver.url_for("/classic/tb")}" /></rdf:RDF> -->')
+    httpserver.expect_request("/classic").respond_with_data(
+        f"<html><body>{rdf}<p>a classic theme</p></body></html>", content_type="text/html")
+    forms: list[dict[str, str]] = []
+    httpserver.expect_request("/classic/tb", method="POST").respond_with_handler(
+        lambda r: (forms.append(dict(r.form)),
+                   WResponse("<response><error>0</error></response>"))[1])
+    ping = {"url": "https://s.example/post/", "title": "T", "excerpt": "E", "blog_name": "B"}
+    row = queue(world, httpserver.url_for("/classic"), kind="webmention",
+                payload={"fallback": True, "ping": ping})
+    assert world["sender"].deliver(["s"]).sent == 1
+    done = world["store"].get(row)
+    assert (done.kind, done.endpoint) == ("trackback", httpserver.url_for("/classic/tb"))
+    assert forms == [{**ping, "charset": "UTF-8"}]

@@ -15,7 +15,7 @@ from werkzeug import Response as WResponse
 from wpnotify.errors import SendError
 from wpnotify.http import Http
 from wpnotify.settings import HttpSettings
-from wpnotify.webmention import discover, parse_reply, send
+from wpnotify.webmention import discover, parse_reply, send, wants_body
 
 CASES = json.loads((DATA / "webmention-discovery.json").read_text())
 
@@ -95,3 +95,13 @@ def test_replies_are_classified(status: int, permanent: bool, code: str) -> None
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 def test_any_2xx_is_success(status: int) -> None:
     assert parse_reply(status, None, b"")
+
+
+@pytest.mark.parametrize("content_type,wanted", [
+    ("text/html; charset=utf-8", True), ("application/xhtml+xml", True), (None, True),
+    ("image/png", False), ("video/mp4", False), ("audio/ogg", False),
+    ("model/gltf+json", False), ("application/pdf", False)])
+def test_only_html_bodies_are_downloaded_for_discovery(content_type: str | None,
+                                                       wanted: bool) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    assert wants_body(200, headers) is wanted

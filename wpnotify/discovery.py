@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from html import unescape as html_unescape
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -195,3 +196,34 @@ def _header_links(value: str) -> list[tuple[str, set[str]]]:
                 rels |= rel_tokens(raw)
         links.append((match.group(1).strip(), rels))
     return links
+
+
+_RDF = re.compile(r"<rdf:RDF\b.*?</rdf:RDF>", re.S | re.I)
+_DESCRIPTION = re.compile(r"<rdf:Description\b([^>]*)>", re.S | re.I)
+_ATTRIBUTE = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def trackback_ping_url(html: str, base: str, target: str) -> str | None:
+    """The TrackBack ping URL a page embeds as RDF (TrackBack 1.2 auto-discovery), or None.
+
+    The blocks usually sit inside HTML comments, so this reads the raw text, not the parsed
+    document. Of several blocks (an archive page), the one whose ``dc:identifier`` is the
+    target wins; a lone block is taken as is. ``trackback:ping`` is the URL; before 1.1 it was
+    ``rdf:about``, used only when ``trackback:ping`` is missing.
+    """
+    candidates: list[tuple[str, str]] = []
+    for block in _RDF.findall(html):
+        for match in _DESCRIPTION.finditer(block):
+            attrs = {m.group(1).lower(): html_unescape(m.group(2) if m.group(2) is not None
+                                                       else m.group(3))
+                     for m in _ATTRIBUTE.finditer(match.group(1))}
+            ping = attrs.get("trackback:ping") or ""
+            if ping:
+                candidates.append((attrs.get("dc:identifier", ""), ping))
+    wanted = {comparable(target), comparable(base)}
+    for identifier, ping in candidates:
+        if identifier and comparable(urljoin(base, identifier)) in wanted:
+            return _endpoint(base, ping)
+    if len(candidates) == 1:
+        return _endpoint(base, candidates[0][1])
+    return None

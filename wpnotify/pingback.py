@@ -1,6 +1,7 @@
-"""Pingback 1.0 (PROTOCOLS.md §2): discover the target's XML-RPC server, call pingback.ping.
+"""Pingback 1.0 (PROTOCOLS.md §2): find the target's XML-RPC server, call pingback.ping.
 
-The pure half builds the call and reads the reply; ``discover`` and ``send`` do the I/O through
+The pure half finds the server in a fetched page (the sender's one GET of the target serves
+every protocol's discovery), builds the call and reads the reply; ``send`` does the I/O through
 the HTTP seam. XML-RPC is encoded and decoded by the standard library's ``xmlrpc.client``, on a
 capped body with DTDs refused.
 """
@@ -8,10 +9,9 @@ capped body with DTDs refused.
 from __future__ import annotations
 
 import xmlrpc.client
-from collections.abc import Mapping
 from xml.parsers.expat import ExpatError
 
-from wpnotify.discovery import fetch_page, is_html, pingback_endpoint
+from wpnotify.discovery import is_html, pingback_endpoint
 from wpnotify.errors import SendError
 from wpnotify.http import Http, Response, retry_after
 
@@ -32,30 +32,12 @@ FAULTS: dict[int, tuple[bool, str, str]] = {
 ALREADY = {48: "already registered", 409: "already registered (duplicate comment)"}
 
 
-def wants_body(status: int, headers: Mapping[str, str]) -> bool:
-    """Read the body only when it can hold a <link rel=pingback>: no X-Pingback header, an HTML
-    type, not an error page. Media files are never downloaded."""
-    if headers.get("X-Pingback"):
-        return False
-    return status < 400 and is_html(headers.get("Content-Type"))
-
-
 def endpoint_in(page: Response) -> str | None:
     """The pingback server a fetched page advertises (header first), or None."""
     header = page.header("X-Pingback")
     if not header and not is_html(page.header("Content-Type")):
         return None
     return pingback_endpoint(header, page.text(), page.url)
-
-
-def discover(http: Http, target: str) -> str:
-    """The target's pingback endpoint; a SendError (skip) when it has none."""
-    page = fetch_page(http, target, wants_body)
-    endpoint = endpoint_in(page)
-    if endpoint is None:
-        raise SendError("the target advertises no pingback endpoint", code="no-endpoint",
-                        permanent=True, skip=True)
-    return endpoint
 
 
 def build_call(source: str, target: str) -> bytes:

@@ -1,17 +1,25 @@
 """What one published post owes: pure, so the daemon, poll, backfill and its dry run all decide
-the same way. It reads a post record and what the state already holds; it writes nothing."""
+the same way. It reads a post record, the site's settings and what the state already holds; it
+writes nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import urlsplit
 
 from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import extract_links, select_targets
+from wpnotify.settings import SiteSettings
 from wpnotify.wordpress import Post
 
 ALREADY_PINGED = "already in WordPress's pinged list (notified before wpnotify took over)"
+LINK_KINDS = {"webmention": (webmention.KIND,), "pingback": (pingback.KIND,),
+              "both": (webmention.KIND, pingback.KIND)}
+
+Known = Callable[[str], set[str]]
 
 
 @dataclass(frozen=True)
@@ -26,48 +34,93 @@ class Planned:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-LINK_KINDS = {"webmention": (webmention.KIND,), "pingback": (pingback.KIND,),
-              "both": (webmention.KIND, pingback.KIND)}
-
-
-def plan(post: Post, *, home: str, blog_name: str, self_pings: bool,
-         known: Callable[[str], set[str]], prefer: str = "webmention",
-         update_services: tuple[str, ...] = (), announce: bool = False) -> list[Planned]:
+def plan(post: Post, site: SiteSettings, *, home: str, blog_name: str, known: Known,
+         announce: bool = False) -> list[Planned]:
     """The notifications a published, unprotected post owes that ``known(kind)`` does not
-    already hold. Targets WordPress lists as pinged are planned as skipped, never sent.
-    Update services are pinged once per post, and only when ``announce`` (a fresh publish,
-    not an old post edited or backfilled)."""
+    already hold, each as pending or as skipped with the reason: URLs WordPress already
+    pinged, trackbacks beyond ``max_trackbacks_per_post``, hosts ``allow_hosts`` and
+    ``deny_hosts`` rule out. Update services only when ``announce`` (a fresh publish)."""
+    ping = asdict(trackback.build_ping(
+        permalink=post.link, title_html=post.title_html, content_html=post.content_html,
+        excerpt_html=post.excerpt_html, blog_name=blog_name))
+    owed = (_links(post, site, home, known, ping)
+            + _trackbacks(post, site, known, ping)
+            + (_updates(site, home, blog_name, known) if announce else []))
+    return [_policed(item, site) for item in owed]
+
+
+def _links(post: Post, site: SiteSettings, home: str, known: Known,
+           ping: dict[str, str]) -> list[Planned]:
+    """One notification per link and kind of ``site.prefer``; with "webmention" a page that
+    offers only Pingback (or, with trackback_discovery, only TrackBack RDF) gets that."""
     pinged = set(post.pinged or ())
-    owed: list[Planned] = []
     links = select_targets(extract_links(post.content_html, post.link), permalink=post.link,
-                           home=home, self_pings=self_pings)
+                           home=home, self_pings=site.self_pings)
     sent = {kind: known(kind) for kind in (webmention.KIND, pingback.KIND)}
+    fallback = site.prefer == "webmention"
+    payload: dict[str, Any] = {"fallback": fallback}
+    if site.trackback_discovery:
+        payload["ping"] = ping
+    owed = []
     for url in links:
         if url in pinged:  # WordPress pinged it before wpnotify took over
             if not any(url in targets for targets in sent.values()):
-                owed.append(_planned(pingback.KIND, url, True))
+                owed.append(Planned(pingback.KIND, url, "skipped", ALREADY_PINGED,
+                                    "already-pinged"))
             continue
-        for kind in LINK_KINDS[prefer]:
-            done = sent[kind] | (sent[pingback.KIND] if prefer == "webmention" else set())
+        for kind in LINK_KINDS[site.prefer]:
+            done = sent[kind] | (sent[pingback.KIND] if fallback else set())
             if url not in done:
-                owed.append(Planned(kind, url, payload={"fallback": prefer == "webmention"}))
-    queued = [url for url in dict.fromkeys(post.to_ping or ()) if url not in
-              known(trackback.KIND)]
-    if queued:
-        ping = asdict(trackback.build_ping(
-            permalink=post.link, title_html=post.title_html, content_html=post.content_html,
-            excerpt_html=post.excerpt_html, blog_name=blog_name))
-        owed += [_planned(trackback.KIND, url, url in pinged, ping) for url in queued]
-    if announce and update_services:
-        update = asdict(weblogupdates.build_update(name=blog_name, home=home))
-        done = known(weblogupdates.KIND)
-        owed += [Planned(weblogupdates.KIND, url, payload=update)
-                 for url in update_services if url not in done]
+                owed.append(Planned(kind, url, payload=payload))
     return owed
 
 
-def _planned(kind: str, target: str, already: bool,
-             payload: dict[str, Any] | None = None) -> Planned:
-    if already:
-        return Planned(kind, target, "skipped", ALREADY_PINGED, "already-pinged")
-    return Planned(kind, target, payload=payload or {})
+def _trackbacks(post: Post, site: SiteSettings, known: Known,
+                ping: dict[str, str]) -> list[Planned]:
+    pinged = set(post.pinged or ())
+    done = known(trackback.KIND)
+    room = max(site.max_trackbacks_per_post - len(done), 0)
+    owed = []
+    for url in dict.fromkeys(post.to_ping or ()):
+        if url in done:
+            continue
+        if url in pinged:
+            owed.append(Planned(trackback.KIND, url, "skipped", ALREADY_PINGED,
+                                "already-pinged"))
+        elif room == 0:
+            owed.append(Planned(trackback.KIND, url, "skipped",
+                                f"more than max_trackbacks_per_post "
+                                f"({site.max_trackbacks_per_post}) for this post",
+                                "too-many-trackbacks"))
+        else:
+            room -= 1
+            owed.append(Planned(trackback.KIND, url, payload=ping))
+    return owed
+
+
+def _updates(site: SiteSettings, home: str, blog_name: str, known: Known) -> list[Planned]:
+    update = asdict(weblogupdates.build_update(name=blog_name, home=home))
+    done = known(weblogupdates.KIND)
+    return [Planned(weblogupdates.KIND, url, payload=update)
+            for url in site.update_services if url not in done]
+
+
+def host_refusal(url: str, site: SiteSettings) -> str | None:
+    """Why allow_hosts / deny_hosts rule this URL out, or None. Patterns are shell-style
+    (``*.example.org``), matched case-insensitively against the host name."""
+    host = (urlsplit(url).hostname or "").lower()
+    if any(fnmatchcase(host, pattern.lower()) for pattern in site.deny_hosts):
+        return f"host {host} matches deny_hosts"
+    if site.allow_hosts and not any(fnmatchcase(host, p.lower()) for p in site.allow_hosts):
+        return f"host {host} is not in allow_hosts"
+    return None
+
+
+def _policed(item: Planned, site: SiteSettings) -> Planned:
+    if item.status != "pending":
+        return item
+    reason = host_refusal(item.target, site)
+    if reason is None:
+        return item
+    return replace(item, status="skipped", error=reason, error_code="host-refused",
+                   payload={})

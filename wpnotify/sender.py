@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from wpnotify import pingback, trackback, weblogupdates, webmention
-from wpnotify.discovery import fetch_page
+from wpnotify.discovery import fetch_page, trackback_ping_url
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
@@ -176,11 +176,8 @@ class Sender:
 
     def _send(self, n: Notification) -> tuple[str, str, str]:
         """Sends one notification: (the kind actually sent, endpoint, receiver's message)."""
-        if n.kind == webmention.KIND:
+        if n.kind in (webmention.KIND, pingback.KIND):
             return self._send_link(n)
-        if n.kind == pingback.KIND:
-            endpoint = pingback.discover(self.http, n.target)
-            return n.kind, endpoint, pingback.send(self.http, endpoint, n.source, n.target)
         if n.kind == trackback.KIND:
             ping = trackback.Ping(**n.payload)
             return n.kind, n.target, trackback.send(self.http, n.target, ping)
@@ -191,21 +188,39 @@ class Sender:
                         permanent=True)
 
     def _send_link(self, n: Notification) -> tuple[str, str, str]:
-        """A Webmention; or, for a row that may fall back (prefer = "webmention"), a pingback
-        when the page offers only that. One GET of the target serves both discoveries."""
+        """A link's notification. One GET of the target serves every discovery: Webmention
+        (for a webmention row), then Pingback (a pingback row, or a webmention row that may
+        fall back), then TrackBack RDF (with trackback_discovery). A row that goes out as
+        another kind is recorded as that kind."""
         page = fetch_page(self.http, n.target, webmention.wants_body)
-        endpoint = webmention.endpoint_in(page)
-        if endpoint is not None:
-            return n.kind, endpoint, webmention.send(self.http, endpoint, n.source, n.target)
-        server = pingback.endpoint_in(page) if n.payload.get("fallback") else None
-        if server is None:
-            either = " or Pingback" if n.payload.get("fallback") else ""
-            raise SendError(f"the target advertises no Webmention{either} endpoint",
-                            code="no-endpoint", permanent=True, skip=True)
-        if not self.store.set_kind(n.id, pingback.KIND):
-            raise SendError("the target was already notified by pingback", code="duplicate",
+        fallback = bool(n.payload.get("fallback"))
+        if n.kind == webmention.KIND:
+            endpoint = webmention.endpoint_in(page)
+            if endpoint is not None:
+                return n.kind, endpoint, webmention.send(self.http, endpoint, n.source,
+                                                         n.target)
+        if n.kind == pingback.KIND or fallback:
+            server = pingback.endpoint_in(page)
+            if server is not None:
+                self._rekind(n, pingback.KIND)
+                return pingback.KIND, server, pingback.send(self.http, server, n.source,
+                                                            n.target)
+        if "ping" in n.payload:
+            ping_url = trackback_ping_url(page.text(), page.url, n.target)
+            if ping_url is not None:
+                self._rekind(n, trackback.KIND)
+                ping = trackback.Ping(**n.payload["ping"])
+                return trackback.KIND, ping_url, trackback.send(self.http, ping_url, ping)
+        names = {webmention.KIND: "Webmention", pingback.KIND: "Pingback"}
+        offered = [names[n.kind]] + (["Pingback"] if fallback else []) + (
+            ["TrackBack"] if "ping" in n.payload else [])
+        raise SendError(f"the target advertises no {' or '.join(dict.fromkeys(offered))} "
+                        "endpoint", code="no-endpoint", permanent=True, skip=True)
+
+    def _rekind(self, n: Notification, kind: str) -> None:
+        if n.kind != kind and not self.store.set_kind(n.id, kind):
+            raise SendError(f"the target was already notified by {kind}", code="duplicate",
                             permanent=True, skip=True)
-        return pingback.KIND, server, pingback.send(self.http, server, n.source, n.target)
 
     def _record(self, n: Notification, now: datetime, endpoint: str | None,
                 message: str | None, error: SendError | None) -> tuple[str, datetime | None]:

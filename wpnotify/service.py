@@ -177,10 +177,8 @@ class Service:
             log.info("post.skipped", site=site.name, post=post.id, reason="password-protected")
             return []
         info = source.info()
-        return plan(post, home=info.home, blog_name=info.name, self_pings=site.self_pings,
-                    known=lambda kind: self.store.targets(site.name, post.id, kind),
-                    prefer=site.prefer, update_services=site.update_services,
-                    announce=announce)
+        return plan(post, site, home=info.home, blog_name=info.name, announce=announce,
+                    known=lambda kind: self.store.targets(site.name, post.id, kind))
 
     def _forget_queued(self, site: SiteSettings, source: RestSource, post: Post,
                        owed: list[Planned]) -> None:

@@ -92,6 +92,10 @@ class SiteSettings(BaseModel):
     post_types: tuple[str, ...] = ("post",)
     self_pings: bool = False
     prefer: Literal["webmention", "pingback", "both"] = "webmention"
+    trackback_discovery: bool = False
+    max_trackbacks_per_post: int = Field(default=10, ge=0, le=1000)
+    allow_hosts: tuple[str, ...] = ()
+    deny_hosts: tuple[str, ...] = ()
     update_services: tuple[str, ...] = ()
 
     @field_validator("name")
@@ -119,6 +123,15 @@ class SiteSettings(BaseModel):
                 raise ValueError(f"{url!r} is not an http(s) URL; write e.g. "
                                  "\"http://rpc.pingomatic.com/\"")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("allow_hosts", "deny_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not re.match(r"^[A-Za-z0-9*?.\-\[\]:]+$", pattern) or "/" in pattern:
+                raise ValueError(f"{pattern!r} is not a host pattern; write e.g. "
+                                 "\"*.example.org\" or \"blog.example.com\"")
+        return value
 
     @field_validator("post_types")
     @classmethod

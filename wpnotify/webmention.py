@@ -34,7 +34,8 @@ def endpoint_in(page: Response) -> str | None:
 
 
 def discover(http: Http, target: str) -> str:
-    """The target's Webmention endpoint; a SendError (skip) when it has none."""
+    """The target's Webmention endpoint; a SendError (skip) when it has none. (The sender
+    fetches the page itself, to look for every protocol in one GET.)"""
     endpoint = endpoint_in(fetch_page(http, target, wants_body))
     if endpoint is None:
         raise SendError("the target advertises no Webmention endpoint", code="no-endpoint",
