@@ -209,6 +209,7 @@ class WebmentionReceiver(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _WebmentionHandler)
         self.verified: list[tuple[str, str]] = []
+        self.deleted: list[tuple[str, str]] = []
         self.pingbacks: list[tuple[str, str]] = []
 
     def url(self, path: str) -> str:
@@ -235,12 +236,24 @@ class _WebmentionHandler(_PingbackHandler):
             self._reply(200, xmlrpc.client.dumps(("ok",), methodresponse=True).encode(),
                         "text/xml", {})
             return
+        import urllib.error
+
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
-        source, target = form.get("source", ""), form.get("target", "")
-        with urllib.request.urlopen(source, timeout=10) as page:  # the source is loopback
-            text = page.read().decode("utf-8", "replace")
-        if f'href="{html.escape(target)}"' not in text and f'href="{target}"' not in text:
+        pair = (form.get("source", ""), form.get("target", ""))
+        try:
+            with urllib.request.urlopen(pair[0], timeout=10) as page:  # the source: loopback
+                text = page.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError:
+            text = None  # 404 or 410: the source is gone
+        links = text is not None and (f'href="{html.escape(pair[1])}"' in text
+                                      or f'href="{pair[1]}"' in text)
+        known = pair in self.server.verified
+        if links and not known:
+            self.server.verified.append(pair)
+        elif not links and known:  # an update or a delete: the mention goes
+            self.server.verified.remove(pair)
+            self.server.deleted.append(pair)
+        elif not links:
             self._reply(400, b"source does not link to target", "text/plain", {})
             return
-        self.server.verified.append((source, target))
         self._reply(202, b"", "text/plain", {})

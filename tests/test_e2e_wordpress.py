@@ -414,3 +414,39 @@ def test_one_notification_per_link_as_preferred(sites: dict[str, devsite.Site],
         row = next(r for r in rows if r["kind"] == "webmention")
         assert row["endpoint"] == receiver.url("/webmention")
         assert row["response"] == "accepted, to be verified"
+
+
+def test_webmentions_follow_removed_links_and_a_trashed_post(
+        sites: dict[str, devsite.Site], make_wpnotify: Any) -> None:
+    """A link removed by an edit, then the whole post trashed: each mentioned target is sent
+    the Webmention again, once, and the verifying receiver drops the mention."""
+    from receivers import WebmentionReceiver, serving
+
+    source = sites["source"]
+    with serving(WebmentionReceiver()) as receiver:
+        assert isinstance(receiver, WebmentionReceiver)
+        tool = make_wpnotify([("follow", source, source.app_password)])
+        tool.run("poll")
+        kept, dropped = receiver.url("/page/kept"), receiver.url("/page/dropped")
+        both = f'<p><a href="{kept}">kept</a> and <a href="{dropped}">dropped</a></p>'
+        post = source.create_post(post_title="Changing mind", post_content=both)
+        permalink = source.permalink(post)
+        tool.run("poll")
+        assert sorted(receiver.verified) == sorted([(permalink, kept), (permalink, dropped)])
+
+        source.update_post(post, post_content=f'<p><a href="{kept}">kept</a></p>')
+        tool.run("poll")
+        assert receiver.verified == [(permalink, kept)]
+        assert receiver.deleted == [(permalink, dropped)]
+        tool.run("poll")  # nothing more to say
+        assert receiver.deleted == [(permalink, dropped)]
+
+        source.php(f"wp_trash_post({post}); return true;")
+        tool.run("poll")
+        assert receiver.verified == []
+        assert receiver.deleted == [(permalink, dropped), (permalink, kept)]
+        rows = json.loads(tool.run("history", "--format", "json", "--post", str(post)).stdout)
+    by_target = {r["target"]: r for r in rows}
+    assert "sent again: the link was removed from the post" in by_target[dropped]["response"]
+    assert "sent again: the post is no longer public (trash)" in by_target[kept]["response"]
+    assert {r["kind"] for r in rows} == {"webmention"}

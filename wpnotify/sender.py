@@ -227,6 +227,8 @@ class Sender:
         if error is None:
             if n.error_code == "interrupted":  # keep the crash visible in the history
                 message = f"{message} (after an attempt interrupted by a crash)"
+            if n.payload.get("resend"):
+                message = f"{message} (sent again: {n.payload['resend']})"
             self.store.finish(n.id, "sent", now, endpoint=endpoint, response=message)
             return "sent", None
         again = next_attempt(error, n.attempts + 1, now, self.settings.retry.delays)

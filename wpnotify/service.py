@@ -17,7 +17,8 @@ from functools import partial
 
 import structlog
 
-from wpnotify import trackback
+from wpnotify import trackback, webmention
+from wpnotify.discovery import extract_links, select_targets
 from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.plan import Planned, plan
@@ -92,7 +93,7 @@ class Service:
                 posts += 1
                 queued += self._guard(site, post,
                                       partial(self._consider, site, source, post, now))
-                if post.status == "publish":  # a future post's modified_gmt is its future date
+                if post.status != "future":  # a future post's modified_gmt is its future date
                     cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
                 if bridge is None:
                     bridge = post.to_ping is not None
@@ -155,8 +156,34 @@ class Service:
             self._watch(site, post)
             return 0
         self.store.unwatch(site.name, [post.id])
+        info = source.info()
+        self._follow_webmentions(site, post, info.home, now)
         fresh = post.date_gmt is not None and wp_time(post.date_gmt) >= now - ANNOUNCE_WINDOW
         return self._record(site, source, post, self.owed(site, source, post, fresh), now)
+
+    def _follow_webmentions(self, site: SiteSettings, post: Post, home: str,
+                            now: datetime) -> None:
+        """Webmention's update and delete rules (PROTOCOLS.md §3.3): a target whose link left
+        the post, or every target of a post that is no longer public, is sent the Webmention
+        again, once, so the receiver re-checks the source (and finds the link, or the post,
+        gone); a link that comes back, or a post public again, likewise. Pingbacks and
+        trackbacks have no such rules and are never sent again."""
+        public = post.status == "publish" and not post.protected
+        links = set(select_targets(extract_links(post.content_html, post.link),
+                                   permalink=post.link, home=home,
+                                   self_pings=site.self_pings)) if public else set()
+        for row in self.store.history(site=site.name, post_id=post.id, kind=webmention.KIND,
+                                      status="sent", limit=100_000):
+            was_gone = bool(row.payload.get("gone"))
+            gone = row.target not in links
+            if gone == was_gone:
+                continue
+            why = ("the link is back in the post" if not gone else
+                   "the link was removed from the post" if public else
+                   f"the post is no longer public ({post.status})")
+            self.store.resend(row.id, now, {**row.payload, "gone": gone, "resend": why})
+            log.info("webmention.resend", site=site.name, post=post.id, target=row.target,
+                     reason=why)
 
     def _record(self, site: SiteSettings, source: RestSource, post: Post,
                 owed: list[Planned], now: datetime) -> int:

@@ -325,6 +325,14 @@ class Store:
                 (status, iso(now), endpoint, error, error_code, response, status, iso(now),
                  iso(next_attempt_at) if next_attempt_at else None, notification_id))
 
+    def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None:
+        """Queues a sent notification again (a Webmention after its post changed)."""
+        with self.transaction() as db:
+            db.execute(
+                """UPDATE notifications SET status = 'pending', attempts = 0, updated_at = ?,
+                       next_attempt_at = NULL, error = NULL, error_code = NULL, payload = ?
+                   WHERE id = ?""", (iso(now), json.dumps(payload), notification_id))
+
     def set_kind(self, notification_id: int, kind: str) -> bool:
         """Records that a notification went out as another kind (a Webmention row that fell
         back to Pingback); False when that kind already has a row for the same target."""

@@ -19,7 +19,9 @@ from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
 
 FIELDS = ("id,type,status,link,title,content,excerpt,password,modified_gmt,date_gmt,wpnotify")
-WATCHED_STATUSES = "publish,future"
+# Published and scheduled posts, and the statuses a published post can leave for (so that
+# Webmention receivers can be told it is gone).
+WATCHED_STATUSES = "publish,future,draft,pending,private,trash"
 REST_BASES = {"post": "posts", "page": "pages"}
 # How far before the cursor each poll asks. WordPress compares whole seconds, strictly, and in
 # the site's local time, where the hour after a daylight-saving change repeats; an hour and a
