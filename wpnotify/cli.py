@@ -207,6 +207,10 @@ def _progress(quiet: bool) -> Callable[[int, int], None]:
     if quiet or not sys.stderr.isatty():
         return lambda done, total: log.info("backfill.progress", posts=done, total=total)
     def show(done: int, total: int) -> None:
+        if total <= 0:  # not known (XML-RPC)
+            sys.stderr.write(f"\r{done} posts")
+            sys.stderr.flush()
+            return
         width = 30
         filled = width * done // max(total, 1)
         sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} posts")

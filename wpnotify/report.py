@@ -9,7 +9,7 @@ from wpnotify.errors import SourceError, StateError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
 from wpnotify.store import Store
-from wpnotify.wordpress import RestSource
+from wpnotify.wordpress import make_source
 
 BRIDGE_FIX = ("copy wordpress/wpnotify-bridge.php into the site's wp-content/mu-plugins/ "
               "(see README \"The bridge\")")
@@ -59,7 +59,7 @@ def check(settings: Settings, http: Http) -> CheckResult:
     except StateError as exc:
         result.problems.append(str(exc))
     for site in settings.sites:
-        source = RestSource(http, site)
+        source = make_source(http, site)
         try:
             info, bridge = source.check()
         except SourceError as exc:

@@ -25,7 +25,7 @@ from wpnotify.plan import Planned, plan
 from wpnotify.sender import Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
-from wpnotify.wordpress import Post, RestSource, wp_format, wp_time
+from wpnotify.wordpress import Post, RestSource, make_source, wp_format, wp_time
 
 log = structlog.get_logger("wpnotify.service")
 # A post dated within this window is a fresh publish, announced to update services; an older
@@ -71,7 +71,8 @@ class Service:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.sources = {site.name: RestSource(http, site, per_page) for site in settings.sites}
+        self.sources = {site.name: make_source(http, site, per_page)
+                        for site in settings.sites}
         self.sender = Sender(settings, store, http, self.sources, clock, sleep, stopping)
 
     def poll(self) -> PollReport:

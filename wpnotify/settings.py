@@ -85,6 +85,7 @@ class SiteSettings(BaseModel):
 
     name: str
     url: str
+    api: Literal["rest", "xmlrpc"] = "rest"
     username: str = Field(min_length=1)
     password: SecretStr | None = None
     password_file: Path | None = None

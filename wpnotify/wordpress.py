@@ -304,3 +304,13 @@ def _post(item: dict[str, Any]) -> Post:
         to_ping=tuple(pings.get("to_ping") or ()) if pings is not None else None,
         pinged=tuple(pings.get("pinged") or ()) if pings is not None else None,
     )
+
+
+def make_source(http: Http, site: SiteSettings, per_page: int = 100) -> Any:
+    """The source for a site's ``api``: REST (``RestSource``) or XML-RPC (``XmlrpcSource``),
+    which share one interface."""
+    if site.api == "xmlrpc":
+        from wpnotify.xmlrpcsource import XmlrpcSource  # it imports this module
+
+        return XmlrpcSource(http, site, per_page)
+    return RestSource(http, site, per_page)
