@@ -57,19 +57,21 @@ def _links(post: Post, site: SiteSettings, home: str, known: Known,
     links = select_targets(extract_links(post.content_html, post.link), permalink=post.link,
                            home=home, self_pings=site.self_pings)
     sent = {kind: known(kind) for kind in (webmention.KIND, pingback.KIND)}
+    by_trackback = known(trackback.KIND)  # links that went out as discovered trackbacks
     fallback = site.prefer == "webmention"
     payload: dict[str, Any] = {"fallback": fallback}
     if site.trackback_discovery:
         payload["ping"] = ping
+    covered = sent[webmention.KIND] | sent[pingback.KIND] | by_trackback
     owed = []
     for url in links:
         if url in pinged:  # WordPress pinged it before wpnotify took over
-            if not any(url in targets for targets in sent.values()):
+            if url not in covered:
                 owed.append(Planned(pingback.KIND, url, "skipped", ALREADY_PINGED,
                                     "already-pinged"))
             continue
         for kind in LINK_KINDS[site.prefer]:
-            done = sent[kind] | (sent[pingback.KIND] if fallback else set())
+            done = covered if fallback else sent[kind] | by_trackback
             if url not in done:
                 owed.append(Planned(kind, url, payload=payload))
     return owed
