@@ -450,3 +450,31 @@ def test_webmentions_follow_removed_links_and_a_trashed_post(
     assert "sent again: the link was removed from the post" in by_target[dropped]["response"]
     assert "sent again: the post is no longer public (trash)" in by_target[kept]["response"]
     assert {r["kind"] for r in rows} == {"webmention"}
+
+
+@pytest.mark.parametrize("api", ["rest", "xmlrpc"])
+def test_a_post_deleted_for_good_is_followed_too(api: str, sites: dict[str, devsite.Site],
+                                                 make_wpnotify: Any) -> None:
+    """Deleted without passing through the trash: the bridge remembers it, and the
+    Webmention receivers are told."""
+    from receivers import WebmentionReceiver, serving
+
+    source = sites["source"]
+    with serving(WebmentionReceiver()) as receiver:
+        assert isinstance(receiver, WebmentionReceiver)
+        tool = make_wpnotify([(f"del-{api}", source, source.app_password)])
+        tool.config.write_text(tool.config.read_text() + f'api = "{api}"\n')
+        tool.run("poll")
+        page = receiver.url(f"/page/deleted-{api}")
+        post = source.create_post(post_title=f"Short-lived ({api})",
+                                  post_content=f'<a href="{page}">x</a>')
+        permalink = source.permalink(post)
+        tool.run("poll")
+        assert receiver.verified == [(permalink, page)]
+        source.php(f"wp_delete_post({post}, true); return true;")
+        tool.run("poll")
+        assert receiver.deleted == [(permalink, page)]
+        tool.run("poll")
+        assert receiver.deleted == [(permalink, page)]  # once
+        rows = json.loads(tool.run("history", "--format", "json", "--post", str(post)).stdout)
+    assert "sent again: the post is no longer public (deleted)" in rows[0]["response"]

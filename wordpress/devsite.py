@@ -114,6 +114,9 @@ class Site:
     def install(self) -> None:
         """Creates (or recreates) the site from nothing: database, config, plugins, install."""
         self.stop()
+        if port_open(self.host, self.port):  # someone else's server: never pull its data away
+            raise DevsiteError(f"{self.host}:{self.port} is in use by another process (another "
+                               "test run or demo?); stop it first")
         ensure_mariadb()
         db_password = secrets.token_hex(12)
         mariadb(

@@ -75,7 +75,54 @@ function status(): array {
 	);
 }
 
-/* 2. REST: a `wpnotify` field on every REST post type (context=edit), and two routes. */
+/*
+ * Deletions. A post deleted for good is gone from every list, so its Webmention receivers
+ * could never be told. Remember the last 1000 deletions (ID, type, permalink, time) for
+ * wpnotify to read; REST answers to editors carry the newest one's time in a header, so an
+ * idle poll costs no extra request.
+ */
+add_action(
+	'before_delete_post',
+	function ( $post_id ) {
+		$post = get_post( $post_id );
+		if ( ! $post || in_array( $post->post_type, array( 'revision', 'nav_menu_item' ), true )
+			|| 'auto-draft' === $post->post_status ) {
+			return;
+		}
+		$log   = (array) get_option( 'wpnotify_deleted', array() );
+		$log[] = array(
+			'id'          => (int) $post->ID,
+			'type'        => $post->post_type,
+			'link'        => get_permalink( $post ),
+			'deleted_gmt' => gmdate( 'Y-m-d\TH:i:s' ),
+		);
+		update_option( 'wpnotify_deleted', array_slice( $log, -1000 ), false );
+	}
+);
+
+function deleted_since( string $since ): array {
+	return array_values(
+		array_filter(
+			(array) get_option( 'wpnotify_deleted', array() ),
+			function ( $entry ) use ( $since ) {
+				return $entry['deleted_gmt'] > $since;
+			}
+		)
+	);
+}
+
+add_filter(
+	'rest_post_dispatch',
+	function ( $response ) {
+		$log = (array) get_option( 'wpnotify_deleted', array() );
+		if ( $log && $response instanceof \WP_REST_Response && current_user_can( 'edit_posts' ) ) {
+			$response->header( 'X-Wpnotify-Deleted', end( $log )['deleted_gmt'] );
+		}
+		return $response;
+	}
+);
+
+/* 2. REST: a `wpnotify` field on every REST post type (context=edit), and three routes. */
 add_action(
 	'rest_api_init',
 	function () {
@@ -115,6 +162,23 @@ add_action(
 
 		register_rest_route(
 			'wpnotify/v1',
+			'/deleted',
+			array(
+				'methods'             => 'GET',
+				'permission_callback' => function () {
+					return current_user_can( 'edit_posts' );
+				},
+				'args'                => array(
+					'since' => array( 'type' => 'string', 'default' => '' ),
+				),
+				'callback'            => function ( \WP_REST_Request $request ) {
+					return deleted_since( (string) $request['since'] );
+				},
+			)
+		);
+
+		register_rest_route(
+			'wpnotify/v1',
 			'/posts/(?P<id>\d+)/pinged',
 			array(
 				'methods'             => 'POST',
@@ -147,6 +211,7 @@ add_filter(
 		$methods['wpnotify.status']    = __NAMESPACE__ . '\\xmlrpc_status';
 		$methods['wpnotify.getPings']  = __NAMESPACE__ . '\\xmlrpc_get_pings';
 		$methods['wpnotify.addPinged'] = __NAMESPACE__ . '\\xmlrpc_add_pinged';
+		$methods['wpnotify.getDeleted'] = __NAMESPACE__ . '\\xmlrpc_get_deleted';
 		return $methods;
 	}
 );
@@ -186,4 +251,16 @@ function xmlrpc_add_pinged( $args ) {
 	$args = (array) $args;
 	$post = xmlrpc_post_for_editor( $args );
 	return $post instanceof \WP_Post ? record_pinged( $post, (array) ( $args[4] ?? array() ) ) : $post;
+}
+
+function xmlrpc_get_deleted( $args ) {
+	global $wp_xmlrpc_server;
+	$args = (array) $args;
+	if ( ! $wp_xmlrpc_server->login( (string) ( $args[1] ?? '' ), (string) ( $args[2] ?? '' ) ) ) {
+		return $wp_xmlrpc_server->error;
+	}
+	if ( ! current_user_can( 'edit_posts' ) ) {
+		return new \IXR_Error( 401, 'Sorry, you are not allowed to edit posts.' );
+	}
+	return deleted_since( (string) ( $args[3] ?? '' ) );
 }

@@ -98,13 +98,15 @@ class Service:
                     cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
                 if bridge is None:
                     bridge = post.to_ping is not None
+            deletions_seen = self._follow_deletions(site, source, state, now)
         except SourceError as exc:
             log.error("site.unreadable", site=site.name, error=str(exc))
             self.store.record_poll(site.name, now, error=str(exc))
             return SiteReport(site.name, error=str(exc))
         if bridge is False and state.bridge is not False:
             log.warning("site.no_bridge", site=site.name, detail=NO_BRIDGE)
-        self.store.record_poll(site.name, now, cursor=cursor, bridge=bridge)
+        self.store.record_poll(site.name, now, cursor=cursor, bridge=bridge,
+                               deletions_seen=deletions_seen)
         log.info("site.read", site=site.name, posts=posts, queued=queued, cursor=cursor)
         return SiteReport(site.name, posts=posts, queued=queued)
 
@@ -130,7 +132,8 @@ class Service:
                     if p.status == "publish"]
         for post in source.scheduled():
             self._watch(site, post)
-        self.store.record_poll(site.name, now, cursor=cursor, baseline=baseline)
+        self.store.record_poll(site.name, now, cursor=cursor, baseline=baseline,
+                               deletions_seen=wp_format(now))
         log.info("site.first_poll", site=site.name, cursor=cursor,
                  detail="watching from now on; older posts are not notified")
         return SiteReport(site.name, first_poll=True)
@@ -173,7 +176,23 @@ class Service:
         links = set(select_targets(extract_links(post.content_html, post.link),
                                    permalink=post.link, home=home,
                                    self_pings=site.self_pings)) if public else set()
-        for row in self.store.history(site=site.name, post_id=post.id, kind=webmention.KIND,
+        self._resend_changed(site, post.id, links, public, post.status, now)
+
+    def _follow_deletions(self, site: SiteSettings, source: RestSource, state: SiteState,
+                          now: datetime) -> str | None:
+        """Posts deleted for good (the bridge remembers them): their Webmention targets are
+        told, like a trashed post's. Returns the newest deletion handled."""
+        since = state.deletions_seen or wp_format(now)
+        newest = None
+        for gone in source.deletions(since):
+            if gone.type in site.post_types:
+                self._resend_changed(site, gone.id, set(), False, "deleted", now)
+            newest = max(newest or since, gone.deleted_gmt)
+        return newest
+
+    def _resend_changed(self, site: SiteSettings, post_id: int, links: set[str],
+                        public: bool, status: str, now: datetime) -> None:
+        for row in self.store.history(site=site.name, post_id=post_id, kind=webmention.KIND,
                                       status="sent", limit=100_000):
             was_gone = bool(row.payload.get("gone"))
             gone = row.target not in links
@@ -181,9 +200,9 @@ class Service:
                 continue
             why = ("the link is back in the post" if not gone else
                    "the link was removed from the post" if public else
-                   f"the post is no longer public ({post.status})")
+                   f"the post is no longer public ({status})")
             self.store.resend(row.id, now, {**row.payload, "gone": gone, "resend": why})
-            log.info("webmention.resend", site=site.name, post=post.id, target=row.target,
+            log.info("webmention.resend", site=site.name, post=post_id, target=row.target,
                      reason=why)
 
     def _record(self, site: SiteSettings, source: RestSource, post: Post,

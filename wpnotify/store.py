@@ -61,6 +61,9 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (2, "who claimed a notification", """
         ALTER TABLE notifications ADD COLUMN claimed_by TEXT;  -- host:pid:start of the sender
     """),
+    (3, "deletions seen", """
+        ALTER TABLE sites ADD COLUMN deletions_seen TEXT;  -- newest bridge deletion handled
+    """),
 )
 LATEST = MIGRATIONS[-1][0]
 
@@ -146,6 +149,7 @@ class SiteState:
     name: str
     cursor: str | None
     baseline: frozenset[tuple[int, str]]
+    deletions_seen: str | None
     last_poll_at: str | None
     last_ok_at: str | None
     last_error: str | None
@@ -223,12 +227,14 @@ class Store:
             return None
         bridge = None if row["bridge"] is None else bool(row["bridge"])
         baseline = frozenset((int(i), str(m)) for i, m in json.loads(row["baseline"] or "[]"))
-        return SiteState(row["name"], row["cursor"], baseline, row["last_poll_at"],
+        return SiteState(row["name"], row["cursor"], baseline, row["deletions_seen"],
+                         row["last_poll_at"],
                          row["last_ok_at"], row["last_error"], bridge)
 
     def record_poll(self, name: str, now: datetime, *, cursor: str | None = None,
                     error: str | None = None, bridge: bool | None = None,
-                    baseline: list[tuple[int, str]] | None = None) -> None:
+                    baseline: list[tuple[int, str]] | None = None,
+                    deletions_seen: str | None = None) -> None:
         """Notes a poll's outcome; a value of None keeps the old one."""
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO sites (name) VALUES (?)", (name,))
@@ -237,10 +243,12 @@ class Store:
                        last_ok_at = CASE WHEN :error IS NULL THEN :now ELSE last_ok_at END,
                        last_error = :error, cursor = COALESCE(:cursor, cursor),
                        bridge = COALESCE(:bridge, bridge),
-                       baseline = COALESCE(:baseline, baseline)
+                       baseline = COALESCE(:baseline, baseline),
+                       deletions_seen = COALESCE(:deletions, deletions_seen)
                    WHERE name = :name""",
                 {"now": iso(now), "error": error, "cursor": cursor, "name": name,
                  "baseline": None if baseline is None else json.dumps(baseline),
+                 "deletions": deletions_seen,
                  "bridge": None if bridge is None else int(bridge)})
 
     # --- scheduled posts -----------------------------------------------------------------

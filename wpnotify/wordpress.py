@@ -51,6 +51,16 @@ class Post:
 
 
 @dataclass(frozen=True)
+class Deleted:
+    """A post deleted for good, as the bridge remembers it."""
+
+    id: int
+    type: str
+    link: str
+    deleted_gmt: str
+
+
+@dataclass(frozen=True)
 class SiteInfo:
     name: str
     home: str
@@ -74,6 +84,7 @@ class RestSource:
         self.per_page = per_page
         self._info: SiteInfo | None = None
         self._bases: dict[str, str] = dict(REST_BASES)
+        self.newest_deletion: str | None = None  # the bridge's X-Wpnotify-Deleted header
 
     # --- requests ------------------------------------------------------------------------
 
@@ -97,6 +108,9 @@ class RestSource:
                                       max_bytes=1024 * 1024)
         except SendError as exc:
             raise SourceError(f"cannot reach {self.site.url}: {exc.message}") from None
+        stamp = resp.header("X-Wpnotify-Deleted")
+        if stamp and stamp > (self.newest_deletion or ""):
+            self.newest_deletion = stamp
         return resp
 
     def _decode(self, resp: Response) -> Any:
@@ -269,9 +283,21 @@ class RestSource:
             raise
         return info, status if isinstance(status, dict) else None
 
+    def deletions(self, since: str) -> list[Deleted]:
+        """Posts deleted for good after ``since`` (bridge only). Asked only when a response of
+        this poll announced a newer deletion, so an idle poll costs no request."""
+        if not self.newest_deletion or self.newest_deletion <= since:
+            return []
+        return deleted_list(self._call("/wpnotify/v1/deleted", {"since": since}))
+
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         """Tells WordPress (through the bridge) that these URLs were notified."""
         self._call(f"/wpnotify/v1/posts/{post_id}/pinged", post={"urls": urls})
+
+
+def deleted_list(items: Any) -> list[Deleted]:
+    return [Deleted(int(i["id"]), str(i.get("type", "post")), str(i.get("link", "")),
+                    str(i["deleted_gmt"])) for i in items or [] if isinstance(i, dict)]
 
 
 def _param(moment: datetime) -> str:

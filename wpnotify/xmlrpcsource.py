@@ -28,7 +28,16 @@ from wordpress_xmlrpc.methods import options, posts
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import SiteSettings
-from wpnotify.wordpress import OVERLAP, WATCHED_STATUSES, Post, SiteInfo, wp_format, wp_time
+from wpnotify.wordpress import (
+    OVERLAP,
+    WATCHED_STATUSES,
+    Deleted,
+    Post,
+    SiteInfo,
+    deleted_list,
+    wp_format,
+    wp_time,
+)
 
 REPLY_CAP = 64 * 1024 * 1024
 
@@ -71,6 +80,11 @@ class GetPings(_Results, AuthenticatedMethod):  # type: ignore[misc]  # untyped 
 class AddPinged(_Results, AuthenticatedMethod):  # type: ignore[misc]  # untyped library base
     method_name = "wpnotify.addPinged"
     method_args = ("post_id", "urls")
+
+
+class GetDeleted(_Results, AuthenticatedMethod):  # type: ignore[misc]  # untyped library base
+    method_name = "wpnotify.getDeleted"
+    method_args = ("since",)
 
 
 class BridgeStatus(_Results, AuthenticatedMethod):  # type: ignore[misc]  # untyped library base
@@ -213,6 +227,13 @@ class XmlrpcSource:
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         self._call(AddPinged(post_id, urls))
+
+    def deletions(self, since: str) -> list[Deleted]:
+        """Posts deleted for good after ``since`` (bridge only; one call per poll)."""
+        try:
+            return deleted_list(self._call(GetDeleted(since)))
+        except UnsupportedXmlrpcMethodError:
+            return []
 
     def check(self) -> tuple[SiteInfo, dict[str, Any] | None]:
         info = self.info()
