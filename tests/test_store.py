@@ -22,22 +22,32 @@ def store(tmp_path: Path) -> Store:
 def test_a_new_file_gets_every_migration_recorded(store: Store) -> None:
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
     rows = store.db.execute("SELECT version, name FROM migrations").fetchall()
-    assert [tuple(r) for r in rows] == [(1, "initial schema"), (2, "who claimed a notification")]
+    assert [tuple(r) for r in rows] == [(1, "initial schema"), (2, "who claimed a notification"),
+                                        (3, "deletions seen")]
 
 
 def test_an_older_file_is_migrated_in_place(tmp_path: Path) -> None:
-    """A version-1 file (before claimed_by) keeps its rows and gains the column."""
+    """A file written by the first schema keeps its rows and gains every later column."""
+    from wpnotify.store import MIGRATIONS
+
     path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0][2].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("INSERT INTO migrations VALUES (1, 'initial schema', '2026-01-01')")
+        db.execute("INSERT INTO sites (name, cursor) VALUES ('s', '2026-01-01T00:00:00')")
+        db.execute("""INSERT INTO notifications (site, post_id, kind, target, source, status,
+                          created_at, updated_at) VALUES ('s', 1, 'pingback', 'https://t/',
+                          'https://s/1', 'sent', '2026-01-01', '2026-01-01')""")
+        db.execute("PRAGMA user_version = 1")
     store = Store.open(path)
-    store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
-    store.db.execute("ALTER TABLE notifications DROP COLUMN claimed_by")
-    store.db.execute("DELETE FROM migrations WHERE version = 2")
-    store.db.execute("PRAGMA user_version = 1")
-    store.close()
-    again = Store.open(path)
-    assert again.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
-    (row,) = again.history()
-    assert row.target == "https://t/" and row.claimed_by is None
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    (row,) = store.history()
+    assert (row.target, row.status, row.claimed_by) == ("https://t/", "sent", None)
+    state = store.site("s")
+    assert state is not None and state.cursor == "2026-01-01T00:00:00"
+    assert state.deletions_seen is None
 
 
 def test_a_file_from_a_newer_wpnotify_is_refused(tmp_path: Path) -> None:
