@@ -9,8 +9,8 @@ capped body with DTDs refused.
 from __future__ import annotations
 
 import xmlrpc.client
-from xml.parsers.expat import ExpatError
 
+from wpnotify import rpc
 from wpnotify.discovery import is_html, pingback_endpoint
 from wpnotify.errors import SendError
 from wpnotify.http import Http, Response, retry_after
@@ -55,17 +55,11 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
     if status != 200:
         raise SendError(f"the pingback endpoint answered {status}", code=f"http-{status}",
                         permanent=True)
-    if b"<!DOCTYPE" in body[:1024].upper() or b"<!ENTITY" in body.upper():
-        raise SendError("the pingback endpoint sent XML with a DTD; refused to parse it",
-                        code="bad-reply", permanent=True)
     try:
-        params, _method = xmlrpc.client.loads(body)
+        params = rpc.loads(body, "the pingback endpoint")
     except xmlrpc.client.Fault as fault:
         raise_for_fault(fault.faultCode, str(fault.faultString))
         return ALREADY.get(fault.faultCode, "already registered")
-    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError):
-        raise SendError("the pingback endpoint's reply is not XML-RPC", code="bad-reply",
-                        permanent=False) from None
     return str(params[0]) if params else ""
 
 

@@ -12,8 +12,8 @@ import re
 import xmlrpc.client
 from dataclasses import dataclass
 from typing import Any
-from xml.parsers.expat import ExpatError
 
+from wpnotify import rpc
 from wpnotify.errors import SendError
 from wpnotify.http import Http, retry_after
 
@@ -45,17 +45,11 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
     if status != 200:
         raise SendError(f"the update service answered {status}", code=f"http-{status}",
                         permanent=True)
-    if b"<!DOCTYPE" in body[:1024].upper() or b"<!ENTITY" in body.upper():
-        raise SendError("the update service sent XML with a DTD; refused to parse it",
-                        code="bad-reply", permanent=True)
     try:
-        params, _ = xmlrpc.client.loads(body)
+        params = rpc.loads(body, "the update service")
     except xmlrpc.client.Fault as fault:
         raise SendError(f"fault {fault.faultCode}: {fault.faultString}",
                         code=f"fault-{fault.faultCode}", permanent=True) from None
-    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError):
-        raise SendError("the update service's reply is not XML-RPC", code="bad-reply",
-                        permanent=False) from None
     reply: Any = params[0] if params else {}
     if not isinstance(reply, dict):
         return str(reply)

@@ -25,6 +25,7 @@ from wordpress_xmlrpc.exceptions import (
 )
 from wordpress_xmlrpc.methods import options, posts
 
+from wpnotify import rpc
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import SiteSettings
@@ -106,7 +107,7 @@ class SeamTransport(xmlrpc.client.Transport):
         if resp.status != 200 or resp.truncated:
             raise xmlrpc.client.ProtocolError(self.url, resp.status,
                                               "not an XML-RPC answer", {})
-        if b"<!DOCTYPE" in resp.body[:1024].upper() or b"<!ENTITY" in resp.body.upper():
+        if rpc.has_dtd(resp.body):
             raise xmlrpc.client.ProtocolError(self.url, resp.status, "XML with a DTD", {})
         parser, unmarshaller = self.getparser()
         parser.feed(resp.body)
