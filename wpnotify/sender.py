@@ -22,7 +22,7 @@ from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
 from wpnotify.store import Notification, Store, parse_iso
-from wpnotify.wordpress import RestSource
+from wpnotify.wordpress import Source
 
 # Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
@@ -87,7 +87,7 @@ class Sender:
     """Sends what is due, one at a time, host by host."""
 
     def __init__(self, settings: Settings, store: Store, http: Http,
-                 sources: Mapping[str, RestSource], clock: Callable[[], datetime],
+                 sources: Mapping[str, Source], clock: Callable[[], datetime],
                  sleep: Callable[[float], None] = time.sleep,
                  stopping: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
@@ -110,7 +110,9 @@ class Sender:
                  if n.site in sites and (posts is None or n.post_id in posts)]
         while queue and not self.stopping():
             now = self.clock()
-            ready = {n.id: self._ready_at(n, now) for n in queue}
+            # Re-read every loop: another process (a backfill, the daemon) may hold a host too.
+            holds = self.store.holds({host_of(n.target) for n in queue})
+            ready = {n.id: self._ready_at(n, now, holds) for n in queue}
             pick = next((n for n in queue if ready[n.id] <= now), None)
             if pick is None:
                 wait = (min(ready.values()) - now).total_seconds()
@@ -131,9 +133,10 @@ class Sender:
         tally.retrying += len(queue)
         return tally
 
-    def _ready_at(self, n: Notification, now: datetime) -> datetime:
+    @staticmethod
+    def _ready_at(n: Notification, now: datetime, holds: Mapping[str, str]) -> datetime:
         ready = parse_iso(n.next_attempt_at) if n.next_attempt_at else now
-        _wordpress, not_before = self.store.host(host_of(n.target))
+        not_before = holds.get(host_of(n.target))
         if not_before is not None:
             ready = max(ready, parse_iso(not_before))
         return ready

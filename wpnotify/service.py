@@ -25,7 +25,7 @@ from wpnotify.plan import Planned, plan
 from wpnotify.sender import Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
-from wpnotify.wordpress import Post, RestSource, make_source, wp_format, wp_time
+from wpnotify.wordpress import Post, Source, make_source, wp_format, wp_time
 
 log = structlog.get_logger("wpnotify.service")
 # A post dated within this window is a fresh publish, announced to update services; an older
@@ -110,7 +110,7 @@ class Service:
         log.info("site.read", site=site.name, posts=posts, queued=queued, cursor=cursor)
         return SiteReport(site.name, posts=posts, queued=queued)
 
-    def _changes(self, site: SiteSettings, source: RestSource, state: SiteState,
+    def _changes(self, site: SiteSettings, source: Source, state: SiteState,
                  now: datetime) -> Iterator[Post]:
         """Posts modified since the cursor, then watched scheduled posts whose time has come."""
         for post in source.changed(state.cursor or wp_format(now)):
@@ -122,7 +122,7 @@ class Service:
             self.store.unwatch(site.name, [i for i in due if i not in present])  # trashed
             yield from found
 
-    def _start(self, site: SiteSettings, source: RestSource, now: datetime) -> SiteReport:
+    def _start(self, site: SiteSettings, source: Source, now: datetime) -> SiteReport:
         """The first poll of a site: remember where "now" is, and the posts scheduled for
         later; notify nothing from the archive (that is backfill's job)."""
         cursor = source.newest_modified() or wp_format(now)
@@ -153,7 +153,7 @@ class Service:
             log.exception("post.failed", site=site.name, post=post.id)
             return 0
 
-    def _consider(self, site: SiteSettings, source: RestSource, post: Post,
+    def _consider(self, site: SiteSettings, source: Source, post: Post,
                   now: datetime) -> int:
         """Queues what one post owes; returns how many notifications were new."""
         if post.status == "future":
@@ -178,7 +178,7 @@ class Service:
                                    self_pings=site.self_pings)) if public else set()
         self._resend_changed(site, post.id, links, public, post.status, now)
 
-    def _follow_deletions(self, site: SiteSettings, source: RestSource, state: SiteState,
+    def _follow_deletions(self, site: SiteSettings, source: Source, state: SiteState,
                           now: datetime) -> str | None:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
         told, like a trashed post's. Returns the newest deletion handled."""
@@ -205,7 +205,7 @@ class Service:
             log.info("webmention.resend", site=site.name, post=post_id, target=row.target,
                      reason=why)
 
-    def _record(self, site: SiteSettings, source: RestSource, post: Post,
+    def _record(self, site: SiteSettings, source: Source, post: Post,
                 owed: list[Planned], now: datetime) -> int:
         for item in owed:
             self.store.add(site.name, post.id, item.kind, item.target, post.link, now,
@@ -214,7 +214,7 @@ class Service:
         self._forget_queued(site, source, post, owed)
         return sum(item.status == "pending" for item in owed)
 
-    def owed(self, site: SiteSettings, source: RestSource, post: Post,
+    def owed(self, site: SiteSettings, source: Source, post: Post,
              announce: bool = False) -> list[Planned]:
         """What a post owes beyond what the state holds; nothing unless published and open.
         ``announce``: also ping the update services (a fresh publish)."""
@@ -227,7 +227,7 @@ class Service:
         return plan(post, site, home=info.home, blog_name=info.name, announce=announce,
                     known=lambda kind: self.store.targets(site.name, post.id, kind))
 
-    def _forget_queued(self, site: SiteSettings, source: RestSource, post: Post,
+    def _forget_queued(self, site: SiteSettings, source: Source, post: Post,
                        owed: list[Planned]) -> None:
         """Trackback URLs WordPress had already pinged leave to_ping, as core would do."""
         already = [item.target for item in owed

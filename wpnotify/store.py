@@ -462,6 +462,13 @@ class Store:
                               (host,)).fetchone()
         return (bool(row[0]), row[1]) if row else (False, None)
 
+    def holds(self, hosts: set[str]) -> dict[str, str]:
+        """host -> not-before time, for those of ``hosts`` that are held (one query)."""
+        marks = ",".join("?" * len(hosts))
+        rows = self.db.execute(f"SELECT host, not_before FROM hosts WHERE not_before IS NOT "
+                               f"NULL AND host IN ({marks})", list(hosts)) if hosts else []
+        return {row[0]: row[1] for row in rows}
+
     def set_host(self, host: str, *, wordpress: bool | None = None,
                  not_before: datetime | None = None) -> None:
         with self.transaction() as db:

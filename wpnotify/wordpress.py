@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from wpnotify.errors import SendError, SourceError
@@ -332,9 +332,24 @@ def _post(item: dict[str, Any]) -> Post:
     )
 
 
-def make_source(http: Http, site: SiteSettings, per_page: int = 100) -> Any:
-    """The source for a site's ``api``: REST (``RestSource``) or XML-RPC (``XmlrpcSource``),
-    which share one interface."""
+class Source(Protocol):
+    """What the service needs of a site, over REST (``RestSource``) or XML-RPC
+    (``xmlrpcsource.XmlrpcSource``)."""
+
+    def info(self) -> SiteInfo: ...
+    def newest_modified(self) -> str | None: ...
+    def scheduled(self) -> Iterator[Post]: ...
+    def changed(self, since: str) -> Iterator[Post]: ...
+    def posts(self, ids: list[int]) -> list[Post]: ...
+    def archive(self, since: datetime, until: datetime | None
+                ) -> Iterator[tuple[list[Post], int]]: ...
+    def deletions(self, since: str) -> list[Deleted]: ...
+    def record_pinged(self, post_id: int, urls: list[str]) -> None: ...
+    def check(self) -> tuple[SiteInfo, dict[str, Any] | None]: ...
+
+
+def make_source(http: Http, site: SiteSettings, per_page: int = 100) -> Source:
+    """The source for a site's ``api``."""
     if site.api == "xmlrpc":
         from wpnotify.xmlrpcsource import XmlrpcSource  # it imports this module
 
