@@ -23,7 +23,41 @@ def test_a_new_file_gets_every_migration_recorded(store: Store) -> None:
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
     rows = store.db.execute("SELECT version, name FROM migrations").fetchall()
     assert [tuple(r) for r in rows] == [(1, "initial schema"), (2, "who claimed a notification"),
-                                        (3, "deletions seen")]
+                                        (3, "deletions seen"),
+                                        (4, "history of one post without its site")]
+
+
+def test_history_of_one_post_reads_an_index_not_the_table(store: Store) -> None:
+    """`history --post ID` stays fast at a million rows (bench/run.py measures it)."""
+    plan = " ".join(row[3] for row in store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM notifications WHERE post_id = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT 50", (7,)))
+    assert "USING INDEX notifications_post_id" in plan and "SCAN notifications" not in plan
+
+
+def test_due_is_filtered_and_limited_in_the_query(store: Store) -> None:
+    for site in ("a", "b"):
+        for post in range(1, 6):
+            store.add(site, post, "pingback", f"https://t/{post}", "https://s/", NOW)
+    assert {(n.site, n.post_id) for n in store.due(NOW, ["a"], {2, 3})} == {("a", 2), ("a", 3)}
+    assert len(store.due(NOW, ["a", "b"], limit=4)) == 4
+    assert store.due(NOW, ["a"], set()) == [] and store.due(NOW, []) == []
+
+
+def test_threads_share_one_store(store: Store) -> None:
+    """The sender's workers and its coordinating thread use one store at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(i: int) -> bool:
+        store.add("s", i, "pingback", f"https://t/{i}", "https://s/", NOW)
+        with store.transaction():  # nested transactions join the outer one
+            claimed = store.claim(store.due(NOW, ["s"], {i})[0].id, NOW)
+            store.finish(store.history(post_id=i)[0].id, "sent", NOW)
+        return claimed
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(200)))
+    assert store.counts("s")["sent"] == 200
 
 
 def test_an_older_file_is_migrated_in_place(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
  *              each post's to_ping and pinged lists to editors over REST and XML-RPC, lets
  *              wpnotify record what it sent in `pinged`, and switches off core's own sending so
  *              nothing goes out twice.
- * Version:     1.0
+ * Version:     1.1
  * License:     GPL-2.0-or-later
  *
  * Install as a must-use plugin: copy this file to wp-content/mu-plugins/.
@@ -17,7 +17,7 @@ if ( ! defined( 'ABSPATH' ) ) {
 	exit;
 }
 
-const VERSION = '1.0';
+const VERSION = '1.1';
 
 /*
  * 1. Core's own sending. do_all_pings runs do_all_pingbacks, do_all_enclosures,
@@ -122,7 +122,7 @@ add_filter(
 	}
 );
 
-/* 2. REST: a `wpnotify` field on every REST post type (context=edit), and three routes. */
+/* 2. REST: a `wpnotify` field on every REST post type (context=edit), and four routes. */
 add_action(
 	'rest_api_init',
 	function () {
@@ -173,6 +173,45 @@ add_action(
 				),
 				'callback'            => function ( \WP_REST_Request $request ) {
 					return deleted_since( (string) $request['since'] );
+				},
+			)
+		);
+
+		/*
+		 * Since 1.1: many posts in one request, {"posts": {"<id>": [urls]}}, so that a busy
+		 * sender costs WordPress one PHP request per batch, not one per link. Posts the user
+		 * may not edit, or that do not exist, are listed in `refused` and left alone.
+		 */
+		register_rest_route(
+			'wpnotify/v1',
+			'/pinged',
+			array(
+				'methods'             => 'POST',
+				'permission_callback' => function () {
+					return current_user_can( 'edit_posts' );
+				},
+				'args'                => array(
+					'posts' => array(
+						'type'     => 'object',
+						'required' => true,
+					),
+				),
+				'callback'            => function ( \WP_REST_Request $request ) {
+					$recorded = 0;
+					$refused  = array();
+					foreach ( (array) $request['posts'] as $id => $urls ) {
+						$post = get_post( (int) $id );
+						if ( ! $post || ! current_user_can( 'edit_post', $post->ID ) || ! is_array( $urls ) ) {
+							$refused[] = (int) $id;
+							continue;
+						}
+						record_pinged( $post, $urls );
+						++$recorded;
+					}
+					return array(
+						'recorded' => $recorded,
+						'refused'  => $refused,
+					);
 				},
 			)
 		);

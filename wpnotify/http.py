@@ -11,8 +11,10 @@ host.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.cookiejar
 import ipaddress
+import itertools
 import socket
 import threading
 import time
@@ -113,7 +115,7 @@ class _GuardedConnectionMixin:
 
 
 class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, guard: AddressGuard) -> None:
+    def __init__(self, guard: AddressGuard, hosts: int, per_host: int) -> None:
         attrs = {"guard": guard}
         http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), attrs)
         https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection),
@@ -123,7 +125,8 @@ class _GuardedAdapter(HTTPAdapter):
             "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,),
                           {"ConnectionCls": https_conn}),
         }
-        super().__init__(pool_connections=32, pool_maxsize=4, max_retries=0)
+        # Kept-alive connections: up to per_host to each of the last `hosts` hosts.
+        super().__init__(pool_connections=hosts, pool_maxsize=per_host, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -167,8 +170,54 @@ class Response:
 HeaderCheck = Callable[[int, Mapping[str, str]], bool]
 
 
+class _Watchdog:
+    """One thread that runs each registered callback when its deadline passes, unless it was
+    cancelled first: a total deadline per request without a timer thread per request."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._live: set[int] = set()
+        self._count = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, callback: Callable[[], None]) -> int:
+        token = next(self._count)
+        with self._wake:
+            heapq.heappush(self._heap, (deadline, token, callback))
+            self._live.add(token)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="wpnotify-deadlines",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return token
+
+    def cancel(self, token: int) -> None:
+        with self._wake:
+            self._live.discard(token)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # cancelled: drop it
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                deadline, token, callback = self._heap[0]
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(token)
+            callback()
+
+
 class Http:
-    """The HTTP client every part of wpnotify shares. Not for use across threads yet."""
+    """The HTTP client every part of wpnotify shares, safe to use from several threads: each
+    request takes a kept-alive connection of its own from the pool."""
 
     def __init__(self, settings: HttpSettings,
                  resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
@@ -179,7 +228,9 @@ class Http:
             policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self.session.headers["User-Agent"] = settings.user_agent
         guard = AddressGuard(settings.allow_private_addresses, settings.allowed_networks, resolve)
-        adapter = _GuardedAdapter(guard)
+        adapter = _GuardedAdapter(guard, hosts=max(64, 2 * settings.concurrency),
+                                  per_host=settings.per_host_concurrency + 2)
+        self._watchdog = _Watchdog()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -259,15 +310,13 @@ class Http:
             return Response(url, resp.status_code, headers, b"")
         # A total deadline: requests' read timeout is per socket read, so a server that trickles
         # bytes would never time out. The watchdog closes the response when time is up.
-        expired = threading.Event()
+        ended = threading.Lock()  # taken by whichever ends the request first: reader or watchdog
 
         def expire() -> None:
-            expired.set()
-            _abort(resp)
+            if ended.acquire(blocking=False):  # never abort a connection back in the pool
+                _abort(resp)
 
-        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
-        watchdog.daemon = True
-        watchdog.start()
+        watch = self._watchdog.watch(deadline, expire)
         chunks: list[bytes] = []
         size = 0
         truncated = False
@@ -284,9 +333,10 @@ class Http:
             # AttributeError/ValueError: urllib3 reading from a response the watchdog closed.
             failure = exc
         finally:
-            watchdog.cancel()
+            expired = not ended.acquire(blocking=False)
+            self._watchdog.cancel(watch)
             resp.close()
-        if expired.is_set():
+        if expired:
             raise SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",
                             code="timeout", permanent=False)
         if failure is not None:

@@ -25,7 +25,7 @@ from wpnotify.plan import Planned, plan
 from wpnotify.sender import Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
-from wpnotify.wordpress import Post, Source, make_source, wp_format, wp_time
+from wpnotify.wordpress import OVERLAP, Post, Source, make_source, wp_format, wp_time
 
 log = structlog.get_logger("wpnotify.service")
 # A post dated within this window is a fresh publish, announced to update services; an older
@@ -90,8 +90,10 @@ class Service:
             if state is None or state.cursor is None:
                 return self._start(site, source, now)
             cursor, posts, queued, bridge = state.cursor, 0, 0, None
+            handled: set[tuple[int, str]] = set()
             for post in self._changes(site, source, state, now):
                 posts += 1
+                handled.add((post.id, post.modified_gmt))
                 queued += self._guard(site, post,
                                       partial(self._consider, site, source, post, now))
                 if post.status != "future":  # a future post's modified_gmt is its future date
@@ -105,17 +107,20 @@ class Service:
             return SiteReport(site.name, error=str(exc))
         if bridge is False and state.bridge is not False:
             log.warning("site.no_bridge", site=site.name, detail=NO_BRIDGE)
+        # What was read in the window that the next poll reads again: it skips those.
+        window = wp_format(wp_time(cursor) - OVERLAP)
+        seen = sorted(key for key in state.baseline | handled if key[1] >= window)
         self.store.record_poll(site.name, now, cursor=cursor, bridge=bridge,
-                               deletions_seen=deletions_seen)
+                               deletions_seen=deletions_seen, baseline=seen)
         log.info("site.read", site=site.name, posts=posts, queued=queued, cursor=cursor)
         return SiteReport(site.name, posts=posts, queued=queued)
 
     def _changes(self, site: SiteSettings, source: Source, state: SiteState,
                  now: datetime) -> Iterator[Post]:
         """Posts modified since the cursor, then watched scheduled posts whose time has come."""
-        for post in source.changed(state.cursor or wp_format(now)):
-            if (post.id, post.modified_gmt) not in state.baseline:  # archive when we began
-                yield post
+        # ``baseline``: posts of the overlap window already handled (or, after the first poll,
+        # the archive when we began): read again with the same modified time, they are skipped.
+        yield from source.changed(state.cursor or wp_format(now), state.baseline)
         if due := self.store.scheduled_due(site.name, now):
             found = source.posts(due)
             present = {p.id for p in found}
@@ -207,10 +212,11 @@ class Service:
 
     def _record(self, site: SiteSettings, source: Source, post: Post,
                 owed: list[Planned], now: datetime) -> int:
-        for item in owed:
-            self.store.add(site.name, post.id, item.kind, item.target, post.link, now,
-                           payload=item.payload, status=item.status, error=item.error,
-                           error_code=item.error_code)
+        with self.store.transaction():  # one commit for the post
+            for item in owed:
+                self.store.add(site.name, post.id, item.kind, item.target, post.link, now,
+                               payload=item.payload, status=item.status, error=item.error,
+                               error_code=item.error_code)
         self._forget_queued(site, source, post, owed)
         return sum(item.status == "pending" for item in owed)
 
@@ -247,6 +253,12 @@ class Service:
         """Sends what older published posts owe, page by page (memory stays flat), under the
         same rules and state as polling. ``dry_run`` sends and records nothing; each planned
         notification is handed to ``on_planned`` either way."""
+        with self.sender.cycle():  # one discovery cache for the whole archive
+            return self._backfill(site, since, until, post_ids, dry_run, on_page, on_planned)
+
+    def _backfill(self, site: SiteSettings, since: datetime, until: datetime | None,
+                  post_ids: list[int], dry_run: bool, on_page: Callable[[int, int], None],
+                  on_planned: Callable[[Post, Planned], None]) -> Backfill:
         source = self.sources[site.name]
         result = Backfill()
         pages = ([(source.posts(post_ids), len(post_ids))] if post_ids

@@ -48,7 +48,8 @@ class HttpSettings(BaseModel):
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_body_bytes: int = Field(default=1024 * 1024, ge=4096)
     wordpress_ping_interval: float = Field(default=15.0, ge=0, le=3600)
-
+    concurrency: int = Field(default=16, ge=1, le=256)
+    per_host_concurrency: int = Field(default=2, ge=1, le=16)
 
     @field_validator("allowed_networks")
     @classmethod

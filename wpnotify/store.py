@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     """),
     (3, "deletions seen", """
         ALTER TABLE sites ADD COLUMN deletions_seen TEXT;  -- newest bridge deletion handled
+    """),
+    (4, "history of one post without its site", """
+        CREATE INDEX notifications_post_id ON notifications (post_id, created_at);
     """),
 )
 LATEST = MIGRATIONS[-1][0]
@@ -157,11 +161,18 @@ class SiteState:
 
 
 class Store:
-    """The open state file. One per process; not shared across threads."""
+    """The open state file, one per process. Threads may share it: every use of the connection
+    holds one lock, and a transaction holds it from BEGIN to COMMIT."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self.db = db
         self.path = path
+        self._lock = threading.RLock()
+        self._depth = 0  # transactions nested in the open one (the lock's owner's)
+
+    def _rows(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.db.execute(sql, params).fetchall()
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -169,7 +180,7 @@ class Store:
             raise StateError(f"state file folder {path.parent} does not exist; create it or "
                              "point state_file elsewhere")
         try:
-            # One thread at a time uses it (the daemon runs its jobs on a single worker).
+            # Threads share it under Store's lock (the sender's workers record a fallback).
             db = sqlite3.connect(path, isolation_level=None, timeout=10.0,
                                  check_same_thread=False)
             db.row_factory = sqlite3.Row
@@ -187,20 +198,34 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT, rolled back whole on any error, so nothing is ever
-        half-written; SQLite's errors become a StateError that says what to do."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
-            raise state_error(self.path, exc) from None
-        try:
-            yield self.db
-            self.db.execute("COMMIT")
-        except BaseException as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.DatabaseError):
+        half-written; SQLite's errors become a StateError that says what to do. Nested ones
+        join the outer one: the sender records a whole batch of outcomes with one commit."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.db
+                except sqlite3.DatabaseError as exc:
+                    raise state_error(self.path, exc) from None
+                finally:
+                    self._depth -= 1
+                return
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
                 raise state_error(self.path, exc) from None
-            raise
+            self._depth = 1
+            try:
+                yield self.db
+                self.db.execute("COMMIT")
+            except BaseException as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise state_error(self.path, exc) from None
+                raise
+            finally:
+                self._depth = 0
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -222,9 +247,10 @@ class Store:
     # --- sites ---------------------------------------------------------------------------
 
     def site(self, name: str) -> SiteState | None:
-        row = self.db.execute("SELECT * FROM sites WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        found = self._rows("SELECT * FROM sites WHERE name = ?", (name,))
+        if not found:
             return None
+        row = found[0]
         bridge = None if row["bridge"] is None else bool(row["bridge"])
         baseline = frozenset((int(i), str(m)) for i, m in json.loads(row["baseline"] or "[]"))
         return SiteState(row["name"], row["cursor"], baseline, row["deletions_seen"],
@@ -264,7 +290,7 @@ class Store:
                            [(site, i) for i in post_ids])
 
     def scheduled_due(self, site: str, now: datetime) -> list[int]:
-        rows = self.db.execute(
+        rows = self._rows(
             "SELECT post_id FROM scheduled WHERE site = ? AND publish_at <= ? ORDER BY post_id",
             (site, iso(now)))
         return [row[0] for row in rows]
@@ -285,24 +311,34 @@ class Store:
             return cur.rowcount == 1
 
     def get(self, notification_id: int) -> Notification | None:
-        row = self.db.execute("SELECT * FROM notifications WHERE id = ?",
-                              (notification_id,)).fetchone()
-        return _notification(row) if row else None
+        rows = self._rows("SELECT * FROM notifications WHERE id = ?", (notification_id,))
+        return _notification(rows[0]) if rows else None
 
     def targets(self, site: str, post_id: int, kind: str) -> set[str]:
-        rows = self.db.execute(
+        rows = self._rows(
             "SELECT target FROM notifications WHERE site = ? AND post_id = ? AND kind = ?",
             (site, post_id, kind))
         return {row[0] for row in rows}
 
-    def due(self, now: datetime, site: str | None = None) -> list[Notification]:
-        """Pending notifications whose time has come, oldest first."""
-        rows = self.db.execute(
-            """SELECT * FROM notifications
-               WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
-                 AND (? IS NULL OR site = ?)
-               ORDER BY COALESCE(next_attempt_at, created_at), id""",
-            (iso(now), site, site))
+    def due(self, now: datetime, sites: list[str] | None = None,
+            posts: set[int] | None = None, limit: int = 10_000) -> list[Notification]:
+        """Pending notifications whose time has come, oldest first: of these sites (and of
+        these posts) only, when given, and at most ``limit`` of them."""
+        if (sites is not None and not sites) or (posts is not None and not posts):
+            return []
+        where, params = "", list[Any]()
+        if sites is not None:
+            where += f" AND site IN ({','.join('?' * len(sites))})"
+            params += sites
+        if posts is not None:
+            where += f" AND post_id IN ({','.join('?' * len(posts))})"
+            params += sorted(posts)
+        rows = self._rows(
+            f"""SELECT * FROM notifications
+                WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                  {where}
+                ORDER BY COALESCE(next_attempt_at, created_at), id LIMIT ?""",
+            (iso(now), *params, limit))
         return [_notification(row) for row in rows]
 
     def claim(self, notification_id: int, now: datetime) -> bool:
@@ -314,6 +350,13 @@ class Store:
                        updated_at = ?, claimed_by = ? WHERE id = ? AND status = 'pending'""",
                 (iso(now), this_process(), notification_id))
             return cur.rowcount == 1
+
+    def release(self, notification_id: int) -> None:
+        """Gives back a claim on which nothing was sent (the host was busy)."""
+        with self.transaction() as db:
+            db.execute("""UPDATE notifications SET status = 'pending', attempts = attempts - 1,
+                              claimed_by = NULL WHERE id = ? AND status = 'sending'""",
+                       (notification_id,))
 
     def finish(self, notification_id: int, status: str, now: datetime, *,
                endpoint: str | None = None, error: str | None = None,
@@ -365,6 +408,16 @@ class Store:
                 (iso(now), iso(now), response, site, kind, target))
             return cur.rowcount
 
+    def defer(self, notification_id: int, now: datetime, until: datetime, reason: str,
+              code: str) -> None:
+        """Puts a pending notification off without trying it (its host just failed): no
+        attempt is counted, and the history says why."""
+        with self.transaction() as db:
+            db.execute(
+                """UPDATE notifications SET updated_at = ?, next_attempt_at = ?, error = ?,
+                       error_code = ? WHERE id = ? AND status = 'pending'""",
+                (iso(now), iso(until), reason, code, notification_id))
+
     def recover_interrupted(self, now: datetime, older_than: timedelta) -> int:
         """Puts back rows left ``sending`` by a process that died mid-request: at once when
         the claiming process is known dead (same host), else once the claim is older than
@@ -398,7 +451,7 @@ class Store:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.db.execute(
+        rows = self._rows(
             f"SELECT * FROM notifications {where} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit))
         return [_notification(row) for row in rows]
@@ -434,40 +487,41 @@ class Store:
 
     def counts(self, site: str) -> dict[str, int]:
         """How many notifications of a site are in each status (every status listed)."""
-        rows = self.db.execute("SELECT status, COUNT(*) FROM notifications WHERE site = ? "
-                               "GROUP BY status", (site,))
+        rows = self._rows("SELECT status, COUNT(*) FROM notifications WHERE site = ? "
+                          "GROUP BY status", (site,))
         return {**dict.fromkeys(STATUSES, 0), **{row[0]: row[1] for row in rows}}
 
     def next_retry(self, site: str) -> str | None:
-        row = self.db.execute("SELECT MIN(next_attempt_at) FROM notifications WHERE site = ? "
-                              "AND status = 'pending'", (site,)).fetchone()
-        return row[0] if row else None
+        rows = self._rows("SELECT MIN(next_attempt_at) FROM notifications WHERE site = ? "
+                          "AND status = 'pending'", (site,))
+        return rows[0][0] if rows else None
 
     def check_writable(self) -> None:
         """Raises StateError unless a write transaction can be opened (and it is rolled back)."""
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("CREATE TABLE IF NOT EXISTS write_check (x)")
-            self.db.execute("ROLLBACK")
-        except sqlite3.DatabaseError as exc:
-            if self.db.in_transaction:
+        with self._lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("CREATE TABLE IF NOT EXISTS write_check (x)")
                 self.db.execute("ROLLBACK")
-            raise state_error(self.path, exc) from None
+            except sqlite3.DatabaseError as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise state_error(self.path, exc) from None
 
     # --- hosts ---------------------------------------------------------------------------
 
     def host(self, host: str) -> tuple[bool, str | None]:
         """(known to run WordPress, no request before this ISO time or None)."""
-        row = self.db.execute("SELECT wordpress, not_before FROM hosts WHERE host = ?",
-                              (host,)).fetchone()
-        return (bool(row[0]), row[1]) if row else (False, None)
+        rows = self._rows("SELECT wordpress, not_before FROM hosts WHERE host = ?", (host,))
+        return (bool(rows[0][0]), rows[0][1]) if rows else (False, None)
 
-    def holds(self, hosts: set[str]) -> dict[str, str]:
-        """host -> not-before time, for those of ``hosts`` that are held (one query)."""
+    def hosts(self, hosts: set[str]) -> dict[str, tuple[bool, str | None]]:
+        """host -> (known to run WordPress, not-before time or None), for those of ``hosts``
+        the file knows (one query)."""
         marks = ",".join("?" * len(hosts))
-        rows = self.db.execute(f"SELECT host, not_before FROM hosts WHERE not_before IS NOT "
-                               f"NULL AND host IN ({marks})", list(hosts)) if hosts else []
-        return {row[0]: row[1] for row in rows}
+        rows = self._rows(f"SELECT host, wordpress, not_before FROM hosts WHERE host IN "
+                          f"({marks})", list(hosts)) if hosts else []
+        return {row[0]: (bool(row[1]), row[2]) for row in rows}
 
     def set_host(self, host: str, *, wordpress: bool | None = None,
                  not_before: datetime | None = None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections.abc
 import xmlrpc.client
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,19 +183,21 @@ class XmlrpcSource:
     def scheduled(self) -> Iterator[Post]:
         return self._newest_first("future", "post_date ID")
 
-    def changed(self, since: str) -> Iterator[Post]:
-        """Posts modified after ``since`` (less OVERLAP), newest first: XML-RPC cannot filter
-        by time, so pages are read until one ends before the window. Offset paging newest
-        first only repeats items when posts change meanwhile; repeats are dropped."""
+    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
+                ) -> Iterator[Post]:
+        """Posts modified after ``since`` (less OVERLAP) and not in ``seen``, newest first:
+        XML-RPC cannot filter by time, so pages are read until one ends before the window.
+        Offset paging newest first only repeats items when posts change meanwhile; repeats
+        are dropped."""
         floor = wp_format(wp_time(since) - OVERLAP)
-        seen: set[tuple[int, str]] = set()
+        done = set(seen)
         for post_type in self.site.post_types:
             offset = 0
             while True:
                 page = self._page(post_type, WATCHED_STATUSES, offset, "post_modified ID")
                 for post in page:
-                    if post.modified_gmt > floor and (post.id, post.modified_gmt) not in seen:
-                        seen.add((post.id, post.modified_gmt))
+                    if post.modified_gmt > floor and (post.id, post.modified_gmt) not in done:
+                        done.add((post.id, post.modified_gmt))
                         yield post
                 if len(page) < self.per_page or page[-1].modified_gmt <= floor:
                     break
@@ -228,6 +230,12 @@ class XmlrpcSource:
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         self._call(AddPinged(post_id, urls))
+
+    def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
+        """One call per post: XML-RPC sites are the rare case, and their bridge calls are
+        made after the sends, never between them."""
+        for post_id, urls in posts.items():
+            self.record_pinged(post_id, urls)
 
     def deletions(self, since: str) -> list[Deleted]:
         """Posts deleted for good after ``since`` (bridge only; one call per poll)."""
