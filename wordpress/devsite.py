@@ -86,6 +86,7 @@ class Site:
     permalinks: str = "/%year%/%monthnum%/%postname%/"
     port: int = 8080
     workers: int = 4
+    extra_config: str = ""  # more PHP for its config file, e.g. "define('DISABLE_WP_CRON', true);"
     app_password: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -153,7 +154,7 @@ class Site:
             # pings and any other request to the outside are refused before any DNS lookup.
             "define('WP_HTTP_BLOCK_EXTERNAL', true);\n"
             "define('WP_ACCESSIBLE_HOSTS', '127.0.0.*,localhost');\n"
-            "define('AUTOMATIC_UPDATER_DISABLED', true);\n" + salts
+            "define('AUTOMATIC_UPDATER_DISABLED', true);\n" + salts + self.extra_config + "\n"
         )
         self.php(
             f"""
@@ -218,9 +219,10 @@ class Site:
                 self.process.wait(10)
         self.process = None
 
-    def php(self, code: str, *, installing: bool = False) -> Any:
-        """Runs PHP inside this site (WordPress loaded) and returns what ``code`` returns."""
-        script = (
+    def php_script(self, code: str, *, installing: bool = False) -> str:
+        """A PHP CLI script that loads this site's WordPress, runs ``code`` (a function body)
+        and prints a marker and what it returned, as JSON."""
+        return (
             "<?php\n"
             f"$_SERVER['HTTP_HOST'] = {php_str(f'{self.host}:{self.port}')};\n"
             f"$_SERVER['SERVER_NAME'] = {php_str(self.host)};\n"
@@ -231,6 +233,10 @@ class Site:
             "$__result = (function () {\n" + code + "\n})();\n"
             f"echo \"\\n{MARK}\" . json_encode($__result);\n"
         )
+
+    def php(self, code: str, *, installing: bool = False) -> Any:
+        """Runs PHP inside this site (WordPress loaded) and returns what ``code`` returns."""
+        script = self.php_script(code, installing=installing)
         with tempfile.NamedTemporaryFile("w", suffix=".php", delete=False) as handle:
             handle.write(script)
         try:

@@ -1,6 +1,5 @@
 """One attempt at one notification: the protocol its kind calls for, on the sender's worker
-threads. It touches the network, and the store only to record a fallback to another kind;
-the sender records the outcome.
+threads. It touches the network, and only reads the store; the sender records the outcome.
 
 A link's target is fetched once per cycle, whatever protocols it is asked about and however
 many posts link to it: ``Discoveries`` keeps what each page advertises (or why it could not be
@@ -37,9 +36,8 @@ def looks_like_wordpress(endpoint: str) -> bool:
 @dataclass(frozen=True)
 class Result:
     """How an attempt went: the kind actually sent, where to, and the reply or the error.
-    ``busy``: nothing was sent, because another ping to the same WordPress was in flight;
-    ``gate``: the WordPress host this attempt holds until its outcome (and the host's next
-    allowed time) is recorded."""
+    ``busy``: nothing was sent: the endpoint is WordPress's, and the host was pinged already
+    in this cycle by a notification picked before anyone knew it runs WordPress."""
 
     kind: str
     endpoint: str | None
@@ -47,7 +45,6 @@ class Result:
     error: SendError | None
     duration_ms: int
     busy: bool = False
-    gate: str | None = None
 
 
 class _Busy(Exception):
@@ -86,21 +83,18 @@ class Discoveries:
         self.fetches = 0  # pages actually fetched (the cache's hits are the rest)
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, Wants], _Entry] = OrderedDict()
-        self._wordpress_busy: set[str] = set()
+        self._wordpress: set[str] = set()
 
-    def enter_wordpress(self, host: str) -> bool:
-        """One ping at a time to a WordPress host (its flood check refuses a second within
-        15 s): False while another one's outcome is not recorded yet. A host is found to be
-        WordPress only after discovery, when two workers may be on their way to it."""
+    def first_wordpress_ping(self, host: str) -> bool:
+        """True once per cycle and WordPress host. A host is found to run WordPress only after
+        discovery, when several workers may be on their way to it; its flood check refuses a
+        second ping within 15 s, so only the first goes, and the sender sends the others one
+        at a time, spaced (``cleared``)."""
         with self._lock:
-            if host in self._wordpress_busy:
+            if host in self._wordpress:
                 return False
-            self._wordpress_busy.add(host)
+            self._wordpress.add(host)
             return True
-
-    def leave_wordpress(self, host: str) -> None:
-        with self._lock:
-            self._wordpress_busy.discard(host)
 
     def find(self, target: str, wants: Wants) -> Endpoints:
         """The endpoints ``target`` advertises; raises the SendError its fetch raised."""
@@ -129,7 +123,8 @@ class Discoveries:
             entry.ready.wait()
         if (e := entry.error) is not None:  # a fresh one: each worker tags its own endpoint
             raise SendError(e.message, code=e.code, permanent=e.permanent, skip=e.skip,
-                            endpoint=e.endpoint, retry_after=e.retry_after)
+                            endpoint=e.endpoint, retry_after=e.retry_after,
+                            unreachable=e.unreachable)
         if entry.found is None:  # the owner hit a bug; it was logged there
             raise SendError("discovery failed in another worker", code="internal",
                             permanent=False)
@@ -146,43 +141,34 @@ class Discoveries:
             if wants.trackback else None)
 
 
-def attempt(http: Http, store: Store, discoveries: Discoveries, n: Notification) -> Result:
-    """Sends one claimed notification; never raises for the receiver's sake."""
+def attempt(http: Http, store: Store, discoveries: Discoveries, n: Notification,
+            cleared: bool = False) -> Result:
+    """Sends one claimed notification; never raises for the receiver's sake. ``cleared``: the
+    sender picked it under WordPress's rules (one at a time, spaced)."""
     started = time.monotonic()
     kind, endpoint, message, error = n.kind, None, None, None
     try:
-        kind, endpoint, message = _send(http, store, discoveries, n)
+        kind, endpoint, message = _send(http, store, _Context(discoveries, cleared), n)
     except SendError as exc:
         error, endpoint = exc, exc.endpoint
     except _Busy:
         return Result(n.kind, None, None, None, 0, busy=True)
-    gate = host_of(endpoint) if endpoint and looks_like_wordpress(endpoint) else None
-    return Result(kind, endpoint, message, error, round((time.monotonic() - started) * 1000),
-                  gate=gate)
+    return Result(kind, endpoint, message, error, round((time.monotonic() - started) * 1000))
 
 
-def _ping(discoveries: Discoveries, store: Store, n: Notification, kind: str, endpoint: str,
-          send: Callable[[], str]) -> tuple[str, str, str]:
-    """Sends ``n`` as ``kind`` (recording a fallback first), through the WordPress gate when
-    ``endpoint`` is WordPress's (the sender opens it again once the outcome is recorded)."""
-    if looks_like_wordpress(endpoint) and not discoveries.enter_wordpress(host_of(endpoint)):
-        raise _Busy
-    try:
-        if n.kind != kind and not store.set_kind(n.id, kind):
-            raise SendError(f"the target was already notified by {kind}", code="duplicate",
-                            permanent=True, skip=True)
-        return kind, endpoint, send()
-    except SendError as exc:
-        raise exc.with_endpoint(endpoint) from None
+@dataclass(frozen=True)
+class _Context:
+    discoveries: Discoveries
+    cleared: bool
 
 
-def _send(http: Http, store: Store, discoveries: Discoveries,
+def _send(http: Http, store: Store, context: _Context,
           n: Notification) -> tuple[str, str, str]:
     if n.kind in (webmention.KIND, pingback.KIND):
-        return _send_link(http, store, discoveries, n)
+        return _send_link(http, store, context, n)
     if n.kind == trackback.KIND:
         ping = trackback.Ping(**n.payload)
-        return _ping(discoveries, store, n, n.kind, n.target,
+        return _ping(context, store, n, n.kind, n.target,
                      lambda: trackback.send(http, n.target, ping))
     if n.kind == weblogupdates.KIND:
         update = weblogupdates.Update(**n.payload)
@@ -190,7 +176,7 @@ def _send(http: Http, store: Store, discoveries: Discoveries,
     raise SendError(f"unknown notification kind {n.kind!r}", code="bad-kind", permanent=True)
 
 
-def _send_link(http: Http, store: Store, discoveries: Discoveries,
+def _send_link(http: Http, store: Store, context: _Context,
                n: Notification) -> tuple[str, str, str]:
     """A link's notification. One GET of the target serves every discovery: Webmention (for a
     webmention row), then Pingback (a pingback row, or a webmention row that may fall back),
@@ -200,19 +186,35 @@ def _send_link(http: Http, store: Store, discoveries: Discoveries,
     wants = Wants(webmention=n.kind == webmention.KIND,
                   pingback=n.kind == pingback.KIND or fallback,
                   trackback="ping" in n.payload)
-    found = discoveries.find(n.target, wants)
+    found = context.discoveries.find(n.target, wants)
     if found.webmention is not None:
         return n.kind, found.webmention, webmention.send(http, found.webmention, n.source,
                                                          n.target)
     if (server := found.pingback) is not None:
-        return _ping(discoveries, store, n, pingback.KIND, server,
+        return _ping(context, store, n, pingback.KIND, server,
                      lambda: pingback.send(http, server, n.source, n.target))
     if (ping_url := found.trackback) is not None:
         ping = trackback.Ping(**n.payload["ping"])
-        return _ping(discoveries, store, n, trackback.KIND, ping_url,
+        return _ping(context, store, n, trackback.KIND, ping_url,
                      lambda: trackback.send(http, ping_url, ping))
     names = {webmention.KIND: "Webmention", pingback.KIND: "Pingback"}
     offered = [names[n.kind]] + (["Pingback"] if fallback else []) + (
         ["TrackBack"] if wants.trackback else [])
     raise SendError(f"the target advertises no {' or '.join(dict.fromkeys(offered))} "
                     "endpoint", code="no-endpoint", permanent=True, skip=True)
+
+
+def _ping(context: _Context, store: Store, n: Notification, kind: str, endpoint: str,
+          send: Callable[[], str]) -> tuple[str, str, str]:
+    """Sends ``n`` as ``kind`` (the sender records a fallback with the outcome); to a WordPress
+    endpoint only when cleared, or as the first ping to that host in this cycle."""
+    if n.kind != kind and store.has(n.site, n.post_id, kind, n.target):
+        raise SendError(f"the target was already notified by {kind}", code="duplicate",
+                        permanent=True, skip=True)
+    if (looks_like_wordpress(endpoint) and not context.cleared
+            and not context.discoveries.first_wordpress_ping(host_of(endpoint))):
+        raise _Busy
+    try:
+        return kind, endpoint, send()
+    except SendError as exc:
+        raise exc.with_endpoint(endpoint) from None

@@ -30,6 +30,8 @@ class SendError(WpnotifyError):
     ``code`` is stable (it lands in the history and in logs); ``permanent`` says whether trying
     again can help; ``skip`` marks outcomes that are no failure of the receiver (no endpoint,
     an address we refuse to contact), recorded as ``skipped``. The retry policy reads only these.
+    ``unreachable``: no connection to the host could be made at all (refused, no route, connect
+    timeout), so its other notifications wait too instead of each trying.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class SendError(WpnotifyError):
         skip: bool = False,
         endpoint: str | None = None,
         retry_after: float | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,6 +52,7 @@ class SendError(WpnotifyError):
         self.skip = skip
         self.endpoint = endpoint
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
     def with_endpoint(self, endpoint: str) -> SendError:
         """The same error, tagged with the endpoint it happened at (if it had none yet)."""

@@ -288,7 +288,7 @@ class Http:
             raise SendError(str(exc), code="refused-address", permanent=True, skip=True) from None
         except requests.exceptions.ConnectTimeout:
             raise SendError(f"connecting to {_host(url)} timed out", code="connect-timeout",
-                            permanent=False) from None
+                            permanent=False, unreachable=True) from None
         except requests.exceptions.Timeout:
             raise SendError(f"{_host(url)} did not answer in time", code="timeout",
                             permanent=False) from None
@@ -296,8 +296,10 @@ class Http:
             raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
                             permanent=False) from None
         except requests.exceptions.ConnectionError as exc:
+            never = isinstance(getattr(exc.args[0] if exc.args else None, "reason", None),
+                               NewConnectionError)  # refused, no route: not one page's fault
             raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
-                            permanent=False) from None
+                            permanent=False, unreachable=never) from None
         except requests.exceptions.RequestException as exc:
             raise SendError(f"request to {_host(url)} failed: {_reason(exc)}", code="http",
                             permanent=False) from None

@@ -36,7 +36,6 @@ from wpnotify.wordpress import Source
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
 IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
-UNREACHABLE = frozenset({"connect", "connect-timeout"})  # the host, not the page, is failing
 PINGED_BATCH = 200  # sent links told to WordPress in one request (and at the cycle's end)
 
 log = structlog.get_logger("wpnotify.sender")
@@ -198,13 +197,28 @@ class Sender:
         limit = self.settings.http.concurrency
         running: dict[Future[Result], Notification] = {}
         busy: Counter[str] = Counter()
+        done: set[Future[Result]] = set()
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
             while True:
-                now = self.clock()
-                # Re-read every pass: another process (a backfill, the daemon) may hold a host.
-                hosts = self.store.hosts(set(backlog.by_host)) if backlog.by_host else {}
-                if backlog.by_host and len(running) < limit and not self.stopping():
-                    self._start(pool, backlog, running, busy, hosts, now, limit)
+                # One commit a pass: the outcomes that came in, then the claims of what goes
+                # next. Hosts are re-read after the outcomes (a ping just held its host) and
+                # every pass (another process, a backfill or the daemon, may hold one too).
+                with self.store.transaction():
+                    if done:
+                        self._finish(done, backlog, running, busy, tally)
+                    now = self.clock()
+                    hosts = self.store.hosts(set(backlog.by_host)) if backlog.by_host else {}
+                    claimed = (self._claim(backlog, running, busy, hosts, now, limit)
+                               if backlog.by_host and len(running) < limit
+                               and not self.stopping() else [])
+                discoveries = self.discoveries or Discoveries(self.http)
+                for n in claimed:
+                    host = host_of(n.target)
+                    busy[host] += 1
+                    cleared = host in self._wordpress or hosts.get(host, (False, None))[0]
+                    running[pool.submit(self._attempt, discoveries, n, cleared)] = n
+                if sum(len(v) for v in self._pinged.values()) >= PINGED_BATCH:
+                    self._flush_pinged()
                 if not running:
                     next_ready = None if self.stopping() else backlog.next_ready(now, hosts)
                     if next_ready is None:
@@ -213,18 +227,16 @@ class Sender:
                     if pause > IN_CYCLE_WAIT:
                         break  # still pending; a later run sends them
                     self.sleep(max(pause, 0.0))
+                    done = set()
                     continue
                 done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-                if done:
-                    self._finish(done, backlog, running, busy, tally)
         tally.retrying += len(backlog)
         return tally
 
-    def _start(self, pool: ThreadPoolExecutor, backlog: Backlog,
-               running: dict[Future[Result], Notification], busy: Counter[str],
-               hosts: Mapping[str, tuple[bool, str | None]], now: datetime,
-               limit: int) -> None:
-        """Claims what is ready (one commit) and hands it to the workers."""
+    def _claim(self, backlog: Backlog, running: dict[Future[Result], Notification],
+               busy: Counter[str], hosts: Mapping[str, tuple[bool, str | None]],
+               now: datetime, limit: int) -> list[Notification]:
+        """Claims what is ready, within the limits (the caller's transaction commits)."""
         per_host = self.settings.http.per_host_concurrency
 
         def room(host: str, n: Notification) -> int:
@@ -235,19 +247,13 @@ class Sender:
             return (1 if one_at_a_time else per_host) - busy[host]
 
         picked = backlog.pick(now, hosts, room, limit - len(running))
-        if not picked:
-            return
-        with self.store.transaction():
-            claimed = [n for n in picked if self.store.claim(n.id, now)]
-        discoveries = self.discoveries or Discoveries(self.http)
-        for n in claimed:  # the others were claimed by another process first
-            busy[host_of(n.target)] += 1
-            running[pool.submit(self._attempt, discoveries, n)] = n
+        # The others were claimed by another process first.
+        return [n for n in picked if self.store.claim(n.id, now)]
 
-    def _attempt(self, discoveries: Discoveries, n: Notification) -> Result:
+    def _attempt(self, discoveries: Discoveries, n: Notification, cleared: bool) -> Result:
         """On a worker thread: one try at one claimed notification."""
         try:
-            return attempt(self.http, self.store, discoveries, n)
+            return attempt(self.http, self.store, discoveries, n, cleared)
         except Exception as exc:  # noqa: BLE001 (a bug must not stop the other notifications)
             log.exception("notification.internal_error", id=n.id)
             error = SendError(f"internal error: {type(exc).__name__}: {exc}", code="internal",
@@ -257,32 +263,28 @@ class Sender:
     def _finish(self, done: set[Future[Result]], backlog: Backlog,
                 running: dict[Future[Result], Notification], busy: Counter[str],
                 tally: Tally) -> None:
-        """Records the outcomes of finished sends (one commit) and requeues what may go
-        again in this run."""
-        with self.store.transaction():
-            for future in done:
-                n = running.pop(future)
-                busy[host_of(n.target)] -= 1
-                result = future.result()
-                if result.busy:  # found to be WordPress, with a ping in flight: back in line
-                    self._wordpress.add(host_of(n.target))
-                    self.store.release(n.id)
-                    backlog.push(again_notification(self.store, n.id))
-                    continue
-                outcome = self.conclude(n, result)
-                if result.gate is not None and self.discoveries is not None:
-                    self.discoveries.leave_wordpress(result.gate)  # its hold is recorded now
-                if outcome.held_briefly:  # a flood hold or a short Retry-After: wait in this run
-                    backlog.push(again_notification(self.store, n.id))
-                    continue
-                tally.count(outcome.status)
-                if outcome.covers:  # one update-service ping settled the others waiting for it
-                    tally.sent += backlog.drop(outcome.covers)
-                if (outcome.status == "pending" and result.error is not None
-                        and result.error.code in UNREACHABLE):
-                    tally.retrying += self._put_off(backlog, n, result.error)
-        if sum(len(v) for v in self._pinged.values()) >= PINGED_BATCH:
-            self._flush_pinged()
+        """Records the outcomes of finished sends (in the caller's transaction) and requeues
+        what may go again in this run."""
+        for future in done:
+            n = running.pop(future)
+            busy[host_of(n.target)] -= 1
+            result = future.result()
+            if result.busy:  # found to be WordPress, and pinged already: back in line
+                self._wordpress.add(host_of(n.target))
+                self.store.release(n.id)
+                backlog.push(again_notification(self.store, n.id))
+                continue
+            outcome = self.conclude(n, result)
+            if outcome.held_briefly:  # a flood hold or a short Retry-After: wait in this run
+                backlog.push(again_notification(self.store, n.id))
+                continue
+            tally.count(outcome.status)
+            if outcome.covers:  # one update-service ping settled the others waiting for it
+                tally.sent += backlog.drop(outcome.covers)
+            if (outcome.status == "pending" and result.error is not None
+                    and result.error.unreachable
+                    and host_of(result.error.endpoint or n.target) == host_of(n.target)):
+                tally.retrying += self._put_off(backlog, n, result.error)
 
     def _put_off(self, backlog: Backlog, failed: Notification, error: SendError) -> int:
         """The host of ``failed`` cannot be reached: the rest of its queue waits for the same
@@ -306,6 +308,9 @@ class Sender:
         learn of it."""
         error = result.error
         now = self.clock()
+        if result.kind != n.kind and not self.store.set_kind(n.id, result.kind):
+            error = SendError(f"the target was already notified by {result.kind}",
+                              code="duplicate", permanent=True, skip=True)
         status, again = self._record(n, now, result.endpoint, result.message, error)
         self._pace(n, now, result.endpoint, error)
         log.info("notification.attempt", site=n.site, post=n.post_id, kind=result.kind,

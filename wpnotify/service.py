@@ -9,11 +9,14 @@ never asked for; password-protected posts are never notified from, since their t
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 
@@ -262,7 +265,7 @@ class Service:
         source = self.sources[site.name]
         result = Backfill()
         pages = ([(source.posts(post_ids), len(post_ids))] if post_ids
-                 else source.archive(since, until))
+                 else prefetched(source.archive(since, until)))
         done = 0
         for posts, total in pages:
             for post in posts:
@@ -281,6 +284,44 @@ class Service:
             if self.sender.stopping():
                 break
         return result
+
+
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """The same items, the next one read on a thread while the caller works on this one (a
+    backfill reads page k + 1 from WordPress while it sends page k). At most two are held."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put(("item", item), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller, raised there)
+            ready.put(("error", exc))
+
+    reader = threading.Thread(target=read, name="wpnotify-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            what, value = ready.get()
+            if what == "end":
+                return
+            if what == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 @dataclass

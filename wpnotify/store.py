@@ -320,6 +320,10 @@ class Store:
             (site, post_id, kind))
         return {row[0] for row in rows}
 
+    def has(self, site: str, post_id: int, kind: str, target: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM notifications WHERE site = ? AND post_id = ? AND "
+                               "kind = ? AND target = ?", (site, post_id, kind, target)))
+
     def due(self, now: datetime, sites: list[str] | None = None,
             posts: set[int] | None = None, limit: int = 10_000) -> list[Notification]:
         """Pending notifications whose time has come, oldest first: of these sites (and of

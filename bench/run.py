@@ -1,0 +1,431 @@
+"""wpnotify's benchmark: WordPress core's own sender against ``wpnotify backfill``, on the
+same posts and the same receivers, side by side in one run.
+
+    scripts/setup && .venv/bin/python bench/run.py            # the defaults below, ~4 min
+    .venv/bin/python bench/run.py --posts 20 --history-rows 0  # a quick look
+
+It installs a throwaway WordPress (Debian's package, the wpnotify bridge, 127.0.0.40:8080)
+with N posts, each linking to L pages and queueing one trackback, spread round-robin over H
+receiver hosts (127.0.0.101 and up, port 8080) whose every answer takes the given latency.
+Then, for each sender in turn, it resets the posts (to_ping queued, pinged empty) and the
+receivers, runs the sender as its own process, and reads what the receivers got. Printed for
+each: wall time, notifications per second, CPU seconds and peak memory of the sender's
+process, and whether every notification arrived exactly once; then the ratio, and the lower
+bound that the limits and the latency imply. Then an idle poll's requests, and `history
+--post` on a state file of a million rows. Exit status 1 when a delivery check fails.
+
+Needs root (a MariaDB database, /etc/wordpress) and sends to loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "wordpress"))
+
+from devsite import Site, ensure_mariadb, php_str, wait_for_port  # noqa: E402
+
+SOURCE = "127.0.0.40"
+FIRST_RECEIVER = 101
+PORT = 8080
+
+
+@dataclass
+class Measure:
+    wall: float
+    cpu: float
+    peak_mb: float
+    status: int
+    output: str
+
+
+def measured(command: list[str], folder: Path) -> Measure:
+    """Runs a command as its own process: wall time, its CPU time and peak RSS (wait4)."""
+    out = folder / "out.txt"
+    with out.open("wb") as sink:
+        started = time.monotonic()
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                   proc.returncode, out.read_text(errors="replace"))
+
+
+# --- the world ------------------------------------------------------------------------------
+
+@dataclass
+class Post:
+    id: int
+    link: str
+    targets: list[str]
+    trackback: str
+
+
+def receivers_of(count: int) -> list[str]:
+    if not 1 <= count <= 100:
+        raise SystemExit("bench: --hosts must be 1 to 100")
+    return [f"127.0.0.{FIRST_RECEIVER + i}" for i in range(count)]
+
+
+def create_posts(site: Site, count: int, links: int, hosts: list[str]) -> list[Post]:
+    """N published posts, dated in 2025, with their links and queued trackback spread
+    round-robin over the hosts; one PHP run."""
+    plan = []
+    turn = 0
+    for n in range(count):
+        targets = []
+        for k in range(links):
+            targets.append(f"http://{hosts[turn % len(hosts)]}:{PORT}/p/{n}-{k}")
+            turn += 1
+        trackback = f"http://{hosts[turn % len(hosts)]}:{PORT}/tb/{n}"
+        turn += 1
+        plan.append({"n": n, "targets": targets, "trackback": trackback})
+    made = site.php(f"""
+        $plan = json_decode({php_str(json.dumps(plan))}, true);
+        $out = [];
+        foreach ($plan as $p) {{
+            $links = '';
+            foreach ($p['targets'] as $i => $t) {{
+                $links .= "<p>Reading <a href=\\"$t\\">link $i</a> today.</p>\\n";
+            }}
+            $id = wp_insert_post([
+                'post_title' => "Bench post {{$p['n']}}", 'post_status' => 'publish',
+                'post_author' => 1, 'post_content' => $links, 'to_ping' => $p['trackback'],
+                'post_date_gmt' => gmdate('Y-m-d H:i:s', strtotime('2025-01-01') + 60 * $p['n']),
+            ], true);
+            if (is_wp_error($id)) {{ return $id->get_error_message(); }}
+            $out[] = [$id, get_permalink($id)];
+        }}
+        return $out;
+    """)
+    if not isinstance(made, list):
+        raise SystemExit(f"bench: creating posts failed: {made}")
+    return [Post(int(i), str(link), p["targets"], p["trackback"])
+            for (i, link), p in zip(made, plan, strict=True)]
+
+
+def reset_posts(site: Site, posts: list[Post]) -> None:
+    """Every post as just published: its trackback queued, nothing pinged, and core's
+    "send pings" marks set (they matter to core's sender only)."""
+    queued = {p.id: p.trackback for p in posts}
+    site.php(f"""
+        global $wpdb;
+        foreach (json_decode({php_str(json.dumps(queued))}, true) as $id => $tb) {{
+            $wpdb->update($wpdb->posts, ['to_ping' => $tb, 'pinged' => ''], ['ID' => $id]);
+            update_post_meta($id, '_pingme', '1');
+            update_post_meta($id, '_trackbackme', '1');
+            delete_post_meta($id, '_encloseme');
+            clean_post_cache($id);
+        }}
+        return true;
+    """)
+
+
+def receivers_call(path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(f"http://127.0.0.{FIRST_RECEIVER}:{PORT}{path}",
+                                     method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        body = reply.read()
+    return json.loads(body) if body else None
+
+
+def delivery_problems(posts: list[Post], stats: dict[str, Any]) -> list[str]:
+    """Every expected notification exactly once, from the right source, and nothing else."""
+    expected: dict[tuple[str, str], str] = {}
+    for post in posts:
+        for target in post.targets:
+            expected[("pingback", target)] = post.link
+        expected[("trackback", post.trackback)] = post.link
+    got = {(kind, target): sources for kind, target, sources in stats["pings"]}
+    problems = []
+    missing = [key for key in expected if key not in got]
+    if missing:
+        problems.append(f"{len(missing)} never arrived, e.g. {missing[0]}")
+    twice = [key for key, sources in got.items() if len(sources) > 1]
+    if twice:
+        problems.append(f"{len(twice)} arrived more than once, e.g. {twice[0]}")
+    wrong = [key for key, sources in got.items()
+             if key in expected and any(s != expected[key] for s in sources)]
+    if wrong:
+        problems.append(f"{len(wrong)} came from the wrong source, e.g. {wrong[0]}")
+    stray = [key for key in got if key not in expected]
+    if stray:
+        problems.append(f"{len(stray)} were not expected, e.g. {stray[0]}")
+    return problems
+
+
+def config_for(folder: Path, site: Site, concurrency: int, per_host: int) -> Path:
+    secret = folder / "app-password"
+    secret.write_text(site.app_password)
+    secret.chmod(0o600)
+    path = folder / "wpnotify.toml"
+    path.write_text(f"""
+state_file = "{folder / 'state.sqlite3'}"
+
+[http]
+allowed_networks = ["127.0.0.0/8"]
+concurrency = {concurrency}
+per_host_concurrency = {per_host}
+
+[[sites]]
+name = "bench"
+url = "{site.url}"
+username = "admin"
+password_file = "{secret}"
+""")
+    return path
+
+
+# --- the runs -------------------------------------------------------------------------------
+
+def run_core(site: Site, folder: Path) -> Measure:
+    """WordPress core's own sender, as the do_pings cron event runs it (the bridge only takes
+    these two off that event; called directly here, they are core's code, unchanged)."""
+    script = folder / "core-send.php"
+    script.write_text(site.php_script("do_all_pingbacks(); do_all_trackbacks(); return 'sent';"))
+    return measured(["php", str(script)], folder)
+
+
+def run_wpnotify(config: Path, folder: Path, profile: bool) -> Measure:
+    command = [sys.executable]
+    if profile:  # every thread, sampled (py-spy: pip install py-spy)
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        command = [spy, "record", "--rate", "250", "--format", "raw", "--threads",
+                   "--output", str(folder / "wpnotify.prof"), "--", sys.executable]
+    command += ["-m", "wpnotify", "--config", str(config), "backfill", "--site", "bench",
+                "--since", "2000-01-01"]
+    return measured(command, folder)
+
+
+def php_requests(site: Site, since: int) -> list[str]:
+    """The requests PHP's built-in server logged after byte ``since`` of its log."""
+    with site.log_path.open("rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
+    return [line.split("]: ", 1)[1] for line in lines if "]: " in line]
+
+
+def idle_poll(site: Site, config: Path, folder: Path) -> tuple[list[str], Measure]:
+    """The requests of a poll with nothing new (after a first poll that sets the baseline)."""
+    command = [sys.executable, "-m", "wpnotify", "--config", str(config), "poll"]
+    first = measured(command, folder)
+    if first.status != 0:
+        raise SystemExit(f"bench: first poll failed:\n{first.output[-2000:]}")
+    time.sleep(0.5)
+    start = site.log_path.stat().st_size
+    idle = measured(command, folder)
+    time.sleep(0.5)  # PHP writes its log line after answering
+    return php_requests(site, start), idle
+
+
+def history_at_scale(state: Path, rows: int, folder: Path) -> dict[str, float]:
+    """`history --post` on a copy of the state file grown to ``rows`` notifications."""
+    big = folder / "big.sqlite3"
+    shutil.copy(state, big)
+    with sqlite3.connect(big) as db:
+        have = db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
+        db.execute(f"""
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows - have:d})
+            INSERT INTO notifications (site, post_id, kind, target, source, status, payload,
+                                       created_at, updated_at, sent_at, endpoint, response)
+            SELECT 'bench', 1000000 + i / 6, 'pingback', 'http://127.0.0.1/t/' || i,
+                   'http://127.0.0.40:8080/p/' || (i / 6), 'sent', '{{}}',
+                   strftime('%Y-%m-%dT%H:%M:%fZ', '2020-01-01', '+' || (i * 60) || ' seconds'),
+                   strftime('%Y-%m-%dT%H:%M:%fZ', '2020-01-01', '+' || (i * 60) || ' seconds'),
+                   strftime('%Y-%m-%dT%H:%M:%fZ', '2020-01-01', '+' || (i * 60) || ' seconds'),
+                   'http://127.0.0.1/rpc', 'registered'
+            FROM n""")
+        total = db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
+    sys.path.insert(0, str(ROOT))
+    from wpnotify.store import Store
+
+    store = Store.open(big)
+    post = 1000000 + (rows // 12)
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        found = store.history(post_id=post, limit=50)
+        times.append(time.perf_counter() - started)
+    store.close()
+    config = folder / "big.toml"
+    config.write_text(f'state_file = "{big}"\n')
+    cli = measured([sys.executable, "-m", "wpnotify", "--config", str(config), "history",
+                    "--post", str(post)], folder)
+    return {"rows": total, "found": len(found), "query_ms": statistics.median(times) * 1000,
+            "command_s": cli.wall, "command_status": cli.status}
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def lower_bound(posts: list[Post], latency: float, per_host: int,
+                concurrency: int) -> tuple[float, int, int]:
+    """The least time the requests can take: a pingback needs 2 (the page, the ping), a
+    trackback 1; each host takes per_host at a time, everything concurrency at a time."""
+    per_host_requests: Counter[str] = Counter()
+    for post in posts:
+        for target in post.targets:
+            per_host_requests[target.split("/")[2]] += 2
+        per_host_requests[post.trackback.split("/")[2]] += 1
+    total = sum(per_host_requests.values())
+    busiest = max(per_host_requests.values())
+    bound = max(busiest * latency / per_host, total * latency / concurrency)
+    return bound, total, busiest
+
+
+def row(name: str, m: Measure, count: int, problems: list[str]) -> str:
+    check = "exactly once" if not problems else "FAILED: " + "; ".join(problems)
+    return (f"| {name:<16} | {m.wall:8.2f} s | {count / m.wall:8.1f} | {m.cpu:7.2f} s | "
+            f"{m.peak_mb:6.1f} MB | {check} |")
+
+
+def print_profile(path: Path) -> None:
+    """Where wpnotify's threads spent their samples: by innermost function, and by the first
+    frame inside wpnotify (what part of wpnotify asked for the work)."""
+    leaf: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        leaf[frames[-1]] += int(count)
+        mine = [f for f in frames if "/wpnotify/" in f]
+        ours[mine[-1] if mine else "(outside wpnotify: start-up, imports)"] += int(count)
+    print(f"\nwpnotify's samples ({total}, all threads, busy only):")
+    for name, title in ((leaf, "innermost function"), (ours, "innermost wpnotify frame")):
+        print(f"  by {title}:")
+        for frame, count in name.most_common(15):
+            print(f"    {100 * count / total:5.1f}%  {frame[:110]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="wpnotify against WordPress core's sender")
+    parser.add_argument("--posts", type=int, default=200)
+    parser.add_argument("--links", type=int, default=5, help="links per post")
+    parser.add_argument("--hosts", type=int, default=20, help="receiver hosts")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer")
+    parser.add_argument("--per-host", type=int, default=2, help="wpnotify's per-host limit")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="wpnotify's global limit (default: hosts x per-host, >= 16)")
+    parser.add_argument("--history-rows", type=int, default=1_000_000,
+                        help="state-file size for the history figure (0 skips it)")
+    parser.add_argument("--skip-core", action="store_true", help="only wpnotify")
+    parser.add_argument("--profile", action="store_true",
+                        help="run wpnotify under cProfile and print where its CPU went")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench: run as root (it sets up a throwaway WordPress site)")
+    concurrency = args.concurrency or max(16, args.hosts * args.per_host)
+    hosts = receivers_of(args.hosts)
+    folder = Path(tempfile.mkdtemp(prefix="wpnotify-bench-"))
+    ensure_mariadb()
+    site = Site(SOURCE, title="wpnotify bench", bridge=True, workers=4,
+                extra_config="define('DISABLE_WP_CRON', true);  // the bench runs the senders")
+    receivers = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "receivers.py"), *hosts,
+         "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert receivers.stdout is not None
+        if receivers.stdout.readline().strip() != "ready":
+            raise SystemExit("bench: the receivers did not start (ports 8080 taken?)")
+        for host in hosts:
+            wait_for_port(host, PORT, 10)
+        print(f"bench: installing WordPress on {SOURCE} with {args.posts} posts "
+              f"({args.links} links and 1 trackback each, over {args.hosts} hosts, "
+              f"{args.latency * 1000:.0f} ms per answer)", flush=True)
+        site.install()
+        site.start()
+        posts = create_posts(site, args.posts, args.links, hosts)
+        count = args.posts * (args.links + 1)
+        config = config_for(folder, site, concurrency, args.per_host)
+        results: dict[str, tuple[Measure, list[str]]] = {}
+
+        reset_posts(site, posts)
+        receivers_call("/_reset", "POST")
+        print("bench: wpnotify backfill ...", flush=True)
+        ours = run_wpnotify(config, folder, args.profile)
+        stats = receivers_call("/_stats")
+        results["wpnotify"] = (ours, delivery_problems(posts, stats))
+        if ours.status != 0:
+            results["wpnotify"][1].append(f"exit status {ours.status}: "
+                                          f"{ours.output.strip().splitlines()[-1:]}")
+        ours_requests = sum(stats["requests"].values())
+
+        if not args.skip_core:
+            reset_posts(site, posts)
+            receivers_call("/_reset", "POST")
+            print("bench: WordPress core's do_all_pingbacks() + do_all_trackbacks() ...",
+                  flush=True)
+            core = run_core(site, folder)
+            stats = receivers_call("/_stats")
+            results["WordPress core"] = (core, delivery_problems(posts, stats))
+            if core.status != 0 or "WPNOTIFY-DEVSITE" not in core.output:
+                results["WordPress core"][1].append(f"PHP failed: {core.output[-300:]}")
+            core_requests = sum(stats["requests"].values())
+
+        requests, idle = idle_poll(site, config, folder)
+        history = (history_at_scale(folder / "state.sqlite3", args.history_rows, folder)
+                   if args.history_rows else None)
+    finally:
+        receivers.terminate()
+        receivers.wait(10)
+        site.stop()
+
+    bound, total, busiest = lower_bound(posts, args.latency, args.per_host, concurrency)
+    print()
+    print(f"{args.posts} posts x ({args.links} pingbacks + 1 trackback) = {count} "
+          f"notifications to {args.hosts} hosts, {args.latency * 1000:.0f} ms per answer; "
+          f"wpnotify: concurrency {concurrency}, per host {args.per_host}; "
+          f"{os.cpu_count()} CPUs")
+    print()
+    print("| sender           |     wall   | notif./s |    CPU    |   peak    | delivery |")
+    print("|------------------|------------|----------|-----------|-----------|----------|")
+    for name, (m, problems) in results.items():
+        print(row(name, m, count, problems))
+    print()
+    print(f"receiver requests: wpnotify {ours_requests}"
+          + ("" if args.skip_core else f", WordPress core {core_requests}"))
+    print(f"lower bound: {bound:.2f} s ({total} requests, {busiest} to the busiest host, "
+          f"x {args.latency * 1000:.0f} ms / {args.per_host} per host; "
+          f"{total} x {args.latency * 1000:.0f} ms / {concurrency} overall)")
+    print(f"wpnotify / lower bound: {ours.wall / bound:.2f}x (target <= 1.5)")
+    if not args.skip_core:
+        print(f"speed-up over WordPress core: {core.wall / ours.wall:.1f}x (target >= 25)")
+    print(f"wpnotify peak memory: {ours.peak_mb:.1f} MB (target < 80)")
+    print(f"idle poll: {len(requests)} request(s) to WordPress "
+          f"({'; '.join(r[:90] for r in requests)}), {idle.wall:.2f} s, "
+          f"{idle.cpu:.2f} s CPU, {idle.peak_mb:.1f} MB")
+    if history is not None:
+        print(f"history --post on {history['rows']:,} rows: {history['query_ms']:.2f} ms "
+              f"query ({history['found']} rows), {history['command_s'] * 1000:.0f} ms for "
+              f"the whole command (Python start-up included)")
+    if args.profile:
+        print_profile(folder / "wpnotify.prof")
+    shutil.rmtree(folder, ignore_errors=True)
+    failed = any(problems for _, problems in results.values())
+    if failed:
+        print("bench: DELIVERY CHECK FAILED", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
