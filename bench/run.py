@@ -207,7 +207,7 @@ def run_wpnotify(config: Path, folder: Path, profile: bool) -> Measure:
     command = [sys.executable]
     if profile:  # every thread, sampled (py-spy: pip install py-spy)
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        command = [spy, "record", "--rate", "250", "--format", "raw", "--threads",
+        command = [spy, "record", "--rate", "200", "--format", "raw", "--nonblocking",
                    "--output", str(folder / "wpnotify.prof"), "--", sys.executable]
     command += ["-m", "wpnotify", "--config", str(config), "backfill", "--site", "bench",
                 "--since", "2000-01-01"]
@@ -295,6 +295,11 @@ def row(name: str, m: Measure, count: int, problems: list[str]) -> str:
             f"{m.peak_mb:6.1f} MB | {check} |")
 
 
+IDLE = ("wait (threading", "_worker (concurrent", "readinto (socket", "do_poll (urllib3",
+        "select (selectors", "get (queue", "sleep", "recv_into", "accept (socket", "_wait_for_tstate_lock",
+        "acquire")
+
+
 def print_profile(path: Path) -> None:
     """Where wpnotify's threads spent their samples: by innermost function, and by the first
     frame inside wpnotify (what part of wpnotify asked for the work)."""
@@ -306,11 +311,13 @@ def print_profile(path: Path) -> None:
         if not count.isdigit():
             continue
         frames = stack.split(";")
+        if any(frames[-1].startswith(idle) for idle in IDLE):
+            continue
         total += int(count)
         leaf[frames[-1]] += int(count)
-        mine = [f for f in frames if "/wpnotify/" in f]
+        mine = [f for f in frames if "(wpnotify/" in f]
         ours[mine[-1] if mine else "(outside wpnotify: start-up, imports)"] += int(count)
-    print(f"\nwpnotify's samples ({total}, all threads, busy only):")
+    print(f"\nwpnotify's samples ({total}, all threads, waits left out):")
     for name, title in ((leaf, "innermost function"), (ours, "innermost wpnotify frame")):
         print(f"  by {title}:")
         for frame, count in name.most_common(15):

@@ -1,5 +1,5 @@
 """One attempt at one notification: the protocol its kind calls for, on the sender's worker
-threads. It touches the network, and only reads the store; the sender records the outcome.
+threads. It touches the network only; the sender claims before and records after.
 
 A link's target is fetched once per cycle, whatever protocols it is asked about and however
 many posts link to it: ``Discoveries`` keeps what each page advertises (or why it could not be
@@ -8,6 +8,7 @@ read) until the cycle ends, and a second worker that wants a page being fetched 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -20,9 +21,10 @@ from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import fetch_page, trackback_ping_url
 from wpnotify.errors import SendError
 from wpnotify.http import Http
-from wpnotify.store import Notification, Store
+from wpnotify.store import Notification
 
 
+@functools.lru_cache(maxsize=4096)
 def host_of(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
@@ -141,14 +143,15 @@ class Discoveries:
             if wants.trackback else None)
 
 
-def attempt(http: Http, store: Store, discoveries: Discoveries, n: Notification,
-            cleared: bool = False) -> Result:
+def attempt(http: Http, discoveries: Discoveries, n: Notification, *, cleared: bool = False,
+            taken: frozenset[str] = frozenset()) -> Result:
     """Sends one claimed notification; never raises for the receiver's sake. ``cleared``: the
-    sender picked it under WordPress's rules (one at a time, spaced)."""
+    sender picked it under WordPress's rules (one at a time, spaced); ``taken``: the other
+    kinds that already have a row for this post and target (no fallback to those)."""
     started = time.monotonic()
     kind, endpoint, message, error = n.kind, None, None, None
     try:
-        kind, endpoint, message = _send(http, store, _Context(discoveries, cleared), n)
+        kind, endpoint, message = _send(http, _Context(discoveries, cleared, taken), n)
     except SendError as exc:
         error, endpoint = exc, exc.endpoint
     except _Busy:
@@ -160,15 +163,15 @@ def attempt(http: Http, store: Store, discoveries: Discoveries, n: Notification,
 class _Context:
     discoveries: Discoveries
     cleared: bool
+    taken: frozenset[str]
 
 
-def _send(http: Http, store: Store, context: _Context,
-          n: Notification) -> tuple[str, str, str]:
+def _send(http: Http, context: _Context, n: Notification) -> tuple[str, str, str]:
     if n.kind in (webmention.KIND, pingback.KIND):
-        return _send_link(http, store, context, n)
+        return _send_link(http, context, n)
     if n.kind == trackback.KIND:
         ping = trackback.Ping(**n.payload)
-        return _ping(context, store, n, n.kind, n.target,
+        return _ping(context, n, n.kind, n.target,
                      lambda: trackback.send(http, n.target, ping))
     if n.kind == weblogupdates.KIND:
         update = weblogupdates.Update(**n.payload)
@@ -176,8 +179,7 @@ def _send(http: Http, store: Store, context: _Context,
     raise SendError(f"unknown notification kind {n.kind!r}", code="bad-kind", permanent=True)
 
 
-def _send_link(http: Http, store: Store, context: _Context,
-               n: Notification) -> tuple[str, str, str]:
+def _send_link(http: Http, context: _Context, n: Notification) -> tuple[str, str, str]:
     """A link's notification. One GET of the target serves every discovery: Webmention (for a
     webmention row), then Pingback (a pingback row, or a webmention row that may fall back),
     then TrackBack RDF (with trackback_discovery). A row that goes out as another kind is
@@ -191,11 +193,11 @@ def _send_link(http: Http, store: Store, context: _Context,
         return n.kind, found.webmention, webmention.send(http, found.webmention, n.source,
                                                          n.target)
     if (server := found.pingback) is not None:
-        return _ping(context, store, n, pingback.KIND, server,
+        return _ping(context, n, pingback.KIND, server,
                      lambda: pingback.send(http, server, n.source, n.target))
     if (ping_url := found.trackback) is not None:
         ping = trackback.Ping(**n.payload["ping"])
-        return _ping(context, store, n, trackback.KIND, ping_url,
+        return _ping(context, n, trackback.KIND, ping_url,
                      lambda: trackback.send(http, ping_url, ping))
     names = {webmention.KIND: "Webmention", pingback.KIND: "Pingback"}
     offered = [names[n.kind]] + (["Pingback"] if fallback else []) + (
@@ -204,11 +206,11 @@ def _send_link(http: Http, store: Store, context: _Context,
                     "endpoint", code="no-endpoint", permanent=True, skip=True)
 
 
-def _ping(context: _Context, store: Store, n: Notification, kind: str, endpoint: str,
+def _ping(context: _Context, n: Notification, kind: str, endpoint: str,
           send: Callable[[], str]) -> tuple[str, str, str]:
     """Sends ``n`` as ``kind`` (the sender records a fallback with the outcome); to a WordPress
     endpoint only when cleared, or as the first ping to that host in this cycle."""
-    if n.kind != kind and store.has(n.site, n.post_id, kind, n.target):
+    if n.kind != kind and kind in context.taken:
         raise SendError(f"the target was already notified by {kind}", code="duplicate",
                         permanent=True, skip=True)
     if (looks_like_wordpress(endpoint) and not context.cleared

@@ -17,7 +17,6 @@ import click
 import structlog
 
 from wpnotify import __version__, logs, report
-from wpnotify.daemon import Daemon, exclusive
 from wpnotify.errors import WpnotifyError
 from wpnotify.http import Http
 from wpnotify.plan import Planned
@@ -101,6 +100,8 @@ def render_poll(report: PollReport) -> None:
 def run(ctx: click.Context) -> None:
     """The daemon: poll every site every poll_interval and send retries as they come due,
     until SIGTERM or SIGINT (then finish the notification in flight and exit 0)."""
+    from wpnotify.daemon import Daemon, exclusive  # APScheduler: only the daemon needs it
+
     settings = settings_of(ctx)
     with exclusive(settings.state_file):
         http = Http(settings.http)

@@ -168,12 +168,19 @@ def webmention_endpoint(link_headers: list[str], html: str | None, base: str) ->
         for target, rels in _header_links(value):
             if "webmention" in rels:
                 return _endpoint(base, target)
-    if html is None:
+    if html is None or not may_mention(html, "webmention"):
         return None
     for _tag, attrs in _elements(html, frozenset({"link", "a"})):
         if "href" in attrs and "webmention" in rel_tokens(attrs.get("rel", "")):
             return _endpoint(base, attrs["href"].strip())
     return None
+
+
+def may_mention(html: str, word: str) -> bool:
+    """False only when no attribute of ``html`` can hold ``word`` (a lower-case ASCII word):
+    it is nowhere in the text, in any case, and no numeric character reference could spell
+    it (HTML has no named references for ASCII letters). Spares the parser most pages."""
+    return word in html.lower() or "&#" in html
 
 
 def _endpoint(base: str, href: str) -> str | None:

@@ -1,5 +1,8 @@
-"""The one HTTP seam. Every request wpnotify makes goes through ``Http``, which owns the session,
-the User-Agent, timeouts, body caps, the redirect policy and the private-address guard.
+"""The one HTTP seam. Every request wpnotify makes goes through ``Http``, which owns the
+connection pools, the User-Agent, timeouts, body caps, the redirect policy and the
+private-address guard. It is built on urllib3 directly: requests' conveniences (cookies, proxies
+from the environment, .netrc) are all things wpnotify must not do, and they cost about 1 ms of
+CPU per request (bench/run.py).
 
 The guard runs at connect time, on the address actually connected: the name is resolved once,
 every answer is checked, and the socket is opened to a checked address while the Host header, TLS
@@ -10,11 +13,12 @@ host.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import heapq
-import http.cookiejar
 import ipaddress
 import itertools
+import json
 import socket
 import threading
 import time
@@ -22,14 +26,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from wpnotify.errors import SendError
 from wpnotify.settings import HttpSettings
@@ -114,23 +122,19 @@ class _GuardedConnectionMixin:
         raise NewConnectionError(self, f"cannot connect to {self._dns_host}: {error}")  # type: ignore[arg-type]  # as above
 
 
-class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, guard: AddressGuard, hosts: int, per_host: int) -> None:
-        attrs = {"guard": guard}
-        http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), attrs)
-        https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection),
-                          attrs)
-        self._pools = {
-            "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,),
-                          {"ConnectionCls": https_conn}),
-        }
-        # Kept-alive connections: up to per_host to each of the last `hosts` hosts.
-        super().__init__(pool_connections=hosts, pool_maxsize=per_host, max_retries=0)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._pools
+def _pool_manager(guard: AddressGuard, hosts: int, per_host: int) -> urllib3.PoolManager:
+    """Kept-alive connections, up to ``per_host`` to each of the last ``hosts`` hosts, every
+    one opened through the guard."""
+    attrs = {"guard": guard}
+    http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), attrs)
+    https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection),
+                      attrs)
+    manager = urllib3.PoolManager(num_pools=hosts, maxsize=per_host, block=False, retries=False)
+    manager.pool_classes_by_scheme = {
+        "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+        "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+    }
+    return manager
 
 
 @dataclass(frozen=True)
@@ -155,8 +159,11 @@ class Response:
 
     @property
     def charset(self) -> str | None:
+        value = self.header("Content-Type") or ""
+        if "charset" not in value.lower():
+            return None  # the common case, without email's header parser
         message = Message()
-        message["content-type"] = self.header("Content-Type") or ""
+        message["content-type"] = value
         return message.get_param("charset")  # type: ignore[return-value]  # a str or None here
 
     def text(self) -> str:
@@ -168,6 +175,8 @@ class Response:
 
 
 HeaderCheck = Callable[[int, Mapping[str, str]], bool]
+# Sent with every request, as requests did before wpnotify used urllib3 directly.
+BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 
 
 class _Watchdog:
@@ -184,13 +193,15 @@ class _Watchdog:
     def watch(self, deadline: float, callback: Callable[[], None]) -> int:
         token = next(self._count)
         with self._wake:
+            earliest = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, token, callback))
             self._live.add(token)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="wpnotify-deadlines",
                                                 daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if earliest:  # else the thread wakes up early enough already
+                self._wake.notify()
         return token
 
     def cancel(self, token: int) -> None:
@@ -222,20 +233,14 @@ class Http:
     def __init__(self, settings: HttpSettings,
                  resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
         self.settings = settings
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxies, no ~/.netrc credentials
-        self.session.cookies = requests.cookies.RequestsCookieJar(
-            policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-        self.session.headers["User-Agent"] = settings.user_agent
         guard = AddressGuard(settings.allow_private_addresses, settings.allowed_networks, resolve)
-        adapter = _GuardedAdapter(guard, hosts=max(64, 2 * settings.concurrency),
-                                  per_host=settings.per_host_concurrency + 2)
+        self.pools = _pool_manager(guard, hosts=max(64, 2 * settings.concurrency),
+                                   per_host=settings.per_host_concurrency + 2)
+        self.headers = {**BASE_HEADERS, "User-Agent": settings.user_agent}
         self._watchdog = _Watchdog()
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
 
     def close(self) -> None:
-        self.session.close()
+        self.pools.clear()
 
     def get(self, url: str, *, headers: Mapping[str, str] | None = None,
             auth: tuple[str, str] | None = None, max_bytes: int | None = None,
@@ -264,10 +269,10 @@ class Http:
             send_auth = auth if _origin(url) == origin else None
             resp = self._send(method, url, headers, send_auth, data, json_body, deadline)
             location = resp.headers.get("Location")
-            if follow and resp.status_code in REDIRECTS and location:
-                resp.close()
+            if follow and resp.status in REDIRECTS and location:
+                _discard(resp)
                 url = urljoin(url, location.strip())
-                if resp.status_code == 303:
+                if resp.status == 303:
                     method, data, json_body = "GET", None, None
                 continue
             return self._finish(resp, url, cap, deadline, read_body)
@@ -276,42 +281,53 @@ class Http:
 
     def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
               auth: tuple[str, str] | None, data: Any, json_body: Any,
-              deadline: float) -> requests.Response:
+              deadline: float) -> urllib3.BaseHTTPResponse:
         remaining = max(deadline - time.monotonic(), 0.1)
+        sent = {**self.headers, **(headers or {})}
+        body: bytes | None = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        elif isinstance(data, Mapping):
+            body = urlencode(data, doseq=True).encode()
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif data is not None:
+            body = bytes(data)
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            sent["Authorization"] = f"Basic {token}"
         try:
-            return self.session.request(
-                method, url, headers=dict(headers or {}), auth=auth, data=data, json=json_body,
-                allow_redirects=False, stream=True,
-                timeout=(min(self.settings.connect_timeout, remaining), remaining),
-            )
+            return self.pools.urlopen(
+                method, url, body=body, headers=sent, redirect=False, retries=False,
+                preload_content=False, decode_content=True,
+                timeout=urllib3.Timeout(connect=min(self.settings.connect_timeout, remaining),
+                                        read=remaining))
         except AddressRefused as exc:
             raise SendError(str(exc), code="refused-address", permanent=True, skip=True) from None
-        except requests.exceptions.ConnectTimeout:
+        except NewConnectionError as exc:  # before its base class: refused, no route, no name
+            raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
+                            permanent=False, unreachable=True) from None
+        except ConnectTimeoutError:
             raise SendError(f"connecting to {_host(url)} timed out", code="connect-timeout",
                             permanent=False, unreachable=True) from None
-        except requests.exceptions.Timeout:
+        except ReadTimeoutError:
             raise SendError(f"{_host(url)} did not answer in time", code="timeout",
                             permanent=False) from None
-        except requests.exceptions.SSLError as exc:
+        except SSLError as exc:
             raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
                             permanent=False) from None
-        except requests.exceptions.ConnectionError as exc:
-            never = isinstance(getattr(exc.args[0] if exc.args else None, "reason", None),
-                               NewConnectionError)  # refused, no route: not one page's fault
+        except (HTTPError, OSError) as exc:
             raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
-                            permanent=False, unreachable=never) from None
-        except requests.exceptions.RequestException as exc:
-            raise SendError(f"request to {_host(url)} failed: {_reason(exc)}", code="http",
                             permanent=False) from None
 
-    def _finish(self, resp: requests.Response, url: str, cap: int, deadline: float,
+    def _finish(self, resp: urllib3.BaseHTTPResponse, url: str, cap: int, deadline: float,
                 read_body: HeaderCheck | None) -> Response:
-        headers = tuple(resp.raw.headers.items())
-        if read_body is not None and not read_body(resp.status_code, resp.headers):
-            resp.close()
-            return Response(url, resp.status_code, headers, b"")
-        # A total deadline: requests' read timeout is per socket read, so a server that trickles
-        # bytes would never time out. The watchdog closes the response when time is up.
+        headers = tuple(resp.headers.items())
+        if read_body is not None and not read_body(resp.status, resp.headers):
+            _discard(resp)
+            return Response(url, resp.status, headers, b"")
+        # A total deadline: the read timeout is per socket read, so a server that trickles
+        # bytes would never time out. The watchdog aborts the response when time is up.
         ended = threading.Lock()  # taken by whichever ends the request first: reader or watchdog
 
         def expire() -> None:
@@ -324,37 +340,48 @@ class Http:
         truncated = False
         failure: BaseException | None = None
         try:
-            for chunk in resp.iter_content(64 * 1024):  # decoded bytes: gzip bombs hit the cap
+            for chunk in resp.stream(64 * 1024):  # decoded bytes: gzip bombs hit the cap
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > cap:
                     truncated = True
                     break
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
-                OSError, AttributeError, ValueError) as exc:
+        except (HTTPError, OSError, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: urllib3 reading from a response the watchdog closed.
             failure = exc
         finally:
             expired = not ended.acquire(blocking=False)
             self._watchdog.cancel(watch)
-            resp.close()
+            if truncated or failure is not None or expired:
+                _discard(resp)  # the rest is unread: this connection cannot be reused
+            else:
+                resp.release_conn()  # kept alive for the next request to this host
         if expired:
             raise SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",
                             code="timeout", permanent=False)
         if failure is not None:
             raise SendError(f"reading from {_host(url)} failed: {_reason(failure)}",
                             code="connect", permanent=False)
-        return Response(url, resp.status_code, headers, b"".join(chunks)[:cap], truncated)
+        return Response(url, resp.status, headers, b"".join(chunks)[:cap], truncated)
 
 
-def _abort(resp: requests.Response) -> None:
+def _discard(resp: urllib3.BaseHTTPResponse) -> None:
+    """Closes a response whose body is not read to the end, with its connection."""
+    with contextlib.suppress(Exception):  # already closed, or the socket is gone
+        resp.close()
+    with contextlib.suppress(Exception):
+        resp.release_conn()
+
+
+def _abort(resp: urllib3.BaseHTTPResponse) -> None:
     """Wakes a read blocked on this response's socket (close() alone does not, on Linux)."""
-    connection = getattr(resp.raw, "_connection", None)
+    connection = getattr(resp, "_connection", None)
     sock = getattr(connection, "sock", None)
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed by the other side
             sock.shutdown(socket.SHUT_RDWR)
-    resp.close()
+    with contextlib.suppress(Exception):
+        resp.close()
 
 
 def _check_url(url: str) -> None:

@@ -35,9 +35,11 @@ ALREADY = {48: "already registered", 409: "already registered (duplicate comment
 def endpoint_in(page: Response) -> str | None:
     """The pingback server a fetched page advertises (header first), or None."""
     header = page.header("X-Pingback")
-    if not header and not is_html(page.header("Content-Type")):
+    if header and header.strip():
+        return pingback_endpoint(header, "", page.url)  # the header wins: no need to parse
+    if not is_html(page.header("Content-Type")):
         return None
-    return pingback_endpoint(header, page.text(), page.url)
+    return pingback_endpoint(None, page.text(), page.url)
 
 
 def build_call(source: str, target: str) -> bytes:

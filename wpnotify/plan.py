@@ -42,7 +42,8 @@ def plan(post: Post, site: SiteSettings, *, home: str, blog_name: str, known: Kn
     ``deny_hosts`` rule out. Update services only when ``announce`` (a fresh publish)."""
     ping = asdict(trackback.build_ping(
         permalink=post.link, title_html=post.title_html, content_html=post.content_html,
-        excerpt_html=post.excerpt_html, blog_name=blog_name))
+        excerpt_html=post.excerpt_html, blog_name=blog_name)) if (
+            post.to_ping or site.trackback_discovery) else {}
     owed = (_links(post, site, home, known, ping)
             + _trackbacks(post, site, known, ping)
             + (_updates(site, home, blog_name, known) if announce else []))

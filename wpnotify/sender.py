@@ -13,7 +13,9 @@ Hosts known to run WordPress get one request at a time and at most one ping per
 
 from __future__ import annotations
 
+import queue
 import random
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +38,9 @@ from wpnotify.wordpress import Source
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
 IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
+NO_FALLBACK = frozenset({trackback.KIND, weblogupdates.KIND})  # sent as what they are
 PINGED_BATCH = 200  # sent links told to WordPress in one request (and at the cycle's end)
+FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
 
 log = structlog.get_logger("wpnotify.sender")
 
@@ -80,6 +84,42 @@ class Tally:
         self.failed += other.failed
         self.skipped += other.skipped
         self.retrying += other.retrying
+
+
+class Feed:
+    """Posts handed to a running delivery a page at a time, by a backfill's reader thread.
+    The reader waits while a page is waiting, so it is never more than a page ahead."""
+
+    def __init__(self) -> None:
+        self._pages: queue.Queue[set[int]] = queue.Queue(maxsize=1)
+        self._closed = threading.Event()  # the reader has no more
+        self._cancelled = threading.Event()  # the delivery takes no more
+
+    def put(self, posts: set[int]) -> bool:
+        """Hands a page over; False when the delivery stopped taking them."""
+        while not self._cancelled.is_set():
+            try:
+                self._pages.put(posts, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def done(self) -> bool:
+        return self._closed.is_set() and self._pages.empty()
+
+    def take(self, timeout: float) -> set[int] | None:
+        try:
+            return self._pages.get(timeout=timeout) if timeout > 0 else self._pages.get_nowait()
+        except queue.Empty:
+            return None
 
 
 class Backlog:
@@ -165,6 +205,7 @@ class Sender:
         self.stopping = stopping  # checked before each new send: a daemon's shutdown
         self.discoveries: Discoveries | None = None  # while a cycle runs
         self._pinged: dict[str, dict[int, list[str]]] = {}
+        self._mirror: ThreadPoolExecutor | None = None  # tells WordPress, off the send loop
         self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
 
     @contextmanager
@@ -175,19 +216,27 @@ class Sender:
             yield
             return
         self.discoveries = Discoveries(self.http)
+        self._mirror = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wpnotify-pinged")
         try:
             yield
         finally:
             self.discoveries = None
             self._flush_pinged()
+            self._mirror.shutdown(wait=True)
+            self._mirror = None
 
-    def deliver(self, sites: list[str], posts: set[int] | None = None) -> Tally:
-        """Sends every due notification of these sites (of these posts only, if given); waits
-        for busy hosts up to a minute."""
+    def deliver(self, sites: list[str], posts: set[int] | None = None,
+                feed: Feed | None = None) -> Tally:
+        """Sends every due notification of these sites (of these posts only, if given, and of
+        those the feed brings until it is done); waits for busy hosts up to a minute."""
         with self.cycle():
-            return self._deliver(sites, posts)
+            try:
+                return self._deliver(sites, posts, feed)
+            finally:
+                if feed is not None:
+                    feed.cancel()
 
-    def _deliver(self, sites: list[str], posts: set[int] | None) -> Tally:
+    def _deliver(self, sites: list[str], posts: set[int] | None, feed: Feed | None) -> Tally:
         tally = Tally()
         now = self.clock()
         if (count := self.store.recover_interrupted(now, INTERRUPTED_AFTER)):
@@ -203,6 +252,11 @@ class Sender:
                 # One commit a pass: the outcomes that came in, then the claims of what goes
                 # next. Hosts are re-read after the outcomes (a ping just held its host) and
                 # every pass (another process, a backfill or the daemon, may hold one too).
+                if feed is not None and not feed.done and len(backlog) < FEED_BELOW:
+                    # Waits a little for the next page only when there is nothing else to do.
+                    page = feed.take(0.0 if running or backlog.by_host else 0.2)
+                    for n in self.store.due(self.clock(), sites, page) if page else ():
+                        backlog.push(n)
                 with self.store.transaction():
                     if done:
                         self._finish(done, backlog, running, busy, tally)
@@ -211,15 +265,25 @@ class Sender:
                     claimed = (self._claim(backlog, running, busy, hosts, now, limit)
                                if backlog.by_host and len(running) < limit
                                and not self.stopping() else [])
+                    # Kinds a fallback may not take (read here: workers never touch the store).
+                    kinds = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
+                                              if n.kind not in NO_FALLBACK])
+                    taken = {n.id: frozenset(kinds.get((n.site, n.post_id, n.target), set())
+                                             - {n.kind}) for n in claimed}
                 discoveries = self.discoveries or Discoveries(self.http)
                 for n in claimed:
                     host = host_of(n.target)
                     busy[host] += 1
                     cleared = host in self._wordpress or hosts.get(host, (False, None))[0]
-                    running[pool.submit(self._attempt, discoveries, n, cleared)] = n
+                    running[pool.submit(self._attempt, discoveries, n, cleared,
+                                        taken[n.id])] = n
                 if sum(len(v) for v in self._pinged.values()) >= PINGED_BATCH:
                     self._flush_pinged()
                 if not running:
+                    if (feed is not None and not feed.done and not self.stopping()
+                            and not backlog.by_host):
+                        done = set()
+                        continue  # the reader is still reading
                     next_ready = None if self.stopping() else backlog.next_ready(now, hosts)
                     if next_ready is None:
                         break
@@ -250,10 +314,11 @@ class Sender:
         # The others were claimed by another process first.
         return [n for n in picked if self.store.claim(n.id, now)]
 
-    def _attempt(self, discoveries: Discoveries, n: Notification, cleared: bool) -> Result:
+    def _attempt(self, discoveries: Discoveries, n: Notification, cleared: bool,
+                 taken: frozenset[str]) -> Result:
         """On a worker thread: one try at one claimed notification."""
         try:
-            return attempt(self.http, self.store, discoveries, n, cleared)
+            return attempt(self.http, discoveries, n, cleared=cleared, taken=taken)
         except Exception as exc:  # noqa: BLE001 (a bug must not stop the other notifications)
             log.exception("notification.internal_error", id=n.id)
             error = SendError(f"internal error: {type(exc).__name__}: {exc}", code="internal",
@@ -367,19 +432,29 @@ class Sender:
 
     def _flush_pinged(self) -> None:
         """Adds the sent targets to their posts' `pinged` lists through the bridge, as core
-        would, in one request per site. Only a mirror for WordPress's editors: the state file
-        already holds the truth, so a failure here is logged and not retried."""
+        would, in one request per site, on the cycle's own thread so that sending never waits
+        for WordPress. Only a mirror for WordPress's editors: the state file already holds
+        the truth, so a failure here is logged and not retried."""
         pinged, self._pinged = self._pinged, {}
         for site, posts in pinged.items():
             state = self.store.site(site)
             source = self.sources.get(site)
             if source is None or (state is not None and state.bridge is False):
                 continue  # no bridge: nowhere to record it
-            try:
-                source.record_pinged_many(posts)
-            except SourceError as exc:
-                log.warning("wordpress.record_pinged_failed", site=site, posts=len(posts),
-                            error=str(exc))
+            if self._mirror is not None:
+                self._mirror.submit(_record_pinged, site, source, posts)
+            else:
+                _record_pinged(site, source, posts)
+
+
+def _record_pinged(site: str, source: Source, posts: dict[int, list[str]]) -> None:
+    try:
+        source.record_pinged_many(posts)
+    except SourceError as exc:
+        log.warning("wordpress.record_pinged_failed", site=site, posts=len(posts),
+                    error=str(exc))
+    except Exception:  # noqa: BLE001 (a mirror's bug must not stop the sends)
+        log.exception("wordpress.record_pinged_failed", site=site, posts=len(posts))
 
 
 def again_notification(store: Store, notification_id: int) -> Notification:

@@ -9,14 +9,12 @@ never asked for; password-protected posts are never notified from, since their t
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
 
 import structlog
 
@@ -25,7 +23,7 @@ from wpnotify.discovery import extract_links, select_targets
 from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.plan import Planned, plan
-from wpnotify.sender import Sender, Tally
+from wpnotify.sender import Feed, Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
 from wpnotify.wordpress import OVERLAP, Post, Source, make_source, wp_format, wp_time
@@ -262,66 +260,61 @@ class Service:
     def _backfill(self, site: SiteSettings, since: datetime, until: datetime | None,
                   post_ids: list[int], dry_run: bool, on_page: Callable[[int, int], None],
                   on_planned: Callable[[Post, Planned], None]) -> Backfill:
+        """Reading and sending overlap: a reader thread reads and plans page after page (one
+        page ahead at most), and the sender takes each page's notifications as they come,
+        with no pause between pages."""
         source = self.sources[site.name]
         result = Backfill()
         pages = ([(source.posts(post_ids), len(post_ids))] if post_ids
-                 else prefetched(source.archive(since, until)))
-        done = 0
-        for posts, total in pages:
-            for post in posts:
-                owed = self.owed(site, source, post)
-                for item in owed:
-                    on_planned(post, item)
-                result.planned += len(owed)
-                result.delivery.skipped += sum(item.status == "skipped" for item in owed)
-                if not dry_run:
-                    self._guard(site, post,
-                                partial(self._record, site, source, post, owed, self.clock()))
-            done += len(posts)
-            on_page(done, total)
-            if not dry_run and posts:
-                result.delivery.add(self.sender.deliver([site.name], {p.id for p in posts}))
-            if self.sender.stopping():
-                break
+                 else source.archive(since, until))
+        if dry_run:
+            done = 0
+            for posts, total in pages:
+                self._plan_page(site, source, posts, result, on_planned, record=False)
+                done += len(posts)
+                on_page(done, total)
+            return result
+        feed = Feed()
+        failure: list[BaseException] = []
+
+        def read() -> None:
+            done = 0
+            try:
+                for posts, total in pages:
+                    self._plan_page(site, source, posts, result, on_planned, record=True)
+                    done += len(posts)
+                    on_page(done, total)
+                    if posts and not feed.put({p.id for p in posts}):
+                        return  # the delivery stopped (a shutdown)
+            except BaseException as exc:  # noqa: BLE001 (raised again on the caller's thread)
+                failure.append(exc)
+            finally:
+                feed.close()
+
+        reader = threading.Thread(target=read, name="wpnotify-backfill-reader", daemon=True)
+        reader.start()
+        try:
+            tally = self.sender.deliver([site.name], set(), feed=feed)
+        finally:
+            feed.cancel()
+            reader.join()
+        result.delivery.add(tally)
+        if failure:
+            raise failure[0]
         return result
 
-
-T = TypeVar("T")
-
-
-def prefetched(items: Iterator[T]) -> Iterator[T]:
-    """The same items, the next one read on a thread while the caller works on this one (a
-    backfill reads page k + 1 from WordPress while it sends page k). At most two are held."""
-    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        ready.put(("item", item), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ready.put(("end", None))
-        except BaseException as exc:  # noqa: BLE001 (handed to the caller, raised there)
-            ready.put(("error", exc))
-
-    reader = threading.Thread(target=read, name="wpnotify-prefetch", daemon=True)
-    reader.start()
-    try:
-        while True:
-            what, value = ready.get()
-            if what == "end":
-                return
-            if what == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
+    def _plan_page(self, site: SiteSettings, source: Source, posts: list[Post],
+                   result: Backfill, on_planned: Callable[[Post, Planned], None],
+                   record: bool) -> None:
+        for post in posts:
+            owed = self.owed(site, source, post)
+            for item in owed:
+                on_planned(post, item)
+            result.planned += len(owed)
+            result.delivery.skipped += sum(item.status == "skipped" for item in owed)
+            if record:
+                self._guard(site, post,
+                            partial(self._record, site, source, post, owed, self.clock()))
 
 
 @dataclass

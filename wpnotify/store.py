@@ -320,9 +320,17 @@ class Store:
             (site, post_id, kind))
         return {row[0] for row in rows}
 
-    def has(self, site: str, post_id: int, kind: str, target: str) -> bool:
-        return bool(self._rows("SELECT 1 FROM notifications WHERE site = ? AND post_id = ? AND "
-                               "kind = ? AND target = ?", (site, post_id, kind, target)))
+    def kinds(self, keys: list[tuple[str, int, str]]) -> dict[tuple[str, int, str], set[str]]:
+        """(site, post, target) -> the kinds that have a row for it; one query per site."""
+        found: dict[tuple[str, int, str], set[str]] = {key: set() for key in keys}
+        for site in {key[0] for key in keys}:
+            posts = sorted({post for s, post, _ in keys if s == site})
+            for row in self._rows(
+                    f"SELECT post_id, target, kind FROM notifications WHERE site = ? AND "
+                    f"post_id IN ({','.join('?' * len(posts))})", (site, *posts)):
+                if (key := (site, row[0], row[1])) in found:
+                    found[key].add(row[2])
+        return found
 
     def due(self, now: datetime, sites: list[str] | None = None,
             posts: set[int] | None = None, limit: int = 10_000) -> list[Notification]:

@@ -23,6 +23,7 @@ FIELDS = ("id,type,status,link,title,content,excerpt,password,modified_gmt,date_
 # Webmention receivers can be told it is gone).
 WATCHED_STATUSES = "publish,future,draft,pending,private,trash"
 REST_BASES = {"post": "posts", "page": "pages"}
+FIRST_PAGE = 20  # posts in a backfill's first page
 # How far before the cursor each poll asks. WordPress compares whole seconds, strictly, and in
 # the site's local time, where the hour after a daylight-saving change repeats; an hour and a
 # second covers both. Posts read again are queued again idempotently, so this costs bytes only.
@@ -259,13 +260,14 @@ class RestSource:
     def archive(self, since: datetime, until: datetime | None
                 ) -> Iterator[tuple[list[Post], int]]:
         """Published posts dated from ``since`` up to ``until``, a page at a time, with the
-        total count; ordered by ID, so posts published meanwhile land at the end."""
+        total count; ordered by ID, so posts published meanwhile land at the end. The first
+        page is small, so that sending starts while the next, full ones are read."""
         for post_type in self.site.post_types:
-            page = 1
+            offset, size = 0, min(FIRST_PAGE, self.per_page)  # then twice as many, up to 100
             while True:
                 params: dict[str, Any] = {
-                    "context": "edit", "_fields": FIELDS, "per_page": self.per_page,
-                    "status": "publish", "orderby": "id", "order": "asc", "page": page,
+                    "context": "edit", "_fields": FIELDS, "per_page": size, "offset": offset,
+                    "status": "publish", "orderby": "id", "order": "asc",
                     "after": _param(since - timedelta(seconds=1))}
                 if until is not None:
                     params["before"] = _param(until)
@@ -276,9 +278,9 @@ class RestSource:
                                       "something else")
                 total = int(resp.header("X-WP-Total") or len(items))
                 yield [_post(item) for item in items], total
-                if len(items) < self.per_page:
+                if len(items) < size:
                     break
-                page += 1
+                offset, size = offset + len(items), min(2 * size, self.per_page)
 
     def posts(self, ids: list[int]) -> list[Post]:
         """These posts, whatever their status now (trashed and deleted ones are missing)."""
