@@ -121,6 +121,20 @@ def create_posts(site: Site, count: int, links: int, hosts: list[str]) -> list[P
             for (i, link), p in zip(made, plan, strict=True)]
 
 
+def warm_up(site: Site, workers: int) -> None:
+    """A few requests on every PHP worker, so that each has WordPress compiled in its opcode
+    cache, as on a site that is up and serving; otherwise the first requests of whichever
+    sender runs first pay for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(_: int) -> None:
+        with urllib.request.urlopen(f"{site.url}/?rest_route=/", timeout=60) as reply:
+            reply.read()
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fetch, range(workers * 4)))
+
+
 def reset_posts(site: Site, posts: list[Post]) -> None:
     """Every post as just published: its trackback queued, nothing pinged, and core's
     "send pings" marks set (they matter to core's sender only)."""
@@ -362,6 +376,7 @@ def main() -> int:
         site.install()
         site.start()
         posts = create_posts(site, args.posts, args.links, hosts)
+        warm_up(site, site.workers)
         count = args.posts * (args.links + 1)
         config = config_for(folder, site, concurrency, args.per_host)
         results: dict[str, tuple[Measure, list[str]]] = {}

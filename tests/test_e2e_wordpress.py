@@ -478,3 +478,36 @@ def test_a_post_deleted_for_good_is_followed_too(api: str, sites: dict[str, devs
         assert receiver.deleted == [(permalink, page)]  # once
         rows = json.loads(tool.run("history", "--format", "json", "--post", str(post)).stdout)
     assert "sent again: the post is no longer public (deleted)" in rows[0]["response"]
+
+
+def _requests_after(site: devsite.Site, offset: int) -> list[str]:
+    time.sleep(0.3)  # PHP's built-in server logs a request after answering it
+    with site.log_path.open("rb") as log:
+        log.seek(offset)
+        return [line.split("]: ", 1)[1] for line in log.read().decode(errors="replace")
+                .splitlines() if "]: " in line]
+
+
+def test_an_idle_poll_is_one_small_request(sites: dict[str, devsite.Site],
+                                           make_wpnotify: Any) -> None:
+    """Issue 7: a poll that finds nothing asks for IDs and times only, once; a poll after an
+    edit then reads that one post in full, and the next one is idle again."""
+    source, target = sites["source"], sites["target"]
+    tool = make_wpnotify([("idle", source, source.app_password)])
+    tool.run("poll")  # the first poll: baseline
+    tool.run("poll")  # reads the overlap window once more and remembers it as seen
+    start = source.log_path.stat().st_size
+    tool.run("poll")
+    idle = _requests_after(source, start)
+    assert len(idle) == 1, idle
+    assert "_fields=id,modified_gmt" in idle[0] and "content" not in idle[0]
+    goal = target.create_post(post_title="Idle goal")
+    post = source.create_post(post_title="Wakes the poll",
+                              post_content=f'<a href="{target.permalink(goal)}">g</a>')
+    start = source.log_path.stat().st_size
+    tool.run("poll")
+    busy = _requests_after(source, start)
+    assert any(f"include={post}" in line and "content" in line for line in busy), busy
+    start = source.log_path.stat().st_size
+    tool.run("poll")
+    assert len(_requests_after(source, start)) == 1

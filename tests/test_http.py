@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import urllib3
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
+from wpnotify.connections import AddressGuard, is_public
 from wpnotify.errors import SendError
-from wpnotify.http import AddressGuard, Http, is_public, retry_after
+from wpnotify.http import Http, retry_after
 from wpnotify.settings import HttpSettings
 
 REFUSED = ["0.0.0.0", "10.1.2.3", "100.64.0.1", "127.0.0.1", "127.255.0.9", "169.254.169.254",
@@ -49,7 +49,7 @@ def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         attempts.append(address)
         raise AssertionError(f"a connection to {address} was attempted")
 
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     return attempts
 
 
@@ -210,6 +210,59 @@ def test_connection_refused_is_transient() -> None:
     with pytest.raises(SendError) as caught:
         local().get(f"http://127.0.0.1:{port}/")
     assert caught.value.code == "connect" and not caught.value.permanent
+    assert caught.value.unreachable  # the host, not one page: its other notifications wait
+
+
+def test_a_connection_cut_mid_answer_is_not_the_host_being_down() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def cut() -> None:
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        conn.close()
+
+    thread = threading.Thread(target=cut, daemon=True)
+    thread.start()
+    with pytest.raises(SendError) as caught:
+        local().get(f"http://127.0.0.1:{server.getsockname()[1]}/")
+    thread.join(5)
+    server.close()
+    assert caught.value.code == "connect" and not caught.value.unreachable
+
+
+def test_connections_are_kept_alive_and_reused() -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ports: list[int] = []
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            ports.append(self.client_address[1])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        http = local()
+        bodies = [http.get(f"http://127.0.0.1:{server.server_address[1]}/k").body
+                  for _ in range(5)]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bodies == [b"ok"] * 5
+    assert len(ports) == 5 and len(set(ports)) == 1  # one connection for all five
 
 
 @pytest.mark.parametrize("value,expected", [("120", 120.0), (None, None), ("soon", None),

@@ -237,10 +237,10 @@ def test_a_private_target_is_skipped_without_any_connection(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default guard: a link to the cloud metadata address is recorded as skipped, with
     the reason, and no socket is ever opened."""
-    import urllib3
+    import socket
 
     attempts: list[Any] = []
-    monkeypatch.setattr(urllib3.util.connection, "create_connection",
+    monkeypatch.setattr(socket, "create_connection",
                         lambda address, *a, **k: attempts.append(address))
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),))

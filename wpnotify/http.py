@@ -1,14 +1,10 @@
 """The one HTTP seam. Every request wpnotify makes goes through ``Http``, which owns the
-connection pools, the User-Agent, timeouts, body caps, the redirect policy and the
-private-address guard. It is built on urllib3 directly: requests' conveniences (cookies, proxies
-from the environment, .netrc) are all things wpnotify must not do, and they cost about 1 ms of
-CPU per request (bench/run.py).
+connections, the User-Agent, timeouts, body caps, the redirect policy and the private-address
+guard (``connections``). No cookies, no proxies or credentials from the environment.
 
-The guard runs at connect time, on the address actually connected: the name is resolved once,
-every answer is checked, and the socket is opened to a checked address while the Host header, TLS
-SNI and certificate check keep the name (no DNS-rebinding window). Redirects are followed here,
-hop by hop, so every hop meets the same guard and credentials never follow a redirect to another
-host.
+Redirects are followed here, hop by hop, so every hop meets the same guard and credentials never
+follow a redirect to another host. Bodies are read up to a cap, decompressed up to the same cap
+(a gzip bomb stops there), and within a total deadline that also ends a server that trickles.
 """
 
 from __future__ import annotations
@@ -16,125 +12,36 @@ from __future__ import annotations
 import base64
 import contextlib
 import heapq
-import ipaddress
+import http.client
 import itertools
 import json
 import socket
+import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    NewConnectionError,
-    ReadTimeoutError,
-    SSLError,
+from wpnotify.connections import (
+    AddressGuard,
+    AddressRefused,
+    ConnectTimeout,
+    GuardedConnection,
+    Key,
+    Pool,
+    Unreachable,
 )
-
 from wpnotify.errors import SendError
 from wpnotify.settings import HttpSettings
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# PROTOCOLS.md §6. `is_global` alone misses several of these on Python 3.11 (cpython#113171).
-_REFUSED = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-    "::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32", "2001:db8::/32",
-    "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "100::/64",
-))
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-def is_public(ip: Address) -> bool:
-    """True when ``ip`` is a globally routable unicast address that wpnotify may contact."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if not ip.is_global or ip.is_multicast:
-        return False
-    return not any(ip in net for net in _REFUSED if net.version == ip.version)
-
-
-class AddressRefused(Exception):
-    """Raised inside the connection when a destination is not allowed; becomes a SendError."""
-
-    def __init__(self, host: str, address: str) -> None:
-        super().__init__(f"refused to connect to {host} ({address}): a private or reserved "
-                         "address (allow it with [http] allowed_networks)")
-
-
-class AddressGuard:
-    """Resolves a host once and returns the addresses a connection may use."""
-
-    def __init__(self, allow_private: bool, allowed_networks: tuple[str, ...] = (),
-                 resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
-        self.allow_private = allow_private
-        self.allowed = tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks)
-        self._resolve = resolve
-
-    def allows(self, ip: Address) -> bool:
-        return (self.allow_private or is_public(ip)
-                or any(ip in net for net in self.allowed if net.version == ip.version))
-
-    def addresses(self, host: str, port: int) -> list[str]:
-        """Every address of ``host``, all checked; one refused address refuses the host."""
-        infos = self._resolve(host, port, 0, socket.SOCK_STREAM)
-        found = list(dict.fromkeys(info[4][0] for info in infos))
-        for address in found:
-            if not self.allows(ipaddress.ip_address(address.split("%", 1)[0])):
-                raise AddressRefused(host, address)
-        return found
-
-
-class _GuardedConnectionMixin:
-    guard: AddressGuard
-    _dns_host: str
-    port: int
-    timeout: Any
-    source_address: Any
-    socket_options: Any
-
-    def _new_conn(self) -> socket.socket:
-        try:
-            addresses = self.guard.addresses(self._dns_host, self.port)
-        except socket.gaierror as exc:
-            raise NewConnectionError(self, f"cannot resolve {self._dns_host}: {exc}") from exc  # type: ignore[arg-type]  # urllib3 wants its own connection type
-        error: OSError | None = None
-        for address in addresses:
-            try:
-                return urllib3.util.connection.create_connection(
-                    (address, self.port), self.timeout,
-                    source_address=self.source_address, socket_options=self.socket_options,
-                )
-            except TimeoutError as exc:
-                raise ConnectTimeoutError(self, f"connect to {self._dns_host} timed out") from exc
-            except OSError as exc:
-                error = exc
-        raise NewConnectionError(self, f"cannot connect to {self._dns_host}: {error}")  # type: ignore[arg-type]  # as above
-
-
-def _pool_manager(guard: AddressGuard, hosts: int, per_host: int) -> urllib3.PoolManager:
-    """Kept-alive connections, up to ``per_host`` to each of the last ``hosts`` hosts, every
-    one opened through the guard."""
-    attrs = {"guard": guard}
-    http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), attrs)
-    https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection),
-                      attrs)
-    manager = urllib3.PoolManager(num_pools=hosts, maxsize=per_host, block=False, retries=False)
-    manager.pool_classes_by_scheme = {
-        "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-        "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
-    }
-    return manager
+READ_CHUNK = 64 * 1024
+# A kept-alive connection the server closed meanwhile fails like this before any answer.
+STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 @dataclass(frozen=True)
@@ -234,13 +141,13 @@ class Http:
                  resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
         self.settings = settings
         guard = AddressGuard(settings.allow_private_addresses, settings.allowed_networks, resolve)
-        self.pools = _pool_manager(guard, hosts=max(64, 2 * settings.concurrency),
-                                   per_host=settings.per_host_concurrency + 2)
+        self.pool = Pool(guard, hosts=max(64, 2 * settings.concurrency),
+                         per_host=settings.per_host_concurrency + 2)
         self.headers = {**BASE_HEADERS, "User-Agent": settings.user_agent}
         self._watchdog = _Watchdog()
 
     def close(self) -> None:
-        self.pools.clear()
+        self.pool.clear()
 
     def get(self, url: str, *, headers: Mapping[str, str] | None = None,
             auth: tuple[str, str] | None = None, max_bytes: int | None = None,
@@ -267,22 +174,29 @@ class Http:
         for _hop in range(self.settings.max_redirects + 1):
             _check_url(url)
             send_auth = auth if _origin(url) == origin else None
-            resp = self._send(method, url, headers, send_auth, data, json_body, deadline)
-            location = resp.headers.get("Location")
-            if follow and resp.status in REDIRECTS and location:
-                _discard(resp)
+            exchange = self._send(method, url, headers, send_auth, data, json_body, deadline)
+            location = exchange.response.getheader("Location")
+            if follow and exchange.response.status in REDIRECTS and location:
+                exchange.discard()
                 url = urljoin(url, location.strip())
-                if resp.status == 303:
+                if exchange.response.status == 303:
                     method, data, json_body = "GET", None, None
                 continue
-            return self._finish(resp, url, cap, deadline, read_body)
+            return self._finish(exchange, url, cap, deadline, read_body)
         raise SendError(f"more than {self.settings.max_redirects} redirects from {url}",
                         code="too-many-redirects", permanent=True)
 
     def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
               auth: tuple[str, str] | None, data: Any, json_body: Any,
-              deadline: float) -> urllib3.BaseHTTPResponse:
-        remaining = max(deadline - time.monotonic(), 0.1)
+              deadline: float) -> _Exchange:
+        parts = urlsplit(url)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise SendError(f"bad port in URL: {url[:200]}", code="bad-url", permanent=True,
+                            skip=True) from None
+        key: Key = (parts.scheme, (parts.hostname or "").lower(), port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         sent = {**self.headers, **(headers or {})}
         body: bytes | None = None
         if json_body is not None:
@@ -296,92 +210,174 @@ class Http:
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             sent["Authorization"] = f"Basic {token}"
+        for _try in range(2):  # a second time only when a kept-alive connection was stale
+            connection = self.pool.take(key, self.settings.connect_timeout)
+            try:
+                return self._exchange(connection, key, method, target, body, sent, deadline,
+                                      url)
+            except STALE:
+                connection.close()
+                if not connection.reused:
+                    raise SendError(f"{_host(url)} closed the connection without answering",
+                                    code="connect", permanent=False) from None
+        raise SendError(f"{_host(url)} closed the connection without answering",
+                        code="connect", permanent=False)
+
+    def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
+                  body: bytes | None, headers: dict[str, str], deadline: float,
+                  url: str) -> _Exchange:
+        remaining = max(deadline - time.monotonic(), 0.1)
         try:
-            return self.pools.urlopen(
-                method, url, body=body, headers=sent, redirect=False, retries=False,
-                preload_content=False, decode_content=True,
-                timeout=urllib3.Timeout(connect=min(self.settings.connect_timeout, remaining),
-                                        read=remaining))
+            if connection.sock is None:
+                connection.connect_timeout = min(self.settings.connect_timeout, remaining)
+                connection.connect()
+            assert connection.sock is not None
+            connection.sock.settimeout(remaining)
         except AddressRefused as exc:
+            connection.close()
             raise SendError(str(exc), code="refused-address", permanent=True, skip=True) from None
-        except NewConnectionError as exc:  # before its base class: refused, no route, no name
-            raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
-                            permanent=False, unreachable=True) from None
-        except ConnectTimeoutError:
+        except Unreachable as exc:
+            connection.close()
+            raise SendError(f"cannot connect to {_host(url)}: {_short(str(exc))}",
+                            code="connect", permanent=False, unreachable=True) from None
+        except ConnectTimeout:
+            connection.close()
             raise SendError(f"connecting to {_host(url)} timed out", code="connect-timeout",
                             permanent=False, unreachable=True) from None
-        except ReadTimeoutError:
-            raise SendError(f"{_host(url)} did not answer in time", code="timeout",
-                            permanent=False) from None
-        except SSLError as exc:
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            connection.close()
             raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
                             permanent=False) from None
-        except (HTTPError, OSError) as exc:
+        except OSError as exc:
+            connection.close()
+            raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
+                            permanent=False, unreachable=True) from None
+        try:
+            connection.request(method, target, body=body, headers=headers)
+            return _Exchange(self.pool, key, connection, connection.getresponse())
+        except STALE:
+            raise
+        except TimeoutError:
+            connection.close()
+            raise SendError(f"{_host(url)} did not answer in time", code="timeout",
+                            permanent=False) from None
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            connection.close()
+            raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
+                            permanent=False) from None
+        except (http.client.HTTPException, OSError) as exc:
+            connection.close()
             raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
                             permanent=False) from None
 
-    def _finish(self, resp: urllib3.BaseHTTPResponse, url: str, cap: int, deadline: float,
+    def _finish(self, exchange: _Exchange, url: str, cap: int, deadline: float,
                 read_body: HeaderCheck | None) -> Response:
-        headers = tuple(resp.headers.items())
-        if read_body is not None and not read_body(resp.status, resp.headers):
-            _discard(resp)
+        resp = exchange.response
+        headers = tuple(resp.msg.items())
+        if read_body is not None and not read_body(resp.status, resp.msg):  # type: ignore[arg-type]  # HTTPMessage: a case-insensitive mapping
+            exchange.discard()
             return Response(url, resp.status, headers, b"")
-        # A total deadline: the read timeout is per socket read, so a server that trickles
-        # bytes would never time out. The watchdog aborts the response when time is up.
-        ended = threading.Lock()  # taken by whichever ends the request first: reader or watchdog
+        # A total deadline: the socket timeout is per read, so a server that trickles bytes
+        # would never time out. The watchdog aborts the exchange when time is up.
+        ended = threading.Lock()  # taken by whichever ends the exchange first
 
         def expire() -> None:
             if ended.acquire(blocking=False):  # never abort a connection back in the pool
-                _abort(resp)
+                exchange.abort()
 
         watch = self._watchdog.watch(deadline, expire)
-        chunks: list[bytes] = []
-        size = 0
+        body = b""
         truncated = False
         failure: BaseException | None = None
         try:
-            for chunk in resp.stream(64 * 1024):  # decoded bytes: gzip bombs hit the cap
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > cap:
-                    truncated = True
-                    break
-        except (HTTPError, OSError, AttributeError, ValueError) as exc:
-            # AttributeError/ValueError: urllib3 reading from a response the watchdog closed.
+            body, truncated = _read(resp, cap)
+        except (http.client.HTTPException, OSError, ValueError, AttributeError,
+                zlib.error) as exc:
+            # ValueError/AttributeError: http.client reading from a response the watchdog
+            # closed; zlib.error: a body that is not what its Content-Encoding says.
             failure = exc
         finally:
             expired = not ended.acquire(blocking=False)
             self._watchdog.cancel(watch)
             if truncated or failure is not None or expired:
-                _discard(resp)  # the rest is unread: this connection cannot be reused
+                exchange.discard()  # the rest is unread: this connection cannot be reused
             else:
-                resp.release_conn()  # kept alive for the next request to this host
+                exchange.release()
         if expired:
             raise SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",
                             code="timeout", permanent=False)
         if failure is not None:
             raise SendError(f"reading from {_host(url)} failed: {_reason(failure)}",
                             code="connect", permanent=False)
-        return Response(url, resp.status, headers, b"".join(chunks)[:cap], truncated)
+        return Response(url, resp.status, headers, body, truncated)
 
 
-def _discard(resp: urllib3.BaseHTTPResponse) -> None:
-    """Closes a response whose body is not read to the end, with its connection."""
-    with contextlib.suppress(Exception):  # already closed, or the socket is gone
-        resp.close()
-    with contextlib.suppress(Exception):
-        resp.release_conn()
+@dataclass
+class _Exchange:
+    """A request in flight: its connection goes back to the pool only if the answer was read
+    to its end and the server keeps it open."""
+
+    pool: Pool
+    key: Key
+    connection: GuardedConnection
+    response: http.client.HTTPResponse
+
+    def release(self) -> None:
+        if self.response.will_close or not self.response.isclosed():
+            self.connection.close()
+        else:
+            self.pool.give_back(self.key, self.connection)
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):  # already closed, or the socket is gone
+            self.response.close()
+        self.connection.close()
+
+    def abort(self) -> None:
+        """Wakes a read blocked on this socket (close() alone does not, on Linux)."""
+        sock = self.connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed by the other side
+                sock.shutdown(socket.SHUT_RDWR)
 
 
-def _abort(resp: urllib3.BaseHTTPResponse) -> None:
-    """Wakes a read blocked on this response's socket (close() alone does not, on Linux)."""
-    connection = getattr(resp, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already closed by the other side
-            sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(Exception):
-        resp.close()
+def _read(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]:
+    """The body, decoded (gzip, deflate), at most ``cap`` bytes; True when there was more."""
+    coding = (resp.getheader("Content-Encoding") or "").strip().lower()
+    decoder = (zlib.decompressobj(zlib.MAX_WBITS | 32) if coding in ("gzip", "x-gzip")
+               else zlib.decompressobj() if coding == "deflate" else None)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        raw = resp.read1(READ_CHUNK)
+        if not raw:
+            if resp.length:  # the connection ended before Content-Length said it would
+                raise http.client.IncompleteRead(b"", resp.length)
+            resp.close()  # read to its end (http.client does not mark it so by itself)
+            break
+        data = raw
+        if decoder is not None:
+            data = decoder.decompress(raw, cap + 1 - size)
+            if decoder.unconsumed_tail:  # more output than the cap allows
+                chunks.append(data)
+                return b"".join(chunks)[:cap], True
+        chunks.append(data)
+        size += len(data)
+        if size > cap:
+            return b"".join(chunks)[:cap], True
+    if decoder is not None:
+        tail = decoder.flush()
+        chunks.append(tail)
+        size += len(tail)
+    return b"".join(chunks)[:cap], size > cap
+
+
+def _short(text: str) -> str:
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "no such host"
+    return text[:200]
 
 
 def _check_url(url: str) -> None:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -244,9 +244,11 @@ class Sender:
                         detail="left in flight by an earlier run; sending them again")
         backlog = Backlog(self.store.due(now, sites, posts))
         limit = self.settings.http.concurrency
-        running: dict[Future[Result], Notification] = {}
+        running: dict[int, Notification] = {}  # by notification ID
         busy: Counter[str] = Counter()
-        done: set[Future[Result]] = set()
+        done: list[tuple[int, Result]] = []
+        # Workers put their results here: cheaper than a waiter on every future each pass.
+        completions: queue.SimpleQueue[tuple[int, Result]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
             while True:
                 # One commit a pass: the outcomes that came in, then the claims of what goes
@@ -275,14 +277,15 @@ class Sender:
                     host = host_of(n.target)
                     busy[host] += 1
                     cleared = host in self._wordpress or hosts.get(host, (False, None))[0]
-                    running[pool.submit(self._attempt, discoveries, n, cleared,
-                                        taken[n.id])] = n
+                    running[n.id] = n
+                    pool.submit(self._attempt, discoveries, n, cleared, taken[n.id],
+                                completions)
                 if sum(len(v) for v in self._pinged.values()) >= PINGED_BATCH:
                     self._flush_pinged()
                 if not running:
                     if (feed is not None and not feed.done and not self.stopping()
                             and not backlog.by_host):
-                        done = set()
+                        done = []
                         continue  # the reader is still reading
                     next_ready = None if self.stopping() else backlog.next_ready(now, hosts)
                     if next_ready is None:
@@ -291,13 +294,13 @@ class Sender:
                     if pause > IN_CYCLE_WAIT:
                         break  # still pending; a later run sends them
                     self.sleep(max(pause, 0.0))
-                    done = set()
+                    done = []
                     continue
-                done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                done = _collect(completions)
         tally.retrying += len(backlog)
         return tally
 
-    def _claim(self, backlog: Backlog, running: dict[Future[Result], Notification],
+    def _claim(self, backlog: Backlog, running: dict[int, Notification],
                busy: Counter[str], hosts: Mapping[str, tuple[bool, str | None]],
                now: datetime, limit: int) -> list[Notification]:
         """Claims what is ready, within the limits (the caller's transaction commits)."""
@@ -315,25 +318,25 @@ class Sender:
         return [n for n in picked if self.store.claim(n.id, now)]
 
     def _attempt(self, discoveries: Discoveries, n: Notification, cleared: bool,
-                 taken: frozenset[str]) -> Result:
+                 taken: frozenset[str],
+                 completions: queue.SimpleQueue[tuple[int, Result]]) -> None:
         """On a worker thread: one try at one claimed notification."""
         try:
-            return attempt(self.http, discoveries, n, cleared=cleared, taken=taken)
+            result = attempt(self.http, discoveries, n, cleared=cleared, taken=taken)
         except Exception as exc:  # noqa: BLE001 (a bug must not stop the other notifications)
             log.exception("notification.internal_error", id=n.id)
             error = SendError(f"internal error: {type(exc).__name__}: {exc}", code="internal",
                               permanent=False)
-            return Result(n.kind, None, None, error, 0)
+            result = Result(n.kind, None, None, error, 0)
+        completions.put((n.id, result))
 
-    def _finish(self, done: set[Future[Result]], backlog: Backlog,
-                running: dict[Future[Result], Notification], busy: Counter[str],
-                tally: Tally) -> None:
+    def _finish(self, done: list[tuple[int, Result]], backlog: Backlog,
+                running: dict[int, Notification], busy: Counter[str], tally: Tally) -> None:
         """Records the outcomes of finished sends (in the caller's transaction) and requeues
         what may go again in this run."""
-        for future in done:
-            n = running.pop(future)
+        for notification_id, result in done:
+            n = running.pop(notification_id)
             busy[host_of(n.target)] -= 1
-            result = future.result()
             if result.busy:  # found to be WordPress, and pinged already: back in line
                 self._wordpress.add(host_of(n.target))
                 self.store.release(n.id)
@@ -445,6 +448,19 @@ class Sender:
                 self._mirror.submit(_record_pinged, site, source, posts)
             else:
                 _record_pinged(site, source, posts)
+
+
+def _collect(completions: queue.SimpleQueue[tuple[int, Result]]) -> list[tuple[int, Result]]:
+    """What finished: waits up to a second for the first, then takes all that are there."""
+    try:
+        done = [completions.get(timeout=1.0)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(completions.get_nowait())
+        except queue.Empty:
+            return done
 
 
 def _record_pinged(site: str, source: Source, posts: dict[int, list[str]]) -> None:

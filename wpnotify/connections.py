@@ -1,0 +1,174 @@
+"""Connections for the HTTP seam: the private-address guard, and kept-alive connections
+opened only to addresses it allowed.
+
+The guard runs at connect time, on the address actually connected: the name is resolved once,
+every answer is checked, and the socket is opened to a checked address while the Host header, TLS
+SNI and certificate check keep the name (no DNS-rebinding window).
+
+Connections are the standard library's ``http.client`` ones (it parses status lines, headers,
+chunked bodies), pooled here per (scheme, host, port): about a third of the CPU per request of
+urllib3's layers over the same code (bench/run.py; the sender is CPU-bound on small machines).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# PROTOCOLS.md §6. `is_global` alone misses several of these on Python 3.11 (cpython#113171).
+_REFUSED = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+    "::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32", "2001:db8::/32",
+    "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "100::/64",
+))
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def is_public(ip: Address) -> bool:
+    """True when ``ip`` is a globally routable unicast address that wpnotify may contact."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if not ip.is_global or ip.is_multicast:
+        return False
+    return not any(ip in net for net in _REFUSED if net.version == ip.version)
+
+
+class AddressRefused(Exception):
+    """Raised inside the connection when a destination is not allowed; becomes a SendError."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(f"refused to connect to {host} ({address}): a private or reserved "
+                         "address (allow it with [http] allowed_networks)")
+
+
+class AddressGuard:
+    """Resolves a host once and returns the addresses a connection may use."""
+
+    def __init__(self, allow_private: bool, allowed_networks: tuple[str, ...] = (),
+                 resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
+        self.allow_private = allow_private
+        self.allowed = tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks)
+        self._resolve = resolve
+
+    def allows(self, ip: Address) -> bool:
+        return (self.allow_private or is_public(ip)
+                or any(ip in net for net in self.allowed if net.version == ip.version))
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        """Every address of ``host``, all checked; one refused address refuses the host."""
+        infos = self._resolve(host, port, 0, socket.SOCK_STREAM)
+        found = list(dict.fromkeys(info[4][0] for info in infos))
+        for address in found:
+            if not self.allows(ipaddress.ip_address(address.split("%", 1)[0])):
+                raise AddressRefused(host, address)
+        return found
+
+
+class Unreachable(Exception):
+    """No connection to the host could be made (no such name, refused, no route)."""
+
+
+class ConnectTimeout(Exception):
+    """The TCP (or TLS) connection was not made in time."""
+
+
+class GuardedConnection(http.client.HTTPConnection):
+    """An HTTP connection that opens its socket only to an address the guard allowed."""
+
+    def __init__(self, host: str, port: int, guard: AddressGuard,
+                 connect_timeout: float) -> None:
+        super().__init__(host, port, timeout=connect_timeout)
+        self.guard = guard
+        self.connect_timeout = connect_timeout
+        self.reused = False  # served a request before: the server may have closed it since
+
+    def connect(self) -> None:
+        try:
+            addresses = self.guard.addresses(self.host, self.port)
+        except socket.gaierror as exc:
+            raise Unreachable(f"cannot resolve {self.host}: {exc.strerror or exc}") from None
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                self.sock = socket.create_connection((address, self.port), self.connect_timeout)
+            except TimeoutError:
+                raise ConnectTimeout(f"connecting to {self.host} timed out") from None
+            except OSError as exc:
+                error = exc
+                continue
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return
+        raise Unreachable(str(error.strerror if error and error.strerror else error))
+
+
+class GuardedTLSConnection(GuardedConnection):
+    """The same over TLS: certificate and name checked against the host name."""
+
+    default_port = http.client.HTTPS_PORT
+    context = ssl.create_default_context()
+
+    def connect(self) -> None:
+        super().connect()
+        try:
+            self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+        except TimeoutError:
+            raise ConnectTimeout(f"TLS handshake with {self.host} timed out") from None
+
+
+Key = tuple[str, str, int]
+
+
+class Pool:
+    """Idle kept-alive connections, at most ``per_host`` for each of the last ``hosts`` hosts;
+    shared by threads, each connection used by one request at a time."""
+
+    def __init__(self, guard: AddressGuard, hosts: int, per_host: int) -> None:
+        self.guard = guard
+        self.hosts = hosts
+        self.per_host = per_host
+        self._idle: OrderedDict[Key, list[GuardedConnection]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: Key, connect_timeout: float) -> GuardedConnection:
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                self._idle.move_to_end(key)
+                connection = idle.pop()
+                connection.reused = True
+                return connection
+        scheme, host, port = key
+        kind = GuardedTLSConnection if scheme == "https" else GuardedConnection
+        return kind(host, port, self.guard, connect_timeout)
+
+    def give_back(self, key: Key, connection: GuardedConnection) -> None:
+        """Keeps a connection whose last answer was read to its end, for the next request."""
+        dropped: list[GuardedConnection] = []
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            self._idle.move_to_end(key)
+            if len(idle) < self.per_host:
+                idle.append(connection)
+            else:
+                dropped.append(connection)
+            while len(self._idle) > self.hosts:
+                dropped += self._idle.popitem(last=False)[1]
+        for extra in dropped:
+            extra.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, OrderedDict()
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
