@@ -85,17 +85,14 @@ def receivers_of(count: int) -> list[str]:
 
 
 def create_posts(site: Site, count: int, links: int, hosts: list[str]) -> list[Post]:
-    """N published posts, dated in 2025, with their links and queued trackback spread
-    round-robin over the hosts; one PHP run."""
+    """N published posts, dated in 2025, with their links and their queued trackbacks each
+    spread round-robin over the hosts (so that every host gets as many of each, give or take
+    one); one PHP run."""
     plan = []
-    turn = 0
     for n in range(count):
-        targets = []
-        for k in range(links):
-            targets.append(f"http://{hosts[turn % len(hosts)]}:{PORT}/p/{n}-{k}")
-            turn += 1
-        trackback = f"http://{hosts[turn % len(hosts)]}:{PORT}/tb/{n}"
-        turn += 1
+        targets = [f"http://{hosts[(n * links + k) % len(hosts)]}:{PORT}/p/{n}-{k}"
+                   for k in range(links)]
+        trackback = f"http://{hosts[n % len(hosts)]}:{PORT}/tb/{n}"
         plan.append({"n": n, "targets": targets, "trackback": trackback})
     made = site.php(f"""
         $plan = json_decode({php_str(json.dumps(plan))}, true);

@@ -212,13 +212,14 @@ class Service:
                      reason=why)
 
     def _record(self, site: SiteSettings, source: Source, post: Post,
-                owed: list[Planned], now: datetime) -> int:
+                owed: list[Planned], now: datetime, forget: bool = True) -> int:
         with self.store.transaction():  # one commit for the post
             for item in owed:
                 self.store.add(site.name, post.id, item.kind, item.target, post.link, now,
                                payload=item.payload, status=item.status, error=item.error,
                                error_code=item.error_code)
-        self._forget_queued(site, source, post, owed)
+        if forget:
+            self._forget_queued(site, source, post, owed)
         return sum(item.status == "pending" for item in owed)
 
     def owed(self, site: SiteSettings, source: Source, post: Post,
@@ -306,15 +307,21 @@ class Service:
     def _plan_page(self, site: SiteSettings, source: Source, posts: list[Post],
                    result: Backfill, on_planned: Callable[[Post, Planned], None],
                    record: bool) -> None:
+        plans = []
         for post in posts:
             owed = self.owed(site, source, post)
             for item in owed:
                 on_planned(post, item)
             result.planned += len(owed)
             result.delivery.skipped += sum(item.status == "skipped" for item in owed)
-            if record:
-                self._guard(site, post,
-                            partial(self._record, site, source, post, owed, self.clock()))
+            plans.append((post, owed))
+        if record:
+            with self.store.transaction():  # one commit for the page
+                for post, owed in plans:
+                    self._guard(site, post, partial(self._record, site, source, post, owed,
+                                                    self.clock(), forget=False))
+            for post, owed in plans:  # requests to WordPress: outside the transaction
+                self._forget_queued(site, source, post, owed)
 
 
 @dataclass

@@ -263,7 +263,7 @@ class RestSource:
         total count; ordered by ID, so posts published meanwhile land at the end. The first
         page is small, so that sending starts while the next, full ones are read."""
         for post_type in self.site.post_types:
-            offset, size = 0, min(FIRST_PAGE, self.per_page)  # then twice as many, up to 100
+            offset, size = 0, min(FIRST_PAGE, self.per_page)
             while True:
                 params: dict[str, Any] = {
                     "context": "edit", "_fields": FIELDS, "per_page": size, "offset": offset,
@@ -280,7 +280,7 @@ class RestSource:
                 yield [_post(item) for item in items], total
                 if len(items) < size:
                     break
-                offset, size = offset + len(items), min(2 * size, self.per_page)
+                offset, size = offset + len(items), self.per_page
 
     def posts(self, ids: list[int]) -> list[Post]:
         """These posts, whatever their status now (trashed and deleted ones are missing)."""
