@@ -278,3 +278,54 @@ def test_non_http_urls_are_refused() -> None:
         with pytest.raises(SendError) as caught:
             Http(HttpSettings()).get(url)
         assert caught.value.code == "bad-url"
+
+
+@pytest.fixture()
+def tls_server(tmp_path: Any) -> Iterator[tuple[str, str]]:
+    """An HTTPS server on 127.0.0.1 with a fresh self-signed certificate for that address."""
+    import http.server
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/", str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_certificates_are_checked(tls_server: tuple[str, str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    from wpnotify import connections
+
+    url, cert = tls_server
+    with pytest.raises(SendError) as caught:
+        local().get(url)
+    assert caught.value.code == "tls" and "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    trusting = ssl.create_default_context(cafile=cert)
+    monkeypatch.setattr(connections, "tls_context", lambda: trusting)
+    http = local()
+    assert [http.get(url).body for _ in range(2)] == [b"hello", b"hello"]

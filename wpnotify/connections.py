@@ -12,6 +12,7 @@ urllib3's layers over the same code (bench/run.py; the sender is CPU-bound on sm
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import socket
@@ -115,14 +116,19 @@ class GuardedTLSConnection(GuardedConnection):
     """The same over TLS: certificate and name checked against the host name."""
 
     default_port = http.client.HTTPS_PORT
-    context = ssl.create_default_context()
 
     def connect(self) -> None:
         super().connect()
         try:
-            self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+            self.sock = tls_context().wrap_socket(self.sock, server_hostname=self.host)
         except TimeoutError:
             raise ConnectTimeout(f"TLS handshake with {self.host} timed out") from None
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The system's CA certificates, loaded once, when the first TLS connection needs them."""
+    return ssl.create_default_context()
 
 
 Key = tuple[str, str, int]
