@@ -40,7 +40,7 @@ ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
 IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 NO_FALLBACK = frozenset({trackback.KIND, weblogupdates.KIND})  # sent as what they are
-PINGED_BATCH = 200  # sent links told to WordPress in one request (and at the cycle's end)
+PINGED_BATCH = 50  # sent links told to WordPress in one request; small, so the last is quick
 SWITCH_INTERVAL = 0.001  # seconds; see Sender._deliver
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
 
@@ -261,21 +261,28 @@ class Sender:
         running: dict[int, Notification] = {}  # by notification ID
         busy: Counter[str] = Counter()
         done: list[tuple[int, Result]] = []
+        hosts: Mapping[str, tuple[bool, str | None]] = {}
         # Workers put their results here: cheaper than a waiter on every future each pass.
         completions: queue.SimpleQueue[tuple[int, Result]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
             while True:
-                # One commit a pass: the outcomes that came in, then the claims of what goes
-                # next. Hosts are re-read after the outcomes (a ping just held its host) and
-                # every pass (another process, a backfill or the daemon, may hold one too).
                 if feed is not None and not feed.done and len(backlog) < FEED_BELOW:
                     # Waits a little for the next page only when there is nothing else to do.
                     page = feed.take(0.0 if running or backlog.by_host else 0.2)
                     for n in self.store.due(self.clock(), sites, page) if page else ():
                         backlog.push(n)
-                with self.store.transaction():
-                    if done:
-                        self._finish(done, backlog, running, busy, tally)
+                # Slots of plain outcomes are free at once: the next request to those hosts
+                # goes before the outcomes are recorded (many short store calls). An outcome
+                # that may hold its host (a 429, WordPress, an unreachable host) keeps its
+                # slot until it is recorded, and its host is re-read before the next claim.
+                finished = []
+                for notification_id, result in done:
+                    n = running.pop(notification_id)
+                    freed = self._plain(n, result, hosts)
+                    if freed:
+                        busy[host_of(n.target)] -= 1
+                    finished.append((n, result, freed))
+                with self.store.transaction():  # the claims: one commit, then they go
                     now = self.clock()
                     hosts = self.store.hosts(set(backlog.by_host)) if backlog.by_host else {}
                     claimed = (self._claim(backlog, running, busy, hosts, now, limit)
@@ -294,6 +301,12 @@ class Sender:
                     running[n.id] = n
                     pool.submit(self._attempt, discoveries, n, cleared, taken[n.id],
                                 completions)
+                if finished:
+                    with self.store.transaction():  # the outcomes: one commit
+                        self._finish(finished, backlog, busy, tally)
+                    if not all(freed for _, _, freed in finished):
+                        done = []
+                        continue  # their hosts may take their next notification now
                 if sum(len(v) for v in self._pinged.values()) >= PINGED_BATCH:
                     self._flush_pinged()
                 if not running:
@@ -344,13 +357,25 @@ class Sender:
             result = Result(n.kind, None, None, error, 0)
         completions.put((n.id, result))
 
-    def _finish(self, done: list[tuple[int, Result]], backlog: Backlog,
-                running: dict[int, Notification], busy: Counter[str], tally: Tally) -> None:
+    def _plain(self, n: Notification, result: Result,
+               hosts: Mapping[str, tuple[bool, str | None]]) -> bool:
+        """True when recording this outcome cannot hold its host: no 429 or Retry-After, no
+        unreachable host, no WordPress, no update service, no busy gate."""
+        host = host_of(n.target)
+        error = result.error
+        return not (result.busy or n.kind == weblogupdates.KIND
+                    or (error is not None and (error.retry_after is not None
+                                               or error.unreachable))
+                    or (result.endpoint is not None and looks_like_wordpress(result.endpoint))
+                    or host in self._wordpress or hosts.get(host, (False, None))[0])
+
+    def _finish(self, finished: list[tuple[Notification, Result, bool]], backlog: Backlog,
+                busy: Counter[str], tally: Tally) -> None:
         """Records the outcomes of finished sends (in the caller's transaction) and requeues
-        what may go again in this run."""
-        for notification_id, result in done:
-            n = running.pop(notification_id)
-            busy[host_of(n.target)] -= 1
+        what may go again in this run; frees the slots not freed yet."""
+        for n, result, freed in finished:
+            if not freed:
+                busy[host_of(n.target)] -= 1
             if result.busy:  # found to be WordPress, and pinged already: back in line
                 self._wordpress.add(host_of(n.target))
                 self.store.release(n.id)
