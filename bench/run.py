@@ -253,7 +253,8 @@ def history_at_scale(state: Path, rows: int, folder: Path) -> dict[str, float]:
     with sqlite3.connect(big) as db:
         have = db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
         db.execute(f"""
-            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows - have:d})
+            WITH RECURSIVE n(i) AS (
+                SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows - have:d})
             INSERT INTO notifications (site, post_id, kind, target, source, status, payload,
                                        created_at, updated_at, sent_at, endpoint, response)
             SELECT 'bench', 1000000 + i / 6, 'pingback', 'http://127.0.0.1/t/' || i,
@@ -306,9 +307,10 @@ def row(name: str, m: Measure, count: int, problems: list[str]) -> str:
             f"{m.peak_mb:6.1f} MB | {check} |")
 
 
-IDLE = ("wait (threading", "_worker (concurrent", "readinto (socket", "do_poll (urllib3",
-        "select (selectors", "get (queue", "sleep", "recv_into", "accept (socket", "_wait_for_tstate_lock",
-        "acquire")
+# Innermost frames that are waits, not work (py-spy cannot always tell an idle thread).
+IDLE = ("wait (threading", "_worker (concurrent", "get (queue", "readinto (socket",
+        "recv_into", "sleep", "accept (socket", "_wait_for_tstate_lock", "acquire", "poll",
+        "select")
 
 
 def print_profile(path: Path) -> None:
@@ -322,7 +324,7 @@ def print_profile(path: Path) -> None:
         if not count.isdigit():
             continue
         frames = stack.split(";")
-        if any(frames[-1].startswith(idle) for idle in IDLE):
+        if any(idle in frames[-1] for idle in IDLE):
             continue
         total += int(count)
         leaf[frames[-1]] += int(count)

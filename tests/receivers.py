@@ -53,13 +53,19 @@ class _PingbackHandler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: bytes, content_type: str,
                headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, status, body, content_type, headers)
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str,
+          headers: dict[str, str]) -> None:
+    """One whole answer, with its length (so that HTTP/1.1 clients may keep the connection)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from receivers import reply
 
 from wpnotify.http import Http
 from wpnotify.sender import Sender
@@ -76,13 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _reply(self, body: bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 200, body, content_type, headers)
 
     def do_GET(self) -> None:
         self.server.log.enter(self.server.port, self.path)

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("tool", [["ruff", "check", "wpnotify", "tests", "wordpress"],
+@pytest.mark.parametrize("tool", [["ruff", "check", "wpnotify", "tests", "wordpress", "bench"],
                                   ["mypy"]])
 def test_static_checks_pass(tool: list[str]) -> None:
     if shutil.which(tool[0], path=str(Path(sys.executable).parent)) is None:
