@@ -329,3 +329,65 @@ def test_tls_certificates_are_checked(tls_server: tuple[str, str],
     monkeypatch.setattr(connections, "tls_context", lambda: trusting)
     http = local()
     assert [http.get(url).body for _ in range(2)] == [b"hello", b"hello"]
+
+
+def test_non_ascii_paths_are_percent_encoded_and_encoded_ones_kept() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    lines: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            lines.append(conn.recv(4096).split(b"\r\n", 1)[0])
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    assert local().get(f"http://127.0.0.1:{port}/caf\u00e9/x%2Fy?q=\u00fc").body == b"ok"
+    thread.join(5)
+    server.close()
+    assert lines == [b"GET /caf%C3%A9/x%2Fy?q=%C3%BC HTTP/1.1"]
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced() -> None:
+    """A server that closes each connection after one answer, without saying so: the second
+    request finds its pooled connection dead and goes again on a new one."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    served: list[int] = []
+
+    def serve() -> None:
+        for _ in range(3):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                served.append(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    http = local()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    assert http.get(url).body == b"ok"
+    time.sleep(0.2)  # the server has closed the first connection by now
+    assert http.get(url).body == b"ok"
+    server.close()
+    assert len(served) == 2
+
+
+def test_an_internationalised_host_is_resolved_in_its_ascii_form() -> None:
+    asked: list[str] = []
+
+    def resolve(host: str, port: int, *args: Any) -> list[Any]:
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    http = Http(HttpSettings(), resolve=resolve)
+    with pytest.raises(SendError) as caught:
+        http.get("http://b\u00fccher.example/")
+    assert asked == ["xn--bcher-kva.example"]
+    assert caught.value.code == "refused-address"  # 192.0.2.1 is a documentation address

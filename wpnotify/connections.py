@@ -172,6 +172,13 @@ class Pool:
         for extra in dropped:
             extra.close()
 
+    def forget(self, key: Key) -> None:
+        """Closes the idle connections of one host."""
+        with self._lock:
+            idle = self._idle.pop(key, [])
+        for connection in idle:
+            connection.close()
+
     def clear(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, OrderedDict()

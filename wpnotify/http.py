@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from wpnotify.connections import (
     AddressGuard,
@@ -40,6 +40,7 @@ from wpnotify.settings import HttpSettings
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 READ_CHUNK = 64 * 1024
+URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as they are in a request target (as requests does)
 # A kept-alive connection the server closed meanwhile fails like this before any answer.
 STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
@@ -195,8 +196,16 @@ class Http:
         except ValueError:
             raise SendError(f"bad port in URL: {url[:200]}", code="bad-url", permanent=True,
                             skip=True) from None
-        key: Key = (parts.scheme, (parts.hostname or "").lower(), port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:  # an internationalised name is sent (and resolved) in its ASCII form
+            host = (parts.hostname or "").encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise SendError(f"bad host name in URL: {url[:200]}", code="bad-url",
+                            permanent=True, skip=True) from None
+        key: Key = (parts.scheme, host, port)
+        # Non-ASCII in the path or query is sent percent-encoded (UTF-8), as browsers do;
+        # what is already percent-encoded stays as it is.
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                       safe=URL_SAFE)
         sent = {**self.headers, **(headers or {})}
         body: bytes | None = None
         if json_body is not None:
@@ -210,18 +219,25 @@ class Http:
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             sent["Authorization"] = f"Basic {token}"
-        for _try in range(2):  # a second time only when a kept-alive connection was stale
-            connection = self.pool.take(key, self.settings.connect_timeout)
-            try:
-                return self._exchange(connection, key, method, target, body, sent, deadline,
-                                      url)
-            except STALE:
-                connection.close()
-                if not connection.reused:
-                    raise SendError(f"{_host(url)} closed the connection without answering",
-                                    code="connect", permanent=False) from None
-        raise SendError(f"{_host(url)} closed the connection without answering",
-                        code="connect", permanent=False)
+        connection = self.pool.take(key, self.settings.connect_timeout)
+        try:
+            return self._exchange(connection, key, method, target, body, sent, deadline, url)
+        except STALE:
+            connection.close()
+            if not connection.reused:
+                raise SendError(f"{_host(url)} closed the connection without answering",
+                                code="connect", permanent=False) from None
+        # The server closed a kept-alive connection while it was idle (the others of this
+        # host likely too): once more on a new one. Had it read the request, a receiver
+        # would take the second as a duplicate, which counts as sent.
+        self.pool.forget(key)
+        connection = self.pool.take(key, self.settings.connect_timeout)
+        try:
+            return self._exchange(connection, key, method, target, body, sent, deadline, url)
+        except STALE:
+            connection.close()
+            raise SendError(f"{_host(url)} closed the connection without answering",
+                            code="connect", permanent=False) from None
 
     def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
                   body: bytes | None, headers: dict[str, str], deadline: float,
