@@ -79,8 +79,6 @@ class Post:
 
 
 def receivers_of(count: int) -> list[str]:
-    if not 1 <= count <= 100:
-        raise SystemExit("bench: --hosts must be 1 to 100")
     return [f"127.0.0.{FIRST_RECEIVER + i}" for i in range(count)]
 
 
@@ -352,6 +350,15 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="run wpnotify under cProfile and print where its CPU went")
     args = parser.parse_args()
+    for name, value, low, high in (("--posts", args.posts, 1, 100_000),
+                                   ("--links", args.links, 0, 100),
+                                   ("--hosts", args.hosts, 1, 100),
+                                   ("--latency", args.latency, 0, 10),
+                                   ("--per-host", args.per_host, 1, 16),
+                                   ("--concurrency", args.concurrency, 0, 256),
+                                   ("--history-rows", args.history_rows, 0, 100_000_000)):
+        if not low <= value <= high:
+            parser.error(f"{name} must be from {low} to {high}, not {value}")
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it sets up a throwaway WordPress site)")
     concurrency = args.concurrency or max(16, args.hosts * args.per_host)

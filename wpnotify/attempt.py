@@ -82,7 +82,6 @@ class Discoveries:
     def __init__(self, http: Http, limit: int = 10_000) -> None:
         self.http = http
         self.limit = limit
-        self.fetches = 0  # pages actually fetched (the cache's hits are the rest)
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, Wants], _Entry] = OrderedDict()
         self._wordpress: set[str] = set()
@@ -133,8 +132,6 @@ class Discoveries:
         return entry.found
 
     def _discover(self, target: str, wants: Wants) -> Endpoints:
-        with self._lock:
-            self.fetches += 1
         page = fetch_page(self.http, target, webmention.wants_body)
         return Endpoints(
             webmention=webmention.endpoint_in(page) if wants.webmention else None,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
 
 from wpnotify.connections import (
     AddressGuard,
@@ -171,11 +171,14 @@ class Http:
                  json_body: Any = None) -> Response:
         cap = max_bytes or self.settings.max_body_bytes
         deadline = time.monotonic() + self.settings.timeout
-        origin = _origin(url)
+        origin: tuple[str, str, int | None] | None = None
         for _hop in range(self.settings.max_redirects + 1):
-            _check_url(url)
-            send_auth = auth if _origin(url) == origin else None
-            exchange = self._send(method, url, headers, send_auth, data, json_body, deadline)
+            parts = _checked(url)  # parsed once per hop
+            here = _origin(parts)
+            origin = origin or here
+            send_auth = auth if here == origin else None
+            exchange = self._send(method, url, parts, headers, send_auth, data, json_body,
+                                  deadline)
             location = exchange.response.getheader("Location")
             if follow and exchange.response.status in REDIRECTS and location:
                 exchange.discard()
@@ -187,10 +190,9 @@ class Http:
         raise SendError(f"more than {self.settings.max_redirects} redirects from {url}",
                         code="too-many-redirects", permanent=True)
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str] | None,
-              auth: tuple[str, str] | None, data: Any, json_body: Any,
-              deadline: float) -> _Exchange:
-        parts = urlsplit(url)
+    def _send(self, method: str, url: str, parts: SplitResult,
+              headers: Mapping[str, str] | None, auth: tuple[str, str] | None, data: Any,
+              json_body: Any, deadline: float) -> _Exchange:
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
@@ -396,7 +398,8 @@ def _short(text: str) -> str:
     return text[:200]
 
 
-def _check_url(url: str) -> None:
+def _checked(url: str) -> SplitResult:
+    """The URL, parsed; a SendError (skip) unless it is plain http(s) with a host."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SendError(f"not an http(s) URL: {url[:200]}", code="bad-url", permanent=True,
@@ -404,10 +407,10 @@ def _check_url(url: str) -> None:
     if parts.username or parts.password:
         raise SendError(f"URL with user info refused: {_host(url)}", code="bad-url",
                         permanent=True, skip=True)
+    return parts
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
     try:
         port = parts.port
     except ValueError:

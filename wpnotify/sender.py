@@ -297,7 +297,7 @@ class Sender:
                 for n in claimed:
                     host = host_of(n.target)
                     busy[host] += 1
-                    cleared = host in self._wordpress or hosts.get(host, (False, None))[0]
+                    cleared = self._wordpress_host(host, hosts)
                     running[n.id] = n
                     pool.submit(self._attempt, discoveries, n, cleared, taken[n.id],
                                 completions)
@@ -335,7 +335,7 @@ class Sender:
 
         def room(host: str, n: Notification) -> int:
             # WordPress hosts, and update services: one ping covers a burst (see conclude).
-            one_at_a_time = (hosts.get(host, (False, None))[0] or host in self._wordpress
+            one_at_a_time = (self._wordpress_host(host, hosts)
                              or n.kind == weblogupdates.KIND
                              or (n.kind == trackback.KIND and looks_like_wordpress(n.target)))
             return (1 if one_at_a_time else per_host) - busy[host]
@@ -367,7 +367,11 @@ class Sender:
                     or (error is not None and (error.retry_after is not None
                                                or error.unreachable))
                     or (result.endpoint is not None and looks_like_wordpress(result.endpoint))
-                    or host in self._wordpress or hosts.get(host, (False, None))[0])
+                    or self._wordpress_host(host, hosts))
+
+    def _wordpress_host(self, host: str, hosts: Mapping[str, tuple[bool, str | None]]) -> bool:
+        """Known to run WordPress: in the state file, or found so in this run."""
+        return host in self._wordpress or hosts.get(host, (False, None))[0]
 
     def _finish(self, finished: list[tuple[Notification, Result, bool]], backlog: Backlog,
                 busy: Counter[str], tally: Tally) -> None:
