@@ -38,6 +38,7 @@ class Tally:
         self.lock = threading.Lock()
         self.pings: dict[tuple[str, str], list[str]] = {}
         self.requests: Counter[str] = Counter()  # "host METHOD" -> count
+        self.first = self.last = 0.0  # wall clock: the first request came, the last answer went
 
     def record(self, kind: str, target: str, source: str) -> bool:
         """True the first time this (kind, target, source) arrives."""
@@ -49,12 +50,13 @@ class Tally:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {"pings": [[k, t, s] for (k, t), s in self.pings.items()],
-                    "requests": dict(self.requests)}
+                    "requests": dict(self.requests), "first": self.first, "last": self.last}
 
     def reset(self) -> None:
         with self.lock:
             self.pings.clear()
             self.requests.clear()
+            self.first = self.last = 0.0
 
 
 class Receiver(ThreadingHTTPServer):
@@ -79,8 +81,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _count(self) -> None:
-        with self.server.tally.lock:
-            self.server.tally.requests[f"{self.server.host} {self.command}"] += 1
+        tally = self.server.tally
+        with tally.lock:
+            tally.requests[f"{self.server.host} {self.command}"] += 1
+            tally.first = tally.first or time.time()
 
     def _page(self, with_body: bool) -> None:
         self._count()
@@ -142,6 +146,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if with_body:
             self.wfile.write(body)
+        if not self.path.startswith("/_"):
+            with self.server.tally.lock:
+                self.server.tally.last = time.time()
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ are printed, never asserted (timings belong to the bench, not to tests)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,5 +26,10 @@ def test_a_small_bench_delivers_everything_exactly_once_both_ways() -> None:
     assert any(r.startswith("| wpnotify") and "exactly once" in r for r in rows), out
     assert any(r.startswith("| WordPress core") and "exactly once" in r for r in rows), out
     assert "receiver requests: wpnotify 20, WordPress core 20" in out  # 4 x (2 x 2 + 1)
+    # The receivers time the first request and the last answer: both inside wpnotify's run.
+    span = re.search(r"start-up and the first posts read (\d+\.\d+) s; first request to last "
+                     r"answer (\d+\.\d+) s .*; after it (\d+\.\d+) s", out)
+    assert span is not None, out
+    assert all(float(part) > 0 for part in span.groups()), span.group(0)
     assert "idle poll: 1 request(s)" in out
     assert "history --post on 5,000 rows" in out

@@ -83,7 +83,7 @@ class Response:
 
 
 HeaderCheck = Callable[[int, Mapping[str, str]], bool]
-# Sent with every request, as requests did before wpnotify used urllib3 directly.
+# Sent with every request (what the requests library sent, which wpnotify used at first).
 BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 
 
