@@ -182,13 +182,14 @@ def delivery_problems(posts: list[Post], stats: dict[str, Any]) -> list[str]:
     return problems
 
 
-def config_for(folder: Path, site: Site, concurrency: int, per_host: int) -> Path:
+def config_for(folder: Path, site: Site, concurrency: int, per_host: int,
+               state: str = "state.sqlite3") -> Path:
     secret = folder / "app-password"
     secret.write_text(site.app_password)
     secret.chmod(0o600)
-    path = folder / "wpnotify.toml"
+    path = folder / state.replace(".sqlite3", ".toml")
     path.write_text(f"""
-state_file = "{folder / 'state.sqlite3'}"
+state_file = "{folder / state}"
 
 [http]
 allowed_networks = ["127.0.0.0/8"]
@@ -246,8 +247,9 @@ def idle_poll(site: Site, config: Path, folder: Path) -> tuple[list[str], Measur
     return php_requests(site, start), idle
 
 
-def history_at_scale(state: Path, rows: int, folder: Path) -> dict[str, float]:
-    """`history --post` on a copy of the state file grown to ``rows`` notifications."""
+def history_at_scale(state: Path, rows: int, folder: Path, config: Path) -> dict[str, float]:
+    """`history --post` on a copy of the state file grown to ``rows`` notifications (the copy
+    is ``config``'s state file)."""
     big = folder / "big.sqlite3"
     shutil.copy(state, big)
     with sqlite3.connect(big) as db:
@@ -276,12 +278,15 @@ def history_at_scale(state: Path, rows: int, folder: Path) -> dict[str, float]:
         found = store.history(post_id=post, limit=50)
         times.append(time.perf_counter() - started)
     store.close()
-    config = folder / "big.toml"
-    config.write_text(f'state_file = "{big}"\n')
     cli = measured([sys.executable, "-m", "wpnotify", "--config", str(config), "history",
                     "--post", str(post)], folder)
+    status = measured([sys.executable, "-m", "wpnotify", "--config", str(config), "status"],
+                      folder)
+    for name, run in (("history", cli), ("status", status)):
+        if run.status != 0:
+            raise SystemExit(f"bench: {name} on the big state file failed:\n{run.output[-2000:]}")
     return {"rows": total, "found": len(found), "query_ms": statistics.median(times) * 1000,
-            "command_s": cli.wall, "command_status": cli.status}
+            "command_s": cli.wall, "status_s": status.wall}
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -415,8 +420,11 @@ def main() -> int:
             core_requests = sum(stats["requests"].values())
 
         requests, idle = idle_poll(site, config, folder)
-        history = (history_at_scale(folder / "state.sqlite3", args.history_rows, folder)
-                   if args.history_rows else None)
+        history = big_poll = None
+        if args.history_rows:
+            big = config_for(folder, site, concurrency, args.per_host, state="big.sqlite3")
+            history = history_at_scale(folder / "state.sqlite3", args.history_rows, folder, big)
+            big_poll = idle_poll(site, big, folder)  # flat as the state file grows?
     finally:
         receivers.terminate()
         receivers.wait(10)
@@ -454,6 +462,11 @@ def main() -> int:
         print(f"history --post on {history['rows']:,} rows: {history['query_ms']:.2f} ms "
               f"query ({history['found']} rows), {history['command_s'] * 1000:.0f} ms for "
               f"the whole command (Python start-up included)")
+    if big_poll is not None and history is not None:
+        big_requests, big_idle = big_poll
+        print(f"idle poll on that state file: {len(big_requests)} request(s), "
+              f"{big_idle.wall:.2f} s, {big_idle.cpu:.2f} s CPU, {big_idle.peak_mb:.1f} MB; "
+              f"`status`: {history['status_s'] * 1000:.0f} ms")
     if args.profile:
         print_profile(folder / "wpnotify.prof")
     shutil.rmtree(folder, ignore_errors=True)

@@ -33,3 +33,4 @@ def test_a_small_bench_delivers_everything_exactly_once_both_ways() -> None:
     assert all(float(part) > 0 for part in span.groups()), span.group(0)
     assert "idle poll: 1 request(s)" in out
     assert "history --post on 5,000 rows" in out
+    assert "idle poll on that state file: 1 request(s)" in out

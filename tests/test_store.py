@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def test_a_new_file_gets_every_migration_recorded(store: Store) -> None:
     rows = store.db.execute("SELECT version, name FROM migrations").fetchall()
     assert [tuple(r) for r in rows] == [(1, "initial schema"), (2, "who claimed a notification"),
                                         (3, "deletions seen"),
-                                        (4, "history of one post without its site")]
+                                        (4, "history of one post without its site"),
+                                        (5, "a site's queue without its history")]
 
 
 def test_history_of_one_post_reads_an_index_not_the_table(store: Store) -> None:
@@ -33,6 +35,33 @@ def test_history_of_one_post_reads_an_index_not_the_table(store: Store) -> None:
         "EXPLAIN QUERY PLAN SELECT * FROM notifications WHERE post_id = ? "
         "ORDER BY created_at DESC, id DESC LIMIT 50", (7,)))
     assert "USING INDEX notifications_post_id" in plan and "SCAN notifications" not in plan
+
+
+def plans_of(store: Store, call: Callable[[], object]) -> list[str]:
+    """The query plans of the SELECTs that ``call`` runs, as the store runs them."""
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        store.db.set_trace_callback(None)
+    return [" ".join(row[3] for row in store.db.execute("EXPLAIN QUERY PLAN " + sql))
+            for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+
+
+def test_a_poll_reads_the_queue_not_the_history(store: Store) -> None:
+    """A site's history is most of the file: the queries of every poll and of `status` go
+    through (site, status), not (site) or the table, so they stay fast as it grows."""
+    for call in (lambda: store.due(NOW, ["a"]), lambda: store.next_retry("a"),
+                 lambda: store.counts("a")):
+        [plan] = plans_of(store, call)
+        assert "INDEX notifications_site_status (site=?" in plan, plan
+        assert "SCAN notifications" not in plan, plan
+    [plan] = plans_of(store, lambda: store.due(NOW))  # every site: by status alone
+    assert "INDEX notifications_due (status=?)" in plan, plan
+    # A backfill's page: its posts, by post, not every pending row of the site.
+    [plan] = plans_of(store, lambda: store.due(NOW, ["a"], {3, 4}))
+    assert "INDEX notifications_post (site=? AND post_id=?)" in plan, plan
 
 
 def test_due_is_filtered_and_limited_in_the_query(store: Store) -> None:

@@ -68,6 +68,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (4, "history of one post without its site", """
         CREATE INDEX notifications_post_id ON notifications (post_id, created_at);
     """),
+    (5, "a site's queue without its history", """
+        -- (site, post_id) looked more selective than (status) to the planner, so a poll's
+        -- due() read all of a site's history: 0.13 s at a million rows. Also covers counts().
+        CREATE INDEX notifications_site_status ON notifications (site, status, next_attempt_at);
+    """),
 )
 LATEST = MIGRATIONS[-1][0]
 
@@ -342,12 +347,19 @@ class Store:
         if sites is not None:
             where += f" AND site IN ({','.join('?' * len(sites))})"
             params += sites
+        # Of given posts: found by post (notifications_post); "+status" keeps the planner off
+        # the status indexes, which would read every pending row of the site. Otherwise
+        # found by status (notifications_site_status, notifications_due): the queue, not the
+        # history.
+        status = "status"
         if posts is not None:
             where += f" AND post_id IN ({','.join('?' * len(posts))})"
             params += sorted(posts)
+            status = "+status"
         rows = self._rows(
             f"""SELECT * FROM notifications
-                WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                WHERE {status} = 'pending'
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
                   {where}
                 ORDER BY COALESCE(next_attempt_at, created_at), id LIMIT ?""",
             (iso(now), *params, limit))
