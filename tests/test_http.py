@@ -14,7 +14,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
-from wpnotify.connections import AddressGuard, is_public
+from wpnotify.connections import AddressGuard, GuardedConnection, Pool, is_public
 from wpnotify.errors import SendError
 from wpnotify.http import Http, retry_after
 from wpnotify.settings import HttpSettings
@@ -377,6 +377,30 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced() -> None:
     assert http.get(url).body == b"ok"
     server.close()
     assert len(served) == 2
+
+
+def test_the_pool_never_hands_out_an_idle_connection_the_server_has_closed() -> None:
+    """Checked before reuse (no request is written to a dead socket and sent again): a peer
+    that closed, or sent bytes nobody asked for, makes an idle connection unusable."""
+    pool = Pool(AddressGuard(False, ()), hosts=4, per_host=4)
+    key = ("http", "example.org", 80)
+    pairs = [socket.socketpair() for _ in range(3)]
+    connections = []
+    for ours, _ in pairs:
+        connection = GuardedConnection("example.org", 80, pool.guard, 1.0)
+        connection.sock = ours
+        connections.append(connection)
+    live, closed, chatty = connections
+    pairs[1][1].close()                      # the server closed it while it was idle
+    pairs[2][1].sendall(b"HTTP/1.1 408 Request Timeout\r\n\r\n")  # unasked-for bytes
+    for connection in (live, closed, chatty):
+        pool.give_back(key, connection)
+    assert pool.take(key, 1.0) is live and live.reused
+    assert closed.sock is None and chatty.sock is None  # closed, never used
+    fresh = pool.take(key, 1.0)
+    assert fresh not in connections and fresh.sock is None  # nothing idle left: a new one
+    pairs[0][1].close()
+    live.close()
 
 
 def test_an_internationalised_host_is_resolved_in_its_ascii_form() -> None:

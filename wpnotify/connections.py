@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import http.client
 import ipaddress
+import select
 import socket
 import ssl
 import threading
@@ -93,6 +94,18 @@ class GuardedConnection(http.client.HTTPConnection):
         self.connect_timeout = connect_timeout
         self.reused = False  # served a request before: the server may have closed it since
 
+    def dropped(self) -> bool:
+        """True when an idle connection cannot carry a request: the server closed it (or sent
+        what nobody asked for). One poll(2), no waiting."""
+        if self.sock is None:
+            return True
+        try:
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
     def connect(self) -> None:
         try:
             addresses = self.guard.addresses(self.host, self.port)
@@ -146,13 +159,21 @@ class Pool:
         self._lock = threading.Lock()
 
     def take(self, key: Key, connect_timeout: float) -> GuardedConnection:
-        with self._lock:
-            idle = self._idle.get(key)
-            if idle:
+        """An idle connection to ``key`` that is still open, else a new, unconnected one.
+        Idle connections the server has closed meanwhile are closed here, unused: a request
+        never goes out on one that is known to be dead."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    break
                 self._idle.move_to_end(key)
                 connection = idle.pop()
-                connection.reused = True
-                return connection
+            if connection.dropped():
+                connection.close()
+                continue
+            connection.reused = True
+            return connection
         scheme, host, port = key
         kind = GuardedTLSConnection if scheme == "https" else GuardedConnection
         return kind(host, port, self.guard, connect_timeout)

@@ -229,9 +229,10 @@ class Http:
             if not connection.reused:
                 raise SendError(f"{_host(url)} closed the connection without answering",
                                 code="connect", permanent=False) from None
-        # The server closed a kept-alive connection while it was idle (the others of this
-        # host likely too): once more on a new one. Had it read the request, a receiver
-        # would take the second as a duplicate, which counts as sent.
+        # The server closed a kept-alive connection just as it was reused (the pool drops
+        # those closed before; the others of this host likely go too): once more on a new
+        # one. Had it read the request, a receiver would take the second as a duplicate,
+        # which counts as sent.
         self.pool.forget(key)
         connection = self.pool.take(key, self.settings.connect_timeout)
         try:
