@@ -11,8 +11,9 @@ Then, for each sender in turn, it resets the posts (to_ping queued, pinged empty
 receivers, runs the sender as its own process, and reads what the receivers got. Printed for
 each: wall time, notifications per second, CPU seconds and peak memory of the sender's
 process, and whether every notification arrived exactly once; then the ratio, and the lower
-bound that the limits and the latency imply. Then an idle poll's requests, and `history
---post` on a state file of a million rows. Exit status 1 when a delivery check fails.
+bound that the limits and the latency imply, and wpnotify's time split at the receivers' first
+request and last answer. Then an idle poll's requests, and `history --post`, an idle poll and
+`status` on a state file of a million rows. Exit status 1 when a delivery check fails.
 
 Needs root (a MariaDB database, /etc/wordpress) and sends to loopback addresses only.
 """
