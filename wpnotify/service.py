@@ -94,7 +94,8 @@ class Service:
             handled: set[tuple[int, str]] = set()
             for post in self._changes(site, source, state, now):
                 posts += 1
-                handled.add((post.id, post.modified_gmt))
+                if post.settled:  # else it may change again in that second: read it again
+                    handled.add((post.id, post.modified_gmt))
                 queued += self._guard(site, post,
                                       partial(self._consider, site, source, post, now))
                 if post.status != "future":  # a future post's modified_gmt is its future date

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
@@ -49,6 +50,17 @@ class Post:
     date_gmt: str | None
     to_ping: tuple[str, ...] | None
     pinged: tuple[str, ...] | None
+    # WordPress's clock when this copy was read (its HTTP Date), like modified_gmt; None when
+    # it did not say. Not later than modified_gmt: the post may change again within that
+    # second and keep its modified time (see settled).
+    read_at: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """True when the second of ``modified_gmt`` had ended when this copy was read, so a
+        later change must carry a later modified time; a poll may then skip this post while
+        its modified time stays the same."""
+        return self.read_at is not None and self.read_at > self.modified_gmt
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,17 @@ def wp_time(text: str) -> datetime:
 
 def wp_format(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def server_time(date: str | None) -> str | None:
+    """An HTTP Date header as a ``*_gmt`` value; None when missing or unreadable."""
+    if not date:
+        return None
+    try:
+        moment = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return wp_format(moment) if moment.tzinfo is not None else None
 
 
 class RestSource:
@@ -165,12 +188,14 @@ class RestSource:
         return self._bases[post_type]
 
     def _list(self, post_type: str, params: dict[str, Any]) -> list[Post]:
-        items = self._call(f"/wp/v2/{self._base(post_type)}",
-                           {"context": "edit", "_fields": FIELDS, "per_page": self.per_page,
-                            **params})
+        resp = self._request(f"/wp/v2/{self._base(post_type)}",
+                             {"context": "edit", "_fields": FIELDS, "per_page": self.per_page,
+                              **params})
+        items = self._decode(resp)
         if not isinstance(items, list):
             raise SourceError(f"{self.site.url} answered the post list with something else")
-        return [_post(item) for item in items]
+        read_at = server_time(resp.header("Date"))
+        return [_post(item, read_at) for item in items]
 
     # --- posts ---------------------------------------------------------------------------
 
@@ -338,7 +363,7 @@ def _param(moment: datetime) -> str:
     return wp_format(moment) + "+00:00"
 
 
-def _post(item: dict[str, Any]) -> Post:
+def _post(item: dict[str, Any], read_at: str | None = None) -> Post:
     bridge = item.get("wpnotify")
     pings = bridge if isinstance(bridge, dict) else None
     excerpt = item.get("excerpt") or {}
@@ -356,6 +381,7 @@ def _post(item: dict[str, Any]) -> Post:
         date_gmt=item.get("date_gmt"),
         to_ping=tuple(pings.get("to_ping") or ()) if pings is not None else None,
         pinged=tuple(pings.get("pinged") or ()) if pings is not None else None,
+        read_at=read_at,
     )
 
 

@@ -11,6 +11,7 @@ the cursor is passed; and posts come with their raw content, not the rendered HT
 from __future__ import annotations
 
 import collections.abc
+import threading
 import xmlrpc.client
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from wpnotify.wordpress import (
     Post,
     SiteInfo,
     deleted_list,
+    server_time,
     wp_format,
     wp_time,
 )
@@ -99,11 +101,13 @@ class SeamTransport(xmlrpc.client.Transport):
         super().__init__()
         self.http = http
         self.url = url
+        self.answered = threading.local()  # .date: the Date of this thread's last answer
 
     def request(self, host: Any, handler: Any, request_body: Any,
                 verbose: bool = False) -> Any:
         resp = self.http.post(self.url, data=bytes(request_body), max_bytes=REPLY_CAP,
                               headers={"Content-Type": "text/xml; charset=utf-8"})
+        self.answered.date = resp.header("Date")
         if resp.status != 200 or resp.truncated:
             raise xmlrpc.client.ProtocolError(self.url, resp.status,
                                               "not an XML-RPC answer", {})
@@ -124,13 +128,14 @@ class XmlrpcSource:
         self.per_page = per_page
         self.url = f"{site.url}/xmlrpc.php"
         self._client: Client | None = None
+        self._transport = SeamTransport(http, self.url)
         self._info: SiteInfo | None = None
 
     def _call(self, method: Any) -> Any:
         try:
             if self._client is None:
                 self._client = Client(self.url, self.site.username, self.site.secret(),
-                                      transport=SeamTransport(self.http, self.url))
+                                      transport=self._transport)
             return self._client.call(method)
         except InvalidCredentialsError as exc:
             raise SourceError(f"{self.url} refused the credentials of "
@@ -163,7 +168,8 @@ class XmlrpcSource:
         items = self._call(RawPosts({"post_type": post_type, "post_status": status,
                                      "number": self.per_page, "offset": offset,
                                      "orderby": orderby, "order": "DESC"}))
-        return [self._post(item) for item in items or []]
+        read_at = self._read_at()
+        return [self._post(item, read_at) for item in items or []]
 
     def _newest_first(self, status: str, orderby: str) -> Iterator[Post]:
         for post_type in self.site.post_types:
@@ -207,7 +213,8 @@ class XmlrpcSource:
         found = []
         for post_id in ids:
             try:
-                found.append(self._post(self._call(RawPost(post_id))))
+                item = self._call(RawPost(post_id))
+                found.append(self._post(item, self._read_at()))
             except SourceError as exc:
                 if "fault 404" not in str(exc):
                     raise
@@ -261,7 +268,11 @@ class XmlrpcSource:
             return None
         return found if isinstance(found, dict) else None
 
-    def _post(self, item: dict[str, Any]) -> Post:
+    def _read_at(self) -> str | None:
+        """WordPress's clock at the answer this thread just read (see Post.read_at)."""
+        return server_time(getattr(self._transport.answered, "date", None))
+
+    def _post(self, item: dict[str, Any], read_at: str | None = None) -> Post:
         status = str(item.get("post_status", ""))
         date_gmt = _gmt(item.get("post_date_gmt"))
         if status == "publish" and date_gmt and date_gmt > wp_format(datetime.now(UTC)):
@@ -280,6 +291,7 @@ class XmlrpcSource:
             date_gmt=date_gmt,
             to_ping=tuple(pings.get("to_ping") or ()) if pings is not None else None,
             pinged=tuple(pings.get("pinged") or ()) if pings is not None else None,
+            read_at=read_at,
         )
 
 
