@@ -26,7 +26,15 @@ from wpnotify.plan import Planned, plan
 from wpnotify.sender import Feed, Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
-from wpnotify.wordpress import OVERLAP, Post, Source, make_source, wp_format, wp_time
+from wpnotify.wordpress import (
+    OVERLAP,
+    Deleted,
+    Post,
+    Source,
+    make_source,
+    wp_format,
+    wp_time,
+)
 
 log = structlog.get_logger("wpnotify.service")
 # A post dated within this window is a fresh publish, announced to update services; an older
@@ -190,12 +198,17 @@ class Service:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
         told, like a trashed post's. Returns the newest deletion handled."""
         since = state.deletions_seen or wp_format(now)
-        newest = None
+        newest: Deleted | None = None
         for gone in source.deletions(since):
             if gone.type in site.post_types:
                 self._resend_changed(site, gone.id, set(), False, "deleted", now)
-            newest = max(newest or since, gone.deleted_gmt)
-        return newest
+            if newest is None or gone.deleted_gmt > newest.deleted_gmt:
+                newest = gone
+        if newest is None:
+            return None
+        if not newest.settled:  # more may come in that second: ask from its start next time
+            return wp_format(wp_time(newest.deleted_gmt) - timedelta(seconds=1))
+        return newest.deleted_gmt
 
     def _resend_changed(self, site: SiteSettings, post_id: int, links: set[str],
                         public: bool, status: str, now: datetime) -> None:

@@ -51,8 +51,7 @@ class Post:
     to_ping: tuple[str, ...] | None
     pinged: tuple[str, ...] | None
     # WordPress's clock when this copy was read (its HTTP Date), like modified_gmt; None when
-    # it did not say. Not later than modified_gmt: the post may change again within that
-    # second and keep its modified time (see settled).
+    # it did not say (see settled).
     read_at: str | None = None
 
     @property
@@ -60,7 +59,7 @@ class Post:
         """True when the second of ``modified_gmt`` had ended when this copy was read, so a
         later change must carry a later modified time; a poll may then skip this post while
         its modified time stays the same."""
-        return self.read_at is not None and self.read_at > self.modified_gmt
+        return settled(self.modified_gmt, self.read_at)
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,19 @@ class Deleted:
     type: str
     link: str
     deleted_gmt: str
+    read_at: str | None = None  # as Post.read_at
+
+    @property
+    def settled(self) -> bool:
+        """True when no later deletion can carry the same ``deleted_gmt``."""
+        return settled(self.deleted_gmt, self.read_at)
+
+
+def settled(stamp: str, read_at: str | None) -> bool:
+    """WordPress keeps times to the second: whatever happens later in the second of
+    ``stamp`` gets the same time. True when that second had ended at ``read_at`` (WordPress's
+    clock when it answered), so nothing more can come with that time."""
+    return read_at is not None and read_at > stamp
 
 
 @dataclass(frozen=True)
@@ -336,7 +348,8 @@ class RestSource:
         this poll announced a newer deletion, so an idle poll costs no request."""
         if not self.newest_deletion or self.newest_deletion <= since:
             return []
-        return deleted_list(self._call("/wpnotify/v1/deleted", {"since": since}))
+        resp = self._request("/wpnotify/v1/deleted", {"since": since})
+        return deleted_list(self._decode(resp), server_time(resp.header("Date")))
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         """Tells WordPress (through the bridge) that these URLs were notified."""
@@ -354,9 +367,9 @@ class RestSource:
                 self.record_pinged(post_id, urls)
 
 
-def deleted_list(items: Any) -> list[Deleted]:
+def deleted_list(items: Any, read_at: str | None = None) -> list[Deleted]:
     return [Deleted(int(i["id"]), str(i.get("type", "post")), str(i.get("link", "")),
-                    str(i["deleted_gmt"])) for i in items or [] if isinstance(i, dict)]
+                    str(i["deleted_gmt"]), read_at) for i in items or [] if isinstance(i, dict)]
 
 
 def _param(moment: datetime) -> str:

@@ -247,7 +247,8 @@ class XmlrpcSource:
     def deletions(self, since: str) -> list[Deleted]:
         """Posts deleted for good after ``since`` (bridge only; one call per poll)."""
         try:
-            return deleted_list(self._call(GetDeleted(since)))
+            items = self._call(GetDeleted(since))
+            return deleted_list(items, self._read_at())
         except UnsupportedXmlrpcMethodError:
             return []
 
