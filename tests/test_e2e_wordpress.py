@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,22 @@ def watched(sites: dict[str, devsite.Site], tmp_path_factory: pytest.TempPathFac
 
 def history(tool: Wpnotify, *args: str) -> list[dict[str, Any]]:
     return json.loads(tool.run("history", "--format", "json", "--limit", "1000", *args).stdout)
+
+
+@contextmanager
+def webmention_watch(make_wpnotify: Any, source: devsite.Site, name: str,
+                     setting: str = "") -> Iterator[tuple[Any, Wpnotify]]:
+    """A verifying Webmention receiver, and a wpnotify (one more site ``setting`` line, if
+    given) that has polled ``source`` once, so that what comes next is news."""
+    from receivers import WebmentionReceiver, serving
+
+    with serving(WebmentionReceiver()) as receiver:
+        assert isinstance(receiver, WebmentionReceiver)
+        tool = make_wpnotify([(name, source, source.app_password)])
+        if setting:
+            tool.config.write_text(tool.config.read_text() + setting + "\n")
+        tool.run("poll")
+        yield receiver, tool
 
 
 def of_type(comments: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -392,14 +410,9 @@ def test_one_notification_per_link_as_preferred(sites: dict[str, devsite.Site],
                                                 expected: set[str]) -> None:
     """A page that takes both Webmention and Pingback gets what `prefer` says; the
     Webmention is verified by the receiver against the real source post."""
-    from receivers import WebmentionReceiver, serving
-
     source = sites["source"]
-    with serving(WebmentionReceiver()) as receiver:
-        assert isinstance(receiver, WebmentionReceiver)
-        tool = make_wpnotify([(f"pref-{prefer}", source, source.app_password)])
-        tool.config.write_text(tool.config.read_text() + f'prefer = "{prefer}"\n')
-        tool.run("poll")
+    with webmention_watch(make_wpnotify, source, f"pref-{prefer}",
+                          f'prefer = "{prefer}"') as (receiver, tool):
         target = receiver.url(f"/page/{prefer}")
         post = source.create_post(post_title=f"Prefers {prefer}",
                                   post_content=f'<p><a href="{target}">a page</a></p>')
@@ -420,13 +433,8 @@ def test_webmentions_follow_removed_links_and_a_trashed_post(
         sites: dict[str, devsite.Site], make_wpnotify: Any) -> None:
     """A link removed by an edit, then the whole post trashed: each mentioned target is sent
     the Webmention again, once, and the verifying receiver drops the mention."""
-    from receivers import WebmentionReceiver, serving
-
     source = sites["source"]
-    with serving(WebmentionReceiver()) as receiver:
-        assert isinstance(receiver, WebmentionReceiver)
-        tool = make_wpnotify([("follow", source, source.app_password)])
-        tool.run("poll")
+    with webmention_watch(make_wpnotify, source, "follow") as (receiver, tool):
         kept, dropped = receiver.url("/page/kept"), receiver.url("/page/dropped")
         both = f'<p><a href="{kept}">kept</a> and <a href="{dropped}">dropped</a></p>'
         post = source.create_post(post_title="Changing mind", post_content=both)
@@ -458,14 +466,9 @@ def test_an_edit_in_the_second_the_post_was_read_is_not_missed(
     """WordPress keeps modified times to the second, so a post read in the second it was
     saved can change again under the same time. Such a post is read again at the next poll
     (here its time is pinned ahead of WordPress's clock: every read falls in or before it)."""
-    from receivers import WebmentionReceiver, serving
-
     source = sites["source"]
-    with serving(WebmentionReceiver()) as receiver:
-        assert isinstance(receiver, WebmentionReceiver)
-        tool = make_wpnotify([(f"same-second-{api}", source, source.app_password)])
-        tool.config.write_text(tool.config.read_text() + f'api = "{api}"\n')
-        tool.run("poll")
+    with webmention_watch(make_wpnotify, source, f"same-second-{api}",
+                          f'api = "{api}"') as (receiver, tool):
         post = source.create_post(post_title=f"Saved twice in a second ({api})",
                                   post_content="<p>No links yet.</p>")
         source.php(f"""
@@ -495,14 +498,9 @@ def test_a_post_deleted_for_good_is_followed_too(api: str, sites: dict[str, devs
                                                  make_wpnotify: Any) -> None:
     """Deleted without passing through the trash: the bridge remembers it, and the
     Webmention receivers are told."""
-    from receivers import WebmentionReceiver, serving
-
     source = sites["source"]
-    with serving(WebmentionReceiver()) as receiver:
-        assert isinstance(receiver, WebmentionReceiver)
-        tool = make_wpnotify([(f"del-{api}", source, source.app_password)])
-        tool.config.write_text(tool.config.read_text() + f'api = "{api}"\n')
-        tool.run("poll")
+    with webmention_watch(make_wpnotify, source, f"del-{api}",
+                          f'api = "{api}"') as (receiver, tool):
         page = receiver.url(f"/page/deleted-{api}")
         post = source.create_post(post_title=f"Short-lived ({api})",
                                   post_content=f'<a href="{page}">x</a>')
