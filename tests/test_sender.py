@@ -36,15 +36,20 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-@pytest.fixture()
-def world(tmp_path: Path) -> dict[str, Any]:
+def make_world(tmp_path: Path, retry: RetrySettings | None = None) -> dict[str, Any]:
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example",
                                             username="u", password="p"),),
-                        http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
+                        http=HttpSettings(allowed_networks=("127.0.0.1/32",)),
+                        retry=retry or RetrySettings())
     store = Store.open(tmp_path / "state.sqlite3")
     clock = Clock()
     sender = Sender(settings, store, Http(settings.http), {}, clock, clock.sleep)
     return {"store": store, "clock": clock, "sender": sender}
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> dict[str, Any]:
+    return make_world(tmp_path)
 
 
 def xmlrpc_ok(message: str = "registered") -> bytes:
@@ -152,8 +157,10 @@ def test_wordpress_hosts_get_one_ping_per_interval(world: dict[str, Any],
     assert all(world["store"].get(r).status == "sent" for r in rows)
 
 
-def test_429_holds_the_host_for_retry_after_then_sends(world: dict[str, Any],
+def test_429_holds_the_host_for_retry_after_then_sends(tmp_path: Path,
                                                        httpserver: HTTPServer) -> None:
+    """A Retry-After longer than the scheduled back-off (here 5 s) is waited out in full."""
+    world = make_world(tmp_path, RetrySettings(delays=(5.0, 10.0)))
     target = pingable(httpserver, "/flood", endpoint="/rpc")
     answers = iter([WResponse("slow down", status=429, headers={"Retry-After": "30"}),
                     WResponse(xmlrpc_ok(), content_type="text/xml")])
@@ -277,3 +284,33 @@ def test_a_page_with_only_trackback_rdf_gets_a_trackback(world: dict[str, Any],
     done = world["store"].get(row)
     assert (done.kind, done.endpoint) == ("trackback", httpserver.url_for("/classic/tb"))
     assert forms == [{**ping, "charset": "UTF-8"}]
+
+
+@pytest.mark.parametrize(("retry_after", "attempts", "wait"), [
+    (None, 1, 60.0),       # no Retry-After: the schedule
+    (0.0, 1, 60.0),        # "Retry-After: 0" does not cut the back-off
+    (0.0, 5, 43200.0),     # ... at any step
+    (4.0, 2, 300.0),       # a tiny one neither
+    (0.0, 3, 1800.0),      # a date in the past (a slow clock) is parsed as 0
+    (120.0, 1, 120.5),     # a longer one is honoured (plus half a second)
+    (86400.0, 2, 86400.5),
+])
+def test_retry_after_never_shortens_the_back_off(retry_after: float | None, attempts: int,
+                                                 wait: float) -> None:
+    error = SendError("slow down", code="http-429", permanent=False, retry_after=retry_after)
+    again = next_attempt(error, attempts, START, RETRY_DELAYS, jitter=lambda: 1.0)
+    assert again == START + timedelta(seconds=wait)
+
+
+def test_retry_after_zero_does_not_burn_the_budget(world: dict[str, Any],
+                                                   httpserver: HTTPServer) -> None:
+    """A 429 with Retry-After: 0 forever: six attempts over the whole schedule, not seconds."""
+    target = pingable(httpserver, "/zero", endpoint="/rpc")
+    httpserver.expect_request("/rpc", method="POST").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "0"})
+    row = queue(world, target)
+    world["sender"].deliver(["s"])
+    done = world["store"].get(row)
+    assert (done.status, done.attempts) == ("pending", 1)
+    delay = datetime.fromisoformat(done.next_attempt_at.replace("Z", "+00:00")) - START
+    assert 54 <= delay.total_seconds() <= 66  # the first back-off step, with jitter

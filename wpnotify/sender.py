@@ -51,13 +51,17 @@ def next_attempt(error: SendError, attempts: int, now: datetime, delays: tuple[f
                  jitter: Callable[[], float] = lambda: random.uniform(0.9, 1.1),
                  ) -> datetime | None:
     """When to try again after ``attempts`` tries ended in ``error``; None means give up.
-    ``delays`` are the waits after attempt 1, 2, …; after the last one it is failed."""
+    ``delays`` are the waits after attempt 1, 2, …; after the last one it is failed.
+
+    A ``Retry-After`` may lengthen the wait, never shorten it: a receiver answering
+    ``Retry-After: 0`` (or a date in the past, from a slow clock) would otherwise get every
+    attempt of the budget within seconds and be failed for good."""
     limit = min(ATTEMPTS_BY_CODE.get(error.code, len(delays) + 1), len(delays) + 1)
     if error.permanent or attempts >= limit:
         return None
-    if error.retry_after is not None:
-        return now + timedelta(seconds=error.retry_after + 0.5)
     delay = delays[min(attempts, len(delays)) - 1] * jitter()
+    if error.retry_after is not None:
+        delay = max(delay, error.retry_after + 0.5)
     return now + timedelta(seconds=delay)
 
 
@@ -436,9 +440,7 @@ class Sender:
             covers = (n.site, n.kind, n.target)
         elif status == "sent":
             self._pinged.setdefault(n.site, {}).setdefault(n.post_id, []).append(n.target)
-        brief = (again is not None and error is not None and error.retry_after is not None
-                 and error.retry_after <= IN_CYCLE_WAIT)
-        return Outcome(status, brief, covers)
+        return Outcome(status, _brief(error, again, now), covers)
 
     def _record(self, n: Notification, now: datetime, endpoint: str | None,
                 message: str | None, error: SendError | None) -> tuple[str, datetime | None]:
@@ -491,6 +493,15 @@ class Sender:
                 self._mirror.submit(_record_pinged, site, source, posts)
             else:
                 _record_pinged(site, source, posts)
+
+
+def _brief(error: SendError | None, again: datetime | None, now: datetime) -> bool:
+    """Whether a retry may wait inside this run: only when the receiver's own short
+    Retry-After set its time. One set by the back-off schedule (longer) is for a later run."""
+    if again is None or error is None or error.retry_after is None:
+        return False
+    wait = (again - now).total_seconds()
+    return wait <= min(error.retry_after + 0.5, IN_CYCLE_WAIT) + 0.001
 
 
 def _collect(completions: queue.SimpleQueue[tuple[int, Result]]) -> list[tuple[int, Result]]:
