@@ -121,6 +121,8 @@ class RestSource:
         self._info: SiteInfo | None = None
         self._bases: dict[str, str] = dict(REST_BASES)
         self.newest_deletion: str | None = None  # the bridge's X-Wpnotify-Deleted header
+        # Whether the posts read since bridge() last answered carried the bridge's field.
+        self._bridge_seen: bool | None = None
 
     # --- requests ------------------------------------------------------------------------
 
@@ -207,7 +209,14 @@ class RestSource:
         if not isinstance(items, list):
             raise SourceError(f"{self.site.url} answered the post list with something else")
         read_at = server_time(resp.header("Date"))
+        self._note_bridge(items)
         return [_post(item, read_at) for item in items]
+
+    def _note_bridge(self, items: list[Any]) -> None:
+        """The bridge registers the ``wpnotify`` field: a post read with it asked for carries
+        the field when the bridge runs (null where the post's lists are withheld)."""
+        if items and isinstance(items[0], dict):
+            self._bridge_seen = "wpnotify" in items[0]
 
     # --- posts ---------------------------------------------------------------------------
 
@@ -314,6 +323,7 @@ class RestSource:
                     raise SourceError(f"{self.site.url} answered the post list with "
                                       "something else")
                 total = int(resp.header("X-WP-Total") or len(items))
+                self._note_bridge(items)
                 yield [_post(item) for item in items], total
                 if len(items) < size:
                     break
@@ -335,13 +345,25 @@ class RestSource:
         for post_type in self.site.post_types:
             self._call(f"/wp/v2/{self._base(post_type)}",
                        {"context": "edit", "_fields": "id", "per_page": 1})
+        return info, self._status()
+
+    def _status(self) -> dict[str, Any] | None:
+        """The bridge's status route; None when the site has no such route (no bridge)."""
         try:
             status = self._call("/wpnotify/v1/status")
         except SourceError as exc:
             if "no such REST route" in str(exc):
-                return info, None
+                return None
             raise
-        return info, status if isinstance(status, dict) else None
+        return status if isinstance(status, dict) else None
+
+    def bridge(self) -> bool:
+        """Whether the site runs the bridge, as the bridge itself says: by the field it adds
+        to every post read since this was last asked (there even where a post's lists are
+        withheld), else by its status route. Never judged by whether a post's lists were
+        read: a post without them is no sign of a missing bridge."""
+        seen, self._bridge_seen = self._bridge_seen, None
+        return seen if seen is not None else self._status() is not None
 
     def deletions(self, since: str) -> list[Deleted]:
         """Posts deleted for good after ``since`` (bridge only). Asked only when a response of
@@ -414,6 +436,7 @@ class Source(Protocol):
     def record_pinged(self, post_id: int, urls: list[str]) -> None: ...
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None: ...
     def check(self) -> tuple[SiteInfo, dict[str, Any] | None]: ...
+    def bridge(self) -> bool: ...
 
 
 def make_source(http: Http, site: SiteSettings, per_page: int = 100) -> Source:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections.abc
 import threading
 import xmlrpc.client
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,11 +132,19 @@ class XmlrpcSource:
         self._info: SiteInfo | None = None
 
     def _call(self, method: Any) -> Any:
+        return self._guarded(lambda: self._connected().call(method))
+
+    def _connected(self) -> Client:
+        """The library's client; making it asks the site which methods it offers."""
+        if self._client is None:
+            self._client = Client(self.url, self.site.username, self.site.secret(),
+                                  transport=self._transport)
+        return self._client
+
+    def _guarded(self, work: Callable[[], Any]) -> Any:
+        """Runs one exchange with the site; what can go wrong becomes a SourceError."""
         try:
-            if self._client is None:
-                self._client = Client(self.url, self.site.username, self.site.secret(),
-                                      transport=self._transport)
-            return self._client.call(method)
+            return work()
         except InvalidCredentialsError as exc:
             raise SourceError(f"{self.url} refused the credentials of "
                               f"{self.site.username!r} ({exc}); check username and "
@@ -261,6 +269,20 @@ class XmlrpcSource:
         except UnsupportedXmlrpcMethodError:
             return info, None
         return info, status if isinstance(status, dict) else None
+
+    def bridge(self) -> bool:
+        """Whether the site runs the bridge, as the site itself says: the methods it offers,
+        read again (one request), so that a bridge installed or removed since this source
+        began is seen, here and by the bridge calls that follow. Never judged by whether a
+        post's lists were read (drafts, trashed and scheduled posts have none)."""
+        def methods() -> Any:
+            known = self._client is not None  # else making the client has just asked
+            client = self._connected()
+            if known:
+                client.supported_methods = client.server.mt.supportedMethods()
+            return client.supported_methods
+
+        return BridgeStatus.method_name in self._guarded(methods)
 
     def _pings(self, post_id: int) -> dict[str, Any] | None:
         try:
