@@ -314,3 +314,41 @@ def test_retry_after_zero_does_not_burn_the_budget(world: dict[str, Any],
     assert (done.status, done.attempts) == ("pending", 1)
     delay = datetime.fromisoformat(done.next_attempt_at.replace("Z", "+00:00")) - START
     assert 54 <= delay.total_seconds() <= 66  # the first back-off step, with jitter
+
+
+def test_an_update_services_pacing_holds_that_service_not_its_host(
+        world: dict[str, Any], httpserver: HTTPServer) -> None:
+    """After a ping, an update service waits five minutes; a trackback and a Webmention to
+    other URLs on the same host go at once, and a second service on it is paced apart."""
+    reply = xmlrpc.client.dumps(({"flerror": False, "message": "Thanks"},),
+                                methodresponse=True).encode()
+    for path in ("/service", "/other-service"):
+        httpserver.expect_request(path, method="POST").respond_with_data(
+            reply, content_type="text/xml")
+    httpserver.expect_request("/tb", method="POST").respond_with_data(
+        "<response><error>0</error></response>", content_type="text/xml")
+    httpserver.expect_request("/page").respond_with_data(
+        "<p>hi</p>", content_type="text/html",
+        headers={"Link": f'<{httpserver.url_for("/wm")}>; rel="webmention"'})
+    httpserver.expect_request("/wm", method="POST").respond_with_data("", status=202)
+    update = {"name": "B", "home": "https://s.example/", "feed": "https://s.example/?feed=rss2"}
+    store, clock = world["store"], world["clock"]
+    queue(world, httpserver.url_for("/service"), kind="update-service", payload=update)
+    assert world["sender"].deliver(["s"]).sent == 1
+
+    clock.now += timedelta(seconds=10)
+    ping = {"url": "https://s.example/post/", "title": "T", "excerpt": "E", "blog_name": "B"}
+    rows = [queue(world, httpserver.url_for("/tb"), kind="trackback", payload=ping),
+            queue(world, httpserver.url_for("/page"), kind="webmention"),
+            queue(world, httpserver.url_for("/other-service"), kind="update-service",
+                  payload=update)]
+    store.add("s", 2, "update-service", httpserver.url_for("/service"),
+              "https://s.example/2/", clock(), payload=update)
+    tally = world["sender"].deliver(["s"])
+    assert (tally.sent, tally.retrying) == (3, 1)
+    assert clock.slept == []  # nothing waited for the service's five minutes
+    assert [store.get(r).status for r in rows] == ["sent", "sent", "sent"]
+    (held,) = store.history(post_id=2)
+    assert (held.status, held.attempts) == ("pending", 0)  # the same service: still paced
+    clock.now += timedelta(minutes=5)
+    assert world["sender"].deliver(["s"]).sent == 1

@@ -133,6 +133,7 @@ class Backlog:
 
     def __init__(self, items: list[Notification]) -> None:
         self.by_host: dict[str, deque[Notification]] = {}
+        self.services: set[str] = set()  # update services met in this run (paced apart)
         for n in items:
             self.push(n)
 
@@ -141,6 +142,8 @@ class Backlog:
 
     def push(self, n: Notification) -> None:
         self.by_host.setdefault(host_of(n.target), deque()).append(n)
+        if n.kind == weblogupdates.KIND:
+            self.services.add(n.target)
 
     def take(self, host: str) -> list[Notification]:
         return list(self.by_host.pop(host, ()))
@@ -168,7 +171,7 @@ class Backlog:
             progress = False
             for host in list(self.by_host):
                 q = self.by_host[host]
-                n = next((n for n in q if ready_at(n, now, hosts.get(host)) <= now), None)
+                n = next((n for n in q if ready_at(n, now, hosts) <= now), None)
                 if n is None or taken[host] >= room(host, n):
                     continue
                 q.remove(n)
@@ -183,15 +186,28 @@ class Backlog:
 
     def next_ready(self, now: datetime, hosts: Mapping[str, tuple[bool, str | None]]
                    ) -> datetime | None:
-        times = [ready_at(n, now, hosts.get(host))
-                 for host, q in self.by_host.items() for n in q]
+        times = [ready_at(n, now, hosts) for q in self.by_host.values() for n in q]
         return min(times, default=None)
 
+    def pace_keys(self) -> set[str]:
+        """What the store's holds are read for: every host, and each update service."""
+        return set(self.by_host) | self.services
 
-def ready_at(n: Notification, now: datetime, host: tuple[bool, str | None] | None) -> datetime:
+
+def pace_key(n: Notification) -> str:
+    """Where a notification's own pacing is kept: an update service's endpoint URL (its five
+    minutes hold that service alone, not the other URLs on its host), else its host."""
+    return n.target if n.kind == weblogupdates.KIND else host_of(n.target)
+
+
+def ready_at(n: Notification, now: datetime,
+             hosts: Mapping[str, tuple[bool, str | None]]) -> datetime:
+    """When ``n`` may go: its own retry time, its host's hold and its service's pacing."""
     ready = parse_iso(n.next_attempt_at) if n.next_attempt_at else now
-    if host is not None and host[1] is not None:
-        ready = max(ready, parse_iso(host[1]))
+    for key in {host_of(n.target), pace_key(n)}:
+        held = hosts.get(key)
+        if held is not None and held[1] is not None:
+            ready = max(ready, parse_iso(held[1]))
     return ready
 
 
@@ -288,7 +304,7 @@ class Sender:
                     finished.append((n, result, freed))
                 with self.store.transaction():  # the claims: one commit, then they go
                     now = self.clock()
-                    hosts = self.store.hosts(set(backlog.by_host)) if backlog.by_host else {}
+                    hosts = self.store.hosts(backlog.pace_keys()) if backlog.by_host else {}
                     claimed = (self._claim(backlog, running, busy, hosts, now, limit)
                                if backlog.by_host and len(running) < limit
                                and not self.stopping() else [])
@@ -465,15 +481,21 @@ class Sender:
     def _pace(self, n: Notification, now: datetime, endpoint: str | None,
               error: SendError | None) -> None:
         """Holds the receiving host: after a 429 for its Retry-After (15 s at least when it is
-        WordPress), and always for wordpress_ping_interval when it runs WordPress."""
+        WordPress), and always for wordpress_ping_interval when it runs WordPress. An update
+        service is paced apart, by its endpoint URL: one ping per 5 minutes (or for its
+        "too fast" Retry-After) holds that service only, never the trackbacks and
+        Webmentions to other URLs on its host."""
         host = host_of(n.target)
         known, _ = self.store.host(host)
         wordpress = known or bool(endpoint and looks_like_wordpress(endpoint))
         hold = self.settings.http.wordpress_ping_interval if wordpress else 0.0
-        if n.kind == weblogupdates.KIND and error is None:
-            hold = max(hold, weblogupdates.SPACING)
-        if error is not None and error.retry_after is not None:
-            hold = max(hold, error.retry_after)
+        wait = error.retry_after if error is not None else None
+        if n.kind == weblogupdates.KIND:
+            pace = weblogupdates.SPACING if error is None else wait or 0.0
+            if pace:
+                self.store.set_host(pace_key(n), not_before=now + timedelta(seconds=pace))
+        elif wait is not None:
+            hold = max(hold, wait)
         if wordpress != known or hold:
             self.store.set_host(host, wordpress=wordpress,
                                 not_before=now + timedelta(seconds=hold) if hold else None)
