@@ -14,6 +14,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,6 +128,21 @@ def state_error(path: Path, exc: sqlite3.DatabaseError, doing: str = "write") ->
     return StateError(f"cannot {doing} state file {path}: {text}; {fix}")
 
 
+def _write_ahead_log(db: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Switches the file to WAL. When another process is switching (or creating) it at the
+    same moment, SQLite answers "database is locked" at once, without waiting as it does for
+    other statements; so this waits here, as long as any other statement would."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 @dataclass(frozen=True)
 class Notification:
     id: int
@@ -189,7 +205,7 @@ class Store:
             db = sqlite3.connect(path, isolation_level=None, timeout=10.0,
                                  check_same_thread=False)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            _write_ahead_log(db)
             db.execute("PRAGMA synchronous=FULL")
             store = cls(db, path)
             store._migrate()
@@ -232,16 +248,26 @@ class Store:
             finally:
                 self._depth = 0
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _version(self) -> int:
+        """The schema version; refuses a file from a newer wpnotify."""
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
         if version > LATEST:
             raise StateError(
                 f"state file {self.path} has schema version {version}, newer than this wpnotify "
                 f"knows ({LATEST}); upgrade wpnotify, or use another state_file")
+        return version
+
+    def _migrate(self) -> None:
+        """Applies the missing migrations, each in its own write transaction with its record.
+        Another process may be migrating the same file at this moment (a `status` while a
+        fresh daemon creates it): the version is read again once the write lock is held, so
+        what that process did is not done twice, and this one goes on."""
+        if self._version() == LATEST:
+            return
         for number, name, sql in MIGRATIONS:
-            if number <= version:
-                continue
             with self.transaction() as db:
+                if self._version() >= number:
+                    continue
                 for statement in sql.split(";"):
                     if statement.strip():
                         db.execute(statement)
