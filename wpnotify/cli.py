@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import structlog
@@ -157,7 +157,30 @@ def check(ctx: click.Context) -> None:
         ctx.exit(1)
 
 
-DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+class UtcDate(click.DateTime):
+    """A UTC date (or date and time) that WordPress can hold: MySQL's DATETIME runs from year
+    1000 to 9999, and a date near datetime.min would overflow when a source steps a second
+    back from it, so anything outside is refused here, in one line."""
+
+    name = "date"
+    FIRST = datetime(1000, 1, 1, tzinfo=UTC)
+    LAST = datetime(9999, 12, 31, tzinfo=UTC)
+
+    def __init__(self) -> None:
+        super().__init__(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        moment: datetime = super().convert(value, param, ctx).replace(tzinfo=UTC)
+        if not self.FIRST <= moment <= self.LAST:
+            self.fail(f"{moment.date().isoformat()} is out of range; give a date from "
+                      "1000-01-01 to 9999-12-31 (the dates WordPress can store)", param, ctx)
+        return moment
+
+
+DATE = UtcDate()
+#: Post and notification IDs, and --limit: SQLite stores signed 64-bit integers.
+ID = click.IntRange(min=1, max=2**63 - 1)
 
 
 @cli.command()
@@ -165,7 +188,7 @@ DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
 @click.option("--since", type=DATE, required=True,
               help="Posts dated from this day on (YYYY-MM-DD, UTC).")
 @click.option("--until", type=DATE, help="…and before this day (default: no end).")
-@click.option("--post", "post_ids", type=click.IntRange(min=1), multiple=True,
+@click.option("--post", "post_ids", type=ID, multiple=True,
               help="Only this post (repeatable); --since and --until then do not apply.")
 @click.option("--dry-run", is_flag=True, help="Print what would be sent; send and record nothing.")
 @click.pass_context
@@ -190,8 +213,8 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
     try:
         with opened(settings) as store:
             result = Service(settings, store, http).backfill(
-                site, since.replace(tzinfo=UTC), until.replace(tzinfo=UTC) if until else None,
-                list(post_ids), dry_run=dry_run, on_page=bar, on_planned=planned)
+                site, since, until, list(post_ids), dry_run=dry_run, on_page=bar,
+                on_planned=planned)
     finally:
         http.close()
     verb = "would be sent" if dry_run else "queued"
@@ -223,7 +246,7 @@ def _progress(quiet: bool) -> Callable[[int, int], None]:
 
 
 @cli.command()
-@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.argument("ids", nargs=-1, type=ID)
 @click.option("--all-failed", is_flag=True, help="Every failed notification (of --site).")
 @click.option("--since", type=DATE,
               help="With --all-failed: only those that failed since this date (UTC).")
@@ -241,17 +264,16 @@ def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: dat
     if site_name is not None:
         settings.site(site_name)
     with opened(settings) as store:
-        count = store.requeue(ids=list(ids), site=site_name,
-                              since=since.replace(tzinfo=UTC) if since else None)
+        count = store.requeue(ids=list(ids), site=site_name, since=since)
     click.echo(f"{count} notification(s) queued again")
 
 
 @cli.command()
 @click.option("--site", help="Only this site (its name in the config).")
-@click.option("--post", "post_id", type=click.IntRange(min=1), help="Only this post ID.")
+@click.option("--post", "post_id", type=ID, help="Only this post ID.")
 @click.option("--kind", type=click.Choice(KINDS), help="Only this kind of notification.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only notifications in this state.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+@click.option("--limit", type=ID, default=50, show_default=True,
               help="At most this many rows, newest first.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True)
@@ -317,11 +339,23 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        _click_error(exc)
     except click.Abort:
         click.echo("wpnotify: aborted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_error(exc: click.ClickException) -> NoReturn:
+    """A bad option or argument: one line, like every other error, naming the option and
+    where its help is (click's own form is three lines, usage first)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `wpnotify` alone: the help (click 8.2+)
+        exc.show()
+        sys.exit(exc.exit_code)
+    where = ""
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        where = f" (see '{exc.ctx.command_path} --help')"
+    click.echo(f"wpnotify: error: {exc.format_message()}{where}", err=True)
+    sys.exit(exc.exit_code)

@@ -9,14 +9,17 @@ file's folder, so a config works wherever it is started from.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,7 +28,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from wpnotify import __version__
 from wpnotify.errors import ConfigError
@@ -33,6 +41,45 @@ from wpnotify.errors import ConfigError
 DEFAULT_CONFIG = Path("/etc/wpnotify/config.toml")
 DEFAULT_USER_AGENT = f"wpnotify/{__version__} (Pingback/TrackBack sender)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SITE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
+_SERVICE_URL = re.compile(r"^https?://[^/\s?#]+(/\S*)?$")
+_USERINFO = re.compile(r"(?<=//)[^/?#\s@]*@")
+
+
+def _http_url(value: str, shape: re.Pattern[str], example: str, userinfo_fix: str) -> str:
+    """Checks an http(s) URL from the config. A user name and password in it are refused
+    before anything else, and no message repeats the value: it would print the password."""
+    authority = re.split(r"[/?#]", value.partition("//")[2] or value, maxsplit=1)[0]
+    if "@" in authority:
+        raise ValueError(f"remove the user name and password from the URL; {userinfo_fix}")
+    if _CONTROLS.search(value):
+        raise ValueError("must not contain control characters (CR, LF, NUL, ESC ...)")
+    if not shape.match(value):
+        raise ValueError(example)
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port out of range
+    except ValueError:
+        port = 0
+    if port == 0 or not parts.hostname:
+        raise ValueError("has no valid host, or a bad port (a number from 1 to 65535)")
+    return value
+
+
+def _service_url(value: str) -> str:
+    return _http_url(value, _SERVICE_URL,
+                     "must be an http(s) URL, e.g. \"http://rpc.pingomatic.com/\"",
+                     "update services take none")
+
+
+ServiceUrl = Annotated[str, AfterValidator(_service_url)]
+
+
+def _no_nul(value: Path | None) -> None:
+    """A NUL cannot be in a file name; open() would fail later with a bare ValueError."""
+    if value is not None and "\x00" in str(value):
+        raise ValueError("a file name cannot contain a NUL character (\\u0000)")
 
 
 class HttpSettings(BaseModel):
@@ -42,7 +89,7 @@ class HttpSettings(BaseModel):
 
     timeout: float = Field(default=20.0, gt=0, le=600)
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
-    user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1)
+    user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1, max_length=1000)
     allow_private_addresses: bool = False
     allowed_networks: tuple[str, ...] = ()
     max_redirects: int = Field(default=5, ge=0, le=20)
@@ -60,6 +107,17 @@ class HttpSettings(BaseModel):
             except ValueError:
                 raise ValueError(f"{network!r} is not a network; write e.g. \"10.1.2.0/24\" "
                                  "or \"fd00::/8\"") from None
+        return value
+
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent(cls, value: str) -> str:
+        # It goes into every request's headers: a CR or LF would let the config add headers
+        # (or a body), and http.client sends only Latin-1.
+        if not re.fullmatch(r"[\x20-\x7e]+", value):
+            raise ValueError("use printable ASCII only: no CR, LF, NUL, tab or other control "
+                             "characters, no accented letters, e.g. \"wpnotify (+https://"
+                             "blog.example.org)\"")
         return value
 
 
@@ -98,7 +156,7 @@ class SiteSettings(BaseModel):
     max_trackbacks_per_post: int = Field(default=10, ge=0, le=1000)
     allow_hosts: tuple[str, ...] = ()
     deny_hosts: tuple[str, ...] = ()
-    update_services: tuple[str, ...] = ()
+    update_services: tuple[ServiceUrl, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -107,23 +165,30 @@ class SiteSettings(BaseModel):
             raise ValueError("use letters, digits, '.', '_' or '-' (at most 64), e.g. \"blog\"")
         return value
 
+    @field_validator("username", "password_credential")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and _CONTROLS.search(value):
+            raise ValueError("must not contain control characters (CR, LF, NUL, ESC ...)")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_path(cls, value: Path | None) -> Path | None:
+        _no_nul(value)
+        return value
+
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
-            raise ValueError(
-                "must be the site's address, http(s)://host[/path], "
-                "without query or fragment, e.g. \"https://blog.example.org\""
-            )
+        _http_url(value, _SITE_URL, "must be the site's address, http(s)://host[/path], "
+                  "without query or fragment, e.g. \"https://blog.example.org\"",
+                  "use username and password_file")
         return value.rstrip("/")
 
     @field_validator("update_services")
     @classmethod
     def _services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for url in value:
-            if not re.match(r"^https?://[^/\s?#]+(/\S*)?$", url):
-                raise ValueError(f"{url!r} is not an http(s) URL; write e.g. "
-                                 "\"http://rpc.pingomatic.com/\"")
         return tuple(dict.fromkeys(value))
 
     @field_validator("allow_hosts", "deny_hosts")
@@ -188,7 +253,22 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=300.0, ge=5, le=86400)
     http: HttpSettings = HttpSettings()
     retry: RetrySettings = RetrySettings()
-    sites: tuple[SiteSettings, ...] = Field(min_length=1)
+    sites: tuple[SiteSettings, ...]
+
+    @field_validator("state_file")
+    @classmethod
+    def _state_path(cls, value: Path) -> Path:
+        _no_nul(value)
+        return value
+
+    @field_validator("sites")
+    @classmethod
+    def _some_sites(cls, value: tuple[SiteSettings, ...]) -> tuple[SiteSettings, ...]:
+        # Not Field(min_length=1): pydantic counts only the sites that validated, so one bad
+        # site also reported "should have at least 1 item". This runs only when all are good.
+        if not value:
+            raise ValueError("add at least one [[sites]] table (see config.example.toml)")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -247,6 +327,32 @@ def load_settings(path: Path) -> Settings:
         return Settings(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe(exc)}") from None
+    except SettingsError as exc:
+        raise ConfigError(_environment_problem(exc, os.environ)) from None
+
+
+def _environment_problem(exc: SettingsError, environ: Mapping[str, str]) -> str:
+    """pydantic-settings names only the field whose environment value it could not decode
+    (a list or table is JSON there); this names the variable and the fix, never the value."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    field = (match.group(1) if match else "").upper()
+    names = sorted(n for n in environ if n.upper() == f"WPNOTIFY_{field}"
+                   or n.upper().startswith(f"WPNOTIFY_{field}__"))
+    broken = [n for n in names if environ[n].lstrip()[:1] in ("[", "{")
+              and not _is_json(environ[n])] or names or ["WPNOTIFY_*"]
+    cause = exc.__cause__
+    detail = f" ({cause})" if isinstance(cause, json.JSONDecodeError) else ""
+    return (f"environment variable {' or '.join(broken)}: not valid JSON{detail}; lists and "
+            f"tables from the environment are JSON, e.g. WPNOTIFY_SITES='[{{\"name\": "
+            f"\"blog\", \"url\": \"https://blog.example.org\", ...}}]'")
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
@@ -255,13 +361,15 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     raw.setdefault("state_file", "wpnotify.sqlite3")
     if isinstance(raw.get("state_file"), str):
         raw["state_file"] = str(base / os.path.expanduser(raw["state_file"]))
-    for site in raw.get("sites") or []:
+    sites = raw.get("sites")
+    for site in sites if isinstance(sites, list) else []:  # else validation names the key
         if isinstance(site, dict) and isinstance(site.get("password_file"), str):
             site["password_file"] = str(base / os.path.expanduser(site["password_file"]))
 
 
 def describe(exc: ValidationError) -> str:
-    """One line naming each bad key and what it needs; never echoes a value (it may be secret)."""
+    """One line naming each bad key and what it needs; never echoes a value (it may be secret),
+    and should a message quote a URL, its user name and password are cut out."""
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
         key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error["loc"])
@@ -271,6 +379,17 @@ def describe(exc: ValidationError) -> str:
         elif error["type"] == "missing":
             parts.append(f"{key} is required")
         else:
-            message = error["msg"].removeprefix("Value error, ")
-            parts.append(f"{key}: {message}")
+            message = error["msg"].removeprefix("Value error, ") + _hint(key, error["type"])
+            parts.append(f"{key}: {_USERINFO.sub('…@', message)}")
     return "; ".join(parts)
+
+
+def _hint(key: str, kind: str) -> str:
+    """The fix for pydantic's shape errors, which say only what the input should have been."""
+    if key == "sites" and kind in ("tuple_type", "list_type"):
+        return "; write one [[sites]] table per site, as in config.example.toml"
+    if kind in ("tuple_type", "list_type"):
+        return '; write a list, e.g. ["a", "b"]'
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "; write a table of keys, as in config.example.toml"
+    return ""
