@@ -19,6 +19,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -112,9 +113,13 @@ class GuardedConnection(http.client.HTTPConnection):
         except socket.gaierror as exc:
             raise Unreachable(f"cannot resolve {self.host}: {exc.strerror or exc}") from None
         error: OSError | None = None
+        until = time.monotonic() + self.connect_timeout  # for all the addresses together
         for address in addresses:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise ConnectTimeout(f"connecting to {self.host} timed out")
             try:
-                self.sock = socket.create_connection((address, self.port), self.connect_timeout)
+                self.sock = socket.create_connection((address, self.port), left)
             except TimeoutError:
                 raise ConnectTimeout(f"connecting to {self.host} timed out") from None
             except OSError as exc:

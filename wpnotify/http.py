@@ -177,22 +177,33 @@ class Http:
             here = _origin(parts)
             origin = origin or here
             send_auth = auth if here == origin else None
-            exchange = self._send(method, url, parts, headers, send_auth, data, json_body,
-                                  deadline)
-            location = exchange.response.getheader("Location")
-            if follow and exchange.response.status in REDIRECTS and location:
+            # The deadline is armed before the connection is made: a receiver that drips its
+            # status line and headers, or answers 100 Continue forever, is cut off too.
+            watch = _Deadline(self._watchdog, deadline)
+            try:
+                exchange = self._send(method, url, parts, headers, send_auth, data, json_body,
+                                      watch)
+                location = exchange.response.getheader("Location")
+                if not (follow and exchange.response.status in REDIRECTS and location):
+                    return self._finish(exchange, url, cap, watch, read_body)
                 exchange.discard()
-                url = urljoin(url, location.strip())
-                if exchange.response.status == 303:
-                    method, data, json_body = "GET", None, None
-                continue
-            return self._finish(exchange, url, cap, deadline, read_body)
+                if watch.end():
+                    raise self._timeout(url)
+            finally:
+                watch.end()
+            url = urljoin(url, location.strip())
+            if exchange.response.status == 303:
+                method, data, json_body = "GET", None, None
         raise SendError(f"more than {self.settings.max_redirects} redirects from {url}",
                         code="too-many-redirects", permanent=True)
 
+    def _timeout(self, url: str) -> SendError:
+        return SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",
+                         code="timeout", permanent=False)
+
     def _send(self, method: str, url: str, parts: SplitResult,
               headers: Mapping[str, str] | None, auth: tuple[str, str] | None, data: Any,
-              json_body: Any, deadline: float) -> _Exchange:
+              json_body: Any, watch: _Deadline) -> _Exchange:
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
@@ -223,9 +234,11 @@ class Http:
             sent["Authorization"] = f"Basic {token}"
         connection = self.pool.take(key, self.settings.connect_timeout)
         try:
-            return self._exchange(connection, key, method, target, body, sent, deadline, url)
+            return self._exchange(connection, key, method, target, body, sent, watch, url)
         except STALE:
             connection.close()
+            if watch.expired:
+                raise self._timeout(url) from None
             if not connection.reused:
                 raise SendError(f"{_host(url)} closed the connection without answering",
                                 code="connect", permanent=False) from None
@@ -236,16 +249,19 @@ class Http:
         self.pool.forget(key)
         connection = self.pool.take(key, self.settings.connect_timeout)
         try:
-            return self._exchange(connection, key, method, target, body, sent, deadline, url)
+            return self._exchange(connection, key, method, target, body, sent, watch, url)
         except STALE:
             connection.close()
+            if watch.expired:
+                raise self._timeout(url) from None
             raise SendError(f"{_host(url)} closed the connection without answering",
                             code="connect", permanent=False) from None
 
     def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
-                  body: bytes | None, headers: dict[str, str], deadline: float,
+                  body: bytes | None, headers: dict[str, str], watch: _Deadline,
                   url: str) -> _Exchange:
-        remaining = max(deadline - time.monotonic(), 0.1)
+        watch.attach(connection)
+        remaining = max(watch.deadline - time.monotonic(), 0.1)
         try:
             if connection.sock is None:
                 connection.connect_timeout = min(self.settings.connect_timeout, remaining)
@@ -263,12 +279,13 @@ class Http:
             connection.close()
             raise SendError(f"connecting to {_host(url)} timed out", code="connect-timeout",
                             permanent=False, unreachable=True) from None
-        except (ssl.SSLError, ssl.CertificateError) as exc:
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
             connection.close()
-            raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
-                            permanent=False) from None
-        except OSError as exc:
-            connection.close()
+            if watch.expired:
+                raise self._timeout(url) from None
+            if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+                raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
+                                permanent=False) from None
             raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
                             permanent=False, unreachable=True) from None
         try:
@@ -276,35 +293,31 @@ class Http:
             return _Exchange(self.pool, key, connection, connection.getresponse())
         except STALE:
             raise
-        except TimeoutError:
+        except (http.client.HTTPException, OSError, ValueError, AttributeError) as exc:
+            # ValueError/AttributeError: http.client on a socket the deadline shut down.
             connection.close()
-            raise SendError(f"{_host(url)} did not answer in time", code="timeout",
-                            permanent=False) from None
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            connection.close()
-            raise SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
-                            permanent=False) from None
-        except (http.client.HTTPException, OSError) as exc:
-            connection.close()
-            raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
-                            permanent=False) from None
+            raise self._failed(url, exc, watch) from None
 
-    def _finish(self, exchange: _Exchange, url: str, cap: int, deadline: float,
+    def _failed(self, url: str, exc: BaseException, watch: _Deadline) -> SendError:
+        """The error for an exchange that broke before the answer's body."""
+        if watch.expired:
+            return self._timeout(url)
+        if isinstance(exc, TimeoutError):
+            return SendError(f"{_host(url)} did not answer in time", code="timeout",
+                             permanent=False)
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            return SendError(f"TLS error with {_host(url)}: {_reason(exc)}", code="tls",
+                             permanent=False)
+        return SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
+                         permanent=False)
+
+    def _finish(self, exchange: _Exchange, url: str, cap: int, watch: _Deadline,
                 read_body: HeaderCheck | None) -> Response:
         resp = exchange.response
         headers = tuple(resp.msg.items())
         if read_body is not None and not read_body(resp.status, resp.msg):  # type: ignore[arg-type]  # HTTPMessage: a case-insensitive mapping
             exchange.discard()
             return Response(url, resp.status, headers, b"")
-        # A total deadline: the socket timeout is per read, so a server that trickles bytes
-        # would never time out. The watchdog aborts the exchange when time is up.
-        ended = threading.Lock()  # taken by whichever ends the exchange first
-
-        def expire() -> None:
-            if ended.acquire(blocking=False):  # never abort a connection back in the pool
-                exchange.abort()
-
-        watch = self._watchdog.watch(deadline, expire)
         body = b""
         truncated = False
         failure: BaseException | None = None
@@ -316,19 +329,72 @@ class Http:
             # closed; zlib.error: a body that is not what its Content-Encoding says.
             failure = exc
         finally:
-            expired = not ended.acquire(blocking=False)
-            self._watchdog.cancel(watch)
+            # Ended before the connection may go back to the pool: an expiry can no longer
+            # touch it once it serves another request.
+            expired = watch.end()
             if truncated or failure is not None or expired:
                 exchange.discard()  # the rest is unread: this connection cannot be reused
             else:
                 exchange.release()
         if expired:
-            raise SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",
-                            code="timeout", permanent=False)
+            raise self._timeout(url)
         if failure is not None:
             raise SendError(f"reading from {_host(url)} failed: {_reason(failure)}",
                             code="connect", permanent=False)
         return Response(url, resp.status, headers, body, truncated)
+
+
+class _Deadline:
+    """The total deadline of one request hop, from before the connection is made to the last
+    byte of the body. The socket timeout is per read, so a server that trickles bytes (its
+    status line, headers, 100 Continue after 100 Continue, or body) would never time out:
+    when time is up the watchdog shuts the current connection's socket, which wakes any read
+    blocked on it. ``end()`` is called before a connection goes back to the pool, so an
+    expiry never touches a connection that serves another request."""
+
+    def __init__(self, watchdog: _Watchdog, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._watchdog = watchdog
+        self._lock = threading.Lock()
+        self._ended = False
+        self._connection: GuardedConnection | None = None
+        self._token = watchdog.watch(deadline, self._expire)
+
+    def attach(self, connection: GuardedConnection) -> None:
+        """The connection this hop now uses (a stale pooled one may be replaced)."""
+        with self._lock:
+            self._connection = connection
+            expired = self.expired
+        if expired:
+            _abort(connection)
+
+    def end(self) -> bool:
+        """Stops the watch (idempotent); True when the deadline had already passed."""
+        with self._lock:
+            first = not self._ended
+            self._ended = True
+            expired = self.expired
+        if first:
+            self._watchdog.cancel(self._token)
+        return expired
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self.expired = True
+            connection = self._connection
+        if connection is not None:
+            _abort(connection)
+
+
+def _abort(connection: GuardedConnection) -> None:
+    """Wakes a read blocked on this connection's socket (close() alone does not, on Linux)."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed, by either side
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
@@ -351,13 +417,6 @@ class _Exchange:
         with contextlib.suppress(Exception):  # already closed, or the socket is gone
             self.response.close()
         self.connection.close()
-
-    def abort(self) -> None:
-        """Wakes a read blocked on this socket (close() alone does not, on Linux)."""
-        sock = self.connection.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed by the other side
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _read(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]:

@@ -1,0 +1,137 @@
+"""Hostile receivers against the HTTP seam, each on a raw local socket (loopback only): the
+total deadline covers everything before the body too, and a receiver's quirks end as
+classified errors, never as "internal" ones."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from wpnotify.errors import SendError
+from wpnotify.http import Http
+from wpnotify.settings import HttpSettings
+
+Script = Callable[[socket.socket, threading.Event], None]
+
+
+@contextmanager
+def raw_server(script: Script) -> Iterator[str]:
+    """A server on 127.0.0.1 that reads each request and then runs ``script`` on the socket;
+    it stops by itself when the test ends (``stop`` is set)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def one(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)
+                script(conn, stop)
+            except OSError:
+                pass  # the client hung up, as it should
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def drip(data: bytes, every: float = 0.05) -> Script:
+    """Sends ``data`` one byte at a time, so no single read ever times out."""
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        for byte in data:
+            if stop.wait(every):
+                return
+            conn.sendall(bytes([byte]))
+    return script
+
+
+def endless_continue(conn: socket.socket, stop: threading.Event) -> None:
+    """Answers 100 Continue, again and again, for as long as the client listens."""
+    while not stop.wait(0.05):
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def local(**overrides: Any) -> Http:
+    return Http(HttpSettings(allowed_networks=("127.0.0.1/32",), **overrides))
+
+
+DRIPPED_HEADERS = (b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 400 + b"\r\n"
+                   b"Content-Length: 2\r\n\r\nok")
+
+
+@pytest.mark.parametrize("script", [drip(DRIPPED_HEADERS), endless_continue],
+                         ids=["headers-byte-by-byte", "endless-100-continue"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_total_deadline_covers_status_line_and_headers(script: Script,
+                                                           method: str) -> None:
+    """A receiver that drips its status line and headers (or sends 100 Continue forever) is
+    cut off at the total deadline, not kept alive by the per-read timeout (issue 12, 1)."""
+    with raw_server(script) as url:
+        http = local(timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(SendError) as caught:
+            if method == "GET":
+                http.get(url)
+            else:
+                http.post(url, data=b"<methodCall/>")
+        elapsed = time.monotonic() - started
+    assert caught.value.code == "timeout" and not caught.value.permanent
+    assert "longer than 1 s" in caught.value.message
+    assert elapsed < 3.0, f"took {elapsed:.1f} s with a 1 s deadline"
+
+
+def test_a_redirect_chain_shares_one_deadline() -> None:
+    """Each hop answers just in time; the whole chain still ends at the deadline."""
+    def slow_redirect(conn: socket.socket, stop: threading.Event) -> None:
+        if not stop.wait(0.4):
+            conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n")
+
+    with raw_server(slow_redirect) as url:
+        started = time.monotonic()
+        with pytest.raises(SendError) as caught:
+            local(timeout=1.0, max_redirects=10).get(url)
+        elapsed = time.monotonic() - started
+    assert caught.value.code == "timeout"
+    assert elapsed < 3.0
+
+
+def test_a_connection_cut_by_the_deadline_is_never_pooled() -> None:
+    """After a deadline the connection is closed, and the next request gets a fresh one
+    that works."""
+    calls: list[int] = []
+
+    def first_slow(conn: socket.socket, stop: threading.Event) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            drip(DRIPPED_HEADERS)(conn, stop)
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    with raw_server(first_slow) as url:
+        http = local(timeout=1.0)
+        with pytest.raises(SendError):
+            http.get(url)
+        assert http.get(url).body == b"ok"
+    assert len(calls) == 2
