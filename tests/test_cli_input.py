@@ -148,3 +148,15 @@ def test_the_real_command_prints_one_line_for_an_overflowing_date(config: Path) 
                           capture_output=True, text=True, env=env, timeout=60, check=False)
     assert_one_line_error(proc.returncode, proc.stderr, "'--since'", "out of range")
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["poll"], ["check"], ["status"], ["history"],
+                                     ["backfill", "--site", "blog", "--since", "2020-01-01"]])
+def test_a_password_in_the_site_url_is_refused_and_never_printed(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(SITE.replace("https://blog.example", "http://admin:Hunter2Url@127.0.0.1"))
+    code, out, err = wpnotify(capsys, "--config", str(path), *command)
+    assert_one_line_error(code, err, "sites[0].url: remove the user name and password from "
+                          "the URL; use username and password_file")
+    assert "Hunter2Url" not in out + err and not (tmp_path / "wpnotify.sqlite3").exists()

@@ -49,11 +49,19 @@ def test_no_password_in_any_output_or_state(sites: dict[str, devsite.Site],
     bad_config = tool.config.parent / "bad.toml"
     bad_config.write_text(f'[[sites]]\nname = "x"\nurl = "not a url"\nusername = "u"\n'
                           f'password = "{WRONG}"\n')
-    for args in (["poll"], ["check"], ["history"]):
-        proc = subprocess.run([sys.executable, "-m", "wpnotify", "--config", str(bad_config),
+    # A password in the site's URL (both spellings) is refused at load, never echoed.
+    in_url = tool.config.parent / "in-url.toml"
+    joined, encoded = WRONG.replace(" ", ""), WRONG.replace(" ", "%20")
+    in_url.write_text(f'[[sites]]\nname = "x"\nurl = "http://admin:{joined}@'
+                      f'{source.url.split("//")[1]}"\nusername = "u"\npassword = "p"\n'
+                      f'update_services = ["http://admin:{encoded}@r.example/"]\n')
+    for config, args in [(c, a) for c in (bad_config, in_url)
+                         for a in (["poll"], ["check"], ["history"], ["status"])]:
+        proc = subprocess.run([sys.executable, "-m", "wpnotify", "--config", str(config),
                                *args], capture_output=True, text=True, check=False)
-        assert proc.returncode == 2
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
         outputs.extend([proc.stdout, proc.stderr])
+    assert "remove the user name and password from the URL" in "".join(outputs)
 
     everything = "\n".join(outputs)
     assert "refused the credentials" in everything  # the bad site was really tried
@@ -61,6 +69,6 @@ def test_no_password_in_any_output_or_state(sites: dict[str, devsite.Site],
     state = b"".join(p.read_bytes() for p in tool.state.parent.glob("state.sqlite3*"))
     for secret in (right, WRONG):
         basic = base64.b64encode(f"admin:{secret}".encode()).decode()  # an Authorization header
-        for form in (secret, secret.replace(" ", ""), basic):
+        for form in (secret, secret.replace(" ", ""), secret.replace(" ", "%20"), basic):
             assert form not in everything
             assert form.encode() not in state

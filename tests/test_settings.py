@@ -128,3 +128,57 @@ def test_the_systemd_unit_is_hardened_and_valid(tmp_path: Path) -> None:
     verify = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
                             text=True, check=False)
     assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+
+
+USERINFO_FIX = "remove the user name and password from the URL"
+
+
+@pytest.mark.parametrize("url", [
+    "http://admin:s3cret@blog.example",
+    "https://admin:s3cret@blog.example/wp/",
+    "https://admin%40x:s3cret@blog.example:8443",
+    "http://admin:s3cret@blog.example@other.example",
+    "http://admin:s3cret@",
+    "admin:s3cret@blog.example",
+    "ftp://admin:s3cret@blog.example",
+    "http://admin:s3cret\x1b@blog.example",
+])
+def test_a_site_url_with_a_password_is_refused_without_repeating_it(tmp_path: Path,
+                                                                   url: str) -> None:
+    text = SITE.replace('"https://blog.example/"', '"' + url.replace("\x1b", "\\u001b") + '"')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text + 'password = "a"\n'))
+    message = str(caught.value)
+    assert f"sites[0].url: {USERINFO_FIX}; use username and password_file" in message
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_update_service_urls_with_a_password_are_refused_by_position(tmp_path: Path) -> None:
+    text = SITE + ('password = "a"\nupdate_services = ["http://rpc.example/", '
+                   '"http://u:s3cret@rpc.example/", "gopher://x"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    message = str(caught.value)
+    assert f"sites[0].update_services[1]: {USERINFO_FIX}" in message
+    assert "sites[0].update_services[2]: must be an http(s) URL" in message
+    assert "s3cret" not in message and "update_services[0]" not in message
+
+
+@pytest.mark.parametrize("text", [
+    '[http]\nallowed_networks = ["http://u:s3cret@10.0.0.1/"]\n' + SITE + 'password = "a"\n',
+    SITE + 'password = "a"\ndeny_hosts = ["u:s3cret@spam.example"]\n',
+])
+def test_other_quoted_values_lose_what_comes_before_an_at_sign(tmp_path: Path,
+                                                               text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    assert "s3cret" not in str(caught.value) and "…@" in str(caught.value)
+
+
+def test_urls_without_a_password_still_load(tmp_path: Path) -> None:
+    text = SITE.replace("https://blog.example/", "http://127.0.0.1:8080/wp/") + (
+        'password = "a"\nupdate_services = ["http://rpc.example/ping?x=@y", '
+        '"http://rpc.example/ping?x=@y"]\n')
+    site = load_settings(write(tmp_path, text)).sites[0]
+    assert site.url == "http://127.0.0.1:8080/wp"
+    assert site.update_services == ("http://rpc.example/ping?x=@y",)

@@ -76,6 +76,12 @@ def _service_url(value: str) -> str:
 ServiceUrl = Annotated[str, AfterValidator(_service_url)]
 
 
+def _shown(value: str) -> str:
+    """A config value quoted in a message, less anything before an '@' (a pasted URL's user
+    name and password)."""
+    return repr(value if "@" not in value else "…@" + value.rpartition("@")[2])
+
+
 def _no_nul(value: Path | None) -> None:
     """A NUL cannot be in a file name; open() would fail later with a bare ValueError."""
     if value is not None and "\x00" in str(value):
@@ -105,7 +111,7 @@ class HttpSettings(BaseModel):
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
-                raise ValueError(f"{network!r} is not a network; write e.g. \"10.1.2.0/24\" "
+                raise ValueError(f"{_shown(network)} is not a network; write e.g. \"10.1.2.0/24\" "
                                  "or \"fd00::/8\"") from None
         return value
 
@@ -196,7 +202,7 @@ class SiteSettings(BaseModel):
     def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:
             if not re.match(r"^[A-Za-z0-9*?.\-\[\]:]+$", pattern) or "/" in pattern:
-                raise ValueError(f"{pattern!r} is not a host pattern; write e.g. "
+                raise ValueError(f"{_shown(pattern)} is not a host pattern; write e.g. "
                                  "\"*.example.org\" or \"blog.example.com\"")
         return value
 
