@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
+from wpnotify.answer import Answer, listing
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
@@ -158,13 +159,11 @@ class RestSource:
             home = f"{moved.scheme}://{moved.netloc}"
             raise SourceError(f"{self.site.url} redirects to {home}; set the site's url to "
                               f'"{home}" (credentials are never sent along a redirect)')
-        try:
-            body = json.loads(resp.body)
-        except ValueError:
-            body = None
+        body = self._json(resp)
         if resp.status >= 400 and isinstance(body, dict) and "code" in body:
-            code = str(body["code"])
-            message = " ".join(str(body.get("message", "")).split())
+            code = body["code"] if isinstance(body["code"], str) else "?"
+            message = body.get("message")
+            message = " ".join(message.split())[:300] if isinstance(message, str) else ""
             if code in CREDENTIAL_CODES or resp.status in (401, 403):
                 raise SourceError(
                     f"{self.site.url} refused the credentials of {self.site.username!r} "
@@ -182,35 +181,49 @@ class RestSource:
                 f"(HTTP {resp.status}, {resp.media_type or 'no content type'}); check the url")
         return body
 
+    def _json(self, resp: Response) -> Any:
+        """The decoded body; None when it is no JSON. Python's decoder recurses once per
+        level and stops at the recursion limit, after reading at most that many characters
+        of nesting, so a hostile depth costs little time and is refused here."""
+        try:
+            return json.loads(resp.body)
+        except RecursionError:
+            raise SourceError(f"{self.site.url} returned JSON nested too deeply to be a "
+                              "WordPress answer; check the url (a proxy or plugin in the way?)"
+                              ) from None
+        except ValueError:
+            return None
+
     # --- site ----------------------------------------------------------------------------
 
     def info(self) -> SiteInfo:
         """The blog's name and home URL (fetched once per source)."""
         if self._info is None:
-            root = self._call("/", {"_fields": "name,home,namespaces"})
-            if not isinstance(root, dict) or "wp/v2" not in (root.get("namespaces") or []):
+            found = self._call("/", {"_fields": "name,home,namespaces"})
+            root = Answer(self.site.url, "a REST index", found) if isinstance(found, dict) \
+                else None
+            if root is None or "wp/v2" not in (root.texts("namespaces") or ()):
                 raise SourceError(f"{self.site.url} does not look like WordPress: the REST "
                                   "index has no wp/v2 namespace")
-            self._info = SiteInfo(name=str(root.get("name") or ""),
-                                  home=str(root.get("home") or self.site.url))
+            self._info = SiteInfo(name=root.text("name"),
+                                  home=root.text("home") or self.site.url)
         return self._info
 
     def _base(self, post_type: str) -> str:
         if post_type not in self._bases:
-            found = self._call(f"/wp/v2/types/{post_type}", {"_fields": "rest_base"})
-            self._bases[post_type] = str(found.get("rest_base") or post_type)
+            found = Answer(self.site.url, f"the post type {post_type!r}",
+                           self._call(f"/wp/v2/types/{post_type}", {"_fields": "rest_base"}))
+            self._bases[post_type] = found.text("rest_base") or post_type
         return self._bases[post_type]
 
     def _list(self, post_type: str, params: dict[str, Any]) -> list[Post]:
         resp = self._request(f"/wp/v2/{self._base(post_type)}",
                              {"context": "edit", "_fields": FIELDS, "per_page": self.per_page,
                               **params})
-        items = self._decode(resp)
-        if not isinstance(items, list):
-            raise SourceError(f"{self.site.url} answered the post list with something else")
+        items = listing(self.site.url, "the post list", self._decode(resp))
         read_at = server_time(resp.header("Date"))
         self._note_bridge(items)
-        return [_post(item, read_at) for item in items]
+        return [_post(self.site.url, item, read_at) for item in items]
 
     def _note_bridge(self, items: list[Any]) -> None:
         """The bridge registers the ``wpnotify`` field: a post read with it asked for carries
@@ -228,8 +241,9 @@ class RestSource:
             items = self._call(f"/wp/v2/{self._base(post_type)}", {
                 "context": "edit", "_fields": "id,modified_gmt", "per_page": 1,
                 "status": "publish", "orderby": "modified", "order": "desc"})
-            for item in items if isinstance(items, list) else []:
-                newest = max(newest or "", str(item["modified_gmt"]))
+            for item in listing(self.site.url, "the post list", items):
+                newest = max(newest or "",
+                             Answer(self.site.url, "a post", item).stamp("modified_gmt"))
         return newest
 
     def scheduled(self) -> Iterator[Post]:
@@ -299,9 +313,9 @@ class RestSource:
         items = self._call(f"/wp/v2/{self._base(post_type)}", {
             "context": "edit", "_fields": "id,modified_gmt", "per_page": self.per_page,
             "status": WATCHED_STATUSES, **params})
-        if not isinstance(items, list):
-            raise SourceError(f"{self.site.url} answered the post list with something else")
-        return [(int(item["id"]), str(item["modified_gmt"])) for item in items]
+        answers = [Answer(self.site.url, "a post", item)
+                   for item in listing(self.site.url, "the post list", items)]
+        return [(post.id(), post.stamp("modified_gmt")) for post in answers]
 
     def archive(self, since: datetime, until: datetime | None
                 ) -> Iterator[tuple[list[Post], int]]:
@@ -318,13 +332,10 @@ class RestSource:
                 if until is not None:
                     params["before"] = _param(until)
                 resp = self._request(f"/wp/v2/{self._base(post_type)}", params)
-                items = self._decode(resp)
-                if not isinstance(items, list):
-                    raise SourceError(f"{self.site.url} answered the post list with "
-                                      "something else")
-                total = int(resp.header("X-WP-Total") or len(items))
+                items = listing(self.site.url, "the post list", self._decode(resp))
+                total = _count(resp.header("X-WP-Total"), len(items))
                 self._note_bridge(items)
-                yield [_post(item) for item in items], total
+                yield [_post(self.site.url, item) for item in items], total
                 if len(items) < size:
                     break
                 offset, size = offset + len(items), self.per_page
@@ -355,7 +366,7 @@ class RestSource:
             if "no such REST route" in str(exc):
                 return None
             raise
-        return status if isinstance(status, dict) else None
+        return bridge_status(self.site.url, status)
 
     def bridge(self) -> bool:
         """Whether the site runs the bridge, as the bridge itself says: by the field it adds
@@ -371,7 +382,8 @@ class RestSource:
         if not self.newest_deletion or self.newest_deletion <= since:
             return []
         resp = self._request("/wpnotify/v1/deleted", {"since": since})
-        return deleted_list(self._decode(resp), server_time(resp.header("Date")))
+        return deleted_list(self.site.url, self._decode(resp),
+                            server_time(resp.header("Date")))
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         """Tells WordPress (through the bridge) that these URLs were notified."""
@@ -389,33 +401,51 @@ class RestSource:
                 self.record_pinged(post_id, urls)
 
 
-def deleted_list(items: Any, read_at: str | None = None) -> list[Deleted]:
-    return [Deleted(int(i["id"]), str(i.get("type", "post")), str(i.get("link", "")),
-                    str(i["deleted_gmt"]), read_at) for i in items or [] if isinstance(i, dict)]
+def deleted_list(site: str, items: Any, read_at: str | None = None) -> list[Deleted]:
+    """The bridge's list of deletions, checked (see wpnotify.answer)."""
+    found = [Answer(site, "a deleted post", item)
+             for item in listing(site, "the list of deleted posts", items or [])]
+    return [Deleted(i.id(), i.text("type", "post"), i.text("link"), i.stamp("deleted_gmt"),
+                    read_at) for i in found]
+
+
+def bridge_status(site: str, status: Any) -> dict[str, Any]:
+    """The bridge's status (version, whether core's sending is off): its plain values only,
+    as they are shown to the user."""
+    fields = Answer(site, "the bridge's status", status).fields
+    return {key: value for key, value in fields.items()
+            if isinstance(value, str | bool | int | float)}
+
+
+def _count(header: str | None, fallback: int) -> int:
+    """X-WP-Total, the number of posts to page through (only shown to the user)."""
+    header = (header or "").strip()
+    return int(header) if header.isascii() and header.isdigit() and len(header) < 10 \
+        else fallback
 
 
 def _param(moment: datetime) -> str:
     return wp_format(moment) + "+00:00"
 
 
-def _post(item: dict[str, Any], read_at: str | None = None) -> Post:
-    bridge = item.get("wpnotify")
-    pings = bridge if isinstance(bridge, dict) else None
-    excerpt = item.get("excerpt") or {}
+def _post(site: str, raw: Any, read_at: str | None = None) -> Post:
+    """One REST post, its shape checked (see wpnotify.answer)."""
+    item = Answer(site, "a post", raw)
+    title, content, excerpt = item.part("title"), item.part("content"), item.part("excerpt")
+    pings = item.part("wpnotify")  # the bridge's lists; null where they are withheld
     return Post(
-        id=int(item["id"]),
-        type=str(item.get("type", "post")),
-        status=str(item.get("status", "")),
-        link=str(item.get("link", "")),
-        title_html=str((item.get("title") or {}).get("rendered", "")),
-        content_html=str((item.get("content") or {}).get("rendered", "")),
-        excerpt_html=str(excerpt.get("rendered", "")) if excerpt.get("raw") else "",
-        protected=bool(item.get("password")) or bool((item.get("content") or {})
-                                                     .get("protected")),
-        modified_gmt=str(item.get("modified_gmt", "")),
-        date_gmt=item.get("date_gmt"),
-        to_ping=tuple(pings.get("to_ping") or ()) if pings is not None else None,
-        pinged=tuple(pings.get("pinged") or ()) if pings is not None else None,
+        id=item.id(),
+        type=item.text("type", "post"),
+        status=item.text("status"),
+        link=item.text("link"),
+        title_html=title.text("rendered") if title else "",
+        content_html=content.text("rendered") if content else "",
+        excerpt_html=excerpt.text("rendered") if excerpt and excerpt.text("raw") else "",
+        protected=bool(item.text("password")) or bool(content and content.flag("protected")),
+        modified_gmt=item.stamp("modified_gmt"),
+        date_gmt=item.optional_stamp("date_gmt"),
+        to_ping=(pings.texts("to_ping") or ()) if pings else None,
+        pinged=(pings.texts("pinged") or ()) if pings else None,
         read_at=read_at,
     )
 

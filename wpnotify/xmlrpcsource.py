@@ -15,7 +15,8 @@ import threading
 import xmlrpc.client
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
+from xml.parsers.expat import ExpatError
 
 from wordpress_xmlrpc import AuthenticatedMethod, Client
 from wordpress_xmlrpc.exceptions import (
@@ -27,6 +28,7 @@ from wordpress_xmlrpc.exceptions import (
 from wordpress_xmlrpc.methods import options, posts
 
 from wpnotify import rpc
+from wpnotify.answer import Answer, kind, listing
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import SiteSettings
@@ -36,6 +38,7 @@ from wpnotify.wordpress import (
     Deleted,
     Post,
     SiteInfo,
+    bridge_status,
     deleted_list,
     server_time,
     wp_format,
@@ -43,6 +46,9 @@ from wpnotify.wordpress import (
 )
 
 REPLY_CAP = 64 * 1024 * 1024
+METHOD_NOT_FOUND = -32601  # the XML-RPC servers' fault for an unknown method
+BRIDGE_METHODS = "wpnotify."
+BOM = b"\xef\xbb\xbf"
 
 
 class _Results:
@@ -108,15 +114,70 @@ class SeamTransport(xmlrpc.client.Transport):
         resp = self.http.post(self.url, data=bytes(request_body), max_bytes=REPLY_CAP,
                               headers={"Content-Type": "text/xml; charset=utf-8"})
         self.answered.date = resp.header("Date")
-        if resp.status != 200 or resp.truncated:
-            raise xmlrpc.client.ProtocolError(self.url, resp.status,
-                                              "not an XML-RPC answer", {})
+        problem = reply_problem(resp.status, resp.media_type, resp.body, resp.truncated)
+        if problem:
+            raise SourceError(f"{self.url} {problem}")
         if rpc.has_dtd(resp.body):
-            raise xmlrpc.client.ProtocolError(self.url, resp.status, "XML with a DTD", {})
+            raise SourceError(f"{self.url} answered XML with a DTD, which is never parsed "
+                              "(entities could expand without end); not WordPress's XML-RPC?")
+        return self._parse(resp.body)
+
+    def _parse(self, body: bytes) -> Any:
+        """The reply's values, or its fault (with a number and one line of text); anything
+        the XML-RPC reader trips on becomes a SourceError naming it."""
         parser, unmarshaller = self.getparser()
-        parser.feed(resp.body)
-        parser.close()
-        return unmarshaller.close()
+        try:
+            parser.feed(body)
+            parser.close()
+            return unmarshaller.close()
+        except xmlrpc.client.Fault as fault:
+            code, text = fault.faultCode, fault.faultString
+            if not isinstance(code, int) or isinstance(code, bool) or not isinstance(text, str):
+                raise SourceError(f"{self.url} sent an XML-RPC fault without a number and a "
+                                  "message; not WordPress's XML-RPC?") from None
+            raise xmlrpc.client.Fault(code, " ".join(text.split())[:300]) from None
+        except LookupError as exc:
+            if "encoding" not in str(exc):  # IndexError, KeyError: a malformed struct
+                raise SourceError(f"{self.url} sent a malformed XML-RPC reply ({_short(exc)})"
+                                  "; not WordPress's XML-RPC?") from None
+            raise SourceError(f"{self.url} answered XML in an encoding Python does not know "
+                              f"({_short(exc)}); check the site's blog_charset option "
+                              "(WordPress declares it in every XML-RPC reply)") from None
+        except (ExpatError, ValueError, TypeError, xmlrpc.client.ResponseError) as exc:
+            raise SourceError(f"{self.url} sent a reply that is not well-formed XML-RPC "
+                              f"({_short(exc) or type(exc).__name__}); not WordPress's "
+                              "XML-RPC, or a plugin writing into it?") from None
+
+
+def reply_problem(status: int, media_type: str, body: bytes, truncated: bool) -> str | None:
+    """Why an answer cannot be an XML-RPC reply, as the rest of a sentence that starts with
+    the URL; None when it may be one. Looked at before parsing, so that a PHP error page or
+    warning is named as such rather than as an XML parser's complaint."""
+    if truncated:
+        return (f"answered more than {REPLY_CAP // 2**20} MiB, more than any XML-RPC reply "
+                "of WordPress; check the url")
+    head = body[:1024].removeprefix(BOM)
+    if not head.startswith((b"<?xml", b"<methodResponse")) and b"<?xml" in body:
+        return ("printed something before its XML-RPC reply (a PHP warning or notice, or "
+                "blank lines from a plugin or theme file?); see the site's PHP error log and "
+                "turn WP_DEBUG_DISPLAY off")
+    lowered = head.lower()
+    html = media_type in ("text/html", "application/xhtml+xml") or any(
+        tag in lowered for tag in (b"<html", b"<!doctype html", b"<body", b"<br"))
+    if html and not head.startswith((b"<?xml", b"<methodResponse")):
+        return (f"answered HTML instead of XML-RPC (HTTP {status}; a PHP error or a security "
+                "plugin?)")
+    if status == 404:
+        return "answered HTTP 404: no XML-RPC there; check the url"
+    if status != 200:
+        return (f"answered HTTP {status} instead of an XML-RPC reply; see the site's PHP "
+                "error log")
+    if not body.strip():
+        return ("answered an empty page instead of XML-RPC (a PHP fatal error? see the site's "
+                "PHP error log)")
+    if not head.lstrip().startswith(b"<"):
+        return (f"answered {media_type or 'something'} that is not XML-RPC; check the url")
+    return None
 
 
 class XmlrpcSource:
@@ -132,19 +193,33 @@ class XmlrpcSource:
         self._info: SiteInfo | None = None
 
     def _call(self, method: Any) -> Any:
-        return self._guarded(lambda: self._connected().call(method))
+        client = self._connected()
+        return self._guarded(method.method_name, lambda: client.call(method))
 
     def _connected(self) -> Client:
         """The library's client; making it asks the site which methods it offers."""
         if self._client is None:
-            self._client = Client(self.url, self.site.username, self.site.secret(),
-                                  transport=self._transport)
+            client = self._guarded("mt.supportedMethods", lambda: Client(
+                self.url, self.site.username, self.site.secret(), transport=self._transport))
+            client.supported_methods = self._methods(client.supported_methods)
+            self._client = client
         return self._client
 
-    def _guarded(self, work: Callable[[], Any]) -> Any:
-        """Runs one exchange with the site; what can go wrong becomes a SourceError."""
+    def _methods(self, found: Any) -> frozenset[str]:
+        """The site's list of methods (the library checks each call against it)."""
+        if not isinstance(found, list) or not all(isinstance(m, str) for m in found):
+            raise SourceError(f"{self.url} answered mt.supportedMethods with {kind(found)} "
+                              "instead of a list of method names; not WordPress's XML-RPC?")
+        return frozenset(found)
+
+    def _guarded(self, name: str, work: Callable[[], Any]) -> Any:
+        """Runs one exchange with the site (method ``name``); what can go wrong becomes a
+        SourceError, except that a bridge method the site lacks raises
+        UnsupportedXmlrpcMethodError, which means "no bridge" to the callers."""
         try:
             return work()
+        except UnsupportedXmlrpcMethodError:
+            self._missing(name)
         except InvalidCredentialsError as exc:
             raise SourceError(f"{self.url} refused the credentials of "
                               f"{self.site.username!r} ({exc}); check username and "
@@ -157,27 +232,36 @@ class XmlrpcSource:
             raise SourceError(f"{self.url} does not look like WordPress's XML-RPC "
                               f"({_short(exc)}); check the url") from None
         except xmlrpc.client.Fault as fault:
+            if fault.faultCode == METHOD_NOT_FOUND:
+                self._missing(name)
             raise SourceError(f"{self.url} answered fault {fault.faultCode}: "
                               f"{fault.faultString}") from None
-        except (ValueError, xmlrpc.client.ResponseError) as exc:  # garbled XML
-            raise SourceError(f"{self.url} sent a garbled XML-RPC answer ({_short(exc)})"
-                              ) from None
+
+    def _missing(self, name: str) -> NoReturn:
+        if name.startswith(BRIDGE_METHODS):
+            raise UnsupportedXmlrpcMethodError(name) from None
+        raise SourceError(f"{self.url} has no {name} (XML-RPC disabled or restricted? a "
+                          "security plugin may allow pingbacks only; or use api = \"rest\")"
+                          ) from None
 
     def info(self) -> SiteInfo:
         if self._info is None:
-            found = self._call(Options(["blog_title", "home_url"]))
-            self._info = SiteInfo(name=str(found["blog_title"]["value"]),
-                                  home=str(found["home_url"]["value"]))
+            found = Answer(self.url, "the site's options",
+                           self._call(Options(["blog_title", "home_url"])))
+            title, home = found.part("blog_title"), found.part("home_url")
+            self._info = SiteInfo(name=title.text("value") if title else "",
+                                  home=(home.text("value") if home else "") or self.site.url)
         return self._info
 
     def _page(self, post_type: str, status: str, offset: int, orderby: str) -> list[Post]:
         """One page, newest first; ``orderby`` ends in ID, since MySQL orders ties (posts
         saved in the same second) arbitrarily from one page to the next."""
-        items = self._call(RawPosts({"post_type": post_type, "post_status": status,
+        found = self._call(RawPosts({"post_type": post_type, "post_status": status,
                                      "number": self.per_page, "offset": offset,
                                      "orderby": orderby, "order": "DESC"}))
         read_at = self._read_at()
-        return [self._post(item, read_at) for item in items or []]
+        items = listing(self.url, "the post list", [] if found is None else found)
+        return [self._post(item, read_at) for item in items]
 
     def _newest_first(self, status: str, orderby: str) -> Iterator[Post]:
         for post_type in self.site.post_types:
@@ -244,7 +328,11 @@ class XmlrpcSource:
                 offset += len(page)
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
-        self._call(AddPinged(post_id, urls))
+        try:
+            self._call(AddPinged(post_id, urls))
+        except UnsupportedXmlrpcMethodError:
+            raise SourceError(f"{self.url} has no {AddPinged.method_name}: the wpnotify "
+                              "bridge is not installed (see README \"The bridge\")") from None
 
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         """One call per post: XML-RPC sites are the rare case, and their bridge calls are
@@ -256,7 +344,7 @@ class XmlrpcSource:
         """Posts deleted for good after ``since`` (bridge only; one call per poll)."""
         try:
             items = self._call(GetDeleted(since))
-            return deleted_list(items, self._read_at())
+            return deleted_list(self.url, items, self._read_at())
         except UnsupportedXmlrpcMethodError:
             return []
 
@@ -268,69 +356,72 @@ class XmlrpcSource:
             status = self._call(BridgeStatus())
         except UnsupportedXmlrpcMethodError:
             return info, None
-        return info, status if isinstance(status, dict) else None
+        return info, bridge_status(self.url, status)
 
     def bridge(self) -> bool:
         """Whether the site runs the bridge, as the site itself says: the methods it offers,
         read again (one request), so that a bridge installed or removed since this source
         began is seen, here and by the bridge calls that follow. Never judged by whether a
         post's lists were read (drafts, trashed and scheduled posts have none)."""
-        def methods() -> Any:
-            known = self._client is not None  # else making the client has just asked
-            client = self._connected()
-            if known:
-                client.supported_methods = client.server.mt.supportedMethods()
-            return client.supported_methods
+        known = self._client is not None  # else making the client has just asked
+        client = self._connected()
+        if known:
+            client.supported_methods = self._methods(
+                self._guarded("mt.supportedMethods", client.server.mt.supportedMethods))
+        return BridgeStatus.method_name in client.supported_methods
 
-        return BridgeStatus.method_name in self._guarded(methods)
-
-    def _pings(self, post_id: int) -> dict[str, Any] | None:
+    def _pings(self, post_id: int) -> Answer | None:
+        """The bridge's lists of a post; None without the bridge."""
         try:
             found = self._call(GetPings(post_id))
         except UnsupportedXmlrpcMethodError:
             return None
-        return found if isinstance(found, dict) else None
+        return Answer(self.url, "the bridge's lists", found)
 
     def _read_at(self) -> str | None:
         """WordPress's clock at the answer this thread just read (see Post.read_at)."""
         return server_time(getattr(self._transport.answered, "date", None))
 
-    def _post(self, item: dict[str, Any], read_at: str | None = None) -> Post:
-        status = str(item.get("post_status", ""))
-        date_gmt = _gmt(item.get("post_date_gmt"))
+    def _post(self, raw: Any, read_at: str | None = None) -> Post:
+        """One post of wp.getPosts or wp.getPost, its shape checked (see wpnotify.answer)."""
+        item = Answer(self.url, "a post", raw)
+        post_id, status = item.id("post_id"), item.text("post_status")
+        date_gmt = _gmt(item, "post_date_gmt")
         if status == "publish" and date_gmt and date_gmt > wp_format(datetime.now(UTC)):
             status = "future"  # XML-RPC reports scheduled posts as published
-        pings = self._pings(int(item["post_id"])) if status == "publish" else None
+        pings = self._pings(post_id) if status == "publish" else None
         return Post(
-            id=int(item["post_id"]),
-            type=str(item.get("post_type", "post")),
+            id=post_id,
+            type=item.text("post_type", "post"),
             status=status,
-            link=str(item.get("link", "")),
-            title_html=str(item.get("post_title", "")),
-            content_html=str(item.get("post_content", "")),
-            excerpt_html=str(item.get("post_excerpt", "")),
-            protected=bool(item.get("post_password")),
-            modified_gmt=_gmt(item.get("post_modified_gmt")) or "",
+            link=item.text("link"),
+            title_html=item.text("post_title"),
+            content_html=item.text("post_content"),
+            excerpt_html=item.text("post_excerpt"),
+            protected=bool(item.text("post_password")),
+            modified_gmt=_gmt(item, "post_modified_gmt") or "",
             date_gmt=date_gmt,
-            to_ping=tuple(pings.get("to_ping") or ()) if pings is not None else None,
-            pinged=tuple(pings.get("pinged") or ()) if pings is not None else None,
+            to_ping=(pings.texts("to_ping") or ()) if pings else None,
+            pinged=(pings.texts("pinged") or ()) if pings else None,
             read_at=read_at,
         )
 
 
-def _gmt(value: Any) -> str | None:
-    """An XML-RPC DateTime as "YYYY-MM-DDTHH:MM:SS" (UTC), or None for WordPress's zero date."""
-    text = str(value or "")
+def _gmt(item: Answer, key: str) -> str | None:
+    """An XML-RPC DateTime as "YYYY-MM-DDTHH:MM:SS" (UTC), or None for WordPress's zero date
+    (a draft's)."""
+    value = item.value(key, (xmlrpc.client.DateTime, str), "a time", required=False)
+    text = value.value if isinstance(value, xmlrpc.client.DateTime) else value or ""
+    if not isinstance(text, str):
+        item.fail(f"whose {key} is not a time")
     if not text or text.startswith("0000"):
         return None
-    try:
-        moment = datetime.strptime(text, "%Y%m%dT%H:%M:%S")
-    except ValueError:
+    for shape in ("%Y%m%dT%H:%M:%S", "%Y%m%dT%H:%M:%SZ"):
         try:
-            moment = datetime.strptime(text.rstrip("Z"), "%Y%m%dT%H:%M:%S")
+            return datetime.strptime(text, shape).strftime("%Y-%m-%dT%H:%M:%S")
         except ValueError:
-            return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+            pass
+    item.fail(f"whose {key} is not a time like 20261126T12:39:34")
 
 
 def _short(exc: BaseException) -> str:
