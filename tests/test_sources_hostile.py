@@ -439,3 +439,12 @@ def test_poll_through_the_real_command_names_each_site_in_one_line(site: StandIn
         "XML-RPC reply (a PHP warning or notice, or blank lines from a plugin or theme file?)"
         "; see the site's PHP error log and turn WP_DEBUG_DISPLAY off"], proc.stderr
     assert "app pass" not in proc.stderr + proc.stdout
+
+
+def test_rest_a_post_with_wordpress_zero_time_is_read_not_refused(site: StandIn,
+                                                                  tmp_path: Path) -> None:
+    """WordPress answers null for a zero date (a draft's date_gmt; a modified time a direct
+    SQL import left at zero): that is WordPress, not nonsense, so the post is read."""
+    site.rest["/wp/v2/posts"] = as_json([post_item(modified_gmt=None, date_gmt=None)])
+    [post] = source_for(site, "rest", tmp_path).posts([7])
+    assert (post.id, post.modified_gmt, post.date_gmt) == (7, "", None)

@@ -79,8 +79,8 @@ class Answer:
                 name = self.prefix + key
                 self.fail(f"without {'an' if name[0] in 'aeiou' else 'a'} {name}")
             return None
-        if not isinstance(found, types) or (isinstance(found, bool) and bool not in
-                                            (types if isinstance(types, tuple) else (types,))):
+        allowed = types if isinstance(types, tuple) else (types,)
+        if not isinstance(found, allowed) or (isinstance(found, bool) and bool not in allowed):
             self.fail(f"whose {self.prefix}{key} is {kind(found)} instead of {wanted}")
         return found
 
