@@ -62,6 +62,7 @@ class StandIn(ThreadingHTTPServer):
         self.rest: dict[str, Route] = {}
         self.rpc: dict[str, Answer] = {"mt.supportedMethods": as_xmlrpc(WP_METHODS),
                                        "wp.getPosts": as_xmlrpc([])}
+        self.asked: list[str] = []  # rest_route or XML-RPC method of each request
 
     @property
     def url(self) -> str:
@@ -76,6 +77,7 @@ class _StandInHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        self.server.asked.append(query.get("rest_route", ""))
         route = self.server.rest.get(query.get("rest_route", ""))
         answer = (route(query) if callable(route) else route) or as_json(
             {"code": "rest_no_route", "message": "No route was found."}, 404)
@@ -86,6 +88,7 @@ class _StandInHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         _params, method = xmlrpc.client.loads(body)
+        self.server.asked.append(method or "")
         answer = self.server.rpc.get(method or "") or fault(
             -32601, f"server error. requested method {method} does not exist.")
         reply(self, answer[0], answer[2], answer[1], {})
