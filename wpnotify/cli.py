@@ -19,6 +19,7 @@ import structlog
 from wpnotify import __version__, logs, report
 from wpnotify.errors import WpnotifyError
 from wpnotify.http import Http
+from wpnotify.logs import printable
 from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
 from wpnotify.settings import Settings, config_path, load_settings
@@ -83,7 +84,7 @@ def poll(ctx: click.Context) -> None:
 def render_poll(report: PollReport) -> None:
     for site in report.sites:
         if site.error:
-            click.echo(f"wpnotify: site {site.site}: {site.error}", err=True)
+            click.echo(printable(f"wpnotify: site {site.site}: {site.error}"), err=True)
         elif site.first_poll:
             click.echo(f"{site.site}: first poll; watching from now on (older posts are for "
                        "backfill)")
@@ -122,18 +123,19 @@ def status(ctx: click.Context, fmt: str) -> None:
     with opened(settings) as store:
         sites = report.status(settings, store)
     if fmt == "json":
-        click.echo(json.dumps(sites, indent=2))
+        click.echo(json.dumps(sites, indent=2))  # ensure_ascii: every control is escaped
         return
     for site in sites:
         bridge = {True: "installed", False: "missing", None: "not seen yet"}[site["bridge"]]
         counts = ", ".join(f"{n} {s}" for s, n in site["notifications"].items())
-        click.echo(f"{site['site']} ({site['url']})\n"
-                   f"  last poll: {site['last_poll_at'] or 'never'}; last good: "
-                   f"{site['last_ok_at'] or 'never'}; cursor: {site['cursor'] or 'none'}\n"
-                   f"  bridge: {bridge}\n  notifications: {counts}\n"
-                   f"  next retry: {site['next_retry_at'] or 'none due'}")
+        lines = [f"{site['site']} ({site['url']})",
+                 f"  last poll: {site['last_poll_at'] or 'never'}; last good: "
+                 f"{site['last_ok_at'] or 'never'}; cursor: {site['cursor'] or 'none'}",
+                 f"  bridge: {bridge}", f"  notifications: {counts}",
+                 f"  next retry: {site['next_retry_at'] or 'none due'}"]
         if site["last_error"]:
-            click.echo(f"  last error: {site['last_error']}")
+            lines.append(f"  last error: {site['last_error']}")
+        click.echo("\n".join(printable(line) for line in lines))
 
 
 @cli.command()
@@ -150,9 +152,9 @@ def check(ctx: click.Context) -> None:
     finally:
         http.close()
     for note in result.notes:
-        click.echo(f"ok: {note}")
+        click.echo(printable(f"ok: {note}"))
     for problem in result.problems:
-        click.echo(f"problem: {problem}", err=True)
+        click.echo(printable(f"problem: {problem}"), err=True)
     if not result.ok:
         ctx.exit(1)
 
@@ -208,7 +210,7 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
         if dry_run:
             note = f" (skipped: {item.error})" if item.status == "skipped" else ""
             kind = item.kind + (" (or pingback)" if item.payload.get("fallback") else "")
-            click.echo(f"post {post.id}: {kind} {item.target}{note}")
+            click.echo(printable(f"post {post.id}: {kind} {item.target}{note}"))
 
     try:
         with opened(settings) as store:
@@ -294,13 +296,30 @@ def _records(rows: list[Notification]) -> list[dict[str, Any]]:
 
 
 def render_json(rows: list[Notification]) -> None:
-    click.echo(json.dumps(_records(rows), indent=2, ensure_ascii=False))
+    """Exact text: json escapes C0 controls itself; C1 controls, DEL and bidi marks, which it
+    leaves raw without ensure_ascii, are written as \\u escapes too (they can only be inside
+    strings, so the document decodes to the same text)."""
+    click.echo(json.dumps(_records(rows), indent=2, ensure_ascii=False).translate(JSON_ESCAPES))
+
+
+JSON_ESCAPES = {code: f"\\u{code:04x}" for code in logs.UNSAFE if code >= 0x7F}
+#: A spreadsheet runs a cell starting with these as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def render_csv(rows: list[Notification]) -> None:
+    """For spreadsheets: a cell that would start a formula gets a leading apostrophe, and
+    control characters are escaped as in the table (``--format json`` has the exact text)."""
     writer = csv.DictWriter(sys.stdout, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(_records(rows))
+    writer.writerows({key: _cell(value) for key, value in record.items()}
+                     for record in _records(rows))
+
+
+def _cell(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return printable(("'" + value) if value.startswith(FORMULA_START) else value)
 
 
 def render_table(rows: list[Notification]) -> None:
@@ -309,9 +328,10 @@ def render_table(rows: list[Notification]) -> None:
         return
     header = ("WHEN (UTC)", "SITE", "POST", "KIND", "STATUS", "TRIES", "TARGET", "DETAIL")
     table = [header] + [
-        (row.created_at[:19].replace("T", " "), row.site, str(row.post_id), row.kind,
-         row.status, str(row.attempts), _clip(row.target, 60),
-         _clip(row.error or row.response or "", 70))
+        tuple(printable(cell) for cell in (
+            row.created_at[:19].replace("T", " "), row.site, str(row.post_id), row.kind,
+            row.status, str(row.attempts), _clip(row.target, 60),
+            _clip(row.error or row.response or "", 70)))
         for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
@@ -321,7 +341,8 @@ def render_table(rows: list[Notification]) -> None:
 
 
 def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    """One line of at most ``width``, whitespace runs as one space, controls escaped."""
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -334,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="wpnotify", standalone_mode=False)
     except WpnotifyError as exc:
-        click.echo(f"wpnotify: error: {exc}", err=True)
+        click.echo(printable(f"wpnotify: error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -357,5 +378,5 @@ def _click_error(exc: click.ClickException) -> NoReturn:
     where = ""
     if isinstance(exc, click.UsageError) and exc.ctx is not None:
         where = f" (see '{exc.ctx.command_path} --help')"
-    click.echo(f"wpnotify: error: {exc.format_message()}{where}", err=True)
+    click.echo(printable(f"wpnotify: error: {exc.format_message()}{where}"), err=True)
     sys.exit(exc.exit_code)
