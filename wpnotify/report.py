@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from wpnotify.errors import SourceError, StateError
 from wpnotify.http import Http
-from wpnotify.settings import Settings
+from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import Store
 from wpnotify.wordpress import make_source
 
@@ -36,10 +40,12 @@ def status(settings: Settings, store: Store) -> list[dict[str, Any]]:
 
 @dataclass
 class CheckResult:
-    """One line per finding: ``problems`` make the check fail, ``notes`` do not."""
+    """One line per finding: ``problems`` make the check fail; ``warnings`` (it works, but
+    is unsafe) and ``notes`` do not."""
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -48,7 +54,7 @@ class CheckResult:
 
 def check(settings: Settings, http: Http) -> CheckResult:
     """Validates what can be validated without sending anything."""
-    result = CheckResult()
+    result = CheckResult(warnings=config_warnings(settings))
     try:
         store = Store.open(settings.state_file)
         try:
@@ -78,3 +84,45 @@ def check(settings: Settings, http: Http) -> CheckResult:
             result.notes.append(f"site {site.name}: bridge {bridge.get('bridge')} installed, "
                                 "WordPress's own sending is off")
     return result
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What the configuration alone shows to be unsafe, found before anything is contacted:
+    an Application Password that other local users can read, or one that would cross the
+    network in clear text (Basic auth over http:// to a host that is not this machine)."""
+    warnings = []
+    for site in settings.sites:
+        if site.password_file is not None:
+            warnings.extend(_file_warning(site.name, site.password_file))
+        if not _safe_transport(site):
+            warnings.append(f"site {site.name}: {site.url} is plain http:// to another host, so "
+                            "the Application Password would cross the network in clear text; "
+                            "use https://")
+    return warnings
+
+
+def _file_warning(name: str, path: Path) -> list[str]:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:  # it was read at load time; gone since, the site check will say so
+        return []
+    if not mode & 0o077:
+        return []
+    return [f"site {name}: password_file {path} is open to other users (mode {mode:04o}); "
+            f"chmod 600 {path}"]
+
+
+def _safe_transport(site: SiteSettings) -> bool:
+    """https://, or http:// to this machine by a loopback name or address. Any other name
+    counts as remote: what it resolves to can change, and resolving it here would be a
+    lookup the check should not need."""
+    parts = urlsplit(site.url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme == "https" or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
