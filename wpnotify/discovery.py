@@ -2,21 +2,22 @@
 advertises. All pure (strings in, strings out) except ``fetch_page``, the one GET of a target
 that every protocol's discovery shares.
 
-HTML is read with a real parser (the standard library's tokenizer), never with string search:
-entities are decoded, attributes may come in any order and quoting, and comments, ``<script>``
-bodies and escaped text (``&lt;a href=…&gt;``) are never taken for elements.
+HTML is read with a real tokenizer (``markup``, linear in the page's length whatever it holds),
+never with string search: entities are decoded, attributes may come in any order and quoting,
+and comments, ``<script>`` bodies and escaped text (``&lt;a href=…&gt;``) are never taken for
+elements. Headers and TrackBack RDF are read by scanning forward too, never by a pattern that
+can backtrack, and a page's Link headers are read up to a cap.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from html import unescape as html_unescape
-from html.parser import HTMLParser
+from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http, Response, retry_after
+from wpnotify.markup import start_tags
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 
@@ -42,32 +43,6 @@ def fetch_page(http: Http, target: str,
     return page
 
 
-class _Collector(HTMLParser):
-    """Collects (tag, attrs) for the start tags we ask for, in document order."""
-
-    def __init__(self, tags: frozenset[str], first_only: bool = False) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags = tags
-        self.found: list[tuple[str, dict[str, str]]] = []
-        self.first_only = first_only
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.tags:
-            values: dict[str, str] = {}
-            for name, value in attrs:
-                values.setdefault(name, value if value is not None else "")
-            self.found.append((tag, values))
-
-    handle_startendtag = handle_starttag
-
-
-def _elements(html: str, tags: frozenset[str]) -> list[tuple[str, dict[str, str]]]:
-    parser = _Collector(tags)
-    parser.feed(html)
-    parser.close()
-    return parser.found
-
-
 def _is_http(url: str) -> bool:
     return urlsplit(url).scheme in ("http", "https")
 
@@ -79,7 +54,7 @@ def extract_links(html: str, base: str) -> list[str]:
     post writes them (receivers search the source for that exact string), fragment included.
     """
     links: list[str] = []
-    for _tag, attrs in _elements(html, frozenset({"a"})):
+    for _tag, attrs in start_tags(html, frozenset({"a"})):
         href = attrs.get("href", "").strip()
         if not href:
             continue
@@ -141,7 +116,7 @@ def pingback_endpoint(header: str | None, html: str, base: str) -> str | None:
     if header and header.strip():
         url = urljoin(base, header.strip())
         return url if _is_http(url) else None
-    for _tag, attrs in _elements(html, frozenset({"link"})):
+    for _tag, attrs in start_tags(html, frozenset({"link"})):
         if "pingback" in rel_tokens(attrs.get("rel", "")) and attrs.get("href", "").strip():
             url = urljoin(base, attrs["href"].strip())
             if _is_http(url):
@@ -164,13 +139,12 @@ def webmention_endpoint(link_headers: list[str], html: str | None, base: str) ->
     final URL after redirects; the query is kept, the fragment dropped. ``html`` is None when
     the page is not HTML.
     """
-    for value in link_headers:
-        for target, rels in _header_links(value):
-            if "webmention" in rels:
-                return _endpoint(base, target)
+    for target, rels in _link_values(link_headers):
+        if "webmention" in rels:
+            return _endpoint(base, target)
     if html is None or not may_mention(html, "webmention"):
         return None
-    for _tag, attrs in _elements(html, frozenset({"link", "a"})):
+    for _tag, attrs in start_tags(html, frozenset({"link", "a"})):
         if "href" in attrs and "webmention" in rel_tokens(attrs.get("rel", "")):
             return _endpoint(base, attrs["href"].strip())
     return None
@@ -188,26 +162,69 @@ def _endpoint(base: str, href: str) -> str | None:
     return url if _is_http(url) else None
 
 
-_LINK = re.compile(r"""\s*<([^>]*)>((?:\s*;\s*[^;,"]+(?:=(?:"[^"]*"|[^;,]*))?)*)\s*(?:,|$)""")
-_PARAM = re.compile(r""";\s*([^\s=;,]+)\s*(?:=\s*("([^"]*)"|[^;,\s]*))?""")
+# A page's Link headers are read up to these caps: a real page sends a few short ones, and a
+# hostile one may send 100 headers of 64 KiB each (what http.client lets through).
+MAX_LINK_TEXT = 16 * 1024  # characters of Link header values read, in all
+MAX_LINKS = 200  # links read, in all
+# "; name" or "; name=value", the value a quoted string (with \-escapes) or a token.
+_LINK_PARAM = re.compile(r"""[\t ]*;[\t ]*([^\t =;,<"]*)[\t ]*
+                             (?:=[\t ]*(?:"((?:[^"\\]|\\.)*)"?|([^;,]*)))?""", re.X)
+_QUOTED_PAIR = re.compile(r"\\(.)")
 
 
-def _header_links(value: str) -> list[tuple[str, set[str]]]:
-    """(target, rel tokens) for each link in one Link header value (RFC 8288 §3)."""
-    links = []
-    for match in _LINK.finditer(value):
-        rels: set[str] = set()
-        for param in _PARAM.finditer(match.group(2)):
-            if param.group(1).lower() == "rel":
-                raw = param.group(3) if param.group(3) is not None else (param.group(2) or "")
+def _link_values(values: list[str]) -> Iterator[tuple[str, set[str]]]:
+    """(target, rel tokens) for each link of the Link header values, in order, up to the
+    caps (RFC 8288 §3)."""
+    budget, count = MAX_LINK_TEXT, 0
+    for value in values:
+        if budget <= 0:
+            return
+        for link in _header_links(value[:budget]):
+            count += 1
+            if count > MAX_LINKS:
+                return
+            yield link
+        budget -= len(value)
+
+
+def _header_links(value: str) -> Iterator[tuple[str, set[str]]]:
+    """(target, rel tokens) for each link in one Link header value, read in one pass:
+    ``<target>`` then ``; name=value`` parameters (a value a token or a quoted string) up to
+    the comma before the next link. What is malformed is passed over up to that comma."""
+    pos = 0
+    while (opened := value.find("<", pos)) >= 0:
+        closed = value.find(">", opened + 1)
+        if closed < 0:
+            return
+        target, rels, pos = value[opened + 1:closed].strip(), set(), closed + 1
+        while (param := _LINK_PARAM.match(value, pos)) is not None:
+            pos = param.end()
+            name, quoted, token = param.groups()
+            if name.lower() == "rel":
+                raw = _QUOTED_PAIR.sub(r"\1", quoted) if quoted is not None else token or ""
                 rels |= rel_tokens(raw)
-        links.append((match.group(1).strip(), rels))
-    return links
+        yield target, rels
+        comma = value.find(",", pos)
+        if comma < 0:
+            return
+        pos = comma + 1
 
 
-_RDF = re.compile(r"<rdf:RDF\b.*?</rdf:RDF>", re.S | re.I)
-_DESCRIPTION = re.compile(r"<rdf:Description\b([^>]*)>", re.S | re.I)
-_ATTRIBUTE = re.compile(r"""([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_RDF_START = re.compile(r"<rdf:RDF\b", re.I | re.A)
+_RDF_END = re.compile(r"</rdf:RDF>", re.I | re.A)
+_DESCRIPTION = frozenset({"rdf:description"})
+
+
+def _rdf_blocks(html: str) -> Iterator[str]:
+    """Each ``<rdf:RDF …>…</rdf:RDF>`` block of the raw text, comments included, in one
+    forward pass: a start with no end after it means no more blocks."""
+    pos = 0
+    while (start := _RDF_START.search(html, pos)) is not None:
+        end = _RDF_END.search(html, start.end())
+        if end is None:
+            return
+        yield html[start.start():end.end()]
+        pos = end.end()
 
 
 def trackback_ping_url(html: str, base: str, target: str) -> str | None:
@@ -219,14 +236,11 @@ def trackback_ping_url(html: str, base: str, target: str) -> str | None:
     ``rdf:about``, used only when ``trackback:ping`` is missing.
     """
     candidates: list[tuple[str, str]] = []
-    for block in _RDF.findall(html):
-        for match in _DESCRIPTION.finditer(block):
-            attrs = {m.group(1).lower(): html_unescape(m.group(2) if m.group(2) is not None
-                                                       else m.group(3))
-                     for m in _ATTRIBUTE.finditer(match.group(1))}
-            ping = attrs.get("trackback:ping") or ""
+    for block in _rdf_blocks(html):
+        for _tag, attrs in start_tags(block, _DESCRIPTION):
+            ping = attrs.get("trackback:ping", "").strip()
             if ping:
-                candidates.append((attrs.get("dc:identifier", ""), ping))
+                candidates.append((attrs.get("dc:identifier", "").strip(), ping))
     wanted = {comparable(target), comparable(base)}
     for identifier, ping in candidates:
         if identifier and comparable(urljoin(base, identifier)) in wanted:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -17,6 +16,7 @@ from defusedxml import DefusedXmlException
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http, retry_after
+from wpnotify.markup import text_of
 
 KIND = "trackback"
 EXCERPT_CHARS = 252
@@ -24,39 +24,11 @@ ELLIPSIS = "&#8230;"
 REPLY_CAP = 64 * 1024
 
 
-class _TextOnly(HTMLParser):
-    """PHP's strip_tags after WordPress drops <script> and <style> bodies: text kept, entities
-    left exactly as written (WordPress sends them encoded), comments and tags gone."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-    def handle_entityref(self, name: str) -> None:
-        self.handle_data(f"&{name};")
-
-    def handle_charref(self, name: str) -> None:
-        self.handle_data(f"&#{name};")
-
-
 def strip_tags(html: str) -> str:
-    parser = _TextOnly()
-    parser.feed(html)
-    parser.close()
-    return "".join(parser.parts)
+    """PHP's strip_tags after WordPress drops <script> and <style> bodies: text kept, entities
+    left exactly as written (WordPress sends them encoded), comments and tags gone. In time
+    linear in the text (``html.parser`` took 38 s on 60 KB of ``<a ``)."""
+    return text_of(html)
 
 
 def excerpt(html: str, limit: int = EXCERPT_CHARS) -> str:
