@@ -102,3 +102,81 @@ def test_a_full_disk(config: Path) -> None:
     proc = wpnotify(config, "retry", "--all-failed", limit=small_files)
     assert_one_line_error(proc, "disk is full or failing", "nothing was half-written")
     assert failed_rows(config) == 1
+
+
+@pytest.fixture()
+def loopback(tmp_path: Path) -> Path:
+    """A config whose site would be on loopback (port 9, where nothing listens): these tests
+    must fail before any request, and if one went out it would stay on this machine."""
+    path = tmp_path / "loopback.toml"
+    path.write_text('state_file = "state.sqlite3"\n[http]\nallow_private_addresses = true\n'
+                    '[[sites]]\nname = "blog"\nurl = "http://127.0.0.1:9"\nusername = "u"\n'
+                    'password = "pw"\n')
+    store = Store.open(tmp_path / "state.sqlite3")
+    for post in range(300):  # rows over many pages
+        store.add("blog", post, "pingback", f"https://t.example/{post}",
+                  "http://127.0.0.1:9/p", NOW, status="sent")
+    store.record_poll("blog", NOW, cursor="2026-11-26T11:00:00", baseline=[(1, "x")])
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    return path
+
+
+def set_in_state(config: Path, sql: str) -> None:
+    with sqlite3.connect(config.parent / "state.sqlite3") as db:
+        db.execute(sql)
+    sqlite3.connect(config.parent / "state.sqlite3").close()
+
+
+@pytest.mark.parametrize("command", ["status", "poll", "history"])
+def test_damaged_pages_in_the_state_file(loopback: Path, command: str) -> None:
+    """The header and schema read fine; every other page is garbage."""
+    state = loopback.parent / "state.sqlite3"
+    data = state.read_bytes()
+    state.write_bytes(data[:4096] + b"\xa5\x17garbage" * ((len(data) - 4096) // 9 + 1))
+    proc = wpnotify(loopback, command)
+    assert_one_line_error(proc, f"cannot read state file {state}", "malformed",
+                          "restore it from a backup")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("cursor", "garbage"), ("cursor", "2026-13-45T99:00:00"), ("baseline", "{not json"),
+    ("baseline", '[["x", 1, 2]]'), ("deletions_seen", "yesterday")])
+@pytest.mark.parametrize("command", ["status", "poll"])
+def test_an_unreadable_site_value(loopback: Path, command: str, column: str,
+                                  value: str) -> None:
+    """Names the site, the column, and a command that starts the site afresh."""
+    set_in_state(loopback, f"UPDATE sites SET {column} = '{value}'")
+    proc = wpnotify(loopback, command)
+    assert_one_line_error(proc, f"site blog's {column} cannot be read", "start that site afresh",
+                          "UPDATE sites SET cursor = NULL", "wpnotify backfill --site blog "
+                          "--since 2026-11-26")
+
+
+def test_the_fix_an_unreadable_site_value_names_works(loopback: Path) -> None:
+    set_in_state(loopback, "UPDATE sites SET cursor = 'garbage'")
+    message = wpnotify(loopback, "status").stderr
+    command = message.split("start that site afresh with: ", 1)[1].split(" (its next poll")[0]
+    subprocess.run(command, shell=True, check=True)
+    proc = wpnotify(loopback, "status")
+    assert proc.returncode == 0 and "cursor: none" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(("column", "value"), [("payload", "{not json"), ("payload", "[1]"),
+                                               ("next_attempt_at", "soon")])
+def test_an_unreadable_notification(loopback: Path, column: str, value: str) -> None:
+    set_in_state(loopback, f"UPDATE notifications SET {column} = '{value}' WHERE post_id = 7")
+    assert_one_line_error(wpnotify(loopback, "history", "--limit", "1000"),
+                          "notification 8 cannot be read", "restore the file from a backup",
+                          "DELETE FROM notifications WHERE id = 8")
+
+
+def test_an_unreadable_host_hold(loopback: Path) -> None:
+    set_in_state(loopback, "INSERT INTO hosts VALUES ('t.example', 0, 'whenever')")
+    set_in_state(loopback, "UPDATE notifications SET status = 'pending' WHERE post_id = 7")
+    proc = wpnotify(loopback, "poll")  # the site is not there: logged, then the sending
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("wpnotify: error: ") and "the hold on t.example cannot be read" in last
+    assert "\"UPDATE hosts SET not_before = NULL WHERE host = 't.example'\"" in last

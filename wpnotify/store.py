@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -192,8 +193,12 @@ class Store:
         self._depth = 0  # transactions nested in the open one (the lock's owner's)
 
     def _rows(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Every read goes through here: a damaged file is one StateError, not a traceback."""
         with self._lock:
-            return self.db.execute(sql, params).fetchall()
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise state_error(self.path, exc, "read") from None
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -278,15 +283,37 @@ class Store:
     # --- sites ---------------------------------------------------------------------------
 
     def site(self, name: str) -> SiteState | None:
+        """A site's reading position. A value that cannot be read (a damaged or hand-edited
+        file) is a StateError naming the site, the column and how to start the site afresh:
+        a poll must not guess where it stands."""
         found = self._rows("SELECT * FROM sites WHERE name = ?", (name,))
         if not found:
             return None
         row = found[0]
+        for column in ("cursor", "deletions_seen"):
+            if row[column] is not None and not _readable(row[column], _wp_time):
+                raise self._bad_site(name, column, row[column], row["last_ok_at"])
+        try:
+            baseline = frozenset((int(i), str(m))
+                                 for i, m in json.loads(row["baseline"] or "[]"))
+        except (ValueError, TypeError):
+            raise self._bad_site(name, "baseline", row["baseline"], row["last_ok_at"]) from None
         bridge = None if row["bridge"] is None else bool(row["bridge"])
-        baseline = frozenset((int(i), str(m)) for i, m in json.loads(row["baseline"] or "[]"))
         return SiteState(row["name"], row["cursor"], baseline, row["deletions_seen"],
                          row["last_poll_at"],
                          row["last_ok_at"], row["last_error"], bridge)
+
+    def _bad_site(self, name: str, column: str, value: object, last_ok: str | None
+                  ) -> StateError:
+        since = (f"--since {last_ok[:10]}" if last_ok and _readable(last_ok, parse_iso)
+                 else "--since DATE")
+        reset = _sqlite(self.path, "UPDATE sites SET cursor = NULL, baseline = NULL, "
+                        f"deletions_seen = NULL WHERE name = {_sql_text(name)}")
+        return StateError(
+            f"state file {self.path}: site {name}'s {column} cannot be read "
+            f"({str(value)[:40]!r}); start that site afresh with: {reset} (its next poll "
+            f"watches from then on; send what it missed with: wpnotify backfill --site {name} "
+            f"{since})")
 
     def record_poll(self, name: str, now: datetime, *, cursor: str | None = None,
                     error: str | None = None, bridge: bool | None = None,
@@ -343,7 +370,7 @@ class Store:
 
     def get(self, notification_id: int) -> Notification | None:
         rows = self._rows("SELECT * FROM notifications WHERE id = ?", (notification_id,))
-        return _notification(rows[0]) if rows else None
+        return _notification(rows[0], self.path) if rows else None
 
     def targets(self, site: str, post_id: int, kind: str) -> set[str]:
         rows = self._rows(
@@ -389,7 +416,7 @@ class Store:
                   {where}
                 ORDER BY COALESCE(next_attempt_at, created_at), id LIMIT ?""",
             (iso(now), *params, limit))
-        return [_notification(row) for row in rows]
+        return [_notification(row, self.path) for row in rows]
 
     def claim(self, notification_id: int, now: datetime) -> bool:
         """Marks a pending notification as being sent by this process, committed before any
@@ -504,7 +531,7 @@ class Store:
         rows = self._rows(
             f"SELECT * FROM notifications {where} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit))
-        return [_notification(row) for row in rows]
+        return [_notification(row, self.path) for row in rows]
 
     def requeue(self, *, ids: list[int], site: str | None = None,
                 since: datetime | None = None) -> int:
@@ -562,15 +589,21 @@ class Store:
 
     def host(self, host: str) -> tuple[bool, str | None]:
         """(known to run WordPress, no request before this ISO time or None)."""
-        rows = self._rows("SELECT wordpress, not_before FROM hosts WHERE host = ?", (host,))
-        return (bool(rows[0][0]), rows[0][1]) if rows else (False, None)
+        return self.hosts({host}).get(host, (False, None))
 
     def hosts(self, hosts: set[str]) -> dict[str, tuple[bool, str | None]]:
         """host -> (known to run WordPress, not-before time or None), for those of ``hosts``
-        the file knows (one query)."""
+        the file knows (one query). A host is a host name[:port], or an update service's
+        URL (paced on its own)."""
         marks = ",".join("?" * len(hosts))
         rows = self._rows(f"SELECT host, wordpress, not_before FROM hosts WHERE host IN "
                           f"({marks})", list(hosts)) if hosts else []
+        for row in rows:
+            if row[2] is not None and not _readable(row[2], parse_iso):
+                fix = _sqlite(self.path, "UPDATE hosts SET not_before = NULL WHERE host = "
+                              + _sql_text(row[0]))
+                raise StateError(f"state file {self.path}: the hold on {row[0]} cannot be read "
+                                 f"({str(row[2])[:40]!r}); remove it with: {fix}")
         return {row[0]: (bool(row[1]), row[2]) for row in rows}
 
     def set_host(self, host: str, *, wordpress: bool | None = None,
@@ -584,7 +617,44 @@ class Store:
                  iso(not_before) if not_before else None, host))
 
 
-def _notification(row: sqlite3.Row) -> Notification:
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _sqlite(path: Path, sql: str) -> str:
+    """A shell command that repairs the file by hand, for an error message to name."""
+    quoted = f'"{sql}"' if not set(sql) & set('"$`\\!') else shlex.quote(sql)
+    return f"sqlite3 {shlex.quote(str(path))} {quoted}"
+
+
+def _wp_time(text: str) -> datetime:
+    """Like wordpress.wp_time (the store may not import the source): a ``*_gmt`` value."""
+    return datetime.fromisoformat(text)
+
+
+def _readable(value: object, parse: Callable[[str], object]) -> bool:
+    try:
+        parse(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+def _notification(row: sqlite3.Row, path: Path) -> Notification:
+    """A row as a Notification; one the sender could not use (a damaged or hand-edited
+    file) is a StateError naming the row and the fix, never a traceback later."""
     data = dict(row)
-    data["payload"] = json.loads(data["payload"] or "{}")
+    try:
+        data["payload"] = json.loads(data["payload"] or "{}")
+        if not isinstance(data["payload"], dict):
+            raise ValueError("not an object")
+        if data["next_attempt_at"] is not None:
+            parse_iso(data["next_attempt_at"])
+    except (ValueError, TypeError) as exc:
+        number = int(data["id"])
+        fix = _sqlite(path, f"DELETE FROM notifications WHERE id = {number:d}")
+        raise StateError(
+            f"state file {path}: notification {number} cannot be read ({exc}); restore the "
+            f"file from a backup, or delete that row with: {fix} (a backfill of its post "
+            "plans it again)") from None
     return Notification(**data)
