@@ -135,3 +135,30 @@ def test_of_several_rdf_blocks_the_one_for_the_target_wins() -> None:
     assert trackback_ping_url(page, "https://t.example/", "https://t.example/c/") is None
     assert trackback_ping_url("<p>no rdf</p>", "https://t.example/", "https://t.example/") \
         is None
+
+
+MALFORMED = ["http://example.com:8O80/", "http://[your link here]", "https://[::1/x",
+             "http://example.com:99999/", "http://a..b/", "http://" + "x" * 64 + ".example/"]
+
+
+def test_a_malformed_link_is_kept_as_written_and_never_raises() -> None:
+    """Link extraction and selection keep a bad link (the plan records it as skipped) and
+    never raise on it, so the post's good links are still notified (issue 12, item 4)."""
+    html = "".join(f'<a href="{url}">bad</a>' for url in MALFORMED)
+    html += '<a href="https://good.example/a">good</a><a href="//[x">relative</a>'
+    links = extract_links(html, BASE)
+    assert links == [*MALFORMED, "https://good.example/a", "//[x"]
+    assert select_targets(links, permalink=BASE, home="https://blog.example",
+                          self_pings=False) == links
+
+
+def test_malformed_endpoints_are_no_endpoints() -> None:
+    from wpnotify.discovery import trackback_ping_url, webmention_endpoint
+
+    assert pingback_endpoint("http://[x", "", BASE) is None
+    assert pingback_endpoint(None, '<link rel=pingback href="http://h:8O80/">', BASE) is None
+    assert webmention_endpoint(["<http://[x>; rel=webmention"], None, BASE) is None
+    assert webmention_endpoint([], '<a rel=webmention href="http://[x">', BASE) is None
+    page = RDF.format(about="http://[x", ping="http://[y") + RDF.format(
+        about="https://t.example/b/", ping="http://h:8O80/")
+    assert trackback_ping_url(page, BASE, "https://t.example/b/") is None

@@ -89,3 +89,22 @@ def test_trackback_discovery_carries_the_ping_with_each_link() -> None:
     (item,) = plan(post(["https://a.example/1"]), site(trackback_discovery=True), home=HOME,
                    blog_name="B", known=nothing_known)
     assert item.payload["ping"]["url"] == f"{HOME}/p/" and item.payload["fallback"] is True
+
+
+def test_a_malformed_link_is_skipped_and_the_good_ones_planned() -> None:
+    """One bad link no longer fails its whole post (issue 12, item 4): it is recorded as
+    skipped with bad-url and a message naming it, the post's good links go out as usual."""
+    bad = ["http://example.com:8O80/", "http://[your link here]"]
+    items = plan(post([bad[0], "https://a.example/1", bad[1]], ["http://[tb"]),
+                 site(prefer="both", deny_hosts=("spam.*",)), home=HOME, blog_name="B",
+                 known=nothing_known)
+    assert summary(items) == [
+        ("webmention", bad[0], "skipped", "bad-url"),
+        ("pingback", bad[0], "skipped", "bad-url"),
+        ("webmention", "https://a.example/1", "pending", None),
+        ("pingback", "https://a.example/1", "pending", None),
+        ("webmention", bad[1], "skipped", "bad-url"),
+        ("pingback", bad[1], "skipped", "bad-url"),
+        ("trackback", "http://[tb", "skipped", "bad-url")]
+    assert "port" in (items[0].error or "") and bad[0] in (items[0].error or "")
+    assert "fix the link" in (items[4].error or "")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from wpnotify.errors import SendError
-from wpnotify.http import Http, Response, retry_after
+from wpnotify.http import Http, Response, retry_after, url_problem
 from wpnotify.markup import start_tags
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
@@ -44,7 +44,26 @@ def fetch_page(http: Http, target: str,
 
 
 def _is_http(url: str) -> bool:
-    return urlsplit(url).scheme in ("http", "https")
+    return _scheme(url) in ("http", "https")
+
+
+_SCHEME = re.compile(r"[\x00-\x20]*([A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, lower case ("" for none), read without parsing the rest (which may
+    not parse)."""
+    found = _SCHEME.match(url)
+    return found.group(1).lower() if found is not None else ""
+
+
+def _join(base: str, href: str) -> str:
+    """``href`` resolved against ``base``; as written when it does not parse (a malformed
+    link is kept, so that the plan records it as skipped instead of losing the post)."""
+    try:
+        return urljoin(base, href)
+    except ValueError:  # "http://[your link here]"
+        return href
 
 
 def extract_links(html: str, base: str) -> list[str]:
@@ -52,24 +71,31 @@ def extract_links(html: str, base: str) -> list[str]:
 
     Relative hrefs are resolved against ``base`` (the permalink); absolute ones are kept as the
     post writes them (receivers search the source for that exact string), fragment included.
+    A malformed http(s) link is kept as written; it never raises.
     """
     links: list[str] = []
+    seen: set[str] = set()
     for _tag, attrs in start_tags(html, frozenset({"a"})):
         href = attrs.get("href", "").strip()
         if not href:
             continue
-        url = urljoin(base, href)
-        if _is_http(url) and url not in links:
+        url = _join(base, href)
+        if url not in seen and (_is_http(url) or url.startswith("//")):
+            seen.add(url)
             links.append(url)
     return links
 
 
 def comparable(url: str) -> tuple[str, str, str, str]:
     """A URL reduced for "is this the same page?": scheme, host, port-less netloc, path with
-    and without a trailing slash treated alike, the query kept, the fragment dropped."""
-    parts = urlsplit(url)
+    and without a trailing slash treated alike, the query kept, the fragment dropped. A URL
+    that does not parse is only the same as itself."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "", url, "", ""
     host = (parts.hostname or "").lower()
-    port = parts.port
     if port is not None and (parts.scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
     return parts.scheme.lower(), host, parts.path.rstrip("/") or "/", parts.query
@@ -114,19 +140,13 @@ def pingback_endpoint(header: str | None, html: str, base: str) -> str | None:
     relative hrefs resolved against the final URL (the spec asks for absolute URLs; be lenient).
     """
     if header and header.strip():
-        url = urljoin(base, header.strip())
-        return url if _is_http(url) else None
+        return _endpoint(base, header.strip(), keep_fragment=True)
     for _tag, attrs in start_tags(html, frozenset({"link"})):
         if "pingback" in rel_tokens(attrs.get("rel", "")) and attrs.get("href", "").strip():
-            url = urljoin(base, attrs["href"].strip())
-            if _is_http(url):
-                return _without_fragment(url)
+            url = _endpoint(base, attrs["href"].strip())
+            if url is not None:
+                return url
     return None
-
-
-def _without_fragment(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(fragment=""))
 
 
 def webmention_endpoint(link_headers: list[str], html: str | None, base: str) -> str | None:
@@ -157,9 +177,15 @@ def may_mention(html: str, word: str) -> bool:
     return word in html.lower() or "&#" in html
 
 
-def _endpoint(base: str, href: str) -> str | None:
-    url = _without_fragment(urljoin(base, href))
-    return url if _is_http(url) else None
+def _endpoint(base: str, href: str, keep_fragment: bool = False) -> str | None:
+    """An advertised endpoint, absolute and without its fragment; None unless it is an
+    http(s) URL the seam could request (a malformed one is no endpoint)."""
+    try:
+        parts = urlsplit(urljoin(base, href))
+    except ValueError:
+        return None
+    url = urlunsplit(parts if keep_fragment else parts._replace(fragment=""))
+    return url if _is_http(url) and url_problem(url) is None else None
 
 
 # A page's Link headers are read up to these caps: a real page sends a few short ones, and a
@@ -243,7 +269,7 @@ def trackback_ping_url(html: str, base: str, target: str) -> str | None:
                 candidates.append((attrs.get("dc:identifier", "").strip(), ping))
     wanted = {comparable(target), comparable(base)}
     for identifier, ping in candidates:
-        if identifier and comparable(urljoin(base, identifier)) in wanted:
+        if identifier and comparable(_join(base, identifier)) in wanted:
             return _endpoint(base, ping)
     if len(candidates) == 1:
         return _endpoint(base, candidates[0][1])

@@ -193,18 +193,17 @@ class Http:
                  json_body: Any = None) -> Response:
         cap = max_bytes or self.settings.max_body_bytes
         deadline = time.monotonic() + self.settings.timeout
-        origin: tuple[str, str, int | None] | None = None
+        origin: Key | None = None
         for _hop in range(self.settings.max_redirects + 1):
-            parts = _checked(url)  # parsed once per hop
-            here = _origin(parts)
+            parts, here = _target(url)  # parsed once per hop
             origin = origin or here
             send_auth = auth if here == origin else None
             # The deadline is armed before the connection is made: a receiver that drips its
             # status line and headers, or answers 100 Continue forever, is cut off too.
             watch = _Deadline(self._watchdog, deadline)
             try:
-                exchange = self._send(method, url, parts, headers, send_auth, data, json_body,
-                                      watch)
+                exchange = self._send(method, url, parts, here, headers, send_auth, data,
+                                      json_body, watch)
                 location = exchange.response.getheader("Location")
                 if not (follow and exchange.response.status in REDIRECTS and location):
                     return self._finish(exchange, url, cap, watch, read_body)
@@ -223,20 +222,9 @@ class Http:
         return SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",
                          code="timeout", permanent=False)
 
-    def _send(self, method: str, url: str, parts: SplitResult,
+    def _send(self, method: str, url: str, parts: SplitResult, key: Key,
               headers: Mapping[str, str] | None, auth: tuple[str, str] | None, data: Any,
               json_body: Any, watch: _Deadline) -> _Exchange:
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise SendError(f"bad port in URL: {url[:200]}", code="bad-url", permanent=True,
-                            skip=True) from None
-        try:  # an internationalised name is sent (and resolved) in its ASCII form
-            host = (parts.hostname or "").encode("idna").decode("ascii").lower()
-        except UnicodeError:
-            raise SendError(f"bad host name in URL: {url[:200]}", code="bad-url",
-                            permanent=True, skip=True) from None
-        key: Key = (parts.scheme, host, port)
         # Non-ASCII in the path or query is sent percent-encoded (UTF-8), as browsers do;
         # what is already percent-encoded stays as it is.
         target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
@@ -480,28 +468,62 @@ def _short(text: str) -> str:
     return text[:200]
 
 
-def _checked(url: str) -> SplitResult:
-    """The URL, parsed; a SendError (skip) unless it is plain http(s) with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SendError(f"not an http(s) URL: {url[:200]}", code="bad-url", permanent=True,
-                        skip=True)
-    if parts.username or parts.password:
-        raise SendError(f"URL with user info refused: {_host(url)}", code="bad-url",
-                        permanent=True, skip=True)
-    return parts
-
-
-def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+def url_problem(url: str) -> str | None:
+    """Why the seam would refuse ``url`` before any connection (not plain http(s) with a
+    host, a port that is no number from 1 to 65535, a host name that is no valid name, user
+    info), as one line for the history; None when it is fine. Never raises."""
     try:
+        _target(url)
+    except SendError as exc:
+        return exc.message
+    return None
+
+
+def _target(url: str) -> tuple[SplitResult, Key]:
+    """The URL, parsed, and what a connection to it is kept by: (scheme, host in its ASCII
+    form, port). A SendError (bad-url, skip) unless it is plain http(s) with a host."""
+    shown = redact(url)[:200]
+    try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        port = None
-    return parts.scheme, (parts.hostname or "").lower(), port
+    except ValueError as exc:  # "[your link here]" as a host, or a port like 8O80
+        what = "bad port" if "port" in str(exc).lower() else "malformed host"
+        raise SendError(f"not a valid URL ({what}): {shown}", code="bad-url",
+                        permanent=True, skip=True) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SendError(f"not an http(s) URL: {shown}", code="bad-url", permanent=True,
+                        skip=True)
+    if "@" in parts.netloc:
+        raise SendError(f"URL with user info refused: {shown}", code="bad-url",
+                        permanent=True, skip=True)
+    if port == 0:
+        raise SendError(f"not a valid URL (bad port): {shown}", code="bad-url",
+                        permanent=True, skip=True)
+    try:  # an internationalised name is sent (and resolved) in its ASCII form
+        host = parts.hostname.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise SendError(f"not a valid URL (bad host name): {shown}", code="bad-url",
+                        permanent=True, skip=True) from None
+    return parts, (parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
+
+
+# The user info of a URL: what lies between "//" and the last "@" before the path (also in a
+# URL inside a query string).
+_USERINFO = re.compile(r"//[^/?#]*@")
+_AUTHORITY = re.compile(r"[\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//([^/?#]*)")
+
+
+def redact(url: str) -> str:
+    """``url`` without its user name and password, for every message, log and record that
+    names a URL (``http://admin:secret@host/`` becomes ``http://host/``); works on URLs that
+    do not parse too."""
+    return _USERINFO.sub("//", url)
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc or url[:100]
+    """The host (and port) a message names: never the user info."""
+    found = _AUTHORITY.match(redact(url))
+    return found.group(1) if found is not None and found.group(1) else redact(url)[:100]
 
 
 def _reason(exc: BaseException) -> str:

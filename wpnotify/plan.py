@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import extract_links, select_targets
+from wpnotify.http import url_problem
 from wpnotify.settings import SiteSettings
 from wpnotify.wordpress import Post
 
@@ -74,8 +75,19 @@ def _links(post: Post, site: SiteSettings, home: str, known: Known,
         for kind in LINK_KINDS[site.prefer]:
             done = covered if fallback else sent[kind] | by_trackback
             if url not in done:
-                owed.append(Planned(kind, url, payload=payload))
+                owed.append(_checked(Planned(kind, url, payload=payload)))
     return owed
+
+
+def _checked(item: Planned, fix: str = "fix the link in the post") -> Planned:
+    """The item, or, when its URL could never be requested (a malformed link such as
+    ``http://example.com:8O80/``), the item skipped with the reason: one bad link costs
+    only itself, never its post's other notifications."""
+    problem = url_problem(item.target)
+    if problem is None:
+        return item
+    return replace(item, status="skipped", error=f"{problem} ({fix})",
+                   error_code="bad-url", payload={})
 
 
 def _trackbacks(post: Post, site: SiteSettings, known: Known,
@@ -95,6 +107,10 @@ def _trackbacks(post: Post, site: SiteSettings, known: Known,
                                 f"more than max_trackbacks_per_post "
                                 f"({site.max_trackbacks_per_post}) for this post",
                                 "too-many-trackbacks"))
+        elif (problem := url_problem(url)) is not None:
+            owed.append(Planned(trackback.KIND, url, "skipped",
+                                f"{problem} (fix the URL in the post's trackbacks)",
+                                "bad-url"))
         else:
             room -= 1
             owed.append(Planned(trackback.KIND, url, payload=ping))
@@ -104,14 +120,18 @@ def _trackbacks(post: Post, site: SiteSettings, known: Known,
 def _updates(site: SiteSettings, home: str, blog_name: str, known: Known) -> list[Planned]:
     update = asdict(weblogupdates.build_update(name=blog_name, home=home))
     done = known(weblogupdates.KIND)
-    return [Planned(weblogupdates.KIND, url, payload=update)
+    return [_checked(Planned(weblogupdates.KIND, url, payload=update),
+                     "fix update_services in the configuration")
             for url in site.update_services if url not in done]
 
 
 def host_refusal(url: str, site: SiteSettings) -> str | None:
     """Why allow_hosts / deny_hosts rule this URL out, or None. Patterns are shell-style
     (``*.example.org``), matched case-insensitively against the host name."""
-    host = (urlsplit(url).hostname or "").lower()
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:  # a malformed URL has no host to match
+        return None
     if any(fnmatchcase(host, pattern.lower()) for pattern in site.deny_hosts):
         return f"host {host} matches deny_hosts"
     if site.allow_hosts and not any(fnmatchcase(host, p.lower()) for p in site.allow_hosts):
