@@ -3,13 +3,14 @@ Each gives one line naming the problem and the fix, a non-zero exit, and nothing
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -180,3 +181,105 @@ def test_an_unreadable_host_hold(loopback: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("wpnotify: error: ") and "the hold on t.example cannot be read" in last
     assert "\"UPDATE hosts SET not_before = NULL WHERE host = 't.example'\"" in last
+
+
+def without_root_powers() -> None:
+    """In the child, before exec: root without the capabilities that pass over file modes
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so a file's mode holds for it as for
+    any user; it stays the owner of the test's files and may run the interpreter."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def read_only(state: Path, *, folder: bool) -> None:
+    for path in state.parent.glob(state.name + "*"):
+        path.chmod(0o444)
+    if folder:
+        state.parent.chmod(0o555)
+
+
+@pytest.fixture()
+def restore_modes(config: Path) -> Iterator[None]:
+    yield
+    config.parent.chmod(0o755)
+
+
+@pytest.mark.parametrize("folder", [False, True], ids=["file", "file-and-folder"])
+def test_status_and_history_read_a_file_this_user_cannot_write(
+        config: Path, restore_modes: None, folder: bool) -> None:
+    read_only(config.parent / "state.sqlite3", folder=folder)
+    assert wpnotify(config, "retry", "--all-failed", limit=without_root_powers).returncode == 1
+    history = wpnotify(config, "history", "--format", "json", limit=without_root_powers)
+    assert history.returncode == 0, history.stderr
+    assert [row["target"] for row in json.loads(history.stdout)] == ["https://t.example/"]
+    status = wpnotify(config, "status", limit=without_root_powers)
+    assert status.returncode == 0, status.stderr
+    assert "1 failed" in status.stdout and status.stderr == ""
+    assert sorted(p.name for p in config.parent.iterdir()) == ["config.toml", "state.sqlite3"]
+
+
+def test_history_of_a_read_only_file_sees_what_the_daemon_just_wrote(
+        config: Path, restore_modes: None) -> None:
+    """A writer (the daemon, another user) holds it open: its latest rows are in the -wal,
+    read through the -shm, which this user may not write either."""
+    state = config.parent / "state.sqlite3"
+    daemon = Store.open(state)
+    try:
+        daemon.add("blog", 2, "webmention", "https://new.example/", "https://blog.example/q",
+                   NOW)
+        read_only(state, folder=True)
+        history = wpnotify(config, "history", "--format", "json", limit=without_root_powers)
+    finally:
+        daemon.close()
+    assert history.returncode == 0, history.stderr
+    assert {row["target"] for row in json.loads(history.stdout)} == {
+        "https://t.example/", "https://new.example/"}
+
+
+def test_a_read_only_file_whose_latest_changes_cannot_be_read(config: Path,
+                                                              restore_modes: None) -> None:
+    """Its -wal holds changes, its -shm is gone (the writer was killed and cleaned after)
+    and the folder is read-only: reading it as it is would show an older state."""
+    state = config.parent / "state.sqlite3"
+    daemon = Store.open(state)
+    daemon.add("blog", 2, "webmention", "https://new.example/", "https://blog.example/q", NOW)
+    copies = {name: (config.parent / name).read_bytes()
+              for name in ("state.sqlite3", "state.sqlite3-wal")}
+    daemon.close()
+    for name, data in copies.items():
+        (config.parent / name).write_bytes(data)
+    read_only(state, folder=True)
+    proc = wpnotify(config, "history", limit=without_root_powers)
+    assert_one_line_error(proc, "latest changes are still in state.sqlite3-wal",
+                          "folder is read-only", "as the user who runs wpnotify")
+
+
+def test_a_read_only_file_that_needs_an_upgrade(config: Path, restore_modes: None) -> None:
+    state = config.parent / "state.sqlite3"
+    with sqlite3.connect(state) as db:
+        db.execute(f"PRAGMA user_version = {LATEST - 1}")
+    sqlite3.connect(state).close()
+    read_only(state, folder=True)
+    assert_one_line_error(wpnotify(config, "status", limit=without_root_powers),
+                          f"schema version {LATEST - 1}", "read-only for this user",
+                          "cannot be upgraded", "as the user who may write it")
+
+
+def test_a_write_to_a_read_only_file_says_so(config: Path, restore_modes: None) -> None:
+    read_only(config.parent / "state.sqlite3", folder=False)
+    assert_one_line_error(wpnotify(config, "retry", "--all-failed", limit=without_root_powers),
+                          "the state file is read-only for this user", "make it and its folder "
+                          "writable")
+    assert failed_rows(config) == 1
+
+
+def test_a_poll_on_a_read_only_file_stops_before_reading_any_site(
+        loopback: Path, restore_modes: None) -> None:
+    """Its site (port 9) is never asked: the poll says read-only, not 'cannot reach'."""
+    read_only(loopback.parent / "state.sqlite3", folder=True)
+    assert_one_line_error(wpnotify(loopback, "poll", limit=without_root_powers),
+                          "the state file is read-only for this user")

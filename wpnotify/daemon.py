@@ -115,7 +115,9 @@ class Daemon:
         self.service.sender.deliver([site.name for site in self.settings.sites])
 
     def serve(self) -> None:
-        """Runs until stop(); installs SIGTERM and SIGINT handlers."""
+        """Runs until stop(); installs SIGTERM and SIGINT handlers. Refuses a state file it
+        could only read: every poll would fail after reading the sites."""
+        self.service.store.require_writable()
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -86,6 +86,7 @@ class Service:
 
     def poll(self) -> PollReport:
         """One full cycle for every configured site."""
+        self.store.require_writable()
         reports = [self.read(site) for site in self.settings.sites]
         tally = self.sender.deliver([site.name for site in self.settings.sites])
         return PollReport(reports, tally)
@@ -269,6 +270,8 @@ class Service:
         """Sends what older published posts owe, page by page (memory stays flat), under the
         same rules and state as polling. ``dry_run`` sends and records nothing; each planned
         notification is handed to ``on_planned`` either way."""
+        if not dry_run:
+            self.store.require_writable()
         with self.sender.cycle():  # one discovery cache for the whole archive
             return self._backfill(site, since, until, post_ids, dry_run, on_page, on_planned)
 

@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,6 +130,35 @@ def state_error(path: Path, exc: sqlite3.DatabaseError, doing: str = "write") ->
     return StateError(f"cannot {doing} state file {path}: {text}; {fix}")
 
 
+def _writable(path: Path) -> bool:
+    """Whether this user may write the file and create the WAL's companions beside it
+    (``-wal``, ``-shm``; access(2) also says no for an immutable file, even to root)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection that creates nothing beside the file: a ``-shm`` made by this
+    user could lock the daemon's user out of its own file. While a writer has the file open,
+    its ``-shm`` is there and SQLite reads through it (the latest changes included).
+    Otherwise the file is read as immutable, which is right only when its ``-wal`` holds
+    nothing: else that would show an old state, and it is an error instead."""
+    uri = "file:" + urllib.parse.quote(str(path))
+    wal = path.with_name(path.name + "-wal")
+    if path.with_name(path.name + "-shm").exists():
+        uri += "?mode=ro"
+    elif wal.exists() and wal.stat().st_size > 0:
+        raise StateError(
+            f"cannot read state file {path}: its latest changes are still in {wal.name} and "
+            "this user may not open them (the folder is read-only, or the file is); run this "
+            "as the user who runs wpnotify, or make the folder writable")
+    else:
+        uri += "?immutable=1"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0,
+                         check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    return db
+
+
 def _write_ahead_log(db: sqlite3.Connection, patience: float = 10.0) -> None:
     """Switches the file to WAL. When another process is switching (or creating) it at the
     same moment, SQLite answers "database is locked" at once, without waiting as it does for
@@ -186,9 +216,10 @@ class Store:
     """The open state file, one per process. Threads may share it: every use of the connection
     holds one lock, and a transaction holds it from BEGIN to COMMIT."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, read_only: bool = False) -> None:
         self.db = db
         self.path = path
+        self.read_only = read_only  # opened for `status` and `history` by a user who may not write
         self._lock = threading.RLock()
         self._depth = 0  # transactions nested in the open one (the lock's owner's)
 
@@ -202,9 +233,15 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> Store:
+        """Opens (or creates) the state file, brought to the latest schema. A file that this
+        user may read but not write (or in a folder it may not write, where SQLite keeps
+        the WAL's companions) is opened read-only, for `status` and `history`; any write
+        then is a StateError saying so."""
         if not path.parent.is_dir():
             raise StateError(f"state file folder {path.parent} does not exist; create it or "
                              "point state_file elsewhere")
+        if path.exists() and not _writable(path):
+            return cls._open_read_only(path)
         try:
             # Threads share it under Store's lock (the sender's workers record a fallback).
             db = sqlite3.connect(path, isolation_level=None, timeout=10.0,
@@ -218,6 +255,22 @@ class Store:
             raise state_error(path, exc, "use") from None
         return store
 
+    @classmethod
+    def _open_read_only(cls, path: Path) -> Store:
+        try:
+            store = cls(_connect_read_only(path), path, read_only=True)
+            version = store._version()
+        except sqlite3.DatabaseError as exc:
+            raise state_error(path, exc, "read") from None
+        if version < LATEST:
+            store.close()
+            raise StateError(
+                f"state file {path} has schema version {version} and this wpnotify needs "
+                f"{LATEST}, but it is read-only for this user, so it cannot be upgraded; run "
+                "any wpnotify command once as the user who may write it (the daemon's), or "
+                "make it and its folder writable")
+        return store
+
     def close(self) -> None:
         self.db.close()
 
@@ -227,6 +280,8 @@ class Store:
         half-written; SQLite's errors become a StateError that says what to do. Nested ones
         join the outer one: the sender records a whole batch of outcomes with one commit."""
         with self._lock:
+            if self.read_only:
+                raise self._read_only_error()
             if self._depth:
                 self._depth += 1
                 try:
@@ -573,8 +628,21 @@ class Store:
                           "AND status = 'pending'", (site,))
         return rows[0][0] if rows else None
 
+    def _read_only_error(self) -> StateError:
+        return StateError(f"cannot write state file {self.path}: the state file is read-only "
+                          "for this user (it, or its folder, is not writable); make it and its "
+                          "folder writable for the user running wpnotify, or run this as that "
+                          "user")
+
+    def require_writable(self) -> None:
+        """Raises StateError when the file was opened read-only: for a command that will
+        write, before it does anything else (reads a site, sends)."""
+        if self.read_only:
+            raise self._read_only_error()
+
     def check_writable(self) -> None:
         """Raises StateError unless a write transaction can be opened (and it is rolled back)."""
+        self.require_writable()
         with self._lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
