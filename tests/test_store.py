@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from wpnotify.errors import StateError
-from wpnotify.store import LATEST, Store
+from wpnotify.store import LATEST, Store, iso
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -176,6 +176,24 @@ def test_pending_rows_wait_for_their_time(store: Store) -> None:
     assert [r.id for r in store.due(NOW + timedelta(minutes=5))] == [row.id]
 
 
+def in_a_minute(attempts: int) -> datetime:
+    return NOW + timedelta(minutes=1)
+
+
+def dead_process() -> str:
+    """The claim token of a process of this host that has ended."""
+    import subprocess
+
+    from wpnotify.store import _process_token
+
+    child = subprocess.Popen(["sleep", "30"])
+    token = _process_token(child.pid)
+    child.kill()
+    child.wait()
+    assert token is not None
+    return token
+
+
 def test_a_claim_by_a_dead_process_is_recovered_at_once(store: Store) -> None:
     import subprocess
 
@@ -193,8 +211,9 @@ def test_a_claim_by_a_dead_process_is_recovered_at_once(store: Store) -> None:
     child.wait()
     assert token is not None
     store.db.execute("UPDATE notifications SET claimed_by = ? WHERE id = ?", (token, theirs))
-    assert store.recover_interrupted(NOW, timedelta(minutes=10)) == 1
+    assert store.recover_interrupted(NOW, timedelta(minutes=10), in_a_minute) == (1, 0)
     assert store.get(theirs).status == "pending"
+    assert store.get(theirs).next_attempt_at == iso(NOW + timedelta(minutes=1))  # backed off
     assert store.get(mine).status == "sending"  # this process is alive: its claim stands
 
 
@@ -202,8 +221,10 @@ def test_rows_left_in_flight_by_a_crash_are_sent_again(store: Store) -> None:
     store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
     (row,) = store.due(NOW)
     store.claim(row.id, NOW)
-    assert store.recover_interrupted(NOW + timedelta(minutes=5), timedelta(minutes=10)) == 0
-    assert store.recover_interrupted(NOW + timedelta(minutes=11), timedelta(minutes=10)) == 1
+    assert store.recover_interrupted(NOW + timedelta(minutes=5), timedelta(minutes=10),
+                                     in_a_minute) == (0, 0)
+    assert store.recover_interrupted(NOW + timedelta(minutes=11), timedelta(minutes=10),
+                                     in_a_minute) == (1, 0)
     again = store.get(row.id)
     assert again is not None
     assert (again.status, again.error_code, again.attempts) == ("pending", "interrupted", 1)
@@ -251,3 +272,57 @@ def test_retry_puts_failed_notifications_back_with_a_fresh_budget(store: Store) 
     assert store.requeue(ids=[], site="other") == 0
     assert store.requeue(ids=[], since=NOW + timedelta(days=3650)) == 0
     assert store.requeue(ids=[]) == 1 and store.get(second).status == "pending"
+
+
+def test_a_notification_that_keeps_killing_its_sender_backs_off_then_fails(
+        store: Store) -> None:
+    """Each run that dies sending it counts an attempt; the next run does not retry it at
+    once (other work goes first) but after the schedule's wait, and the last attempt's
+    interruption fails it, saying what happened."""
+    from wpnotify.errors import SendError
+    from wpnotify.sender import next_attempt
+
+    delays = (60.0, 300.0, 1800.0)
+    interrupted = SendError("x", code="interrupted", permanent=False)
+    store.add("s", 1, "pingback", "https://hostile.example/", "https://s/1", NOW)
+    (row,) = store.due(NOW)
+    now, token = NOW, dead_process()
+    for attempt in range(1, len(delays) + 2):
+        assert [n.id for n in store.due(now)] == [row.id]
+        assert store.claim(row.id, now)
+        store.db.execute("UPDATE notifications SET claimed_by = ? WHERE id = ?", (token, row.id))
+
+        def again(attempts: int, now: datetime = now) -> datetime | None:
+            return next_attempt(interrupted, attempts, now, delays, jitter=lambda: 1.0)
+
+        if attempt <= len(delays):
+            assert store.recover_interrupted(now, timedelta(minutes=10), again) == (1, 0)
+            left = store.get(row.id)
+            assert (left.status, left.attempts, left.error_code) == ("pending", attempt,
+                                                                     "interrupted")
+            assert left.next_attempt_at == iso(now + timedelta(seconds=delays[attempt - 1]))
+            assert store.due(now) == []  # not at once
+            assert f"attempt {attempt} was interrupted" in (left.error or "")
+            now += timedelta(seconds=delays[attempt - 1])
+        else:
+            assert store.recover_interrupted(now, timedelta(minutes=10), again) == (0, 1)
+    done = store.get(row.id)
+    assert (done.status, done.attempts, done.error_code) == ("failed", 4, "interrupted")
+    assert "died or was killed while sending it" in (done.error or "")
+    assert f"wpnotify retry {row.id}" in (done.error or "")
+    assert store.due(now + timedelta(days=30)) == []
+
+
+def test_a_late_write_after_close_says_what_happened(store: Store) -> None:
+    """The daemon's shutdown grace ran out and the store was closed under a worker: its
+    write says so, and not "restore it from a backup" (the file is fine)."""
+    store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = store.due(NOW)
+    store.claim(row.id, NOW)
+    store.close()
+    for late in (lambda: store.finish(row.id, "sent", NOW), lambda: store.get(row.id)):
+        with pytest.raises(StateError) as caught:
+            late()
+        assert "closed as wpnotify shut down" in str(caught.value)
+        assert "sent again by the next run" in str(caught.value)
+        assert "backup" not in str(caught.value)

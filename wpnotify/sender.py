@@ -273,9 +273,7 @@ class Sender:
                      feed: Feed | None) -> Tally:
         tally = Tally()
         now = self.clock()
-        if (count := self.store.recover_interrupted(now, INTERRUPTED_AFTER)):
-            log.warning("notifications.interrupted", count=count,
-                        detail="left in flight by an earlier run; sending them again")
+        self._recover(now)
         backlog = Backlog(self.store.due(now, sites, posts))
         limit = self.settings.http.concurrency
         running: dict[int, Notification] = {}  # by notification ID
@@ -346,6 +344,25 @@ class Sender:
                 done = _collect(completions)
         tally.retrying += len(backlog)
         return tally
+
+    def _recover(self, now: datetime) -> None:
+        """Rows an earlier run left in flight (it crashed, or was killed): each counts as an
+        attempt and waits the back-off like any failure, so one that keeps killing its
+        sender ends failed instead of being retried at once by every restart."""
+        interrupted = SendError("interrupted while sending", code="interrupted",
+                                permanent=False)
+        queued, failed = self.store.recover_interrupted(
+            now, INTERRUPTED_AFTER,
+            lambda attempts: next_attempt(interrupted, attempts, now,
+                                          self.settings.retry.delays))
+        if queued:
+            log.warning("notifications.interrupted", count=queued,
+                        detail="left in flight by an earlier run that died; sent again after "
+                               "the usual back-off")
+        if failed:
+            log.error("notifications.interrupted_failed", count=failed,
+                      detail="left in flight by an earlier run that died, on their last "
+                             "attempt; failed (see history, error_code interrupted)")
 
     def _claim(self, backlog: Backlog, running: dict[int, Notification],
                busy: Counter[str], hosts: Mapping[str, tuple[bool, str | None]],

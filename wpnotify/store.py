@@ -222,10 +222,12 @@ class Store:
         self.read_only = read_only  # opened for `status` and `history` by a user who may not write
         self._lock = threading.RLock()
         self._depth = 0  # transactions nested in the open one (the lock's owner's)
+        self._closed = False
 
     def _rows(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """Every read goes through here: a damaged file is one StateError, not a traceback."""
         with self._lock:
+            self._require_open()
             try:
                 return self.db.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:
@@ -272,7 +274,19 @@ class Store:
         return store
 
     def close(self) -> None:
-        self.db.close()
+        """Closes the file, after the transaction in progress (it holds the lock)."""
+        with self._lock:
+            self._closed = True
+            self.db.close()
+
+    def _require_open(self) -> None:
+        """A use after close: the daemon's shutdown grace ran out while a worker still had an
+        outcome to record. SQLite would say "Cannot operate on a closed database" (and the
+        fix for a damaged file); this says what happened and what follows."""
+        if self._closed:
+            raise StateError(
+                f"state file {self.path} was closed as wpnotify shut down, before this could "
+                "be recorded; a notification left 'sending' is sent again by the next run")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -280,6 +294,7 @@ class Store:
         half-written; SQLite's errors become a StateError that says what to do. Nested ones
         join the outer one: the sender records a whole batch of outcomes with one commit."""
         with self._lock:
+            self._require_open()
             if self.read_only:
                 raise self._read_only_error()
             if self._depth:
@@ -550,27 +565,42 @@ class Store:
                        error_code = ? WHERE id = ? AND status = 'pending'""",
                 (iso(now), iso(until), reason, code, notification_id))
 
-    def recover_interrupted(self, now: datetime, older_than: timedelta) -> int:
-        """Puts back rows left ``sending`` by a process that died mid-request: at once when
-        the claiming process is known dead (same host), else once the claim is older than
-        ``older_than`` (no request lives that long).
+    def recover_interrupted(self, now: datetime, older_than: timedelta,
+                            again: Callable[[int], datetime | None]) -> tuple[int, int]:
+        """Puts back rows left ``sending`` by a process that died mid-request: once the
+        claiming process is known dead (same host), else once the claim is older than
+        ``older_than`` (no request lives that long). Returns (queued again, given up).
 
-        In doubt, wpnotify sends again: receivers deduplicate (pingback fault 48, WordPress's
-        "already a ping from that URL"), and both count as sent. The row keeps its attempt count
-        and says what happened (error_code ``interrupted``).
+        The interrupted attempt counts (``claim`` counted it) and waits like any failed one,
+        ``again(attempts)`` deciding when, or that the budget is spent (None: failed). A
+        target that kills its sender is then not tried at once by every restart, forever,
+        ahead of everything else. In doubt, wpnotify sends again: receivers deduplicate
+        (pingback fault 48, WordPress's "already a ping from that URL"), and both count as
+        sent. The history says what happened (error_code ``interrupted``).
         """
         with self.transaction() as db:
-            rows = db.execute("SELECT id, claimed_by, updated_at FROM notifications "
+            rows = db.execute("SELECT id, claimed_by, updated_at, attempts FROM notifications "
                               "WHERE status = 'sending'").fetchall()
-            stale = [row[0] for row in rows
+            stale = [(row[0], row[3]) for row in rows
                      if row[2] < iso(now - older_than) or process_dead(row[1])]
+            plans = [(i, attempts, again(attempts)) for i, attempts in stale]
             db.executemany(
-                """UPDATE notifications SET status = 'pending', next_attempt_at = NULL,
-                       error = 'interrupted while sending; sent again in case it was lost',
-                       error_code = 'interrupted', updated_at = ?
+                """UPDATE notifications SET status = 'pending', next_attempt_at = ?, error = ?,
+                       error_code = 'interrupted', updated_at = ?, claimed_by = NULL
                    WHERE id = ? AND status = 'sending'""",
-                [(iso(now), i) for i in stale])
-            return len(stale)
+                [(iso(when), f"attempt {attempts} was interrupted: the sending process died "
+                  "or was killed while sending it; tried again later in case it was lost",
+                  iso(now), i) for i, attempts, when in plans if when is not None])
+            db.executemany(
+                """UPDATE notifications SET status = 'failed', next_attempt_at = NULL,
+                       error = ?, error_code = 'interrupted', updated_at = ?, claimed_by = NULL
+                   WHERE id = ? AND status = 'sending'""",
+                [(f"interrupted: the sending process died or was killed while sending it "
+                  f"(attempt {attempts}, the last the retry schedule allows); find what stops "
+                  f"wpnotify on this target, then `wpnotify retry {i}` sends it again",
+                  iso(now), i) for i, attempts, when in plans if when is None])
+            failed = sum(when is None for _, _, when in plans)
+            return len(plans) - failed, failed
 
     def history(self, *, site: str | None = None, post_id: int | None = None,
                 kind: str | None = None, status: str | None = None,
@@ -644,6 +674,7 @@ class Store:
         """Raises StateError unless a write transaction can be opened (and it is rolled back)."""
         self.require_writable()
         with self._lock:
+            self._require_open()
             try:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.execute("CREATE TABLE IF NOT EXISTS write_check (x)")
