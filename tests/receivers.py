@@ -3,11 +3,12 @@ do, and a hostile server with one misbehaviour per path. Loopback only."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import xmlrpc.client
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -263,3 +264,43 @@ class _WebmentionHandler(_PingbackHandler):
             self._reply(400, b"source does not link to target", "text/plain", {})
             return
         self._reply(202, b"", "text/plain", {})
+
+
+Script = Callable[[socket.socket, threading.Event], None]
+
+
+@contextmanager
+def raw_server(script: Script) -> Iterator[str]:
+    """A server on 127.0.0.1 that reads each request and then runs ``script`` on the socket;
+    it stops by itself when the test ends (``stop`` is set)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def one(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)
+                script(conn, stop)
+            except OSError:
+                pass  # the client hung up, as it should
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()

@@ -7,54 +7,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from receivers import Script, raw_server
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http
 from wpnotify.settings import HttpSettings
-
-Script = Callable[[socket.socket, threading.Event], None]
-
-
-@contextmanager
-def raw_server(script: Script) -> Iterator[str]:
-    """A server on 127.0.0.1 that reads each request and then runs ``script`` on the socket;
-    it stops by itself when the test ends (``stop`` is set)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def one(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            try:
-                conn.recv(65536)
-                script(conn, stop)
-            except OSError:
-                pass  # the client hung up, as it should
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=one, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/"
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
 
 
 def drip(data: bytes, every: float = 0.05) -> Script:

@@ -212,7 +212,7 @@ class Http:
                     raise self._timeout(url)
             finally:
                 watch.end()
-            url = urljoin(url, location.strip())
+            url = redirect_target(url, location)
             if exchange.response.status == 303:
                 method, data, json_body = "GET", None, None
         raise SendError(f"more than {self.settings.max_redirects} redirects from {url}",
@@ -468,6 +468,21 @@ def _short(text: str) -> str:
     return text[:200]
 
 
+def redirect_target(url: str, location: str) -> str:
+    """Where a redirect from ``url`` points; a SendError (``bad-redirect``, permanent: the
+    receiver's fault) when that is no URL the seam could request, such as ``http://[``."""
+    try:
+        target: str | None = urljoin(url, location.strip())
+    except ValueError:
+        target = None
+    problem = url_problem(target) if target is not None else (
+        f"not a valid URL: {redact(location.strip())[:200]}")
+    if problem is not None:
+        raise SendError(f"{_host(url)} redirected to a URL that cannot be followed: {problem}",
+                        code="bad-redirect", permanent=True)
+    return target  # type: ignore[return-value]  # not None when there is no problem
+
+
 def url_problem(url: str) -> str | None:
     """Why the seam would refuse ``url`` before any connection (not plain http(s) with a
     host, a port that is no number from 1 to 65535, a host name that is no valid name, user
@@ -548,16 +563,16 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True too
         seconds = float(value)
     else:
         from email.utils import parsedate_to_datetime
 
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+            if when.tzinfo is None:
+                return None
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):  # no date at all
             return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
     return min(max(seconds, 0.0), 86400.0)

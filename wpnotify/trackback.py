@@ -14,6 +14,7 @@ from xml.etree.ElementTree import ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from wpnotify import rpc
 from wpnotify.errors import SendError
 from wpnotify.http import Http, retry_after
 from wpnotify.markup import text_of
@@ -74,8 +75,8 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
         raise SendError(f"the trackback URL answered {status}", code=f"http-{status}",
                         permanent=True)
     try:
-        root = SafeET.fromstring(body.strip())
-    except (ParseError, DefusedXmlException, ValueError):
+        root = SafeET.fromstring(rpc.xml_text(body, "the trackback URL").strip())
+    except (SendError, ParseError, DefusedXmlException, ValueError, LookupError):
         raise SendError(f"the receiver answered {status} without a TrackBack reply; it may or "
                         "may not have recorded the ping", code="unverified",
                         permanent=True) from None

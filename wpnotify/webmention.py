@@ -8,11 +8,10 @@ through the HTTP seam. Any 2xx is success (201 names a status URL, kept in the h
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urljoin
 
 from wpnotify.discovery import fetch_page, is_html, webmention_endpoint
 from wpnotify.errors import SendError
-from wpnotify.http import REDIRECTS, Http, Response, retry_after
+from wpnotify.http import REDIRECTS, Http, Response, redirect_target, retry_after
 
 KIND = "webmention"
 REPLY_CAP = 64 * 1024
@@ -67,7 +66,10 @@ def send(http: Http, endpoint: str, source: str, target: str) -> str:
     form = {"source": source, "target": target}
     resp = http.post(endpoint, data=form, max_bytes=REPLY_CAP)
     if resp.status in (307, 308) and resp.header("Location"):
-        endpoint = urljoin(endpoint, resp.header("Location") or "")
+        try:
+            endpoint = redirect_target(endpoint, resp.header("Location") or "")
+        except SendError as exc:
+            raise exc.with_endpoint(endpoint) from None
         resp = http.post(endpoint, data=form, max_bytes=REPLY_CAP)
     try:
         return parse_reply(resp.status, resp.header("Location"), resp.body,
