@@ -3,14 +3,25 @@ post. Each must see the other's work and go on, never fail or record a thing twi
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from wpnotify.errors import StateError
+from wpnotify.http import Http
+from wpnotify.sender import Tally
+from wpnotify.service import Service
+from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import LATEST, Store
+from wpnotify.wordpress import Post, SiteInfo
 
 OPENERS = 8
 
@@ -62,3 +73,119 @@ def test_processes_creating_one_new_file_at_once_all_succeed(tmp_path: Path) -> 
              for _ in range(OPENERS)]
     outputs = [(proc.wait(timeout=60), proc.communicate()[0]) for proc in procs]
     assert all(rc == 0 for rc, _ in outputs), outputs
+
+
+LINKS = [f"https://r{i}.example/page" for i in range(40)]
+NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
+
+
+class OnePost:
+    """A site whose one new post links to LINKS (only what Service.read asks)."""
+
+    post = Post(id=7, type="post", status="publish", link="https://s.example/7/",
+                title_html="T", content_html="".join(f'<a href="{u}">x</a>' for u in LINKS),
+                excerpt_html="", protected=False, modified_gmt="2026-11-26T12:39:00",
+                date_gmt="2026-11-26T12:39:00", to_ping=(), pinged=())
+
+    def info(self) -> SiteInfo:
+        return SiteInfo("Blog", "https://s.example/")
+
+    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
+                ) -> Iterator[Post]:
+        return iter([self.post])
+
+    def deletions(self, since: str) -> list[object]:
+        return []
+
+    def posts(self, ids: list[int]) -> list[Post]:
+        return [self.post]
+
+
+class Interleaved(Store):
+    """A store that, between the first read of what a post already has and the next write
+    transaction, lets ``rival`` run (in another thread, as another process would) for up to
+    a second. Where deciding and inserting were apart, the rival does all its work in that
+    gap; where they are one step, it waits for the write lock."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path, read_only: bool = False) -> None:
+        super().__init__(db, path, read_only)
+        self.rival: Callable[[], None] = lambda: None
+        self.stage = "waiting"  # then "read" (a post's rows were read), then "done"
+        self.threads: list[threading.Thread] = []
+
+    def targets(self, site: str, post_id: int, kind: str) -> set[str]:
+        if self.stage == "waiting":
+            self.stage = "read"
+        return super().targets(site, post_id, kind)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.stage == "read":
+            self.stage = "done"
+            thread = threading.Thread(target=self.rival)
+            thread.start()
+            thread.join(1.0)
+            self.threads.append(thread)
+        with super().transaction() as db:
+            yield db
+
+
+def poll_service(path: Path, store_class: type[Store] = Store) -> Service:
+    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
+                                            password="p"),))
+    store = store_class.open(path)
+    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
+    service.sources["s"] = OnePost()  # type: ignore[assignment]  # only what read() asks
+    return service
+
+
+def test_two_polls_of_one_post_record_and_report_it_once(tmp_path: Path) -> None:
+    """The second poll plans the post; the first then records it and sends one Webmention
+    row as a pingback (it fell back); then the second records. One row per link, the new
+    ones reported once in all, no phantom Webmention row to end `skipped/duplicate`."""
+    path = tmp_path / "state.sqlite3"
+    setup = Store.open(path)
+    setup.record_poll("s", NOW, cursor="2026-11-26T12:00:00")
+    setup.close()
+    first = poll_service(path)
+    second = poll_service(path, Interleaved)
+    reports = []
+
+    def rival() -> None:
+        reports.append(first.read(first.settings.sites[0]))
+        (row,) = [r for r in first.store.history(limit=1000) if r.target == LINKS[0]]
+        assert first.store.set_kind(row.id, "pingback")
+
+    store = second.store
+    assert isinstance(store, Interleaved)
+    store.rival = rival
+    reports.append(second.read(second.settings.sites[0]))
+    assert len(store.threads) == 1
+    store.threads[0].join(10)
+    assert len(reports) == 2 and all(r.error is None for r in reports)
+    rows = first.store.history(limit=1000)
+    assert sorted(r.target for r in rows) == sorted(LINKS)  # one row per link
+    assert sum(r.queued for r in reports) == len(LINKS)
+    assert {r.kind for r in rows if r.target == LINKS[0]} == {"pingback"}
+
+
+def test_a_backfill_beside_a_poll_records_and_reports_the_post_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backfill plans the post; a poll records it before the backfill does: the
+    backfill's summary counts nothing of it, and no second set of rows appears."""
+    path = tmp_path / "state.sqlite3"
+    setup = Store.open(path)
+    setup.record_poll("s", NOW, cursor="2026-11-26T12:00:00")
+    setup.close()
+    poll, backfill = poll_service(path), poll_service(path, Interleaved)
+    for service in (poll, backfill):  # what is recorded is the point here, not the sending
+        monkeypatch.setattr(service.sender, "deliver", lambda *a, **k: Tally())
+    reports = []
+    store = backfill.store
+    assert isinstance(store, Interleaved)
+    store.rival = lambda: reports.append(poll.read(poll.settings.sites[0]))
+    summary = backfill.backfill(backfill.settings.sites[0], NOW - timedelta(days=1), None, [7])
+    assert len(store.threads) == 1
+    store.threads[0].join(10)
+    assert sorted(r.target for r in poll.store.history(limit=1000)) == sorted(LINKS)
+    assert reports[0].queued + summary.planned == len(LINKS)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 import structlog
 
@@ -22,7 +23,7 @@ from wpnotify import trackback, webmention
 from wpnotify.discovery import extract_links, select_targets
 from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.http import Http
-from wpnotify.plan import Planned, plan
+from wpnotify.plan import Known, Planned, plan
 from wpnotify.sender import Feed, Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
@@ -37,6 +38,7 @@ from wpnotify.wordpress import (
 )
 
 log = structlog.get_logger("wpnotify.service")
+T = TypeVar("T")
 # A post dated within this window is a fresh publish, announced to update services; an older
 # one seen again (edited, backfilled) is not. Generous, for a daemon that was down a while.
 ANNOUNCE_WINDOW = timedelta(days=1)
@@ -106,7 +108,7 @@ class Service:
                 if post.settled:  # else it may change again in that second: read it again
                     handled.add((post.id, post.modified_gmt))
                 queued += self._guard(site, post,
-                                      partial(self._consider, site, source, post, now))
+                                      partial(self._consider, site, source, post, now), 0)
                 if post.status != "future":  # a future post's modified_gmt is its future date
                     cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
                 if bridge is None:
@@ -158,16 +160,17 @@ class Service:
         if post.date_gmt:
             self.store.watch(site.name, post.id, iso(wp_time(post.date_gmt)))
 
-    def _guard(self, site: SiteSettings, post: Post, work: Callable[[], int]) -> int:
-        """Runs the work for one post; a bug it trips is logged and passed over, so one bad
-        post cannot block its site forever (backfill can send it once fixed)."""
+    def _guard(self, site: SiteSettings, post: Post, work: Callable[[], T], failed: T) -> T:
+        """Runs the work for one post; a bug it trips is logged and passed over (``failed``
+        stands for its result), so one bad post cannot block its site forever (backfill can
+        send it once fixed)."""
         try:
             return work()
         except WpnotifyError:
             raise
         except Exception:  # noqa: BLE001 (the isolation boundary for one post)
             log.exception("post.failed", site=site.name, post=post.id)
-            return 0
+            return failed
 
     def _consider(self, site: SiteSettings, source: Source, post: Post,
                   now: datetime) -> int:
@@ -179,7 +182,9 @@ class Service:
         info = source.info()
         self._follow_webmentions(site, post, info.home, now)
         fresh = post.date_gmt is not None and wp_time(post.date_gmt) >= now - ANNOUNCE_WINDOW
-        return self._record(site, source, post, self.owed(site, source, post, fresh), now)
+        recorded = self._record(site, source, self._plan(site, source, post, fresh), now)
+        self._forget_queued(site, source, post, recorded)
+        return sum(item.status == "pending" for item in recorded)
 
     def _follow_webmentions(self, site: SiteSettings, post: Post, home: str,
                             now: datetime) -> None:
@@ -226,21 +231,44 @@ class Service:
             log.info("webmention.resend", site=site.name, post=post_id, target=row.target,
                      reason=why)
 
-    def _record(self, site: SiteSettings, source: Source, post: Post,
-                owed: list[Planned], now: datetime, forget: bool = True) -> int:
-        with self.store.transaction():  # one commit for the post
-            for item in owed:
-                self.store.add(site.name, post.id, item.kind, item.target, post.link, now,
-                               payload=item.payload, status=item.status, error=item.error,
-                               error_code=item.error_code)
-        if forget:
-            self._forget_queued(site, source, post, owed)
-        return sum(item.status == "pending" for item in owed)
+    def _plan(self, site: SiteSettings, source: Source, post: Post,
+              announce: bool = False) -> Plan:
+        """What a post owes, worked out outside any transaction (parsing a page of posts
+        must not hold the sender's commits), with the state it was worked out from."""
+        seen: dict[str, set[str]] = {}
+
+        def known(kind: str) -> set[str]:
+            if kind not in seen:
+                seen[kind] = self.store.targets(site.name, post.id, kind)
+            return seen[kind]
+
+        return Plan(post, announce, self.owed(site, source, post, announce, known), seen)
+
+    def _record(self, site: SiteSettings, source: Source, plan: Plan,
+                now: datetime) -> list[Planned]:
+        """Records a plan, in one write transaction (the caller's, if it has one), and returns
+        what was really recorded. Deciding and inserting are one step against other
+        processes: under the write lock the post's rows are read again, and if another
+        process (a second poll, a backfill beside the daemon) recorded some since the plan
+        was made (a Webmention row that went out as a pingback included), the post is
+        planned again from them. So each notification is recorded, and counted as new, once.
+        (The plan is a pure function of the post and these rows.)"""
+        with self.store.transaction():
+            owed = plan.owed
+            if any(self.store.targets(site.name, plan.post.id, kind) != targets
+                   for kind, targets in plan.seen.items()):
+                owed = self.owed(site, source, plan.post, plan.announce)
+            return [item for item in owed
+                    if self.store.add(site.name, plan.post.id, item.kind, item.target,
+                                      plan.post.link, now, payload=item.payload,
+                                      status=item.status, error=item.error,
+                                      error_code=item.error_code)]
 
     def owed(self, site: SiteSettings, source: Source, post: Post,
-             announce: bool = False) -> list[Planned]:
-        """What a post owes beyond what the state holds; nothing unless published and open.
-        ``announce``: also ping the update services (a fresh publish)."""
+             announce: bool = False, known: Known | None = None) -> list[Planned]:
+        """What a post owes beyond what the state holds (``known``: the targets it holds per
+        kind); nothing unless published and open. ``announce``: also ping the update
+        services (a fresh publish)."""
         if post.status != "publish" or post.type not in site.post_types:
             return []
         if post.protected:
@@ -248,7 +276,7 @@ class Service:
             return []
         info = source.info()
         return plan(post, site, home=info.home, blog_name=info.name, announce=announce,
-                    known=lambda kind: self.store.targets(site.name, post.id, kind))
+                    known=known or (lambda kind: self.store.targets(site.name, post.id, kind)))
 
     def _forget_queued(self, site: SiteSettings, source: Source, post: Post,
                        owed: list[Planned]) -> None:
@@ -324,21 +352,36 @@ class Service:
     def _plan_page(self, site: SiteSettings, source: Source, posts: list[Post],
                    result: Backfill, on_planned: Callable[[Post, Planned], None],
                    record: bool) -> None:
-        plans = []
-        for post in posts:
-            owed = self.owed(site, source, post)
+        """Plans a page of posts; recording, counts only what was really recorded (another
+        process may have recorded some of it meanwhile)."""
+        plans = [plan for post in posts
+                 if (plan := self._guard(site, post, partial(self._plan, site, source, post),
+                                         None)) is not None]
+        if record:
+            with self.store.transaction():  # one commit for the page
+                recorded = [(plan.post, self._guard(site, plan.post, partial(
+                    self._record, site, source, plan, self.clock()), list[Planned]()))
+                    for plan in plans]
+        else:
+            recorded = [(plan.post, plan.owed) for plan in plans]
+        for post, owed in recorded:
             for item in owed:
                 on_planned(post, item)
             result.planned += len(owed)
             result.delivery.skipped += sum(item.status == "skipped" for item in owed)
-            plans.append((post, owed))
         if record:
-            with self.store.transaction():  # one commit for the page
-                for post, owed in plans:
-                    self._guard(site, post, partial(self._record, site, source, post, owed,
-                                                    self.clock(), forget=False))
-            for post, owed in plans:  # requests to WordPress: outside the transaction
+            for post, owed in recorded:  # requests to WordPress: outside the transaction
                 self._forget_queued(site, source, post, owed)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a post owes (``owed``), and the rows per kind it was worked out from."""
+
+    post: Post
+    announce: bool
+    owed: list[Planned]
+    seen: dict[str, set[str]]
 
 
 @dataclass
