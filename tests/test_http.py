@@ -415,3 +415,61 @@ def test_an_internationalised_host_is_resolved_in_its_ascii_form() -> None:
         http.get("http://b\u00fccher.example/")
     assert asked == ["xn--bcher-kva.example"]
     assert caught.value.code == "refused-address"  # 192.0.2.1 is a documentation address
+
+
+def loopback_resolver(host: str, port: int, *args: Any) -> list[Any]:
+    """Every name is 127.0.0.1, and 127.0.0.N is itself: no DNS, no other address."""
+    address = host if host.startswith("127.") else "127.0.0.1"
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+
+def test_the_configured_site_is_trusted_on_loopback(httpserver: HTTPServer) -> None:
+    """The site's exact origin connects with no allowed_networks (issue 12, item 16), by
+    name or by address, whatever the case of its name."""
+    httpserver.expect_request("/wp-json/").respond_with_data("site")
+    port = httpserver.port
+    for site in (f"http://127.0.0.1:{port}", f"http://LocalHost:{port}/blog/"):
+        http = Http(HttpSettings(), loopback_resolver, trusted_origins=[site])
+        host = "127.0.0.1" if "127" in site else "localhost"
+        assert http.get(f"http://{host}:{port}/wp-json/").body == b"site"
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8081/",      # the same host on another port
+    "https://127.0.0.1:8080/",     # another scheme
+    "http://127.0.0.2:8080/",      # another loopback host
+    "http://other.example:8080/",  # another name for the same address
+    "http://10.0.0.1:8080/",       # another private address
+])
+def test_only_the_exact_origin_is_trusted(url: str, no_connections: list[Any]) -> None:
+    http = Http(HttpSettings(), loopback_resolver, trusted_origins=["http://127.0.0.1:8080/"])
+    with pytest.raises(SendError) as caught:
+        http.get(url)
+    assert caught.value.code == "refused-address"
+    assert no_connections == []
+
+
+def test_a_redirect_from_the_trusted_site_to_another_private_origin_is_refused(
+        httpserver: HTTPServer) -> None:
+    with socket.socket() as other:  # a private origin nobody trusts: never connected to
+        other.bind(("127.0.0.1", 0))
+        elsewhere = f"http://127.0.0.1:{other.getsockname()[1]}/internal"
+    httpserver.expect_request("/hop").respond_with_data("", status=302,
+                                                        headers={"Location": elsewhere})
+    http = Http(HttpSettings(), trusted_origins=[httpserver.url_for("/")])
+    with pytest.raises(SendError) as caught:
+        http.get(httpserver.url_for("/hop"))
+    assert caught.value.code == "refused-address"
+
+
+def test_trusted_origins_come_from_the_configured_sites() -> None:
+    from wpnotify.http import trusted_origins
+    from wpnotify.settings import Settings, SiteSettings
+
+    settings = Settings(sites=(
+        SiteSettings(name="a", url="http://localhost", username="u", password="p"),
+        SiteSettings(name="b", url="https://blog.example:8443/wp/", username="u",
+                     password="p")))
+    assert trusted_origins(settings) == tuple(site.url for site in settings.sites)
+    http = Http(HttpSettings(), trusted_origins=trusted_origins(settings))
+    assert http.pool.trusted == {("http", "localhost", 80), ("https", "blog.example", 8443)}

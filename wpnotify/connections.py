@@ -67,12 +67,14 @@ class AddressGuard:
         return (self.allow_private or is_public(ip)
                 or any(ip in net for net in self.allowed if net.version == ip.version))
 
-    def addresses(self, host: str, port: int) -> list[str]:
-        """Every address of ``host``, all checked; one refused address refuses the host."""
+    def addresses(self, host: str, port: int, trusted: bool = False) -> list[str]:
+        """Every address of ``host``, all checked; one refused address refuses the host.
+        ``trusted``: the connection is to a configured site's own origin, which may be
+        private or loopback (WordPress itself always lets a site reach its own host)."""
         infos = self._resolve(host, port, 0, socket.SOCK_STREAM)
         found = list(dict.fromkeys(info[4][0] for info in infos))
         for address in found:
-            if not self.allows(ipaddress.ip_address(address.split("%", 1)[0])):
+            if not trusted and not self.allows(ipaddress.ip_address(address.split("%", 1)[0])):
                 raise AddressRefused(host, address)
         return found
 
@@ -89,10 +91,11 @@ class GuardedConnection(http.client.HTTPConnection):
     """An HTTP connection that opens its socket only to an address the guard allowed."""
 
     def __init__(self, host: str, port: int, guard: AddressGuard,
-                 connect_timeout: float) -> None:
+                 connect_timeout: float, trusted: bool = False) -> None:
         super().__init__(host, port, timeout=connect_timeout)
         self.guard = guard
         self.connect_timeout = connect_timeout
+        self.trusted = trusted  # to a configured site's origin: private addresses allowed
         self.reused = False  # served a request before: the server may have closed it since
 
     def dropped(self) -> bool:
@@ -109,7 +112,7 @@ class GuardedConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         try:
-            addresses = self.guard.addresses(self.host, self.port)
+            addresses = self.guard.addresses(self.host, self.port, self.trusted)
         except socket.gaierror as exc:
             raise Unreachable(f"cannot resolve {self.host}: {exc.strerror or exc}") from None
         error: OSError | None = None
@@ -156,10 +159,12 @@ class Pool:
     """Idle kept-alive connections, at most ``per_host`` for each of the last ``hosts`` hosts;
     shared by threads, each connection used by one request at a time."""
 
-    def __init__(self, guard: AddressGuard, hosts: int, per_host: int) -> None:
+    def __init__(self, guard: AddressGuard, hosts: int, per_host: int,
+                 trusted: frozenset[Key] = frozenset()) -> None:
         self.guard = guard
         self.hosts = hosts
         self.per_host = per_host
+        self.trusted = trusted  # the configured sites' origins: see AddressGuard.addresses
         self._idle: OrderedDict[Key, list[GuardedConnection]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -181,7 +186,7 @@ class Pool:
             return connection
         scheme, host, port = key
         kind = GuardedTLSConnection if scheme == "https" else GuardedConnection
-        return kind(host, port, self.guard, connect_timeout)
+        return kind(host, port, self.guard, connect_timeout, trusted=key in self.trusted)
 
     def give_back(self, key: Key, connection: GuardedConnection) -> None:
         """Keeps a connection whose last answer was read to its end, for the next request."""

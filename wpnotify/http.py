@@ -22,7 +22,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
@@ -37,7 +37,7 @@ from wpnotify.connections import (
     Unreachable,
 )
 from wpnotify.errors import SendError
-from wpnotify.settings import HttpSettings
+from wpnotify.settings import HttpSettings, Settings
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 READ_CHUNK = 64 * 1024
@@ -161,11 +161,15 @@ class Http:
     request takes a kept-alive connection of its own from the pool."""
 
     def __init__(self, settings: HttpSettings,
-                 resolve: Callable[..., list[Any]] = socket.getaddrinfo) -> None:
+                 resolve: Callable[..., list[Any]] = socket.getaddrinfo, *,
+                 trusted_origins: Iterable[str | Key] = ()) -> None:
+        """``trusted_origins``: the configured sites (URLs, or (scheme, host, port) keys),
+        whose exact origin may be on a private or loopback address; see trusted_origins()."""
         self.settings = settings
         guard = AddressGuard(settings.allow_private_addresses, settings.allowed_networks, resolve)
         self.pool = Pool(guard, hosts=max(64, 2 * settings.concurrency),
-                         per_host=settings.per_host_concurrency + 2)
+                         per_host=settings.per_host_concurrency + 2,
+                         trusted=frozenset(_origin_keys(trusted_origins)))
         self.headers = {**BASE_HEADERS, "User-Agent": settings.user_agent}
         self._watchdog = _Watchdog()
 
@@ -466,6 +470,26 @@ def _short(text: str) -> str:
     if "Name or service not known" in text or "nodename nor servname" in text:
         return "no such host"
     return text[:200]
+
+
+def trusted_origins(settings: Settings) -> tuple[str, ...]:
+    """The origins the address guard lets through even on a private or loopback address: each
+    configured site's own URL (scheme, host and port exactly; not its other ports, not other
+    hosts, not where it redirects to). A daemon on the WordPress host with
+    ``url = "http://localhost"`` is the common case; WordPress lets a site reach itself too."""
+    return tuple(site.url for site in settings.sites)
+
+
+def _origin_keys(origins: Iterable[str | Key]) -> Iterator[Key]:
+    for origin in origins:
+        if not isinstance(origin, str):
+            scheme, host, port = origin
+            yield scheme.lower(), host.encode("idna").decode("ascii").lower(), port
+            continue
+        try:
+            yield _target(origin)[1]
+        except SendError:
+            continue  # a URL wpnotify would never request needs no trust
 
 
 def redirect_target(url: str, location: str) -> str:
