@@ -14,7 +14,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
-from wpnotify.connections import AddressGuard, GuardedConnection, Pool, is_public
+from wpnotify.connections import (
+    AddressGuard,
+    AddressRefused,
+    GuardedConnection,
+    Pool,
+    is_public,
+)
 from wpnotify.errors import SendError
 from wpnotify.http import Http, retry_after
 from wpnotify.settings import HttpSettings
@@ -25,9 +31,16 @@ REFUSED = ["0.0.0.0", "10.1.2.3", "100.64.0.1", "127.0.0.1", "127.255.0.9", "169
            "239.255.255.250", "240.0.0.1", "255.255.255.255", "::", "::1", "::ffff:127.0.0.1",
            "::ffff:10.0.0.1", "64:ff9b::7f00:1", "64:ff9b:1::1", "2001::1", "2001:db8::1",
            "2002:7f00:1::1", "fc00::1", "fd12:3456::1", "fe80::1", "fec0::1", "ff02::1",
-           "100::1"]
+           "100::1",
+           # NAT64 judged by the IPv4 address inside: 10.0.0.1, 169.254.169.254, 100.64.0.1;
+           # the local-use prefix (RFC 8215) refused whatever it embeds
+           "64:ff9b::a00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::6440:1", "64:ff9b::ffff:ffff",
+           "64:ff9b::", "64:ff9b:1::5db8:d822", "64:ff9b:1:ffff::1"]
 ALLOWED = ["93.184.216.34", "1.1.1.1", "8.8.8.8", "2606:4700:4700::1111",
-           "::ffff:93.184.216.34"]
+           "::ffff:93.184.216.34",
+           # NAT64 (RFC 6052) of public IPv4 addresses: on an IPv6-only host behind DNS64,
+           # every IPv4-only receiver has such an address (issue 12, item 18a)
+           "64:ff9b::5db8:d822", "64:ff9b::101:101", "64:ff9b::808:808"]
 
 
 @pytest.mark.parametrize("address", REFUSED)
@@ -473,3 +486,18 @@ def test_trusted_origins_come_from_the_configured_sites() -> None:
     assert trusted_origins(settings) == tuple(site.url for site in settings.sites)
     http = Http(HttpSettings(), trusted_origins=trusted_origins(settings))
     assert http.pool.trusted == {("http", "localhost", 80), ("https", "blog.example", 8443)}
+
+
+def test_the_guard_judges_a_nat64_address_by_the_ipv4_inside(no_connections: list[Any]) -> None:
+    """Decided without connecting: a DNS64 answer for a public host passes, one for a
+    private host is refused, and allowed_networks apply to the address inside."""
+    def dns64(host: str, port: int, *args: Any) -> list[Any]:
+        inside = {"public.example": "5db8:d822", "private.example": "a01:203"}[host]
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (f"64:ff9b::{inside}", port, 0, 0))]
+
+    guard = AddressGuard(False, (), dns64)
+    assert guard.addresses("public.example", 80) == ["64:ff9b::5db8:d822"]
+    with pytest.raises(AddressRefused):
+        guard.addresses("private.example", 80)
+    assert AddressGuard(False, ("10.1.2.0/24",), dns64).addresses("private.example", 80) == \
+        ["64:ff9b::a01:203"]

@@ -31,16 +31,31 @@ _REFUSED = tuple(ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
     "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-    "::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32", "2001:db8::/32",
+    "::/128", "::1/128", "64:ff9b:1::/48", "2001::/32", "2001:db8::/32",
     "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "100::/64",
 ))
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+
+
+def embedded(ip: Address) -> Address:
+    """The IPv4 address an IPv4-mapped (``::ffff:a.b.c.d``) or NAT64 (``64:ff9b::a.b.c.d``)
+    address reaches, else ``ip`` itself. Behind DNS64 every IPv4-only host has a NAT64
+    address, so it is judged by the IPv4 address inside; the local-use prefix
+    64:ff9b:1::/48 (RFC 8215) can lead anywhere and stays refused."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
 def is_public(ip: Address) -> bool:
     """True when ``ip`` is a globally routable unicast address that wpnotify may contact."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = embedded(ip)
     if not ip.is_global or ip.is_multicast:
         return False
     return not any(ip in net for net in _REFUSED if net.version == ip.version)
@@ -64,8 +79,10 @@ class AddressGuard:
         self._resolve = resolve
 
     def allows(self, ip: Address) -> bool:
+        inner = embedded(ip)
         return (self.allow_private or is_public(ip)
-                or any(ip in net for net in self.allowed if net.version == ip.version))
+                or any(address in net for net in self.allowed for address in {ip, inner}
+                       if net.version == address.version))
 
     def addresses(self, host: str, port: int, trusted: bool = False) -> list[str]:
         """Every address of ``host``, all checked; one refused address refuses the host.
