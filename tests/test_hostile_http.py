@@ -95,3 +95,66 @@ def test_a_connection_cut_by_the_deadline_is_never_pooled() -> None:
             http.get(url)
         assert http.get(url).body == b"ok"
     assert len(calls) == 2
+
+
+SECRET_URL = "http://user:pw@127.0.0.1:1/x"
+
+
+def no_secret(text: str | None) -> bool:
+    return text is None or ("pw" not in text and "user:" not in text)
+
+
+def test_a_link_with_user_info_never_puts_the_password_in_a_message() -> None:
+    """Refused before any connection, named without its user info (issue 12, item 12)."""
+    with pytest.raises(SendError) as caught:
+        local().get(SECRET_URL)
+    assert caught.value.code == "bad-url" and caught.value.skip
+    assert no_secret(caught.value.message) and "127.0.0.1:1" in caught.value.message
+
+
+def test_a_redirect_to_a_url_with_user_info_never_puts_the_password_in_a_message() -> None:
+    def redirect(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {SECRET_URL}\r\n"
+                     "Content-Length: 0\r\n\r\n".encode())
+
+    with raw_server(redirect) as url, pytest.raises(SendError) as caught:
+        local().get(url)
+    assert caught.value.code == "bad-redirect"
+    assert no_secret(caught.value.message) and "127.0.0.1:1/x" in caught.value.message
+
+
+def test_a_201_status_url_with_user_info_is_kept_without_it() -> None:
+    from wpnotify.webmention import parse_reply
+
+    message = parse_reply(201, "https://u:pw@h.example/status/1", b"")
+    assert message == "created: https://h.example/status/1"
+
+
+def test_planned_links_with_user_info_are_skipped_without_the_password() -> None:
+    from wpnotify.plan import plan
+    from wpnotify.settings import SiteSettings
+    from wpnotify.wordpress import Post
+
+    post = Post(id=1, type="post", status="publish", link="https://blog.example/p/",
+                title_html="T", content_html=f'<a href="{SECRET_URL}">x</a>', excerpt_html="",
+                protected=False, modified_gmt="2026-11-26T12:00:00",
+                date_gmt="2026-11-26T12:00:00", to_ping=(SECRET_URL + "/tb",), pinged=())
+    site = SiteSettings(name="s", url="https://blog.example", username="u", password="p")
+    items = plan(post, site, home="https://blog.example", blog_name="B",
+                 known=lambda kind: set())
+    assert [(i.status, i.error_code) for i in items] == [("skipped", "bad-url")] * 2
+    assert all(no_secret(i.error) for i in items)
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("http://admin:s3cret@host/x", "http://host/x"),
+    ("https://user:p@ss@host:81/?next=https://a:b@c/", "https://host:81/?next=https://c/"),
+    ("http://u:pw@[broken", "http://[broken"),
+    ("//u:pw@host/x", "//host/x"),
+    ("http://host/path@not-user-info", "http://host/path@not-user-info"),
+])
+def test_redact_strips_user_info_even_from_urls_that_do_not_parse(url: str,
+                                                                  shown: str) -> None:
+    from wpnotify.http import redact
+
+    assert redact(url) == shown

@@ -219,8 +219,8 @@ class Http:
             url = redirect_target(url, location)
             if exchange.response.status == 303:
                 method, data, json_body = "GET", None, None
-        raise SendError(f"more than {self.settings.max_redirects} redirects from {url}",
-                        code="too-many-redirects", permanent=True)
+        raise SendError(f"more than {self.settings.max_redirects} redirects from "
+                        f"{redact(url)[:200]}", code="too-many-redirects", permanent=True)
 
     def _timeout(self, url: str) -> SendError:
         return SendError(f"{_host(url)} took longer than {self.settings.timeout:g} s",

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 
 from wpnotify.discovery import fetch_page, is_html, webmention_endpoint
 from wpnotify.errors import SendError
-from wpnotify.http import REDIRECTS, Http, Response, redirect_target, retry_after
+from wpnotify.http import (
+    REDIRECTS,
+    Http,
+    Response,
+    redact,
+    redirect_target,
+    retry_after,
+)
 
 KIND = "webmention"
 REPLY_CAP = 64 * 1024
@@ -47,7 +54,7 @@ def parse_reply(status: int, location: str | None, body: bytes,
     """A message for the history on success; a classified SendError otherwise."""
     if 200 <= status < 300:
         if status == 201 and location:
-            return f"created: {location}"
+            return f"created: {redact(location)[:500]}"
         return {200: "accepted and verified", 202: "accepted, to be verified"}.get(
             status, f"accepted ({status})")
     detail = " ".join(body[:300].decode("utf-8", "replace").split())
