@@ -143,7 +143,8 @@ class SeamTransport(xmlrpc.client.Transport):
             raise SourceError(f"{self.url} answered XML in an encoding Python does not know "
                               f"({_short(exc)}); check the site's blog_charset option "
                               "(WordPress declares it in every XML-RPC reply)") from None
-        except (ExpatError, ValueError, TypeError, xmlrpc.client.ResponseError) as exc:
+        except (ExpatError, ValueError, TypeError, OverflowError,
+                xmlrpc.client.ResponseError) as exc:
             raise SourceError(f"{self.url} sent a reply that is not well-formed XML-RPC "
                               f"({_short(exc) or type(exc).__name__}); not WordPress's "
                               "XML-RPC, or a plugin writing into it?") from None
