@@ -87,6 +87,15 @@ BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
         b"</params></methodResponse>")
 
 
+NESTED = (b'<?xml version="1.0"?><methodResponse><params><param><value>'
+          + b"<array><data><value>" * 1500 + b"</value></data></array>" * 1500
+          + b"</value></param></params></methodResponse>")
+STRUCT_FAULT = (b'<?xml version="1.0"?><methodResponse><fault><value><struct><member>'
+                b"<name>faultCode</name><value><struct></struct></value></member><member>"
+                b"<name>faultString</name><value><string>x</string></value></member>"
+                b"</struct></value></fault></methodResponse>")
+
+
 class HostileServer(ThreadingHTTPServer):
     """One misbehaviour per path; pages under /p/<name> advertise the endpoint /rpc/<name>."""
 
@@ -138,6 +147,13 @@ class _HostileHandler(_PingbackHandler):
             self.close_connection = True
         elif name == "loop":
             self._reply(302, b"", "text/html", {"Location": self.path})
+        elif name in ("drip", "continue"):  # headers a byte at a time; 100 Continue forever
+            self._drip(name)
+        elif name == "quadratic":  # 1 MiB that html.parser takes hours over, then the link
+            self._reply(200, b"<p>" + b"<a " * (1000 * 1024 // 3) + b">" + page, "text/html",
+                        {})
+        elif name == "badlocation":
+            self._reply(302, b"", "text/html", {"Location": "http://[your link here]"})
         elif name == "charset":  # says Latin-1, sends UTF-8
             self._reply(200, page.replace(b"hostile", "h\u00f4stile".encode()),
                         "text/html; charset=iso-8859-1", {})
@@ -145,6 +161,19 @@ class _HostileHandler(_PingbackHandler):
             self._reply(200, page, "text/html; charset=no-such-charset", {})
         else:
             self._reply(200, page, "text/html", {})
+
+    def _drip(self, name: str) -> None:
+        """Keeps the client waiting for 20 s with bytes that never end the headers."""
+        head = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 400
+        try:
+            for index in range(400):
+                time.sleep(0.05)
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n" if name == "continue"
+                                 else head[index:index + 1])
+                self.wfile.flush()
+        except OSError:
+            pass  # the client gave up, as it should
+        self.close_connection = True
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -163,6 +192,15 @@ class _HostileHandler(_PingbackHandler):
             self._reply(200, BOMB, "text/xml", {})
         elif name == "tb-garbage":
             self._reply(200, b"OK, got it", "text/plain", {})
+        elif name == "deep":
+            self._reply(200, NESTED, "text/xml", {})
+        elif name == "utf16bomb":
+            self._reply(200, BOMB.decode().replace('"1.0"?>', '"1.0" encoding="utf-16"?>')
+                        .encode("utf-16"), "text/xml", {})
+        elif name == "structfault":
+            self._reply(200, STRUCT_FAULT, "text/xml", {})
+        elif name == "superscript":
+            self._reply(503, b"busy", "text/plain", {"Retry-After": "\u00b2"})
         else:
             self._reply(200, ok, "text/xml", {})
 
