@@ -20,6 +20,9 @@ POST = Post(id=1, type="post", status="publish", link="https://blog.example/p/",
     ("Thu, 26 Nov 2026 13:39:35 +0100", "2026-11-26T12:39:35"),  # another zone, same moment
     (None, None), ("", None), ("yesterday", None),
     ("Thu, 26 Nov 2026 12:39:35 -0000", None),  # RFC 5322: no zone information
+    # A hostile Date header: out of datetime's range once moved to UTC, or a year too big.
+    ("Fri, 31 Dec 9999 23:59:59 -2359", None),
+    ("99999999999999999999 Jan Dec 00:00 31 23:59:59 ,", None),
 ])
 def test_the_server_clock_is_read_from_the_date_header(date: str | None,
                                                        expected: str | None) -> None:

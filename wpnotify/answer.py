@@ -19,6 +19,10 @@ from wpnotify.errors import SourceError
 HINT = "(a plugin changing WordPress's answers, or not WordPress?)"
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 MAX_ID_DIGITS = 18  # WordPress IDs are unsigned 64-bit; more digits is no ID
+MAX_ID = 10**MAX_ID_DIGITS - 1  # the same bound for IDs sent as numbers (SQLite is signed 64-bit)
+# A lone surrogate ("\ud800" in JSON) is no text: it cannot be encoded, stored or sent, so
+# it is read as U+FFFD, as a browser would show it (PHP's json_encode never sends one).
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def kind(value: Any) -> str:
@@ -93,11 +97,13 @@ class Answer:
         number: int = self.value(key, int, "a number", required=True)
         if number < 0:
             self.fail(f"whose {self.prefix}{key} is negative")
+        if number > MAX_ID:
+            self.fail(f"whose {self.prefix}{key} is larger than any post ID")
         return number
 
     def text(self, key: str, default: str = "") -> str:
         found: str | None = self.value(key, str, "a string", required=False)
-        return default if found is None else found
+        return default if found is None else SURROGATE.sub("\ufffd", found)
 
     def flag(self, key: str) -> bool:
         return bool(self.value(key, bool, "true/false", required=False))
@@ -124,7 +130,7 @@ class Answer:
             return None
         if not all(isinstance(item, str) for item in found):
             self.fail(f"whose {self.prefix}{key} holds something else than strings")
-        return tuple(found)
+        return tuple(SURROGATE.sub("\ufffd", item) for item in found)
 
     def part(self, key: str) -> Answer | None:
         """A nested object (None when absent or null)."""

@@ -107,9 +107,9 @@ def server_time(date: str | None) -> str | None:
         return None
     try:
         moment = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError):
+        return wp_format(moment) if moment.tzinfo is not None else None
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year 9999 -2359, say
         return None
-    return wp_format(moment) if moment.tzinfo is not None else None
 
 
 class RestSource:
