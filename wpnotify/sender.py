@@ -29,7 +29,7 @@ import structlog
 
 from wpnotify import trackback, weblogupdates
 from wpnotify.attempt import Discoveries, Result, attempt, host_of, looks_like_wordpress
-from wpnotify.errors import SendError, SourceError
+from wpnotify.errors import SendError, SourceError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
 from wpnotify.store import Notification, Store, parse_iso
@@ -226,14 +226,14 @@ class Sender:
         self.sleep = sleep
         self.stopping = stopping  # checked before each new send: a daemon's shutdown
         self.discoveries: Discoveries | None = None  # while a cycle runs
-        self._pinged: dict[str, dict[int, list[str]]] = {}
+        self._unflushed = 0  # links sent since WordPress was last told
         self._mirror: ThreadPoolExecutor | None = None  # tells WordPress, off the send loop
         self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
 
     @contextmanager
     def cycle(self) -> Iterator[None]:
         """One discovery cache for every delivery inside (a backfill's pages); at its end,
-        WordPress is told what was sent."""
+        WordPress is told what was sent (and what an earlier cycle could not tell it)."""
         if self.discoveries is not None:
             yield
             return
@@ -325,7 +325,7 @@ class Sender:
                     if not all(freed for _, _, freed in finished):
                         done = []
                         continue  # their hosts may take their next notification now
-                if sum(len(v) for v in self._pinged.values()) >= PINGED_BATCH:
+                if self._unflushed >= PINGED_BATCH:
                     self._flush_pinged()
                 if not running:
                     if (feed is not None and not feed.done and not self.stopping()
@@ -471,8 +471,9 @@ class Sender:
             self.store.settle(n.site, n.kind, n.target, now,
                               f"covered by the ping sent for post {n.post_id}")
             covers = (n.site, n.kind, n.target)
-        elif status == "sent":
-            self._pinged.setdefault(n.site, {}).setdefault(n.post_id, []).append(n.target)
+        elif status == "sent":  # with the outcome: in the caller's transaction
+            self.store.queue_pinged(n.site, n.post_id, [n.target], now)
+            self._unflushed += 1
         return Outcome(status, _brief(error, again, now), covers)
 
     def _record(self, n: Notification, now: datetime, endpoint: str | None,
@@ -519,19 +520,37 @@ class Sender:
 
     def _flush_pinged(self) -> None:
         """Adds the sent targets to their posts' `pinged` lists through the bridge, as core
-        would, in one request per site, on the cycle's own thread so that sending never waits
-        for WordPress. Only a mirror for WordPress's editors: the state file already holds
-        the truth, so a failure here is logged and not retried."""
-        pinged, self._pinged = self._pinged, {}
-        for site, posts in pinged.items():
-            state = self.store.site(site)
-            source = self.sources.get(site)
-            if source is None or (state is not None and state.bridge is False):
-                continue  # no bridge: nowhere to record it
+        would, PINGED_BATCH links a request, on the cycle's own thread so that sending never
+        waits for WordPress. What it could not tell (WordPress down, no bridge yet) stays in
+        the state file's outbox for the next cycle, across restarts too."""
+        self._unflushed = 0
+        for site, source in self.sources.items():
             if self._mirror is not None:
-                self._mirror.submit(_record_pinged, site, source, posts)
+                self._mirror.submit(self._tell_wordpress, site, source)
             else:
-                _record_pinged(site, source, posts)
+                self._tell_wordpress(site, source)
+
+    def _tell_wordpress(self, site: str, source: Source) -> None:
+        """Empties one site's outbox, a batch at a time; stops at the first failure (the
+        rest waits). Never raises: it runs beside the sending."""
+        try:
+            state = self.store.site(site)
+            if state is not None and state.bridge is False:
+                return  # no bridge: the links wait until it is installed
+            while waiting := self.store.pinged_waiting(site, PINGED_BATCH):
+                try:
+                    source.record_pinged_many(waiting)
+                except SourceError as exc:
+                    log.warning("wordpress.record_pinged_failed", site=site,
+                                posts=len(waiting), error=str(exc),
+                                detail="kept; WordPress is told again at the next cycle")
+                    return
+                self.store.pinged_told(site, waiting)
+        except WpnotifyError as exc:
+            log.warning("wordpress.record_pinged_failed", site=site, error=str(exc),
+                        detail="kept; WordPress is told again at the next cycle")
+        except Exception:  # noqa: BLE001 (a bug here must not stop the sending)
+            log.exception("wordpress.record_pinged_failed", site=site)
 
 
 def _brief(error: SendError | None, again: datetime | None, now: datetime) -> bool:
@@ -554,16 +573,6 @@ def _collect(completions: queue.SimpleQueue[tuple[int, Result]]) -> list[tuple[i
             done.append(completions.get_nowait())
         except queue.Empty:
             return done
-
-
-def _record_pinged(site: str, source: Source, posts: dict[int, list[str]]) -> None:
-    try:
-        source.record_pinged_many(posts)
-    except SourceError as exc:
-        log.warning("wordpress.record_pinged_failed", site=site, posts=len(posts),
-                    error=str(exc))
-    except Exception:  # noqa: BLE001 (a mirror's bug must not stop the sends)
-        log.exception("wordpress.record_pinged_failed", site=site, posts=len(posts))
 
 
 def again_notification(store: Store, notification_id: int) -> Notification:

@@ -183,7 +183,6 @@ class Service:
         self._follow_webmentions(site, post, info.home, now)
         fresh = post.date_gmt is not None and wp_time(post.date_gmt) >= now - ANNOUNCE_WINDOW
         recorded = self._record(site, source, self._plan(site, source, post, fresh), now)
-        self._forget_queued(site, source, post, recorded)
         return sum(item.status == "pending" for item in recorded)
 
     def _follow_webmentions(self, site: SiteSettings, post: Post, home: str,
@@ -258,11 +257,17 @@ class Service:
             if any(self.store.targets(site.name, plan.post.id, kind) != targets
                    for kind, targets in plan.seen.items()):
                 owed = self.owed(site, source, plan.post, plan.announce)
-            return [item for item in owed
-                    if self.store.add(site.name, plan.post.id, item.kind, item.target,
-                                      plan.post.link, now, payload=item.payload,
-                                      status=item.status, error=item.error,
-                                      error_code=item.error_code)]
+            recorded = [item for item in owed
+                        if self.store.add(site.name, plan.post.id, item.kind, item.target,
+                                          plan.post.link, now, payload=item.payload,
+                                          status=item.status, error=item.error,
+                                          error_code=item.error_code)]
+            # Queued trackbacks not sent leave to_ping, as core would do: WordPress is told
+            # at the end of the cycle, from the state file's outbox (so never lost).
+            self.store.queue_pinged(site.name, plan.post.id, [
+                item.target for item in recorded
+                if item.kind == trackback.KIND and item.status == "skipped"], now)
+            return recorded
 
     def owed(self, site: SiteSettings, source: Source, post: Post,
              announce: bool = False, known: Known | None = None) -> list[Planned]:
@@ -277,18 +282,6 @@ class Service:
         info = source.info()
         return plan(post, site, home=info.home, blog_name=info.name, announce=announce,
                     known=known or (lambda kind: self.store.targets(site.name, post.id, kind)))
-
-    def _forget_queued(self, site: SiteSettings, source: Source, post: Post,
-                       owed: list[Planned]) -> None:
-        """Trackback URLs WordPress had already pinged leave to_ping, as core would do."""
-        already = [item.target for item in owed
-                   if item.kind == trackback.KIND and item.status == "skipped"]
-        if already:
-            try:
-                source.record_pinged(post.id, already)
-            except SourceError as exc:
-                log.warning("wordpress.record_pinged_failed", site=site.name, post=post.id,
-                            error=str(exc))
 
     def backfill(self, site: SiteSettings, since: datetime, until: datetime | None,
                  post_ids: list[int], *, dry_run: bool = False,
@@ -369,9 +362,6 @@ class Service:
                 on_planned(post, item)
             result.planned += len(owed)
             result.delivery.skipped += sum(item.status == "skipped" for item in owed)
-        if record:
-            for post, owed in recorded:  # requests to WordPress: outside the transaction
-                self._forget_queued(site, source, post, owed)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,14 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         -- due() read all of a site's history: 0.13 s at a million rows. Also covers counts().
         CREATE INDEX notifications_site_status ON notifications (site, status, next_attempt_at);
     """),
+    (6, "WordPress's pinged lists still to be told", """
+        -- Written with the outcome that sent the URL, removed once the bridge confirmed it:
+        -- a write-back that failed (or waits for the bridge) is tried again, never lost.
+        CREATE TABLE pinged_outbox (
+            site TEXT NOT NULL, post_id INTEGER NOT NULL, url TEXT NOT NULL,
+            queued_at TEXT NOT NULL,
+            PRIMARY KEY (site, post_id, url));
+    """),
 )
 LATEST = MIGRATIONS[-1][0]
 
@@ -683,6 +691,31 @@ class Store:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
                 raise state_error(self.path, exc) from None
+
+    # --- WordPress's pinged lists ----------------------------------------------------------
+
+    def queue_pinged(self, site: str, post_id: int, urls: list[str], now: datetime) -> None:
+        """Notes that WordPress should list these URLs as pinged for the post; call it in
+        the transaction that records why (the outcome), so neither is kept without the
+        other."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO pinged_outbox VALUES (?, ?, ?, ?)",
+                           [(site, post_id, url, iso(now)) for url in urls])
+
+    def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]:
+        """Up to ``limit`` URLs of a site still to be told to WordPress, oldest first, by
+        post."""
+        waiting: dict[int, list[str]] = {}
+        for row in self._rows("SELECT post_id, url FROM pinged_outbox WHERE site = ? "
+                              "ORDER BY queued_at, post_id, url LIMIT ?", (site, limit)):
+            waiting.setdefault(row[0], []).append(row[1])
+        return waiting
+
+    def pinged_told(self, site: str, posts: dict[int, list[str]]) -> None:
+        """WordPress confirmed these: they leave the outbox."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM pinged_outbox WHERE site = ? AND post_id = ? AND url = ?",
+                           [(site, post, url) for post, urls in posts.items() for url in urls])
 
     # --- hosts ---------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""WordPress's `pinged` lists are told what was sent through a durable outbox in the state
+file: a write-back that fails, or waits for the bridge, is tried again at the next cycle, and
+survives a restart; nothing is dropped."""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from wpnotify.errors import SourceError
+from wpnotify.http import Http
+from wpnotify.sender import Sender
+from wpnotify.service import Service
+from wpnotify.settings import HttpSettings, Settings, SiteSettings
+from wpnotify.store import Store
+from wpnotify.wordpress import Post, SiteInfo
+
+NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
+SETTINGS = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
+                                        password="p"),),
+                    http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
+
+
+class FlakyBridge:
+    """A site whose bridge refuses the first ``failures`` write-backs, then takes them. One
+    post, linking nowhere, with a queued trackback WordPress had already pinged."""
+
+    post = Post(id=7, type="post", status="publish", link="https://s.example/7/",
+                title_html="T", content_html="<p>no links</p>", excerpt_html="",
+                protected=False, modified_gmt="2026-11-26T12:39:00",
+                date_gmt="2026-11-26T12:39:00", to_ping=("https://tb.example/7/trackback/",),
+                pinged=("https://tb.example/7/trackback/",))
+
+    def __init__(self, failures: int = 1) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.told: dict[int, list[str]] = {}
+
+    def record_pinged_many(self, posts: dict[int, list[str]]) -> None:
+        self._tell(posts)
+
+    def record_pinged(self, post_id: int, urls: list[str]) -> None:
+        self._tell({post_id: urls})
+
+    def _tell(self, posts: dict[int, list[str]]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise SourceError("cannot reach https://s.example: connection refused")
+        for post, urls in posts.items():
+            self.told.setdefault(post, []).extend(urls)
+
+    def info(self) -> SiteInfo:
+        return SiteInfo("Blog", "https://s.example/")
+
+    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
+                ) -> Iterator[Post]:
+        return iter([self.post])
+
+    def deletions(self, since: str) -> list[object]:
+        return []
+
+
+def pingable(server: HTTPServer, path: str) -> str:
+    server.expect_request(path, method="GET").respond_with_data(
+        "<html><body>a post</body></html>", content_type="text/html",
+        headers={"X-Pingback": server.url_for("/rpc")})  # not WordPress: unpaced
+    return server.url_for(path)
+
+
+def sender(path: Path, bridge: FlakyBridge) -> tuple[Sender, Store]:
+    store = Store.open(path)
+    return Sender(SETTINGS, store, Http(SETTINGS.http), {"s": bridge},  # type: ignore[dict-item]
+                  lambda: NOW), store
+
+
+def test_sent_links_reach_wordpress_after_a_failed_write_back_and_a_restart(
+        tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/rpc", method="POST").respond_with_data(
+        xmlrpc.client.dumps(("ok",), methodresponse=True), content_type="text/xml")
+    targets = [pingable(httpserver, f"/p{i}") for i in range(3)]
+    bridge = FlakyBridge(failures=1)
+    first, store = sender(tmp_path / "state.sqlite3", bridge)
+    for i, target in enumerate(targets):
+        store.add("s", 1 + i % 2, "pingback", target, "https://s.example/p", NOW)
+    assert first.deliver(["s"]).sent == 3
+    assert (bridge.calls, bridge.told) == (1, {})  # refused: kept, not dropped
+    store.close()
+
+    again, store = sender(tmp_path / "state.sqlite3", bridge)  # a new process
+    again.deliver(["s"])  # nothing to send; the outbox is emptied at the cycle's end
+    assert {post: sorted(urls) for post, urls in bridge.told.items()} == {
+        1: sorted([targets[0], targets[2]]), 2: [targets[1]]}
+    again.deliver(["s"])
+    assert bridge.calls == 2  # told once: nothing left to tell
+
+
+def test_links_wait_while_the_site_has_no_bridge(tmp_path: Path) -> None:
+    bridge = FlakyBridge(failures=0)
+    quiet, store = sender(tmp_path / "state.sqlite3", bridge)
+    store.record_poll("s", NOW, cursor="2026-11-26T12:00:00", bridge=False)
+    store.queue_pinged("s", 4, ["https://t.example/"], NOW)
+    quiet.deliver(["s"])
+    assert bridge.calls == 0
+    store.record_poll("s", NOW, bridge=True)  # installed since
+    quiet.deliver(["s"])
+    assert bridge.told == {4: ["https://t.example/"]}
+
+
+@pytest.mark.parametrize("failures", [0, 1])
+def test_an_already_pinged_trackback_leaves_to_ping_even_if_wordpress_was_down(
+        tmp_path: Path, failures: int) -> None:
+    """A queued trackback WordPress had pinged before is recorded as skipped, and WordPress
+    is told to move it to pinged: at the next poll when it could not be told at first."""
+    bridge = FlakyBridge(failures)
+    path = tmp_path / "state.sqlite3"
+    Store.open(path).record_poll("s", NOW, cursor="2026-11-26T12:00:00", bridge=True)
+    for _ in range(2):  # two polls, each a new process
+        service = Service(SETTINGS, Store.open(path), Http(SETTINGS.http), clock=lambda: NOW)
+        service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
+        service.sender.sources = service.sources
+        report: Any = service.poll()
+        assert report.ok
+        service.store.close()
+    assert bridge.told == {7: ["https://tb.example/7/trackback/"]}
+    (row,) = Store.open(path).history()
+    assert (row.kind, row.status, row.error_code) == ("trackback", "skipped", "already-pinged")
