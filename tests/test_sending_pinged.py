@@ -130,3 +130,22 @@ def test_an_already_pinged_trackback_leaves_to_ping_even_if_wordpress_was_down(
     assert bridge.told == {7: ["https://tb.example/7/trackback/"]}
     (row,) = Store.open(path).history()
     assert (row.kind, row.status, row.error_code) == ("trackback", "skipped", "already-pinged")
+
+
+def test_a_long_backlog_goes_over_several_cycles_in_batches(tmp_path: Path) -> None:
+    """A bridge installed after months: 50 links a request, 20 requests a flush at most, so
+    one cycle's end is not held by thousands of requests; the rest goes next time."""
+    from wpnotify.sender import PINGED_BATCH, PINGED_BATCHES
+
+    bridge = FlakyBridge(failures=0)
+    quiet, store = sender(tmp_path / "state.sqlite3", bridge)
+    total = PINGED_BATCH * PINGED_BATCHES + 10
+    with store.transaction():
+        for i in range(total):
+            store.queue_pinged("s", 1 + i // 100, [f"https://t.example/{i}"], NOW)
+    quiet.deliver(["s"])
+    assert bridge.calls == PINGED_BATCHES
+    quiet.deliver(["s"])
+    assert bridge.calls == PINGED_BATCHES + 1
+    assert sum(len(urls) for urls in bridge.told.values()) == total
+    assert store.pinged_waiting("s", 10) == {}

@@ -41,6 +41,8 @@ IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to b
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 NO_FALLBACK = frozenset({trackback.KIND, weblogupdates.KIND})  # sent as what they are
 PINGED_BATCH = 50  # sent links told to WordPress in one request; small, so the last is quick
+PINGED_BATCHES = 20  # requests per site and flush at most: a long backlog (a bridge installed
+# after months) goes over several cycles instead of holding one cycle's end
 SWITCH_INTERVAL = 0.001  # seconds; see Sender._deliver
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
 
@@ -531,13 +533,15 @@ class Sender:
                 self._tell_wordpress(site, source)
 
     def _tell_wordpress(self, site: str, source: Source) -> None:
-        """Empties one site's outbox, a batch at a time; stops at the first failure (the
-        rest waits). Never raises: it runs beside the sending."""
+        """Empties one site's outbox, a batch at a time (PINGED_BATCHES at most); stops at
+        the first failure (the rest waits). Never raises: it runs beside the sending."""
         try:
             state = self.store.site(site)
             if state is not None and state.bridge is False:
                 return  # no bridge: the links wait until it is installed
-            while waiting := self.store.pinged_waiting(site, PINGED_BATCH):
+            for _ in range(PINGED_BATCHES):
+                if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH)):
+                    return
                 try:
                     source.record_pinged_many(waiting)
                 except SourceError as exc:

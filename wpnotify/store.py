@@ -703,11 +703,11 @@ class Store:
                            [(site, post_id, url, iso(now)) for url in urls])
 
     def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]:
-        """Up to ``limit`` URLs of a site still to be told to WordPress, oldest first, by
-        post."""
+        """Up to ``limit`` URLs of a site still to be told to WordPress, by post (in the
+        primary key's order: no sort, however long the backlog)."""
         waiting: dict[int, list[str]] = {}
         for row in self._rows("SELECT post_id, url FROM pinged_outbox WHERE site = ? "
-                              "ORDER BY queued_at, post_id, url LIMIT ?", (site, limit)):
+                              "ORDER BY post_id, url LIMIT ?", (site, limit)):
             waiting.setdefault(row[0], []).append(row[1])
         return waiting
 
