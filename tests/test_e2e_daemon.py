@@ -19,7 +19,10 @@ pytestmark = pytest.mark.e2e
 def test_daemon_delivers_stops_cleanly_and_runs_alone(sites: dict[str, devsite.Site],
                                                       make_wpnotify: Any) -> None:
     source, target = sites["source"], sites["target"]
-    tool = make_wpnotify([("daemon", source, source.app_password)], top="poll_interval = 5")
+    # A retry waits at least the schedule's first step: 10 s here, so that a flood hold of
+    # the target (15 s, when another test pinged it moments ago) fits in the deadline.
+    tool = make_wpnotify([("daemon", source, source.app_password)],
+                         top="poll_interval = 5\n[retry]\ndelays = [10, 300]")
     tool.run("poll")  # start watching from now
     daemon = subprocess.Popen(
         [sys.executable, "-m", "wpnotify", "--config", str(tool.config), "run"],
