@@ -65,6 +65,10 @@ class FlakyBridge:
     def deletions(self, since: str) -> list[object]:
         return []
 
+    def bridge(self) -> bool:
+        """The bridge's own answer (asked by a poll once it decides by it)."""
+        return True
+
 
 def pingable(server: HTTPServer, path: str) -> str:
     server.expect_request(path, method="GET").respond_with_data(

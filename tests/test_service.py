@@ -34,6 +34,10 @@ class Bridge:
         return [Deleted(d.id, d.type, d.link, d.deleted_gmt, self.clock)
                 for d in self.log if d.deleted_gmt > since]
 
+    def bridge(self) -> bool:
+        """The bridge's own answer (asked by a poll once it decides by it)."""
+        return True
+
 
 def test_a_deletion_later_in_the_second_of_the_last_one_read_is_not_missed(
         tmp_path: Path) -> None:

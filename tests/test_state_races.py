@@ -97,6 +97,10 @@ class OnePost:
     def deletions(self, since: str) -> list[object]:
         return []
 
+    def bridge(self) -> bool:
+        """The bridge's own answer (asked by a poll once it decides by it)."""
+        return True
+
     def posts(self, ids: list[int]) -> list[Post]:
         return [self.post]
 
