@@ -18,7 +18,7 @@ import structlog
 
 from wpnotify import __version__, logs, report
 from wpnotify.errors import WpnotifyError
-from wpnotify.http import Http
+from wpnotify.http import Http, trusted_origins
 from wpnotify.logs import printable
 from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
@@ -53,6 +53,12 @@ def settings_of(ctx: click.Context) -> Settings:
     return loader()
 
 
+def client(settings: Settings) -> Http:
+    """The HTTP seam for a command: the configured sites' own origins are trusted even on a
+    loopback or private address; every other address meets the guard as configured."""
+    return Http(settings.http, trusted_origins=trusted_origins(settings))
+
+
 @contextmanager
 def opened(settings: Settings) -> Iterator[Store]:
     store = Store.open(settings.state_file)
@@ -70,7 +76,7 @@ def poll(ctx: click.Context) -> None:
     Exits 0 when every site could be read, 1 otherwise (one line per failing site).
     """
     settings = settings_of(ctx)
-    http = Http(settings.http)
+    http = client(settings)
     try:
         with opened(settings) as store:
             outcome = Service(settings, store, http).poll()
@@ -105,7 +111,7 @@ def run(ctx: click.Context) -> None:
 
     settings = settings_of(ctx)
     with exclusive(settings.state_file):
-        http = Http(settings.http)
+        http = client(settings)
         try:
             with opened(settings) as store:
                 Daemon(settings, store, http).serve()
@@ -147,7 +153,7 @@ def check(ctx: click.Context) -> None:
     password file others can read, a password sent over plain http) leave the exit status 0.
     """
     settings = settings_of(ctx)
-    http = Http(settings.http)
+    http = client(settings)
     try:
         result = report.check(settings, http)
     finally:
@@ -206,7 +212,7 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
     site = settings.site(site_name)
     if until is not None and until <= since:
         raise click.UsageError("--until must be later than --since")
-    http = Http(settings.http)
+    http = client(settings)
     bar = _progress(dry_run)
 
     def planned(post: Post, item: Planned) -> None:
