@@ -153,3 +153,36 @@ def test_a_long_backlog_goes_over_several_cycles_in_batches(tmp_path: Path) -> N
     assert bridge.calls == PINGED_BATCHES + 1
     assert sum(len(urls) for urls in bridge.told.values()) == total
     assert store.pinged_waiting("s", 10) == {}
+
+
+class RefusingBridge(FlakyBridge):
+    """The same post, its queued trackbacks never pinged before: one to a host the site's
+    deny_hosts refuses, one whose URL is malformed. Neither is ever sent."""
+
+    post = Post(id=8, type="post", status="publish", link="https://s.example/8/",
+                title_html="T", content_html="<p>no links</p>", excerpt_html="",
+                protected=False, modified_gmt="2026-11-26T12:39:00",
+                date_gmt="2026-11-26T12:39:00",
+                to_ping=("https://denied.example/8/trackback/", "http://[your link here]/"),
+                pinged=())
+
+
+def test_a_trackback_skipped_for_another_reason_stays_queued_in_wordpress(
+        tmp_path: Path) -> None:
+    """Only what was sent, or WordPress had pinged itself, goes to `pinged`: a trackback
+    refused by deny_hosts or with a malformed URL was never sent, so WordPress must not be
+    told it was (its editor would show it as pinged)."""
+    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
+                                            password="p", deny_hosts=("denied.example",)),),
+                        http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
+    bridge = RefusingBridge(failures=0)
+    path = tmp_path / "state.sqlite3"
+    Store.open(path).record_poll("s", NOW, cursor="2026-11-26T12:00:00", bridge=True)
+    service = Service(settings, Store.open(path), Http(settings.http), clock=lambda: NOW)
+    service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
+    service.sender.sources = service.sources
+    assert service.poll().ok
+    rows = {row.target: row for row in service.store.history()}
+    assert {row.error_code for row in rows.values()} == {"host-refused", "bad-url"}, rows
+    assert bridge.told == {}
+    assert service.store.pinged_waiting("s", 10) == {}

@@ -26,7 +26,10 @@ from wpnotify.store import Notification
 
 @functools.lru_cache(maxsize=4096)
 def host_of(url: str) -> str:
-    return urlsplit(url).netloc.lower()
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:  # a malformed URL (the plan skips those) is its own host
+        return url.lower()
 
 
 def looks_like_wordpress(endpoint: str) -> bool:

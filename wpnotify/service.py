@@ -101,7 +101,7 @@ class Service:
         try:
             if state is None or state.cursor is None:
                 return self._start(site, source, now)
-            cursor, posts, queued, bridge = state.cursor, 0, 0, None
+            cursor, posts, queued = state.cursor, 0, 0
             handled: set[tuple[int, str]] = set()
             for post in self._changes(site, source, state, now):
                 posts += 1
@@ -111,9 +111,10 @@ class Service:
                                       partial(self._consider, site, source, post, now), 0)
                 if post.status != "future":  # a future post's modified_gmt is its future date
                     cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
-                if bridge is None:
-                    bridge = post.to_ping is not None
             deletions_seen = self._follow_deletions(site, source, state, now)
+            # Asked of the bridge itself, once per poll that read posts (an idle poll stays
+            # one request); a post whose lists were not read is no sign of a missing bridge.
+            bridge = source.bridge() if posts else None
         except SourceError as exc:
             log.error("site.unreadable", site=site.name, error=str(exc))
             self.store.record_poll(site.name, now, error=str(exc))
@@ -262,11 +263,13 @@ class Service:
                                           plan.post.link, now, payload=item.payload,
                                           status=item.status, error=item.error,
                                           error_code=item.error_code)]
-            # Queued trackbacks not sent leave to_ping, as core would do: WordPress is told
-            # at the end of the cycle, from the state file's outbox (so never lost).
+            # Queued trackbacks WordPress had already pinged leave to_ping, as core would do:
+            # WordPress is told at the end of the cycle, from the state file's outbox (so
+            # never lost). Those skipped for another reason (refused, too many, a bad URL)
+            # were never sent, so they stay queued in WordPress, not marked as pinged.
             self.store.queue_pinged(site.name, plan.post.id, [
                 item.target for item in recorded
-                if item.kind == trackback.KIND and item.status == "skipped"], now)
+                if item.kind == trackback.KIND and item.error_code == "already-pinged"], now)
             return recorded
 
     def owed(self, site: SiteSettings, source: Source, post: Post,
