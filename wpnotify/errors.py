@@ -24,6 +24,11 @@ class SourceError(WpnotifyError):
     """A watched WordPress site could not be read (down, bad credentials, not WordPress)."""
 
 
+class PostGone(SourceError):
+    """The post asked about no longer exists on the site (deleted for good): there is
+    nothing left to record on it, which is no failure of the site."""
+
+
 class SendError(WpnotifyError):
     """One notification could not be delivered.
 

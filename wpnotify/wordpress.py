@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from wpnotify.answer import Answer, listing
-from wpnotify.errors import SendError, SourceError
+from wpnotify.errors import PostGone, SendError, SourceError
 from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
 
@@ -169,6 +169,8 @@ class RestSource:
                     f"{self.site.url} refused the credentials of {self.site.username!r} "
                     f"({code}: {message}); check username and Application Password, and that "
                     "the user may edit posts")
+            if code == "rest_post_invalid_id":
+                raise PostGone(f"{self.site.url} has no post there any more ({message})")
             if code == "rest_no_route":
                 raise SourceError(f"{self.site.url} has no such REST route ({message}); "
                                   "is the post type right?")
@@ -397,8 +399,17 @@ class RestSource:
         except SourceError as exc:
             if "no such REST route" not in str(exc):
                 raise
-            for post_id, urls in posts.items():
-                self.record_pinged(post_id, urls)
+            record_each(self, posts)
+
+
+def record_each(source: Source, posts: Mapping[int, list[str]]) -> None:
+    """One request per post; a post deleted for good meanwhile has nothing left to record,
+    so it neither fails the others nor stays in the outbox for ever."""
+    for post_id, urls in posts.items():
+        try:
+            source.record_pinged(post_id, urls)
+        except PostGone:
+            continue  # deleted for good: its Webmentions are handled as a deletion
 
 
 def deleted_list(site: str, items: Any, read_at: str | None = None) -> list[Deleted]:

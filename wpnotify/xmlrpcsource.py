@@ -29,7 +29,7 @@ from wordpress_xmlrpc.methods import options, posts
 
 from wpnotify import rpc
 from wpnotify.answer import Answer, kind, listing
-from wpnotify.errors import SendError, SourceError
+from wpnotify.errors import PostGone, SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import SiteSettings
 from wpnotify.wordpress import (
@@ -40,6 +40,7 @@ from wpnotify.wordpress import (
     SiteInfo,
     bridge_status,
     deleted_list,
+    record_each,
     server_time,
     wp_format,
     wp_time,
@@ -235,6 +236,8 @@ class XmlrpcSource:
         except xmlrpc.client.Fault as fault:
             if fault.faultCode == METHOD_NOT_FOUND:
                 self._missing(name)
+            if fault.faultCode == 404 and name.startswith(BRIDGE_METHODS):
+                raise PostGone(f"{self.url} has no post there any more") from None
             raise SourceError(f"{self.url} answered fault {fault.faultCode}: "
                               f"{fault.faultString}") from None
 
@@ -338,8 +341,7 @@ class XmlrpcSource:
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         """One call per post: XML-RPC sites are the rare case, and their bridge calls are
         made after the sends, never between them."""
-        for post_id, urls in posts.items():
-            self.record_pinged(post_id, urls)
+        record_each(self, posts)
 
     def deletions(self, since: str) -> list[Deleted]:
         """Posts deleted for good after ``since`` (bridge only; one call per poll)."""
