@@ -109,6 +109,21 @@ def make_wpnotify(tmp_path: Path):  # type: ignore[no-untyped-def]  # a factory 
     return make
 
 
+@pytest.fixture()
+def in_process_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that call ``wpnotify.cli.main`` in this process: no WPNOTIFY_* from the
+    caller, and the logging set-up that main() points at the captured stderr (which closes
+    with the test) put back afterwards."""
+    import structlog
+
+    for name in list(os.environ):
+        if name.startswith("WPNOTIFY_"):
+            monkeypatch.delenv(name)
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
 @pytest.fixture(scope="session")
 def httpserver_listen_address() -> tuple[str, int]:
     """Local receivers listen on 127.0.0.1 (not "localhost", which may also mean ::1)."""

@@ -4,29 +4,19 @@ anywhere; warnings leave the exit status 0 (issue 12, item 14)."""
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from wpnotify import cli, report
 from wpnotify.settings import load_settings
 from wpnotify.wordpress import SiteInfo
 
+pytestmark = pytest.mark.usefixtures("in_process_cli")
 
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No WPNOTIFY_* from the caller; logging set-up put back after main() changed it."""
-    for name in list(os.environ):
-        if name.startswith("WPNOTIFY_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
+
 
 
 @pytest.fixture()

@@ -6,14 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from wpnotify.cli import main
 from wpnotify.store import Store
+
+pytestmark = pytest.mark.usefixtures("in_process_cli")
 
 SITE = ('[[sites]]\nname = "blog"\nurl = "https://blog.example"\nusername = "u"\n'
         'password = "topsecret pw"\n')
@@ -37,16 +37,6 @@ def assert_one_line_error(code: int, err: str, *expected: str) -> None:
         assert text in lines[0], lines[0]
 
 
-@pytest.fixture(autouse=True)
-def no_wpnotify_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No WPNOTIFY_* from the caller; and main() points logging at the captured stderr, which
-    closes with the test, so the logging set-up is put back afterwards."""
-    for name in list(os.environ):
-        if name.startswith("WPNOTIFY_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture()

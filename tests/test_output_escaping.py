@@ -8,9 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from wpnotify.sender import Tally
 from wpnotify.service import PollReport, SiteReport
 from wpnotify.store import Store
 
+pytestmark = pytest.mark.usefixtures("in_process_cli")
+
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OSC52 = "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07"
 FORMULA = "=cmd|' /C calc'!A0"
@@ -36,16 +36,6 @@ def assert_no_raw_controls(text: str) -> None:
     assert not found, f"raw {found} in {text!r}"
 
 
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No WPNOTIFY_* from the caller; main() points logging at the captured stderr, which
-    closes with the test, so the logging set-up is put back afterwards."""
-    for name in list(os.environ):
-        if name.startswith("WPNOTIFY_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture()
