@@ -299,6 +299,9 @@ RPC_CASES: dict[str, tuple[dict[str, Answer], str]] = {
     "DTD": ({"wp.getPosts": (200, "text/xml", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY '
                                               b'a "b">]><methodResponse/>')},
             "answered XML with a DTD"),
+    "DTD in UTF-16, no byte order mark": ({"wp.getPosts": (200, "text/xml", (
+        '<!DOCTYPE x [<!ENTITY a "b">]><methodResponse/>').encode("utf-16-le"))},
+        "answered XML with a DTD"),
     "no post_id": ({"wp.getPosts": as_xmlrpc([rpc_post(post_id=...)])},
                    "returned a post without a post_id"),
     "post_id words": ({"wp.getPosts": as_xmlrpc([rpc_post(post_id="seven")])},

@@ -47,7 +47,8 @@ def build_call(source: str, target: str) -> bytes:
 
 
 def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) -> str:
-    """The receiver's message on success (fault 48 counts); a classified SendError otherwise."""
+    """The receiver's message on success (fault 48 counts), one line cut to a few hundred
+    characters like a fault's text; a classified SendError otherwise."""
     if status in (403, 404, 405, 410):
         raise SendError(f"the pingback endpoint answered {status} (XML-RPC switched off?)",
                         code=f"http-{status}", permanent=True)
@@ -62,7 +63,7 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
     except xmlrpc.client.Fault as fault:
         raise_for_fault(fault.faultCode, str(fault.faultString))
         return ALREADY.get(fault.faultCode, "already registered")
-    return str(params[0]) if params else ""
+    return rpc.message(str(params[0])) if params else ""
 
 
 def raise_for_fault(code: int, text: str) -> None:

@@ -75,13 +75,14 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
         raise SendError(f"the trackback URL answered {status}", code=f"http-{status}",
                         permanent=True)
     try:
-        root = SafeET.fromstring(rpc.xml_text(body, "the trackback URL").strip())
+        root = SafeET.fromstring(rpc.xml_text(body, "the trackback URL").strip(),
+                                 forbid_dtd=True)  # in the parser: in any encoding
     except (SendError, ParseError, DefusedXmlException, ValueError, LookupError):
         raise SendError(f"the receiver answered {status} without a TrackBack reply; it may or "
                         "may not have recorded the ping", code="unverified",
                         permanent=True) from None
     error = (root.findtext("error") or "").strip()
-    message = " ".join((root.findtext("message") or "").split())
+    message = rpc.message(root.findtext("message") or "")
     if root.tag != "response" or error not in ("0", "1"):
         raise SendError("the receiver's reply is not a TrackBack response", code="unverified",
                         permanent=True)

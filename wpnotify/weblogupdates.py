@@ -38,7 +38,8 @@ def build_update(*, name: str, home: str) -> Update:
 
 
 def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) -> str:
-    """The server's message on success; a classified SendError otherwise."""
+    """The server's message on success; a classified SendError otherwise. Its text (and a
+    fault's, cut in ``rpc``) is one line of at most a few hundred characters."""
     if status in (408, 429) or status >= 500:
         raise SendError(f"the update service answered {status}", code=f"http-{status}",
                         permanent=False, retry_after=retry_after_s)
@@ -52,8 +53,8 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
                         code=f"fault-{fault.faultCode}", permanent=True) from None
     reply: Any = params[0] if params else {}
     if not isinstance(reply, dict):
-        return str(reply)
-    message = " ".join(str(reply.get("message", "")).split())
+        return rpc.message(str(reply))
+    message = rpc.message(str(reply.get("message", "")))
     if reply.get("flerror"):
         if TOO_FAST.search(message):
             raise SendError(message or "pinged too often", code="too-often", permanent=False,
