@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http, Response, retry_after, url_problem
-from wpnotify.markup import start_tags
+from wpnotify.markup import ascii_lower, start_tags
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 
@@ -127,9 +127,14 @@ def select_targets(links: list[str], *, permalink: str, home: str,
     return chosen
 
 
+_ASCII_WHITESPACE = re.compile(r"[\t\n\f\r ]+")
+
+
 def rel_tokens(value: str) -> set[str]:
-    """A rel attribute as its set of lower-cased, space-separated link types."""
-    return {token.lower() for token in value.split()}
+    """A rel attribute as its set of link types: split on ASCII whitespace only and
+    ASCII-lower-cased, as the HTML Standard reads it (``str.split`` also splits on a
+    no-break space or U+0085, and ``str.lower`` makes the Kelvin sign a "k")."""
+    return {ascii_lower(token) for token in _ASCII_WHITESPACE.split(value) if token}
 
 
 def pingback_endpoint(header: str | None, html: str, base: str) -> str | None:
@@ -172,9 +177,11 @@ def webmention_endpoint(link_headers: list[str], html: str | None, base: str) ->
 
 def may_mention(html: str, word: str) -> bool:
     """False only when no attribute of ``html`` can hold ``word`` (a lower-case ASCII word):
-    it is nowhere in the text, in any case, and no numeric character reference could spell
-    it (HTML has no named references for ASCII letters). Spares the parser most pages."""
-    return word in html.lower() or "&#" in html
+    it is nowhere in the text, in any case, and no character reference could spell part of
+    it: a numeric one could spell any letter; of the named ones only ``&fjlig;`` spells
+    ASCII letters ("fj"). Spares the parser most pages."""
+    lowered = html.lower()
+    return word in lowered or "&#" in html or ("fj" in word and "&fjlig;" in html)
 
 
 def _endpoint(base: str, href: str, keep_fragment: bool = False) -> str | None:
@@ -216,20 +223,21 @@ def _link_values(values: list[str]) -> Iterator[tuple[str, set[str]]]:
 def _header_links(value: str) -> Iterator[tuple[str, set[str]]]:
     """(target, rel tokens) for each link in one Link header value, read in one pass:
     ``<target>`` then ``; name=value`` parameters (a value a token or a quoted string) up to
-    the comma before the next link. What is malformed is passed over up to that comma."""
+    the comma before the next link. What is malformed is passed over up to that comma. Only
+    the first ``rel`` counts (RFC 8288 §3.3: later ones are ignored)."""
     pos = 0
     while (opened := value.find("<", pos)) >= 0:
         closed = value.find(">", opened + 1)
         if closed < 0:
             return
-        target, rels, pos = value[opened + 1:closed].strip(), set(), closed + 1
+        target, rels, pos = value[opened + 1:closed].strip(), None, closed + 1
         while (param := _LINK_PARAM.match(value, pos)) is not None:
             pos = param.end()
             name, quoted, token = param.groups()
-            if name.lower() == "rel":
+            if rels is None and ascii_lower(name) == "rel":
                 raw = _QUOTED_PAIR.sub(r"\1", quoted) if quoted is not None else token or ""
-                rels |= rel_tokens(raw)
-        yield target, rels
+                rels = rel_tokens(raw)
+        yield target, rels or set()
         comma = value.find(",", pos)
         if comma < 0:
             return

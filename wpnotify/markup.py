@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
-from html import unescape
 from html.entities import html5
 
 # Raw text (script, style, …) and escapable raw text (textarea, title): no tags inside, up to
@@ -54,6 +53,10 @@ _ATTRIBUTE = re.compile(r"""[\t\n\f /]*(?:
 )?""", re.X)
 _COMMENT_END = re.compile(r"--!?>")
 _REFERENCE = re.compile(r"&(?:#[xX]([0-9A-Fa-f]+);?|#([0-9]+);?|([A-Za-z0-9]+)(;?))")
+# A numeric reference to a C1 control means the windows-1252 character there (§13.2.5.80);
+# the five code points windows-1252 leaves undefined stay as they are.
+_WINDOWS_1252 = {0x80 + index: char for index, char in enumerate(
+    bytes(range(0x80, 0xA0)).decode("cp1252", "replace")) if char != "\ufffd"}
 
 Tag = tuple[str, dict[str, str]]
 
@@ -190,13 +193,29 @@ def _reference(found: re.Match[str]) -> str:
         digits = (hexadecimal or decimal).lstrip("0") or "0"
         if len(digits) > 8:  # far beyond U+10FFFF (and int() of a long decimal is slow)
             return "\ufffd"
-        return unescape(f"&#{int(digits, 16 if hexadecimal else 10)};")
+        return _character(int(digits, 16 if hexadecimal else 10))
     if semicolon and f"{name};" in html5:
         return html5[f"{name};"]
     following = found.string[found.end():found.end() + 1]
     if not semicolon and name in html5 and following != "=":
         return html5[name]  # a legacy reference without ";" (&amp, &copy), not before "="
     return found.group(0)
+
+
+def _character(number: int) -> str:
+    """What a numeric reference stands for, as the Standard's "numeric character reference
+    end state" says: NUL, a surrogate or a number beyond Unicode is U+FFFD, a C1 control
+    its windows-1252 character, and anything else itself, controls and noncharacters
+    included (``html.unescape`` drops those: ``/w&#x7f;m`` became ``/wm``, not ``/w%7Fm``)."""
+    if number == 0 or number > 0x10FFFF or 0xD800 <= number <= 0xDFFF:
+        return "\ufffd"
+    return _WINDOWS_1252.get(number) or chr(number)
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with only A-Z lower-cased, as HTML and HTTP compare names and keywords
+    (``str.lower`` turns the Kelvin sign into "k")."""
+    return text.translate(_LOWER)
 
 
 _BROWSER_RAW: dict[str, RawEnd] = {
