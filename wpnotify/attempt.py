@@ -34,7 +34,9 @@ def host_of(url: str) -> str:
 
 def looks_like_wordpress(endpoint: str) -> bool:
     """WordPress's own endpoints: xmlrpc.php, <permalink>trackback/, wp-trackback.php."""
-    path = urlsplit(endpoint).path
+    # Cut at the query by hand: urlsplit raises on a malformed host ("http://[x]/"), and a
+    # row queued before links were checked may hold one (it must not stop the sending).
+    path = endpoint.split("#", 1)[0].split("?", 1)[0]
     return path.endswith(("/xmlrpc.php", "/trackback/", "/trackback", "/wp-trackback.php"))
 
 

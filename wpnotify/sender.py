@@ -231,6 +231,7 @@ class Sender:
         self._unflushed = 0  # links sent since WordPress was last told
         self._mirror: ThreadPoolExecutor | None = None  # tells WordPress, off the send loop
         self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
+        self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
 
     @contextmanager
     def cycle(self) -> Iterator[None]:
@@ -248,12 +249,14 @@ class Sender:
             self._flush_pinged()
             self._mirror.shutdown(wait=True)
             self._mirror = None
+            self._told = set()
 
     def deliver(self, sites: list[str], posts: set[int] | None = None,
                 feed: Feed | None = None) -> Tally:
         """Sends every due notification of these sites (of these posts only, if given, and of
         those the feed brings until it is done); waits for busy hosts up to a minute."""
         with self.cycle():
+            self._told.update(sites)
             try:
                 return self._deliver(sites, posts, feed)
             finally:
@@ -526,7 +529,10 @@ class Sender:
         waits for WordPress. What it could not tell (WordPress down, no bridge yet) stays in
         the state file's outbox for the next cycle, across restarts too."""
         self._unflushed = 0
-        for site, source in self.sources.items():
+        for site in sorted(self._told):
+            source = self.sources.get(site)
+            if source is None:
+                continue
             if self._mirror is not None:
                 self._mirror.submit(self._tell_wordpress, site, source)
             else:
@@ -539,7 +545,9 @@ class Sender:
             state = self.store.site(site)
             if state is not None and state.bridge is False:
                 return  # no bridge: the links wait until it is installed
-            for _ in range(PINGED_BATCHES):
+            for batch in range(PINGED_BATCHES):
+                if batch and self.stopping():
+                    return  # shutting down: one request at most, the rest waits
                 if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH)):
                     return
                 try:

@@ -114,7 +114,7 @@ class Service:
             deletions_seen = self._follow_deletions(site, source, state, now)
             # Asked of the bridge itself, once per poll that read posts (an idle poll stays
             # one request); a post whose lists were not read is no sign of a missing bridge.
-            bridge = source.bridge() if posts else None
+            bridge = self._bridge(site, source) if posts else None
         except SourceError as exc:
             log.error("site.unreadable", site=site.name, error=str(exc))
             self.store.record_poll(site.name, now, error=str(exc))
@@ -128,6 +128,16 @@ class Service:
                                deletions_seen=deletions_seen, baseline=seen)
         log.info("site.read", site=site.name, posts=posts, queued=queued, cursor=cursor)
         return SiteReport(site.name, posts=posts, queued=queued)
+
+    def _bridge(self, site: SiteSettings, source: Source) -> bool | None:
+        """Whether the site runs the bridge; None (the stored answer stays) when it cannot be
+        asked now: the posts are read and queued, so one more failing request must not fail
+        the poll and hold its cursor back."""
+        try:
+            return source.bridge()
+        except SourceError as exc:
+            log.warning("site.bridge_unknown", site=site.name, error=str(exc))
+            return None
 
     def _changes(self, site: SiteSettings, source: Source, state: SiteState,
                  now: datetime) -> Iterator[Post]:
@@ -294,8 +304,9 @@ class Service:
         """Sends what older published posts owe, page by page (memory stays flat), under the
         same rules and state as polling. ``dry_run`` sends and records nothing; each planned
         notification is handed to ``on_planned`` either way."""
-        if not dry_run:
-            self.store.require_writable()
+        if dry_run:  # outside a sending cycle: no request to a receiver, nor to WordPress
+            return self._backfill(site, since, until, post_ids, dry_run, on_page, on_planned)
+        self.store.require_writable()
         with self.sender.cycle():  # one discovery cache for the whole archive
             return self._backfill(site, since, until, post_ids, dry_run, on_page, on_planned)
 
