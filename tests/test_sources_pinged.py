@@ -42,3 +42,22 @@ def test_xmlrpc_invalid_post_id_from_the_bridge_means_the_post_is_gone(
     source: Any = source_for(site, "xmlrpc", tmp_path)
     source.record_pinged_many({5: ["https://a.example/"], 6: ["https://b.example/"]})
     assert site.asked.count("wpnotify.addPinged") == 2  # both asked, neither failed the batch
+
+
+def test_posts_the_bridge_refused_to_record_are_logged(httpserver: Any) -> None:
+    """The batch route answers which posts it could not record (deleted for good, or not
+    the user's to edit): they are not retried for ever, but said in the log."""
+    import structlog
+
+    from wpnotify.http import Http
+    from wpnotify.settings import HttpSettings, SiteSettings
+    from wpnotify.wordpress import RestSource
+
+    httpserver.expect_request("/", method="POST").respond_with_json(
+        {"recorded": 1, "refused": [5]})
+    site = SiteSettings(name="s", url=httpserver.url_for("/").rstrip("/"), username="u",
+                        password="p")
+    source = RestSource(Http(HttpSettings(allow_private_addresses=True)), site)
+    with structlog.testing.capture_logs() as logs:
+        source.record_pinged_many({5: ["https://a.example/"], 6: ["https://b.example/"]})
+    assert [(e["event"], e["posts"]) for e in logs] == [("wordpress.pinged_refused", [5])]

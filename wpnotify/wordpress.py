@@ -15,10 +15,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
+import structlog
+
 from wpnotify.answer import Answer, listing
 from wpnotify.errors import PostGone, SendError, SourceError
 from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
+
+log = structlog.get_logger("wpnotify.wordpress")
 
 FIELDS = ("id,type,status,link,title,content,excerpt,password,modified_gmt,date_gmt,wpnotify")
 # Published and scheduled posts, and the statuses a published post can leave for (so that
@@ -394,12 +398,20 @@ class RestSource:
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         """The same for many posts in one request (a bridge before 1.1: one per post)."""
         try:
-            self._call("/wpnotify/v1/pinged",
-                       post={"posts": {str(k): list(v) for k, v in posts.items()}})
+            answer = self._call("/wpnotify/v1/pinged",
+                                post={"posts": {str(k): list(v) for k, v in posts.items()}})
         except SourceError as exc:
             if "no such REST route" not in str(exc):
                 raise
             record_each(self, posts)
+            return
+        refused = answer.get("refused") if isinstance(answer, dict) else None
+        if isinstance(refused, list) and refused:
+            # Deleted for good since, or not the user's to edit: nothing would record them
+            # later either, so they leave the outbox, but not without a word.
+            log.warning("wordpress.pinged_refused", site=self.site.name,
+                        posts=[p for p in refused[:20] if isinstance(p, int)],
+                        detail="deleted posts, or posts the user may not edit")
 
 
 def record_each(source: Source, posts: Mapping[int, list[str]]) -> None:
