@@ -1,5 +1,5 @@
 """The daemon's shutdown when its grace period runs out with an outcome still to record: the
-late write says what happened, and the notification is left to be sent again."""
+late write says what happened, and the notification counts as an interrupted attempt."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_an_outcome_recorded_after_the_grace_period_says_what_happened(
     assert "daemon.stopped_with_work_in_flight" in names
     (failed,) = [e for e in events if e["event"] == "daemon.job_failed"]
     assert "closed as wpnotify shut down" in failed["error"]
-    assert "sent again by the next run" in failed["error"]
+    assert "tried again after its back-off" in failed["error"]
     assert "backup" not in failed["error"]
     again = Store.open(tmp_path / "state.sqlite3")
     assert again.get(row.id).status == "sending"  # left for the next run to recover

@@ -325,5 +325,5 @@ def test_a_late_write_after_close_says_what_happened(store: Store) -> None:
         with pytest.raises(StateError) as caught:
             late()
         assert "closed as wpnotify shut down" in str(caught.value)
-        assert "sent again by the next run" in str(caught.value)
+        assert "tried again after its back-off" in str(caught.value)
         assert "backup" not in str(caught.value)

@@ -18,7 +18,7 @@ import structlog
 
 from wpnotify import __version__, logs, report
 from wpnotify.errors import WpnotifyError
-from wpnotify.http import Http, trusted_origins
+from wpnotify.http import Http, redact, trusted_origins
 from wpnotify.logs import printable
 from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
@@ -219,7 +219,7 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
         if dry_run:
             note = f" (skipped: {item.error})" if item.status == "skipped" else ""
             kind = item.kind + (" (or pingback)" if item.payload.get("fallback") else "")
-            click.echo(printable(f"post {post.id}: {kind} {item.target}{note}"))
+            click.echo(printable(f"post {post.id}: {kind} {redact(item.target)}{note}"))
 
     try:
         with opened(settings) as store:
@@ -339,7 +339,7 @@ def render_table(rows: list[Notification]) -> None:
     table = [header] + [
         tuple(printable(cell) for cell in (
             row.created_at[:19].replace("T", " "), row.site, str(row.post_id), row.kind,
-            row.status, str(row.attempts), _clip(row.target, 60),
+            row.status, str(row.attempts), _clip(redact(row.target), 60),
             _clip(row.error or row.response or "", 70)))
         for row in rows
     ]

@@ -294,7 +294,8 @@ class Store:
         if self._closed:
             raise StateError(
                 f"state file {self.path} was closed as wpnotify shut down, before this could "
-                "be recorded; a notification left 'sending' is sent again by the next run")
+                "be recorded; a notification left 'sending' counts as an attempt and is "
+                "tried again after its back-off (failed, if it was its last attempt)")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -604,8 +605,9 @@ class Store:
                        error = ?, error_code = 'interrupted', updated_at = ?, claimed_by = NULL
                    WHERE id = ? AND status = 'sending'""",
                 [(f"interrupted: the sending process died or was killed while sending it "
-                  f"(attempt {attempts}, the last the retry schedule allows); find what stops "
-                  f"wpnotify on this target, then `wpnotify retry {i}` sends it again",
+                  f"(attempt {attempts}, the last the retry schedule allows): a restart "
+                  f"during the send, or a target that stops wpnotify; `wpnotify retry {i}` "
+                  f"sends it again",
                   iso(now), i) for i, attempts, when in plans if when is None])
             failed = sum(when is None for _, _, when in plans)
             return len(plans) - failed, failed
