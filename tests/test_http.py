@@ -444,7 +444,7 @@ def test_the_configured_site_is_trusted_on_loopback(httpserver: HTTPServer) -> N
     for site in (f"http://127.0.0.1:{port}", f"http://LocalHost:{port}/blog/"):
         http = Http(HttpSettings(), loopback_resolver, trusted_origins=[site])
         host = "127.0.0.1" if "127" in site else "localhost"
-        assert http.get(f"http://{host}:{port}/wp-json/").body == b"site"
+        assert http.get(f"http://{host}:{port}/wp-json/", trusted=True).body == b"site"
 
 
 @pytest.mark.parametrize("url", [
@@ -457,7 +457,7 @@ def test_the_configured_site_is_trusted_on_loopback(httpserver: HTTPServer) -> N
 def test_only_the_exact_origin_is_trusted(url: str, no_connections: list[Any]) -> None:
     http = Http(HttpSettings(), loopback_resolver, trusted_origins=["http://127.0.0.1:8080/"])
     with pytest.raises(SendError) as caught:
-        http.get(url)
+        http.get(url, trusted=True)
     assert caught.value.code == "refused-address"
     assert no_connections == []
 
@@ -471,8 +471,54 @@ def test_a_redirect_from_the_trusted_site_to_another_private_origin_is_refused(
                                                         headers={"Location": elsewhere})
     http = Http(HttpSettings(), trusted_origins=[httpserver.url_for("/")])
     with pytest.raises(SendError) as caught:
-        http.get(httpserver.url_for("/hop"))
+        http.get(httpserver.url_for("/hop"), trusted=True)
     assert caught.value.code == "refused-address"
+
+
+def test_a_receivers_request_to_the_trusted_origin_is_refused(
+        httpserver: HTTPServer) -> None:
+    """Trust is for the site's own source: a link, an endpoint or a pingback POST to the
+    site's origin from the sending side meets the guard like any other private address
+    (else a receiver could point wpnotify at the site's private pages)."""
+    httpserver.expect_request("/wp-admin/").respond_with_data("private")
+    http = Http(HttpSettings(), trusted_origins=[httpserver.url_for("/")])
+    for request in (lambda: http.get(httpserver.url_for("/wp-admin/")),
+                    lambda: http.post(httpserver.url_for("/wp-admin/"), data={"a": "b"})):
+        with pytest.raises(SendError) as caught:
+            request()
+        assert caught.value.code == "refused-address"
+    assert httpserver.log == []
+
+
+def test_a_receivers_redirect_into_the_trusted_origin_is_refused(
+        httpserver: HTTPServer) -> None:
+    """A receiver (allowed by allowed_networks here) answering 302 to the site's origin."""
+    site = HTTPServer(host="127.0.0.2", port=0)
+    site.expect_request("/wp-admin/").respond_with_data("private")
+    site.start()
+    try:
+        httpserver.expect_request("/page").respond_with_data(
+            "", status=302, headers={"Location": site.url_for("/wp-admin/")})
+        http = Http(HttpSettings(allowed_networks=("127.0.0.1/32",)),
+                    trusted_origins=[site.url_for("/")])
+        with pytest.raises(SendError) as caught:
+            http.get(httpserver.url_for("/page"))
+        assert caught.value.code == "refused-address"
+        assert site.log == []
+    finally:
+        site.stop()
+
+
+def test_a_trusted_connection_is_never_lent_to_a_receivers_request(
+        httpserver: HTTPServer) -> None:
+    """The pool keeps the site's kept-alive connections apart from the guarded ones."""
+    httpserver.expect_request("/wp-json/").respond_with_data("site")
+    http = Http(HttpSettings(), trusted_origins=[httpserver.url_for("/")])
+    assert http.get(httpserver.url_for("/wp-json/"), trusted=True).body == b"site"
+    with pytest.raises(SendError) as caught:
+        http.get(httpserver.url_for("/wp-json/"))
+    assert caught.value.code == "refused-address"
+    assert len(httpserver.log) == 1
 
 
 def test_trusted_origins_come_from_the_configured_sites() -> None:

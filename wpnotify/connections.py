@@ -182,19 +182,25 @@ class Pool:
         self.hosts = hosts
         self.per_host = per_host
         self.trusted = trusted  # the configured sites' origins: see AddressGuard.addresses
-        self._idle: OrderedDict[Key, list[GuardedConnection]] = OrderedDict()
+        # Connections to a trusted origin are kept apart: one made by a site's source (and
+        # allowed onto a private address) is never handed to a receiver's request.
+        self._idle: OrderedDict[tuple[Key, bool], list[GuardedConnection]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, key: Key, connect_timeout: float) -> GuardedConnection:
+    def take(self, key: Key, connect_timeout: float, trusted: bool = False
+             ) -> GuardedConnection:
         """An idle connection to ``key`` that is still open, else a new, unconnected one.
         Idle connections the server has closed meanwhile are closed here, unused: a request
-        never goes out on one that is known to be dead."""
+        never goes out on one that is known to be dead. ``trusted``: a site's source asks,
+        so a configured site's origin may be private (any other key is guarded as ever)."""
+        trusted = trusted and key in self.trusted
+        slot = (key, trusted)
         while True:
             with self._lock:
-                idle = self._idle.get(key)
+                idle = self._idle.get(slot)
                 if not idle:
                     break
-                self._idle.move_to_end(key)
+                self._idle.move_to_end(slot)
                 connection = idle.pop()
             if connection.dropped():
                 connection.close()
@@ -203,14 +209,15 @@ class Pool:
             return connection
         scheme, host, port = key
         kind = GuardedTLSConnection if scheme == "https" else GuardedConnection
-        return kind(host, port, self.guard, connect_timeout, trusted=key in self.trusted)
+        return kind(host, port, self.guard, connect_timeout, trusted=trusted)
 
     def give_back(self, key: Key, connection: GuardedConnection) -> None:
         """Keeps a connection whose last answer was read to its end, for the next request."""
         dropped: list[GuardedConnection] = []
+        slot = (key, connection.trusted)
         with self._lock:
-            idle = self._idle.setdefault(key, [])
-            self._idle.move_to_end(key)
+            idle = self._idle.setdefault(slot, [])
+            self._idle.move_to_end(slot)
             if len(idle) < self.per_host:
                 idle.append(connection)
             else:
@@ -223,7 +230,7 @@ class Pool:
     def forget(self, key: Key) -> None:
         """Closes the idle connections of one host."""
         with self._lock:
-            idle = self._idle.pop(key, [])
+            idle = self._idle.pop((key, False), []) + self._idle.pop((key, True), [])
         for connection in idle:
             connection.close()
 

@@ -178,23 +178,30 @@ class Http:
 
     def get(self, url: str, *, headers: Mapping[str, str] | None = None,
             auth: tuple[str, str] | None = None, max_bytes: int | None = None,
-            read_body: HeaderCheck | None = None) -> Response:
+            read_body: HeaderCheck | None = None, trusted: bool = False) -> Response:
         """GET with redirects followed here (each hop guarded). ``read_body(status, headers)``
-        may decline the body, e.g. for media types, so it is never downloaded."""
+        may decline the body, e.g. for media types, so it is never downloaded. ``trusted``:
+        a request of the site's own source (see _request)."""
         return self._request("GET", url, headers=headers, auth=auth, max_bytes=max_bytes,
-                             follow=True, read_body=read_body)
+                             follow=True, read_body=read_body, trusted=trusted)
 
     def post(self, url: str, *, data: Mapping[str, str] | bytes | None = None,
              headers: Mapping[str, str] | None = None, auth: tuple[str, str] | None = None,
-             max_bytes: int = 64 * 1024, json_body: Any = None) -> Response:
+             max_bytes: int = 64 * 1024, json_body: Any = None,
+             trusted: bool = False) -> Response:
         """POST without following redirects: clients turn a redirected POST into a GET."""
         return self._request("POST", url, headers=headers, auth=auth, max_bytes=max_bytes,
-                             follow=False, data=data, json_body=json_body)
+                             follow=False, data=data, json_body=json_body, trusted=trusted)
 
     def _request(self, method: str, url: str, *, headers: Mapping[str, str] | None,
                  auth: tuple[str, str] | None, max_bytes: int | None, follow: bool,
                  read_body: HeaderCheck | None = None, data: Any = None,
-                 json_body: Any = None) -> Response:
+                 json_body: Any = None, trusted: bool = False) -> Response:
+        """``trusted``: the request is the watched site's own source reading it (or its
+        bridge), so a configured site's origin may be on a private or loopback address; only
+        on the first hop's origin, never after a redirect elsewhere. A receiver's request is
+        never trusted: a link, an endpoint or a redirect into the site's origin meets the
+        guard like any other address."""
         cap = max_bytes or self.settings.max_body_bytes
         deadline = time.monotonic() + self.settings.timeout
         origin: Key | None = None
@@ -207,7 +214,7 @@ class Http:
             watch = _Deadline(self._watchdog, deadline)
             try:
                 exchange = self._send(method, url, parts, here, headers, send_auth, data,
-                                      json_body, watch)
+                                      json_body, watch, trusted and here == origin)
                 location = exchange.response.getheader("Location")
                 if not (follow and exchange.response.status in REDIRECTS and location):
                     return self._finish(exchange, url, cap, watch, read_body)
@@ -228,7 +235,7 @@ class Http:
 
     def _send(self, method: str, url: str, parts: SplitResult, key: Key,
               headers: Mapping[str, str] | None, auth: tuple[str, str] | None, data: Any,
-              json_body: Any, watch: _Deadline) -> _Exchange:
+              json_body: Any, watch: _Deadline, trusted: bool) -> _Exchange:
         # Non-ASCII in the path or query is sent percent-encoded (UTF-8), as browsers do;
         # what is already percent-encoded stays as it is.
         target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
@@ -246,7 +253,7 @@ class Http:
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             sent["Authorization"] = f"Basic {token}"
-        connection = self.pool.take(key, self.settings.connect_timeout)
+        connection = self.pool.take(key, self.settings.connect_timeout, trusted=trusted)
         try:
             return self._exchange(connection, key, method, target, body, sent, watch, url)
         except STALE:
@@ -261,7 +268,7 @@ class Http:
         # one. Had it read the request, a receiver would take the second as a duplicate,
         # which counts as sent.
         self.pool.forget(key)
-        connection = self.pool.take(key, self.settings.connect_timeout)
+        connection = self.pool.take(key, self.settings.connect_timeout, trusted=trusted)
         try:
             return self._exchange(connection, key, method, target, body, sent, watch, url)
         except STALE:

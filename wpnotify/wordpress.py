@@ -145,10 +145,11 @@ class RestSource:
         auth = (self.site.username, self.site.secret())
         try:
             if post is None:
-                resp = self.http.get(url, auth=auth, max_bytes=64 * 1024 * 1024)
+                resp = self.http.get(url, auth=auth, max_bytes=64 * 1024 * 1024,
+                                     trusted=True)
             else:
                 resp = self.http.post(url, json_body=post, auth=auth,
-                                      max_bytes=1024 * 1024)
+                                      max_bytes=1024 * 1024, trusted=True)
         except SendError as exc:
             raise SourceError(f"cannot reach {self.site.url}: {exc.message}") from None
         stamp = resp.header("X-Wpnotify-Deleted")
