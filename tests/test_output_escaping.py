@@ -177,3 +177,20 @@ def test_a_mebibyte_of_controls_renders_in_linear_time(capsys: pytest.CaptureFix
     assert large < 5
     assert large < 12 * small + 0.05
     capsys.readouterr()
+
+
+def test_the_history_table_names_no_user_info_from_a_link(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A link written with a password in it is kept as written (it is the row's key), but
+    the table shows it without (issue 12, item 12)."""
+    path = tmp_path / "config.toml"
+    path.write_text('[[sites]]\nname = "blog"\nurl = "https://blog.example"\n'
+                    'username = "u"\npassword = "pw"\n')
+    store = Store.open(tmp_path / "wpnotify.sqlite3")
+    store.add("blog", 9, "webmention", "http://u:linksecret@t.example/a",
+              "https://blog.example/p", NOW, status="skipped", error="refused",
+              error_code="bad-url")
+    store.close()
+    code, out, _ = wpnotify(capsys, "--config", str(path), "history")
+    assert code == 0 and "t.example/a" in out
+    assert "linksecret" not in out
