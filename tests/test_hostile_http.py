@@ -155,6 +155,6 @@ def test_planned_links_with_user_info_are_skipped_without_the_password() -> None
 ])
 def test_redact_strips_user_info_even_from_urls_that_do_not_parse(url: str,
                                                                   shown: str) -> None:
-    from wpnotify.http import redact
+    from wpnotify.urls import redact
 
     assert redact(url) == shown

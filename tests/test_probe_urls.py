@@ -9,9 +9,10 @@ import time
 import pytest
 
 from wpnotify.errors import SendError
-from wpnotify.http import redact, redirect_target, url_problem
+from wpnotify.http import redirect_target, url_problem
 from wpnotify.plan import plan
 from wpnotify.settings import SiteSettings
+from wpnotify.urls import redact
 from wpnotify.webmention import parse_reply
 from wpnotify.wordpress import Post
 

@@ -18,12 +18,13 @@ import structlog
 
 from wpnotify import __version__, logs, report
 from wpnotify.errors import WpnotifyError
-from wpnotify.http import Http, redact, trusted_origins
+from wpnotify.http import Http, trusted_origins
 from wpnotify.logs import printable
 from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
 from wpnotify.settings import Settings, config_path, load_settings
 from wpnotify.store import STATUSES, Notification, Store
+from wpnotify.urls import redact
 from wpnotify.wordpress import Post
 
 log = structlog.get_logger("wpnotify.cli")

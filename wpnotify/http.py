@@ -38,6 +38,7 @@ from wpnotify.connections import (
 )
 from wpnotify.errors import SendError
 from wpnotify.settings import HttpSettings, Settings
+from wpnotify.urls import redact
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 READ_CHUNK = 64 * 1024
@@ -553,24 +554,7 @@ def _target(url: str) -> tuple[SplitResult, Key]:
     return parts, (parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
 
 
-# Tab, CR and LF, which URL parsers (urlsplit, browsers) delete wherever they stand.
-_DELETED = str.maketrans("", "", "\t\r\n")
-# The user info of a URL: what lies between "//" and the last "@" before the path (also in a
-# URL inside a query string); a backslash counts as a slash, as browsers read http(s) URLs.
-_USERINFO = re.compile(r"([/\\]{2})[^/\\?#]*@")
-# The same after an http(s), ws(s) or ftp scheme with any number of slashes, none included,
-# as browsers read "https:u:pw@host" and "https:/u:pw@host". Anchored: one attempt, linear.
-_SPECIAL_USERINFO = re.compile(r"^([\x00-\x20]*(?:https?|wss?|ftp):[/\\]*)[^/\\?#]*@", re.I)
 _AUTHORITY = re.compile(r"[\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//([^/?#]*)")
-
-
-def redact(url: str) -> str:
-    """``url`` without its user name and password, for every message, log and record that
-    names a URL (``http://admin:secret@host/`` becomes ``http://host/``); works on URLs that
-    do not parse too, and in whatever form a parser would still read user info: tab, CR
-    and LF deleted, backslashes for slashes, no slashes at all after an http(s) scheme."""
-    url = _SPECIAL_USERINFO.sub(r"\1", url.translate(_DELETED), count=1)
-    return _USERINFO.sub(r"\1", url)
 
 
 def _host(url: str) -> str:

@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from wpnotify import __version__
 from wpnotify.errors import ConfigError
+from wpnotify.urls import redact
 
 DEFAULT_CONFIG = Path("/etc/wpnotify/config.toml")
 DEFAULT_USER_AGENT = f"wpnotify/{__version__} (Pingback/TrackBack sender)"
@@ -44,7 +45,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SITE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 _SERVICE_URL = re.compile(r"^https?://[^/\s?#]+(/\S*)?$")
-_USERINFO = re.compile(r"(?<=//)[^/?#\s@]*@")
 
 
 def _http_url(value: str, shape: re.Pattern[str], example: str, userinfo_fix: str) -> str:
@@ -386,7 +386,7 @@ def describe(exc: ValidationError) -> str:
             parts.append(f"{key} is required")
         else:
             message = error["msg"].removeprefix("Value error, ") + _hint(key, error["type"])
-            parts.append(f"{key}: {_USERINFO.sub('…@', message)}")
+            parts.append(f"{key}: {redact(message)}")
     return "; ".join(parts)
 
 

@@ -15,10 +15,10 @@ from wpnotify.http import (
     REDIRECTS,
     Http,
     Response,
-    redact,
     redirect_target,
     retry_after,
 )
+from wpnotify.urls import redact
 
 KIND = "webmention"
 REPLY_CAP = 64 * 1024

@@ -1,0 +1,25 @@
+"""URLs in messages: ``redact`` strips a URL's user name and password wherever a URL is
+named (a message, a log event, a table). The bottom of the import graph: settings and the
+HTTP seam both use it."""
+
+from __future__ import annotations
+
+import re
+
+# Tab, CR and LF, which URL parsers (urlsplit, browsers) delete wherever they stand.
+_DELETED = str.maketrans("", "", "\t\r\n")
+# The user info of a URL: what lies between "//" and the last "@" before the path (also in a
+# URL inside a query string); a backslash counts as a slash, as browsers read http(s) URLs.
+_USERINFO = re.compile(r"([/\\]{2})[^/\\?#]*@")
+# The same after an http(s), ws(s) or ftp scheme with any number of slashes, none included,
+# as browsers read "https:u:pw@host" and "https:/u:pw@host". Anchored: one attempt, linear.
+_SPECIAL_USERINFO = re.compile(r"^([\x00-\x20]*(?:https?|wss?|ftp):[/\\]*)[^/\\?#]*@", re.I)
+
+
+def redact(url: str) -> str:
+    """``url`` without its user name and password, for every message, log and record that
+    names a URL (``http://admin:secret@host/`` becomes ``http://host/``); works on URLs that
+    do not parse too, and in whatever form a parser would still read user info: tab, CR
+    and LF deleted, backslashes for slashes, no slashes at all after an http(s) scheme."""
+    url = _SPECIAL_USERINFO.sub(r"\1", url.translate(_DELETED), count=1)
+    return _USERINFO.sub(r"\1", url)
