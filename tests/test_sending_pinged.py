@@ -5,13 +5,13 @@ survives a restart; nothing is dropped."""
 from __future__ import annotations
 
 import xmlrpc.client
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from standins import OnePostSite
 
 from wpnotify.errors import SourceError
 from wpnotify.http import Http
@@ -19,7 +19,7 @@ from wpnotify.sender import Sender
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.store import Store
-from wpnotify.wordpress import Post, SiteInfo
+from wpnotify.wordpress import Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
 SETTINGS = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
@@ -27,7 +27,7 @@ SETTINGS = Settings(sites=(SiteSettings(name="s", url="https://s.example", usern
                     http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
 
 
-class FlakyBridge:
+class FlakyBridge(OnePostSite):
     """A site whose bridge refuses the first ``failures`` write-backs, then takes them. One
     post, linking nowhere, with a queued trackback WordPress had already pinged."""
 
@@ -54,20 +54,6 @@ class FlakyBridge:
             raise SourceError("cannot reach https://s.example: connection refused")
         for post, urls in posts.items():
             self.told.setdefault(post, []).extend(urls)
-
-    def info(self) -> SiteInfo:
-        return SiteInfo("Blog", "https://s.example/")
-
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
-        return iter([self.post])
-
-    def deletions(self, since: str) -> list[object]:
-        return []
-
-    def bridge(self) -> bool:
-        """The bridge's own answer (asked by a poll once it decides by it)."""
-        return True
 
 
 def pingable(server: HTTPServer, path: str) -> str:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from standins import OnePostSite
 from test_sender import make_world
 
 from wpnotify.errors import SourceError
@@ -15,7 +16,7 @@ from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.store import Store
-from wpnotify.wordpress import Post, SiteInfo
+from wpnotify.wordpress import Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
 
@@ -36,7 +37,7 @@ def test_a_malformed_row_queued_before_links_were_checked_does_not_stop_sending(
     assert tally.skipped == 2
 
 
-class Blog:
+class Blog(OnePostSite):
     """A site with one published post linking nowhere; counts what WordPress is told."""
 
     post = Post(id=3, type="post", status="publish", link="https://s.example/3/",
@@ -50,24 +51,8 @@ class Blog:
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         self.told.append(dict(posts))
 
-    def info(self) -> SiteInfo:
-        return SiteInfo("Blog", "https://s.example/")
-
-    def archive(self, since: datetime, until: datetime | None
-                ) -> Iterator[tuple[list[Post], int]]:
-        yield [self.post], 1
-
-    def posts(self, ids: list[int]) -> list[Post]:
-        return [self.post]
-
-    def bridge(self) -> bool:
-        return True
-
     def changed(self, since: str, seen: Any = frozenset()) -> Iterator[Post]:
-        return iter(())
-
-    def deletions(self, since: str) -> list[object]:
-        return []
+        return iter(())  # nothing new: only the backfill reads its post
 
 
 def service(tmp_path: Path, *names: str) -> tuple[Service, dict[str, Blog]]:

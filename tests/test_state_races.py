@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from standins import OnePostSite
 
 from wpnotify.errors import StateError
 from wpnotify.http import Http
@@ -21,7 +22,7 @@ from wpnotify.sender import Tally
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import LATEST, Store
-from wpnotify.wordpress import Post, SiteInfo
+from wpnotify.wordpress import Post
 
 OPENERS = 8
 
@@ -79,30 +80,13 @@ LINKS = [f"https://r{i}.example/page" for i in range(40)]
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
 
 
-class OnePost:
+class OnePost(OnePostSite):
     """A site whose one new post links to LINKS (only what Service.read asks)."""
 
     post = Post(id=7, type="post", status="publish", link="https://s.example/7/",
                 title_html="T", content_html="".join(f'<a href="{u}">x</a>' for u in LINKS),
                 excerpt_html="", protected=False, modified_gmt="2026-11-26T12:39:00",
                 date_gmt="2026-11-26T12:39:00", to_ping=(), pinged=())
-
-    def info(self) -> SiteInfo:
-        return SiteInfo("Blog", "https://s.example/")
-
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
-        return iter([self.post])
-
-    def deletions(self, since: str) -> list[object]:
-        return []
-
-    def bridge(self) -> bool:
-        """The bridge's own answer (asked by a poll once it decides by it)."""
-        return True
-
-    def posts(self, ids: list[int]) -> list[Post]:
-        return [self.post]
 
 
 class Interleaved(Store):
