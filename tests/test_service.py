@@ -71,3 +71,34 @@ def test_a_deletion_later_in_the_second_of_the_last_one_read_is_not_missed(
         [row] = store.history(post_id=post)
         assert row.status == "pending"
         assert row.payload["resend"] == "the post is no longer public (deleted)"
+
+
+class FirstPollBridge(Bridge):
+    """What the first poll asks of a site besides its deletions."""
+
+    def newest_modified(self) -> str | None:
+        return "2026-11-26T12:39:00"
+
+    def scheduled(self) -> Iterator[Post]:
+        return iter(())
+
+
+def test_a_deletion_in_the_second_of_the_first_poll_is_not_missed(tmp_path: Path) -> None:
+    """The first poll marks where deletions start; one later in that very second (a post
+    published, notified and deleted for good within it) is followed all the same."""
+    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
+                                            password="p"),))
+    store = Store.open(tmp_path / "state.sqlite3")
+    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
+    bridge = FirstPollBridge()
+    service.sources["s"] = bridge  # type: ignore[assignment]  # only what read() asks
+    service.read(settings.sites[0])  # the first poll, at 12:40:00.000
+    store.add("s", 9, "webmention", "https://r.example/9", "https://s.example/9", NOW)
+    [row] = store.history(post_id=9)
+    store.finish(row.id, "sent", NOW)
+    bridge.log.append(Deleted(9, "post", "https://s.example/9", "2026-11-26T12:40:00"))
+    bridge.clock = "2026-11-26T12:40:05"
+    service.read(settings.sites[0])
+    [row] = store.history(post_id=9)
+    assert row.status == "pending", bridge.asked
+    assert row.payload["resend"] == "the post is no longer public (deleted)"

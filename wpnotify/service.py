@@ -161,8 +161,11 @@ class Service:
                     if p.status == "publish"]
         for post in source.scheduled():
             self._watch(site, post)
+        # Deletions are asked for strictly after this mark, to the second: a post deleted later
+        # in this very second would be missed, so the mark is the second before. (What was
+        # deleted earlier in it has no sent Webmention to take back: nothing is resent.)
         self.store.record_poll(site.name, now, cursor=cursor, baseline=baseline,
-                               deletions_seen=wp_format(now))
+                               deletions_seen=wp_format(now - timedelta(seconds=1)))
         log.info("site.first_poll", site=site.name, cursor=cursor,
                  detail="watching from now on; older posts are not notified")
         return SiteReport(site.name, first_poll=True)
@@ -213,7 +216,7 @@ class Service:
                           now: datetime) -> str | None:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
         told, like a trashed post's. Returns the newest deletion handled."""
-        since = state.deletions_seen or wp_format(now)
+        since = state.deletions_seen or wp_format(now - timedelta(seconds=1))
         newest: Deleted | None = None
         for gone in source.deletions(since):
             if gone.type in site.post_types:
