@@ -32,6 +32,15 @@ from wpnotify.store import Store
 RETRY_TICK = 30.0
 GRACE = 30.0
 MAX_BACKOFF = 3600.0
+
+
+def site_backoff(failures: int, poll_interval: float) -> float:
+    """Seconds until a site that failed ``failures`` polls in a row is asked again: the poll
+    interval, doubled for each failure after the first, never more than MAX_BACKOFF (a site
+    down for a day is asked hourly, not every few minutes, nor never)."""
+    if failures < 1:
+        return poll_interval
+    return min(poll_interval * 2.0 ** min(failures - 1, 64), max(MAX_BACKOFF, poll_interval))
 log = structlog.get_logger("wpnotify.daemon")
 
 
@@ -105,7 +114,7 @@ class Daemon:
             self.service.sender.deliver([site.name])
             return
         failures += 1
-        wait = min(self.settings.poll_interval * 2 ** (failures - 1), MAX_BACKOFF)
+        wait = site_backoff(failures, self.settings.poll_interval)
         self._failing[site.name] = (failures, time.monotonic() + wait - 1)
         log.warning("site.backing_off", site=site.name, failed_polls=failures,
                     next_poll_in_s=round(wait))
@@ -143,4 +152,5 @@ class Daemon:
                 log.info("daemon.stopped")
             else:
                 log.warning("daemon.stopped_with_work_in_flight",
-                            detail="rows left 'sending' are sent again by the next run")
+                            detail="rows left 'sending' count as an interrupted attempt: "
+                                   "the next run retries them after their back-off")
