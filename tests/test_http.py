@@ -522,15 +522,14 @@ def test_a_trusted_connection_is_never_lent_to_a_receivers_request(
 
 
 def test_trusted_origins_come_from_the_configured_sites() -> None:
-    from wpnotify.http import trusted_origins
+    from wpnotify.cli import client
     from wpnotify.settings import Settings, SiteSettings
 
     settings = Settings(sites=(
         SiteSettings(name="a", url="http://localhost", username="u", password="p"),
         SiteSettings(name="b", url="https://blog.example:8443/wp/", username="u",
                      password="p")))
-    assert trusted_origins(settings) == tuple(site.url for site in settings.sites)
-    http = Http(HttpSettings(), trusted_origins=trusted_origins(settings))
+    http = client(settings)  # what every command uses
     assert http.pool.trusted == {("http", "localhost", 80), ("https", "blog.example", 8443)}
 
 

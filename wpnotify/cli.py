@@ -18,7 +18,7 @@ import structlog
 
 from wpnotify import __version__, logs, report
 from wpnotify.errors import WpnotifyError
-from wpnotify.http import Http, trusted_origins
+from wpnotify.http import Http
 from wpnotify.logs import printable
 from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
@@ -57,7 +57,7 @@ def settings_of(ctx: click.Context) -> Settings:
 def client(settings: Settings) -> Http:
     """The HTTP seam for a command: the configured sites' own origins are trusted even on a
     loopback or private address; every other address meets the guard as configured."""
-    return Http(settings.http, trusted_origins=trusted_origins(settings))
+    return Http(settings.http, trusted_origins=[site.url for site in settings.sites])
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from wpnotify.connections import (
     Unreachable,
 )
 from wpnotify.errors import SendError
-from wpnotify.settings import HttpSettings, Settings
+from wpnotify.settings import HttpSettings
 from wpnotify.urls import redact
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -165,7 +165,10 @@ class Http:
                  resolve: Callable[..., list[Any]] = socket.getaddrinfo, *,
                  trusted_origins: Iterable[str | Key] = ()) -> None:
         """``trusted_origins``: the configured sites (URLs, or (scheme, host, port) keys),
-        whose exact origin may be on a private or loopback address; see trusted_origins()."""
+        whose exact origin (scheme, host and port; not their other ports, other hosts or where
+        they redirect) may be on a private or loopback address, for requests marked
+        ``trusted`` (the sites' own sources): a daemon on the WordPress host with
+        ``url = "http://localhost"`` is the common case; WordPress lets a site reach itself."""
         self.settings = settings
         guard = AddressGuard(settings.allow_private_addresses, settings.allowed_networks, resolve)
         self.pool = Pool(guard, hosts=max(64, 2 * settings.concurrency),
@@ -478,14 +481,6 @@ def _short(text: str) -> str:
     if "Name or service not known" in text or "nodename nor servname" in text:
         return "no such host"
     return text[:200]
-
-
-def trusted_origins(settings: Settings) -> tuple[str, ...]:
-    """The origins the address guard lets through even on a private or loopback address: each
-    configured site's own URL (scheme, host and port exactly; not its other ports, not other
-    hosts, not where it redirects to). A daemon on the WordPress host with
-    ``url = "http://localhost"`` is the common case; WordPress lets a site reach itself too."""
-    return tuple(site.url for site in settings.sites)
 
 
 def _origin_keys(origins: Iterable[str | Key]) -> Iterator[Key]:
