@@ -39,14 +39,19 @@ class Bridge:
         return True
 
 
+def reading(tmp_path: Path) -> tuple[Settings, Store, Service]:
+    """One site's settings, a fresh state file, and the service reading it at NOW."""
+    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
+                                            password="p"),))
+    store = Store.open(tmp_path / "state.sqlite3")
+    return settings, store, Service(settings, store, Http(settings.http), clock=lambda: NOW)
+
+
 def test_a_deletion_later_in_the_second_of_the_last_one_read_is_not_missed(
         tmp_path: Path) -> None:
     """Two posts deleted for good in one second, a poll reading between them: the next poll
     asks from the start of that second again, so the second deletion is followed too."""
-    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
-                                            password="p"),))
-    store = Store.open(tmp_path / "state.sqlite3")
-    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
+    settings, store, service = reading(tmp_path)
     bridge = Bridge()
     service.sources["s"] = bridge  # type: ignore[assignment]  # only what read() asks
     store.record_poll("s", NOW, cursor="2026-11-26T12:00:00",
@@ -86,10 +91,7 @@ class FirstPollBridge(Bridge):
 def test_a_deletion_in_the_second_of_the_first_poll_is_not_missed(tmp_path: Path) -> None:
     """The first poll marks where deletions start; one later in that very second (a post
     published, notified and deleted for good within it) is followed all the same."""
-    settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
-                                            password="p"),))
-    store = Store.open(tmp_path / "state.sqlite3")
-    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
+    settings, store, service = reading(tmp_path)
     bridge = FirstPollBridge()
     service.sources["s"] = bridge  # type: ignore[assignment]  # only what read() asks
     service.read(settings.sites[0])  # the first poll, at 12:40:00.000
