@@ -14,6 +14,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class LocalServer(ThreadingHTTPServer):
+    """A threaded server on 127.0.0.1, on a free port, for ``handler``."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps test output quiet."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 class PingbackReceiver(ThreadingHTTPServer):
     """GET /t/<anything>: a page advertising /rpc. POST /rpc: pingback.ping, answered after
     ``delay`` seconds; a repeat of a (source, target) pair gets fault 48, as WordPress does."""

@@ -5,35 +5,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import devsite
 import pytest
 from conftest import Wpnotify
-from receivers import reply, serving
+from receivers import LocalServer, QuietHandler, reply, serving
 
 pytestmark = pytest.mark.e2e
 
 
-class TrackbackReceiver(ThreadingHTTPServer):
+class TrackbackReceiver(LocalServer):
     """POST /tb/<name>: a trackback, accepted and counted (not WordPress: no flood check)."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _TrackbackHandler)
+        super().__init__(_TrackbackHandler)
         self.received: list[str] = []
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
 
-
-class _TrackbackHandler(BaseHTTPRequestHandler):
+class _TrackbackHandler(QuietHandler):
     server: TrackbackReceiver
-
-    def log_message(self, *args: object) -> None:  # keep test output quiet
-        pass
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))

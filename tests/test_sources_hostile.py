@@ -14,13 +14,12 @@ import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from receivers import reply
+from receivers import LocalServer, QuietHandler, reply
 from structlog.testing import capture_logs
 
 from wpnotify.daemon import Daemon
@@ -51,29 +50,24 @@ def fault(code: int, text: str) -> Answer:
                                                 methodresponse=True).encode()
 
 
-class StandIn(ThreadingHTTPServer):
+class StandIn(LocalServer):
     """A stand-in WordPress: ``rest`` answers by rest_route, ``rpc`` by XML-RPC method; what
     is not set answers as WordPress would (a route or method it does not have)."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _StandInHandler)
+        super().__init__(_StandInHandler)
         self.rest: dict[str, Route] = {}
         self.rpc: dict[str, Answer] = {"mt.supportedMethods": as_xmlrpc(WP_METHODS),
                                        "wp.getPosts": as_xmlrpc([])}
         self.asked: list[str] = []  # rest_route or XML-RPC method of each request
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    def base(self) -> str:
+        return self.url("")
 
 
-class _StandInHandler(BaseHTTPRequestHandler):
+class _StandInHandler(QuietHandler):
     server: StandIn
-
-    def log_message(self, *args: object) -> None:  # keep test output quiet
-        pass
 
     def do_GET(self) -> None:
         query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
@@ -115,7 +109,7 @@ def settings_for(tmp_path: Path, *sites: tuple[str, str, str]) -> Settings:
 
 
 def source_for(site: StandIn, api: str, tmp_path: Path, **overrides: Any) -> Source:
-    settings = settings_for(tmp_path, ("s", site.url, api))
+    settings = settings_for(tmp_path, ("s", site.base, api))
     return make_source(Http(settings.http),
                        settings.sites[0].model_copy(update=overrides))
 
@@ -188,7 +182,7 @@ def test_rest_answers_a_real_site_may_give_are_one_clear_source_error(
     with pytest.raises(SourceError) as caught:
         changed(source_for(site, "rest", tmp_path))
     message = str(caught.value)
-    assert message.startswith(site.url) and expected in message, message
+    assert message.startswith(site.base) and expected in message, message
     assert "\n" not in message and "app pass" not in message
 
 
@@ -329,7 +323,7 @@ def test_xmlrpc_answers_a_real_site_may_give_are_one_clear_source_error(
     with pytest.raises(SourceError) as caught:
         changed(source_for(site, "xmlrpc", tmp_path))
     message = str(caught.value)
-    assert message.startswith(f"{site.url}/xmlrpc.php") and expected in message, message
+    assert message.startswith(f"{site.base}/xmlrpc.php") and expected in message, message
     assert "\n" not in message and "app pass" not in message
 
 
@@ -373,7 +367,7 @@ def test_the_daemon_records_the_reason_and_backs_off(site: StandIn, tmp_path: Pa
     """A source error is a poll that failed (logged, last_error, backed off), never a crashed
     job."""
     site.rpc["wp.getPosts"] = HTML_ERROR
-    settings = settings_for(tmp_path, ("x", site.url, "xmlrpc"))
+    settings = settings_for(tmp_path, ("x", site.base, "xmlrpc"))
     store = Store.open(settings.state_file)
     http = Http(settings.http)
     try:
@@ -395,7 +389,7 @@ def test_the_daemon_records_the_reason_and_backs_off(site: StandIn, tmp_path: Pa
 def test_a_poll_of_a_site_with_a_post_without_an_id_fails_that_site_only(
         site: StandIn, tmp_path: Path) -> None:
     site.rest["/wp/v2/posts"] = rest_posts([post_item(id=...)])
-    settings = settings_for(tmp_path, ("x", site.url, "rest"))
+    settings = settings_for(tmp_path, ("x", site.base, "rest"))
     store = Store.open(settings.state_file)
     http = Http(settings.http)
     try:
@@ -422,8 +416,8 @@ def test_poll_through_the_real_command_names_each_site_in_one_line(site: StandIn
         'state_file = "state.sqlite3"', "[http]", "allow_private_addresses = true", "",
         *(f'[[sites]]\nname = "{name}"\nurl = "{url}"\nusername = "editor"\n'
           f'password = "app pass word 1234"\napi = "{api}"\n'
-          for name, url, api in (("deep", site.url, "rest"), ("html", site.url, "xmlrpc"),
-                                 ("warned", other.url, "xmlrpc")))]))
+          for name, url, api in (("deep", site.base, "rest"), ("html", site.base, "xmlrpc"),
+                                 ("warned", other.base, "xmlrpc")))]))
     try:
         proc = subprocess.run([sys.executable, "-m", "wpnotify", "--config", str(config),
                                "--log-level", "error", "poll"], capture_output=True, text=True,
@@ -437,11 +431,11 @@ def test_poll_through_the_real_command_names_each_site_in_one_line(site: StandIn
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.startswith("wpnotify: site ")]
     assert lines == [
-        f"wpnotify: site deep: {site.url} returned JSON nested too deeply to be a WordPress "
+        f"wpnotify: site deep: {site.base} returned JSON nested too deeply to be a WordPress "
         "answer; check the url (a proxy or plugin in the way?)",
-        f"wpnotify: site html: {site.url}/xmlrpc.php answered HTML instead of XML-RPC "
+        f"wpnotify: site html: {site.base}/xmlrpc.php answered HTML instead of XML-RPC "
         "(HTTP 500; a PHP error or a security plugin?)",
-        f"wpnotify: site warned: {other.url}/xmlrpc.php printed something before its "
+        f"wpnotify: site warned: {other.base}/xmlrpc.php printed something before its "
         "XML-RPC reply (a PHP warning or notice, or blank lines from a plugin or theme file?)"
         "; see the site's PHP error log and turn WP_DEBUG_DISPLAY off"], proc.stderr
     assert "app pass" not in proc.stderr + proc.stdout
