@@ -89,8 +89,9 @@ def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_typ
 
 
 @contextmanager
-def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+def serving(server: ThreadingHTTPServer, poll: float = 0.5) -> Iterator[ThreadingHTTPServer]:
+    """The server answering on a thread of its own; ``poll``: how soon it stops when asked."""
+    thread = threading.Thread(target=server.serve_forever, args=(poll,), daemon=True)
     thread.start()
     try:
         yield server

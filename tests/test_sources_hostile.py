@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from receivers import LocalServer, QuietHandler, reply
+from receivers import LocalServer, QuietHandler, reply, serving
 from structlog.testing import capture_logs
 
 from wpnotify.daemon import Daemon
@@ -90,14 +90,9 @@ class _StandInHandler(QuietHandler):
 
 @pytest.fixture()
 def site() -> Iterator[StandIn]:
-    server = StandIn()
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serving(StandIn(), poll=0.02) as server:
+        assert isinstance(server, StandIn)
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def settings_for(tmp_path: Path, *sites: tuple[str, str, str]) -> Settings:
