@@ -57,6 +57,29 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.poll_interval == 60 and settings.http.timeout == 7.5
 
 
+def test_environment_tables_merge_key_by_key_with_the_file(tmp_path: Path) -> None:
+    """A key of a table from the environment replaces that key only; names in any case;
+    a variable that names no setting (WPNOTIFY_CONFIG) is not read as one."""
+    path = write(tmp_path, "[http]\ntimeout = 9\n" + SITE + 'password = "p"\n')
+    settings = load_settings(path, {"wpnotify_http__connect_timeout": "3",
+                                    "WPNOTIFY_CONFIG": "elsewhere.toml",
+                                    "WPNOTIFY_RETRY__DELAYS": "[5, 10]"})
+    assert (settings.http.timeout, settings.http.connect_timeout) == (9, 3)
+    assert settings.retry.delays == (5, 10)
+
+
+def test_environment_sites_replace_the_files_sites(tmp_path: Path) -> None:
+    sites = '[{"name": "other", "url": "https://o.example", "username": "u", "password": "p"}]'
+    settings = load_settings(write(tmp_path, SITE + 'password = "p"\n'),
+                             {"WPNOTIFY_SITES": sites})
+    assert [site.name for site in settings.sites] == ["other"]
+
+
+def test_an_unknown_key_of_a_table_in_the_environment_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key http.bogus"):
+        load_settings(write(tmp_path, SITE + 'password = "p"\n'), {"WPNOTIFY_HTTP__BOGUS": "1"})
+
+
 def test_config_path_precedence(tmp_path: Path) -> None:
     assert config_path(Path("a.toml"), {"WPNOTIFY_CONFIG": "b.toml"}) == Path("a.toml")
     assert config_path(None, {"WPNOTIFY_CONFIG": "b.toml"}) == Path("b.toml")

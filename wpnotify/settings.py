@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,12 +28,6 @@ from pydantic import (
     ValidationError,
     field_validator,
     model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
 )
 
 from wpnotify import __version__
@@ -248,12 +243,10 @@ class SiteSettings(BaseModel):
         return self.password.get_secret_value()
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything wpnotify reads from its configuration."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="WPNOTIFY_", env_nested_delimiter="__", frozen=True, extra="forbid",
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     state_file: Path = Path("wpnotify.sqlite3")
     poll_interval: float = Field(default=300.0, ge=5, le=86400)
@@ -291,18 +284,6 @@ class Settings(BaseSettings):
         known = ", ".join(s.name for s in self.sites)
         raise ConfigError(f"no site named {name!r} in the configuration (known: {known})")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file arrives as init arguments; the environment overrides it.
-        return env_settings, init_settings
-
 
 def config_path(option: Path | None, environ: Mapping[str, str]) -> Path:
     """Which file to read: --config, then $WPNOTIFY_CONFIG, then /etc/wpnotify/config.toml."""
@@ -318,8 +299,9 @@ def config_path(option: Path | None, environ: Mapping[str, str]) -> Path:
     )
 
 
-def load_settings(path: Path) -> Settings:
-    """Reads, validates and freezes the configuration; every problem becomes a ConfigError."""
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads, validates and freezes the configuration, the environment's WPNOTIFY_*
+    variables laid over the file; every problem becomes a ConfigError."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -329,36 +311,73 @@ def load_settings(path: Path) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     _resolve_paths(raw, path.resolve().parent)
+    merged = _laid_over(raw, overrides(os.environ if environ is None else environ))
     try:
-        return Settings(**raw)
+        return Settings(**merged)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe(exc)}") from None
-    except SettingsError as exc:
-        raise ConfigError(_environment_problem(exc, os.environ)) from None
 
 
-def _environment_problem(exc: SettingsError, environ: Mapping[str, str]) -> str:
-    """pydantic-settings names only the field whose environment value it could not decode
-    (a list or table is JSON there); this names the variable and the fix, never the value."""
-    match = re.search(r'field "(\w+)"', str(exc))
-    field = (match.group(1) if match else "").upper()
-    names = sorted(n for n in environ if n.upper() == f"WPNOTIFY_{field}"
-                   or n.upper().startswith(f"WPNOTIFY_{field}__"))
-    broken = [n for n in names if environ[n].lstrip()[:1] in ("[", "{")
-              and not _is_json(environ[n])] or names or ["WPNOTIFY_*"]
-    cause = exc.__cause__
-    detail = f" ({cause})" if isinstance(cause, json.JSONDecodeError) else ""
-    return (f"environment variable {' or '.join(broken)}: not valid JSON{detail}; lists and "
-            f"tables from the environment are JSON, e.g. WPNOTIFY_SITES='[{{\"name\": "
-            f"\"blog\", \"url\": \"https://blog.example.org\", ...}}]'")
+ENV_PREFIX = "WPNOTIFY_"
 
 
-def _is_json(text: str) -> bool:
+def overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given by environment variables: ``WPNOTIFY_POLL_INTERVAL`` for a key,
+    ``WPNOTIFY_HTTP__TIMEOUT`` for a key of a table; names in any case. A list or a table
+    (``WPNOTIFY_SITES``, ``WPNOTIFY_RETRY__DELAYS``) is JSON; other values are text that
+    validation converts. Variables naming no setting (``WPNOTIFY_CONFIG``) are not read."""
+    found: dict[str, Any] = {}
+    for name, value in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        fields: Mapping[str, Any] = Settings.model_fields
+        if path[0] not in fields:
+            continue
+        table = found
+        for key in path[:-1]:
+            annotation = fields[key].annotation if key in fields else None
+            fields = annotation.model_fields if _is_model(annotation) else {}
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                break  # WPNOTIFY_HTTP and WPNOTIFY_HTTP__X: the whole table wins
+        else:
+            key = path[-1]
+            complex_value = key in fields and _is_complex(fields[key].annotation)
+            table[key] = _decoded(name, value) if complex_value else value
+    return found
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_complex(annotation: Any) -> bool:
+    """A table or a list: given as JSON in the environment."""
+    origin = typing.get_origin(annotation)
+    return _is_model(annotation) or origin in (tuple, list, dict)
+
+
+def _decoded(name: str, value: str) -> Any:
+    """A list or table from the environment; never repeats the value (it may be secret)."""
     try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
+        return json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"environment variable {name}: not valid JSON ({exc}); lists and tables from "
+            "the environment are JSON, e.g. WPNOTIFY_SITES='[{\"name\": \"blog\", \"url\": "
+            "\"https://blog.example.org\", ...}]'") from None
+
+
+def _laid_over(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over``'s keys replace ``base``'s, tables merged key by key (lists replaced)."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _laid_over(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
