@@ -1,39 +1,64 @@
-"""The command line. Commands parse options, call the library, and render what it returns;
-errors become one line on stderr and an exit code here, and nowhere else."""
+"""The command line. Commands parse options, call the service, and write what the renderers
+make of its results; errors become one line on stderr and an exit code here, and nowhere else.
+
+Start-up: this module imports only click and wpnotify's lightest modules. The settings, the
+service and what a command needs are imported inside the command, so `--help` costs click
+alone, and a command that only reads (`history`, `status`) never loads the network code."""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import structlog
 
-from wpnotify import __version__, logs, report
+from wpnotify import __version__, logs
 from wpnotify.errors import WpnotifyError
-from wpnotify.http import Http
 from wpnotify.logs import printable
-from wpnotify.plan import Planned
-from wpnotify.service import PollReport, Service
-from wpnotify.settings import Settings, config_path, load_settings
-from wpnotify.store import STATUSES, Notification, Store
-from wpnotify.urls import redact
-from wpnotify.wordpress import Post
 
-log = structlog.get_logger("wpnotify.cli")
+if TYPE_CHECKING:
+    from wpnotify.service import Service
+    from wpnotify.settings import Settings
 
-KINDS = ("webmention", "pingback", "trackback", "update-service")
 FORMATS = ("table", "json", "csv")
-HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
-                  "endpoint", "error", "error_code", "response", "created_at", "updated_at",
-                  "sent_at", "next_attempt_at")
+#: Raised for `wpnotify` alone since click 8.2 (8.1 prints the help itself).
+NO_ARGS_IS_HELP: tuple[type[click.ClickException], ...] = tuple(
+    getattr(click.exceptions, name) for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name))
+
+
+class Names(click.Choice):  # type: ignore[type-arg]  # click 8.2 made Choice generic, 8.1 not
+    """A choice among names the library defines (kinds, statuses), looked up only when the
+    option is given or its help is shown: listing them must not import what defines them."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        super().__init__(())
+        self._names = names
+
+    @property  # type: ignore[override]  # a computed attribute where click keeps a list
+    def choices(self) -> Sequence[str]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # click's __init__ sets it; the names come from the library
+
+
+def _kinds() -> Sequence[str]:
+    from wpnotify.service import kind_names
+
+    return kind_names()
+
+
+def _statuses() -> Sequence[str]:
+    from wpnotify.service import status_names
+
+    return status_names()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,28 +70,48 @@ HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, log_level: str) -> None:
     """Send WordPress trackbacks and pingbacks, once each, and keep a record."""
-    logs.configure(log_level)
-    ctx.obj = lambda: load_settings(config_path(config, os.environ))
+    ctx.obj = Options(config, log_level)
 
 
-def settings_of(ctx: click.Context) -> Settings:
-    loader: Callable[[], Settings] = ctx.obj
-    return loader()
+class Options:
+    """The group's options, for the command that runs."""
+
+    def __init__(self, config: Path | None, log_level: str) -> None:
+        self.config = config
+        self.log_level = log_level
+
+    def settings(self) -> Settings:
+        from wpnotify.settings import config_path, load_settings
+
+        return load_settings(config_path(self.config, os.environ))
 
 
-def client(settings: Settings) -> Http:
-    """The HTTP seam for a command: the configured sites' own origins are trusted even on a
-    loopback or private address; every other address meets the guard as configured."""
-    return Http(settings.http, trusted_origins=[site.url for site in settings.sites])
+def settings_of(ctx: click.Context, *, logging: bool = False) -> Settings:
+    """The settings; ``logging``: this command logs (the read-only ones never do, and do not
+    pay for setting it up)."""
+    options: Options = ctx.obj
+    if logging:
+        logs.configure(options.log_level)
+    return options.settings()
 
 
 @contextmanager
-def opened(settings: Settings) -> Iterator[Store]:
-    store = Store.open(settings.state_file)
-    try:
-        yield store
-    finally:
-        store.close()
+def service_of(ctx: click.Context, *, network: bool, logging: bool = False,
+               settings: Settings | None = None) -> Iterator[Service]:
+    """The service on the configured state file; with ``network``, also the HTTP seam and
+    the sites' sources (closed again when the command ends)."""
+    from wpnotify.service import open_service
+
+    settings = settings or settings_of(ctx, logging=logging)
+    with open_service(settings, network=network) as service:
+        yield service
+
+
+def echo(lines: Iterable[str | tuple[str, bool]]) -> None:
+    """Writes a renderer's lines; a ``(text, True)`` line goes to stderr."""
+    for line in lines:
+        text, err = (line, False) if isinstance(line, str) else line
+        click.echo(text, err=err)
 
 
 @cli.command()
@@ -76,31 +121,13 @@ def poll(ctx: click.Context) -> None:
 
     Exits 0 when every site could be read, 1 otherwise (one line per failing site).
     """
-    settings = settings_of(ctx)
-    http = client(settings)
-    try:
-        with opened(settings) as store:
-            outcome = Service(settings, store, http).poll()
-    finally:
-        http.close()
-    render_poll(outcome)
+    from wpnotify import render
+
+    with service_of(ctx, network=True, logging=True) as service:
+        outcome = service.poll()
+    echo(render.poll(outcome))
     if not outcome.ok:
         ctx.exit(1)
-
-
-def render_poll(report: PollReport) -> None:
-    for site in report.sites:
-        if site.error:
-            click.echo(printable(f"wpnotify: site {site.site}: {site.error}"), err=True)
-        elif site.first_poll:
-            click.echo(f"{site.site}: first poll; watching from now on (older posts are for "
-                       "backfill)")
-        else:
-            click.echo(f"{site.site}: read {site.posts} post(s), {site.queued} new "
-                       "notification(s)")
-    d = report.delivery
-    click.echo(f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
-               f"waiting to retry {d.retrying}")
 
 
 @cli.command()
@@ -109,15 +136,11 @@ def run(ctx: click.Context) -> None:
     """The daemon: poll every site every poll_interval and send retries as they come due,
     until SIGTERM or SIGINT (then finish the notification in flight and exit 0)."""
     from wpnotify.daemon import Daemon, exclusive  # APScheduler: only the daemon needs it
+    from wpnotify.service import open_service
 
-    settings = settings_of(ctx)
-    with exclusive(settings.state_file):
-        http = client(settings)
-        try:
-            with opened(settings) as store:
-                Daemon(settings, store, http).serve()
-        finally:
-            http.close()
+    settings = settings_of(ctx, logging=True)
+    with exclusive(settings.state_file), open_service(settings, network=True) as service:
+        Daemon(settings, service).serve()
 
 
 @cli.command()
@@ -126,23 +149,11 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Per site: last poll, cursor, bridge, notifications by status, next retry due."""
-    settings = settings_of(ctx)
-    with opened(settings) as store:
-        sites = report.status(settings, store)
-    if fmt == "json":
-        click.echo(json.dumps(sites, indent=2))  # ensure_ascii: every control is escaped
-        return
-    for site in sites:
-        bridge = {True: "installed", False: "missing", None: "not seen yet"}[site["bridge"]]
-        counts = ", ".join(f"{n} {s}" for s, n in site["notifications"].items())
-        lines = [f"{site['site']} ({site['url']})",
-                 f"  last poll: {site['last_poll_at'] or 'never'}; last good: "
-                 f"{site['last_ok_at'] or 'never'}; cursor: {site['cursor'] or 'none'}",
-                 f"  bridge: {bridge}", f"  notifications: {counts}",
-                 f"  next retry: {site['next_retry_at'] or 'none due'}"]
-        if site["last_error"]:
-            lines.append(f"  last error: {site['last_error']}")
-        click.echo("\n".join(printable(line) for line in lines))
+    from wpnotify import render
+
+    with service_of(ctx, network=False) as service:
+        sites = service.status()
+    echo([render.status_json(sites)] if fmt == "json" else render.status_table(sites))
 
 
 @cli.command()
@@ -153,18 +164,11 @@ def check(ctx: click.Context) -> None:
     One line per problem with how to fix it; exit 1 if there is any. `warning:` lines (a
     password file others can read, a password sent over plain http) leave the exit status 0.
     """
-    settings = settings_of(ctx)
-    http = client(settings)
-    try:
-        result = report.check(settings, http)
-    finally:
-        http.close()
-    for note in result.notes:
-        click.echo(printable(f"ok: {note}"))
-    for warning in result.warnings:  # unsafe but working: the exit status stays 0
-        click.echo(printable(f"warning: {warning}"), err=True)
-    for problem in result.problems:
-        click.echo(printable(f"problem: {problem}"), err=True)
+    from wpnotify import render
+
+    with service_of(ctx, network=True, logging=True) as service:
+        result = service.check()
+    echo(render.check(result))
     if not result.ok:
         ctx.exit(1)
 
@@ -209,31 +213,18 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
     """Send what older published posts never sent, under the same rules and state as the
     daemon (safe to run while it runs, and twice). Exit 0 when everything went out, 1 when
     something failed or waits to be retried."""
-    settings = settings_of(ctx)
+    from wpnotify import render
+
+    settings = settings_of(ctx, logging=True)
     site = settings.site(site_name)
     if until is not None and until <= since:
         raise click.UsageError("--until must be later than --since")
-    http = client(settings)
-    bar = _progress(dry_run)
-
-    def planned(post: Post, item: Planned) -> None:
-        if dry_run:
-            note = f" (skipped: {item.error})" if item.status == "skipped" else ""
-            kind = item.kind + (" (or pingback)" if item.payload.get("fallback") else "")
-            click.echo(printable(f"post {post.id}: {kind} {redact(item.target)}{note}"))
-
-    try:
-        with opened(settings) as store:
-            result = Service(settings, store, http).backfill(
-                site, since, until, list(post_ids), dry_run=dry_run, on_page=bar,
-                on_planned=planned)
-    finally:
-        http.close()
-    verb = "would be sent" if dry_run else "queued"
-    d = result.delivery
-    click.echo(f"backfill {site.name}: {result.planned} notification(s) {verb}"
-               + ("" if dry_run else f"; sent {d.sent}, skipped {d.skipped}, "
-                  f"failed {d.failed}, waiting to retry {d.retrying}"))
+    with service_of(ctx, network=True, settings=settings) as service:
+        on_planned = ((lambda post, item: click.echo(render.planned(post, item)))
+                      if dry_run else (lambda post, item: None))
+        result = service.backfill(site, since, until, list(post_ids), dry_run=dry_run,
+                                  on_page=_progress(dry_run), on_planned=on_planned)
+    click.echo(render.backfill(site.name, result, dry_run))
     if not dry_run and not result.complete:
         ctx.exit(1)
 
@@ -241,7 +232,11 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
 def _progress(quiet: bool) -> Callable[[int, int], None]:
     """A progress bar on a terminal; log lines otherwise."""
     if quiet or not sys.stderr.isatty():
+        import structlog
+
+        log = structlog.get_logger("wpnotify.cli")
         return lambda done, total: log.info("backfill.progress", posts=done, total=total)
+
     def show(done: int, total: int) -> None:
         if total <= 0:  # not known (XML-RPC)
             sys.stderr.write(f"\r{done} posts")
@@ -272,19 +267,16 @@ def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: dat
         raise click.UsageError("give notification IDs or --all-failed (not both)")
     if (since or site_name) and not all_failed:
         raise click.UsageError("--since and --site go with --all-failed")
-    settings = settings_of(ctx)
-    if site_name is not None:
-        settings.site(site_name)
-    with opened(settings) as store:
-        count = store.requeue(ids=list(ids), site=site_name, since=since)
+    with service_of(ctx, network=False) as service:
+        count = service.requeue(ids=list(ids), site=site_name, since=since)
     click.echo(f"{count} notification(s) queued again")
 
 
 @cli.command()
 @click.option("--site", help="Only this site (its name in the config).")
 @click.option("--post", "post_id", type=ID, help="Only this post ID.")
-@click.option("--kind", type=click.Choice(KINDS), help="Only this kind of notification.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only notifications in this state.")
+@click.option("--kind", type=Names(_kinds), help="Only this kind of notification.")
+@click.option("--status", type=Names(_statuses), help="Only notifications in this state.")
 @click.option("--limit", type=ID, default=50, show_default=True,
               help="At most this many rows, newest first.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
@@ -293,71 +285,12 @@ def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: dat
 def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str | None,
             status: str | None, limit: int, fmt: str) -> None:
     """What was sent, when, and why something failed; newest first."""
-    settings = settings_of(ctx)
-    if site is not None:
-        settings.site(site)  # a typo in --site is an error, not an empty table
-    with opened(settings) as store:
-        rows = store.history(site=site, post_id=post_id, kind=kind, status=status, limit=limit)
-    RENDERERS[fmt](rows)
+    from wpnotify import render
 
-
-def _records(rows: list[Notification]) -> list[dict[str, Any]]:
-    return [{name: row.as_dict()[name] for name in HISTORY_FIELDS} for row in rows]
-
-
-def render_json(rows: list[Notification]) -> None:
-    """Exact text: json escapes C0 controls itself; C1 controls, DEL and bidi marks, which it
-    leaves raw without ensure_ascii, are written as \\u escapes too (they can only be inside
-    strings, so the document decodes to the same text)."""
-    click.echo(json.dumps(_records(rows), indent=2, ensure_ascii=False).translate(JSON_ESCAPES))
-
-
-JSON_ESCAPES = {code: f"\\u{code:04x}" for code in logs.UNSAFE if code >= 0x7F}
-#: A spreadsheet runs a cell starting with these as a formula (OWASP, "CSV Injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def render_csv(rows: list[Notification]) -> None:
-    """For spreadsheets: a cell that would start a formula gets a leading apostrophe, and
-    control characters are escaped as in the table (``--format json`` has the exact text)."""
-    writer = csv.DictWriter(sys.stdout, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: _cell(value) for key, value in record.items()}
-                     for record in _records(rows))
-
-
-def _cell(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return printable(("'" + value) if value.startswith(FORMULA_START) else value)
-
-
-def render_table(rows: list[Notification]) -> None:
-    if not rows:
-        click.echo("no notifications recorded (yet)")
-        return
-    header = ("WHEN (UTC)", "SITE", "POST", "KIND", "STATUS", "TRIES", "TARGET", "DETAIL")
-    table = [header] + [
-        tuple(printable(cell) for cell in (
-            row.created_at[:19].replace("T", " "), row.site, str(row.post_id), row.kind,
-            row.status, str(row.attempts), _clip(redact(row.target), 60),
-            _clip(row.error or row.response or "", 70)))
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    for line in table:
-        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-        click.echo("  ".join(cells).rstrip())
-
-
-def _clip(text: str, width: int) -> str:
-    """One line of at most ``width``, whitespace runs as one space, controls escaped."""
-    text = printable(" ".join(text.split()))
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-RENDERERS: dict[str, Callable[[list[Notification]], None]] = {
-    "table": render_table, "json": render_json, "csv": render_csv}
+    with service_of(ctx, network=False) as service:
+        rows = service.history(site=site, post_id=post_id, kind=kind, status=status,
+                               limit=limit)
+    echo(render.HISTORY[fmt](rows))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -382,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
 def _click_error(exc: click.ClickException) -> NoReturn:
     """A bad option or argument: one line, like every other error, naming the option and
     where its help is (click's own form is three lines, usage first)."""
-    if type(exc).__name__ == "NoArgsIsHelpError":  # `wpnotify` alone: the help (click 8.2+)
+    if isinstance(exc, NO_ARGS_IS_HELP):  # `wpnotify` alone: the help
         exc.show()
         sys.exit(exc.exit_code)
     where = ""

@@ -24,10 +24,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wpnotify.errors import StateError, WpnotifyError
-from wpnotify.http import Http
 from wpnotify.service import Service, utcnow
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
 
 RETRY_TICK = 30.0
 GRACE = 30.0
@@ -71,16 +69,14 @@ def exclusive(state_file: Path) -> Iterator[None]:
 class Daemon:
     """Schedules polls and retries; ``stop()`` ends it gracefully."""
 
-    def __init__(self, settings: Settings, store: Store, http: Http) -> None:
+    def __init__(self, settings: Settings, service: Service) -> None:
+        """``service``: built to stop when this daemon does (its ``stopping`` and ``sleep``
+        read ``stopped``); see ``wpnotify.service.open_service``."""
         self.settings = settings
-        self.stopped = threading.Event()
-        self.service = Service(settings, store, http, clock=utcnow, sleep=self._sleep,
-                               stopping=self.stopped.is_set)
+        self.service = service
+        self.stopped = service.stop_event
         self._busy = threading.Lock()
         self._failing: dict[str, tuple[int, float]] = {}  # site -> (failed polls, not before)
-
-    def _sleep(self, seconds: float) -> None:
-        self.stopped.wait(seconds)
 
     def stop(self, *_signal: Any) -> None:
         if not self.stopped.is_set():
@@ -111,22 +107,22 @@ class Daemon:
             if failures:
                 log.info("site.recovered", site=site.name, failed_polls=failures)
             self._failing.pop(site.name, None)
-            self.service.sender.deliver([site.name])
+            self.service.send_due([site.name])
             return
         failures += 1
         wait = site_backoff(failures, self.settings.poll_interval)
         self._failing[site.name] = (failures, time.monotonic() + wait - 1)
         log.warning("site.backing_off", site=site.name, failed_polls=failures,
                     next_poll_in_s=round(wait))
-        self.service.sender.deliver([site.name])  # receivers may be up even if the site is not
+        self.service.send_due([site.name])  # receivers may be up even if the site is not
 
     def send_due(self) -> None:
-        self.service.sender.deliver([site.name for site in self.settings.sites])
+        self.service.send_due()
 
     def serve(self) -> None:
         """Runs until stop(); installs SIGTERM and SIGINT handlers. Refuses a state file it
         could only read: every poll would fail after reading the sites."""
-        self.service.store.require_writable()
+        self.service.require_writable()
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import structlog
+if TYPE_CHECKING:
+    import structlog
 
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -40,6 +41,10 @@ def _escape_values(logger: Any, method: str, event: MutableMapping[str, Any]
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
+    """Sets up structlog for a command that logs. Imported here, not at the top: commands
+    that only read (history, status, --help) never log, and skip its start-up cost."""
+    import structlog
+
     stream = stream or sys.stderr
     renderer: list[structlog.typing.Processor]
     if stream.isatty():

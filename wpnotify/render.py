@@ -1,0 +1,133 @@
+"""What the commands print, as text: tables, JSON and CSV over the service's results. Pure:
+each renderer returns lines (the CLI writes them), so the same data renders the same way
+wherever it is shown, and a test reads the text without a terminal.
+
+Text from receivers and watched sites can hold escape sequences and bidi marks: every
+renderer escapes them (``logs.printable``); JSON keeps the exact text, escaped as JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from wpnotify.logs import UNSAFE, printable
+from wpnotify.urls import redact
+
+if TYPE_CHECKING:
+    from wpnotify.service import CheckReport, PollReport, SiteStatus
+    from wpnotify.state import Notification
+
+HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
+                  "endpoint", "error", "error_code", "response", "created_at", "updated_at",
+                  "sent_at", "next_attempt_at")
+#: C1 controls, DEL and bidi marks, which json.dumps leaves raw without ensure_ascii.
+JSON_ESCAPES = {code: f"\\u{code:04x}" for code in UNSAFE if code >= 0x7F}
+#: A spreadsheet runs a cell starting with these as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+Line = tuple[str, bool]  # (text, for stderr)
+
+
+def poll(report: PollReport) -> list[Line]:
+    """One line per site (a failing one on stderr), then the delivery's counts."""
+    lines: list[Line] = []
+    for site in report.sites:
+        if site.error:
+            lines.append((printable(f"wpnotify: site {site.site}: {site.error}"), True))
+        elif site.first_poll:
+            lines.append((f"{site.site}: first poll; watching from now on (older posts are "
+                          "for backfill)", False))
+        else:
+            lines.append((f"{site.site}: read {site.posts} post(s), {site.queued} new "
+                          "notification(s)", False))
+    d = report.delivery
+    lines.append((f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
+                  f"waiting to retry {d.retrying}", False))
+    return lines
+
+
+def status_json(sites: list[SiteStatus]) -> str:
+    """ensure_ascii: every control character is escaped."""
+    return json.dumps([site.as_dict() for site in sites], indent=2)
+
+
+def status_table(sites: list[SiteStatus]) -> list[str]:
+    lines = []
+    for status in sites:
+        site = status.as_dict()
+        bridge = {True: "installed", False: "missing", None: "not seen yet"}[site["bridge"]]
+        counts = ", ".join(f"{n} {s}" for s, n in site["notifications"].items())
+        block = [f"{site['site']} ({site['url']})",
+                 f"  last poll: {site['last_poll_at'] or 'never'}; last good: "
+                 f"{site['last_ok_at'] or 'never'}; cursor: {site['cursor'] or 'none'}",
+                 f"  bridge: {bridge}", f"  notifications: {counts}",
+                 f"  next retry: {site['next_retry_at'] or 'none due'}"]
+        if site["last_error"]:
+            block.append(f"  last error: {site['last_error']}")
+        lines.extend(printable(line) for line in block)
+    return lines
+
+
+def check(result: CheckReport) -> list[Line]:
+    """``ok:`` notes on stdout; warnings (unsafe but working) and problems on stderr."""
+    return ([(printable(f"ok: {note}"), False) for note in result.notes]
+            + [(printable(f"warning: {warning}"), True) for warning in result.warnings]
+            + [(printable(f"problem: {problem}"), True) for problem in result.problems])
+
+
+def records(rows: Iterable[Notification]) -> list[dict[str, Any]]:
+    """History rows as the fields the JSON and CSV forms show, in their order."""
+    return [{name: row.as_dict()[name] for name in HISTORY_FIELDS} for row in rows]
+
+
+def history_json(rows: list[Notification]) -> list[str]:
+    """Exact text: json escapes C0 controls itself; C1 controls, DEL and bidi marks, which it
+    leaves raw without ensure_ascii, are written as \\u escapes too (they can only be inside
+    strings, so the document decodes to the same text)."""
+    return [json.dumps(records(rows), indent=2, ensure_ascii=False).translate(JSON_ESCAPES)]
+
+
+def history_csv(rows: list[Notification]) -> list[str]:
+    """For spreadsheets: a cell that would start a formula gets a leading apostrophe, and
+    control characters are escaped as in the table (``--format json`` has the exact text)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: cell(value) for key, value in record.items()}
+                     for record in records(rows))
+    return [out.getvalue().removesuffix("\n")]
+
+
+def cell(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return printable(("'" + value) if value.startswith(FORMULA_START) else value)
+
+
+def history_table(rows: list[Notification]) -> list[str]:
+    if not rows:
+        return ["no notifications recorded (yet)"]
+    header = ("WHEN (UTC)", "SITE", "POST", "KIND", "STATUS", "TRIES", "TARGET", "DETAIL")
+    table = [header] + [
+        tuple(printable(text) for text in (
+            row.as_dict()["created_at"][:19].replace("T", " "), row.site, str(row.post_id),
+            row.kind, row.status, str(row.attempts), clip(redact(row.target), 60),
+            clip(row.error or row.response or "", 70)))
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return ["  ".join(text.ljust(width)
+                      for text, width in zip(line, widths, strict=True)).rstrip()
+            for line in table]
+
+
+def clip(text: str, width: int) -> str:
+    """One line of at most ``width``, whitespace runs as one space, controls escaped."""
+    text = printable(" ".join(text.split()))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+HISTORY: dict[str, Callable[[list[Notification]], list[str]]] = {
+    "table": history_table, "json": history_json, "csv": history_csv}
