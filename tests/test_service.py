@@ -10,7 +10,7 @@ from pathlib import Path
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 from wpnotify.wordpress import Deleted, Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
@@ -39,11 +39,11 @@ class Bridge:
         return True
 
 
-def reading(tmp_path: Path) -> tuple[Settings, Store, Service]:
+def reading(tmp_path: Path) -> tuple[Settings, SqliteState, Service]:
     """One site's settings, a fresh state file, and the service reading it at NOW."""
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     return settings, store, Service(settings, store, Http(settings.http), clock=lambda: NOW)
 
 
