@@ -295,7 +295,7 @@ def test_a_second_kind_for_a_target_is_refused_without_failing_the_unit(state: S
     state.add("s", 1, "webmention", "https://t/", "https://s/1", NOW)
     state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
     state.add("s", 1, "webmention", "https://u/", "https://s/1", NOW)
-    taken, free = sorted((r.id for r in state.history(kind="webmention")))
+    taken, free = sorted(r.id for r in state.history(kind="webmention"))
     with state.atomic():
         assert not state.set_kind(taken, "pingback")
         state.finish(taken, Status.SKIPPED, NOW, error="dup", error_code="duplicate")

@@ -126,7 +126,7 @@ def test_503_then_200_is_retried_into_sent(world: dict[str, Any],
     assert first.retrying == 1
     waiting = world["store"].get(row)
     assert (waiting.status, waiting.error_code) == ("pending", "http-503")
-    delay = datetime.fromisoformat(waiting.next_attempt_at.replace("Z", "+00:00")) - START
+    delay = waiting.next_attempt_at - START
     assert 54 <= delay.total_seconds() <= 66  # the first backoff step, with jitter
     assert world["sender"].deliver(["s"]).sent == 0  # not due yet
     world["clock"].now += timedelta(minutes=2)
@@ -312,7 +312,7 @@ def test_retry_after_zero_does_not_burn_the_budget(world: dict[str, Any],
     world["sender"].deliver(["s"])
     done = world["store"].get(row)
     assert (done.status, done.attempts) == ("pending", 1)
-    delay = datetime.fromisoformat(done.next_attempt_at.replace("Z", "+00:00")) - START
+    delay = done.next_attempt_at - START
     assert 54 <= delay.total_seconds() <= 66  # the first back-off step, with jitter
 
 

@@ -16,6 +16,7 @@ from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
@@ -62,7 +63,7 @@ def service(tmp_path: Path, *names: str) -> tuple[Service, dict[str, Blog]]:
     store = SqliteState.open(tmp_path / "state.sqlite3")
     blogs = {n: Blog() for n in names}
     for name in names:
-        store.record_poll(name, NOW, cursor="2026-11-26T12:00:00", bridge=True)
+        store.record_poll(name, NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
         store.queue_pinged(name, 3, [f"https://{name}-target.example/"], NOW)
     made = Service(settings, store, Http(settings.http), clock=lambda: NOW)
     made.sources.update(blogs)  # type: ignore[arg-type]  # what a backfill asks
@@ -114,7 +115,7 @@ def test_a_failing_bridge_question_does_not_fail_the_poll(tmp_path: Path) -> Non
     report = made.poll()
     assert report.ok, report
     state = made.store.site("a")
-    assert state is not None and state.cursor == "2026-11-26T12:30:00"
+    assert state is not None and state.cursor == wp_time("2026-11-26T12:30:00")
     assert state.bridge is True and state.last_error is None
 
 

@@ -28,6 +28,7 @@ from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Source, make_source
 
 # status, content type, body (and more headers)
@@ -388,7 +389,7 @@ def test_a_poll_of_a_site_with_a_post_without_an_id_fails_that_site_only(
     store = SqliteState.open(settings.state_file)
     http = Http(settings.http)
     try:
-        store.record_poll("x", datetime.now(UTC), cursor=SINCE)
+        store.record_poll("x", datetime.now(UTC), cursor=wp_time(SINCE))
         report = Service(settings, store, http).read(settings.sites[0])
         assert report.error is not None and "returned a post without an id" in report.error
     finally:

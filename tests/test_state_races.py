@@ -94,7 +94,7 @@ class OnePost(OnePostSite):
 
 class Interleaved(SqliteState):
     """A store that, between the first read of what a post already has and the next write
-    transaction, lets ``rival`` run (in another thread, as another process would) for up to
+    unit of work, lets ``rival`` run (in another thread, as another process would) for up to
     a second. Where deciding and inserting were apart, the rival does all its work in that
     gap; where they are one step, it waits for the write lock."""
 
@@ -110,15 +110,15 @@ class Interleaved(SqliteState):
         return super().targets(site, post_id, kind)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def atomic(self) -> Iterator[None]:
         if self.stage == "read":
             self.stage = "done"
             thread = threading.Thread(target=self.rival)
             thread.start()
             thread.join(1.0)
             self.threads.append(thread)
-        with super().atomic() as db:
-            yield db
+        with super().atomic():
+            yield
 
 
 def poll_service(path: Path, store_class: type[SqliteState] = SqliteState) -> Service:
