@@ -14,7 +14,7 @@ from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import extract_links, select_targets
 from wpnotify.http import url_problem
 from wpnotify.settings import SiteSettings
-from wpnotify.wordpress import Post
+from wpnotify.sources import Post
 
 ALREADY_PINGED = "already in WordPress's pinged list (notified before wpnotify took over)"
 LINK_KINDS = {"webmention": (webmention.KIND,), "pingback": (pingback.KIND,),

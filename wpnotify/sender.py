@@ -32,8 +32,8 @@ from wpnotify.attempt import Discoveries, Result, attempt, host_of, looks_like_w
 from wpnotify.errors import SendError, SourceError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
+from wpnotify.sources import Source
 from wpnotify.store import Notification, Store, parse_iso
-from wpnotify.wordpress import Source
 
 # Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}

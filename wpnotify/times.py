@@ -43,3 +43,9 @@ def http_date(header: str | None) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):  # a year 9999 -2359, say
         return None
     return moment.astimezone(UTC) if moment.tzinfo is not None else None
+
+
+def whole_second(moment: datetime) -> datetime:
+    """``moment`` cut to its second: WordPress keeps times to the second and compares them
+    so, and a bound sent to it (``wp_text``) is cut the same way."""
+    return moment.replace(microsecond=0)
