@@ -15,8 +15,9 @@ from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
+from wpnotify.sources import Post
 from wpnotify.store import Store
-from wpnotify.wordpress import Post
+from wpnotify.times import wp_time
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
 
@@ -42,8 +43,8 @@ class Blog(OnePostSite):
 
     post = Post(id=3, type="post", status="publish", link="https://s.example/3/",
                 title_html="T", content_html="<p>nothing</p>", excerpt_html="",
-                protected=False, modified_gmt="2026-11-20T12:00:00",
-                date_gmt="2026-11-20T12:00:00", to_ping=(), pinged=())
+                protected=False, modified_gmt=wp_time("2026-11-20T12:00:00"),
+                date_gmt=wp_time("2026-11-20T12:00:00"), to_ping=(), pinged=())
 
     def __init__(self) -> None:
         self.told: list[Mapping[int, list[str]]] = []
@@ -97,7 +98,7 @@ class FailingBridge(Blog):
         self.changed_posts = [Post(
             id=4, type="post", status="publish", link="https://a.example/4/", title_html="T",
             content_html="<p>nothing</p>", excerpt_html="", protected=False,
-            modified_gmt="2026-11-26T12:30:00", date_gmt="2026-11-26T12:30:00",
+            modified_gmt=wp_time("2026-11-26T12:30:00"), date_gmt=wp_time("2026-11-26T12:30:00"),
             to_ping=(), pinged=())]
 
     def changed(self, since: str, seen: Any = frozenset()) -> Iterator[Post]:

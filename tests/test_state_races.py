@@ -21,8 +21,9 @@ from wpnotify.http import Http
 from wpnotify.sender import Tally
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
+from wpnotify.sources import Post
 from wpnotify.store import LATEST, Store
-from wpnotify.wordpress import Post
+from wpnotify.times import wp_time
 
 OPENERS = 8
 
@@ -85,8 +86,8 @@ class OnePost(OnePostSite):
 
     post = Post(id=7, type="post", status="publish", link="https://s.example/7/",
                 title_html="T", content_html="".join(f'<a href="{u}">x</a>' for u in LINKS),
-                excerpt_html="", protected=False, modified_gmt="2026-11-26T12:39:00",
-                date_gmt="2026-11-26T12:39:00", to_ping=(), pinged=())
+                excerpt_html="", protected=False, modified_gmt=wp_time("2026-11-26T12:39:00"),
+                date_gmt=wp_time("2026-11-26T12:39:00"), to_ping=(), pinged=())
 
 
 class Interleaved(Store):
