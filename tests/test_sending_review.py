@@ -3,7 +3,7 @@ checked, a dry-run backfill, and telling WordPress only about the sites a cycle 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
-from wpnotify.sources import Post
+from wpnotify.sources import Changes, Post
 from wpnotify.store import Store
 from wpnotify.times import wp_time
 
@@ -52,8 +52,8 @@ class Blog(OnePostSite):
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         self.told.append(dict(posts))
 
-    def changed(self, since: str, seen: Any = frozenset()) -> Iterator[Post]:
-        return iter(())  # nothing new: only the backfill reads its post
+    def changed(self, since: datetime, seen: Any = frozenset()) -> Changes:
+        return Changes(())  # nothing new: only the backfill reads its post
 
 
 def service(tmp_path: Path, *names: str) -> tuple[Service, dict[str, Blog]]:
@@ -101,8 +101,8 @@ class FailingBridge(Blog):
             modified_gmt=wp_time("2026-11-26T12:30:00"), date_gmt=wp_time("2026-11-26T12:30:00"),
             to_ping=(), pinged=())]
 
-    def changed(self, since: str, seen: Any = frozenset()) -> Iterator[Post]:
-        return iter(self.changed_posts)
+    def changed(self, since: datetime, seen: Any = frozenset()) -> Changes:
+        return Changes(self.changed_posts)
 
     def bridge(self) -> bool:
         raise SourceError("cannot reach https://a.example: timed out")

@@ -66,11 +66,19 @@ class Marks:
 
     @classmethod
     def of(cls, state: SiteState, cursor: str) -> Marks:
-        """A baseline entry without a time (a zero date written by an older version) can
+        """A baseline entry that is no time (a zero date an older version wrote as "") can
         match no post read, so it is left out."""
         return cls(wp_time(cursor),
-                   frozenset((post, wp_time(stamp)) for post, stamp in state.baseline if stamp),
+                   frozenset((post, moment) for post, stamp in state.baseline
+                             if (moment := _time_or_none(stamp)) is not None),
                    wp_time(state.deletions_seen) if state.deletions_seen else None)
+
+
+def _time_or_none(text: str) -> datetime | None:
+    try:
+        return wp_time(text)
+    except ValueError:
+        return None
 
 
 @dataclass
