@@ -15,6 +15,8 @@ from test_sources_hostile import (
     StandIn,
     as_json,
     as_xmlrpc,
+    post_item,
+    rest_posts,
     settings_for,
     source_for,
 )
@@ -139,3 +141,19 @@ def test_xmlrpc_without_the_bridge_there_are_no_deletions(
         site: StandIn, tmp_path: Path) -> None:  # noqa: F811
     source = source_for(site, "xmlrpc", tmp_path)
     assert source.deletions(SINCE) == []
+
+
+def test_a_rest_poll_takes_the_bridge_from_the_posts_it_read(
+        site: StandIn, tmp_path: Path) -> None:  # noqa: F811
+    """The bridge's field on the posts read says the bridge is there (null lists and all):
+    the poll records it without asking the status route."""
+    settings = settings_for(tmp_path, ("s", site.base, "rest"))
+    store = Store.open(tmp_path / "state.sqlite3")
+    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
+    store.record_poll("s", NOW, cursor="2026-11-26T12:00:00")
+    site.rest["/"] = as_json({"namespaces": ["wp/v2"], "name": "B", "home": site.base})
+    site.rest["/wp/v2/posts"] = rest_posts([post_item(wpnotify=None)])
+    assert service.read(settings.sites[0]).posts == 1
+    assert "/wpnotify/v1/status" not in site.asked
+    state = store.site("s")
+    assert state is not None and state.bridge is True

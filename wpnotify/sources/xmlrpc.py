@@ -300,10 +300,10 @@ class XmlrpcSource:
             while True:
                 page = self._page(post_type, WATCHED_STATUSES, offset, "post_modified ID")
                 for post in page:
-                    key = (post.id, post.modified_gmt)
-                    if post.modified_gmt is not None and post.modified_gmt > floor \
-                            and key not in done:
-                        done.add((post.id, post.modified_gmt))
+                    modified = post.modified_gmt
+                    if modified is not None and modified > floor \
+                            and (post.id, modified) not in done:
+                        done.add((post.id, modified))
                         yield post
                 last = page[-1].modified_gmt if page else None
                 if len(page) < self.per_page or last is None or last <= floor:
