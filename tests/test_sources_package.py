@@ -26,7 +26,7 @@ import wpnotify.sources
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.sources import Deleted
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
 
 PACKAGE = Path(wpnotify.sources.__file__).parent
@@ -104,10 +104,10 @@ def test_a_rest_poll_asks_for_deletions_only_when_its_reading_named_a_newer_one(
     """An idle poll stays one request; a deletion named after the mark is asked for once,
     and the mark moves to it."""
     settings = settings_for(tmp_path, ("s", site.base, "rest"))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
-    store.record_poll("s", NOW, cursor="2026-11-26T12:00:00",
-                      deletions_seen="2026-11-26T12:39:30")
+    store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"),
+                      deletions_seen=wp_time("2026-11-26T12:39:30"))
     site.rest["/wpnotify/v1/deleted"] = as_json([DELETED])
     header = {"X-Wpnotify-Deleted": "2026-11-26T12:39:30"}
     site.rest["/wp/v2/posts"] = lambda query: (200, "application/json", b"[]", header)
@@ -121,7 +121,7 @@ def test_a_rest_poll_asks_for_deletions_only_when_its_reading_named_a_newer_one(
     service.read(settings.sites[0])
     assert site.asked[1:] == ["/wp/v2/posts", "/wpnotify/v1/deleted"]
     state = store.site("s")
-    assert state is not None and state.deletions_seen == "2026-11-26T12:39:33"
+    assert state is not None and state.deletions_seen == wp_time("2026-11-26T12:39:33")
 
 
 def test_xmlrpc_changes_leave_deletions_to_be_asked_and_deletions_answer(
@@ -148,9 +148,9 @@ def test_a_rest_poll_takes_the_bridge_from_the_posts_it_read(
     """The bridge's field on the posts read says the bridge is there (null lists and all):
     the poll records it without asking the status route."""
     settings = settings_for(tmp_path, ("s", site.base, "rest"))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
-    store.record_poll("s", NOW, cursor="2026-11-26T12:00:00")
+    store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"))
     site.rest["/"] = as_json({"namespaces": ["wp/v2"], "name": "B", "home": site.base})
     site.rest["/wp/v2/posts"] = rest_posts([post_item(wpnotify=None)])
     assert service.read(settings.sites[0]).posts == 1

@@ -27,8 +27,8 @@ from wpnotify.plan import Known, Planned, plan
 from wpnotify.sender import Feed, Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.sources import OVERLAP, Changes, Deleted, Post, Source, make_source
-from wpnotify.store import SiteState, Store
-from wpnotify.times import iso, whole_second, wp_text, wp_time
+from wpnotify.state import SiteState, State, Status
+from wpnotify.times import whole_second, wp_text
 
 log = structlog.get_logger("wpnotify.service")
 T = TypeVar("T")
@@ -55,32 +55,6 @@ class SiteReport:
     first_poll: bool = False
 
 
-@dataclass(frozen=True)
-class Marks:
-    """Where the reading of a site stands, as datetimes. The state file keeps them in
-    WordPress's text form; they are converted here, at the edge, and nowhere else."""
-
-    cursor: datetime  # the newest modified time read
-    baseline: frozenset[tuple[int, datetime]]  # posts of the overlap window already handled
-    deletions_seen: datetime | None  # the newest deletion handled
-
-    @classmethod
-    def of(cls, state: SiteState, cursor: str) -> Marks:
-        """A baseline entry that is no time (a zero date an older version wrote as "") can
-        match no post read, so it is left out."""
-        return cls(wp_time(cursor),
-                   frozenset((post, moment) for post, stamp in state.baseline
-                             if (moment := _time_or_none(stamp)) is not None),
-                   wp_time(state.deletions_seen) if state.deletions_seen else None)
-
-
-def _time_or_none(text: str) -> datetime | None:
-    try:
-        return wp_time(text)
-    except ValueError:
-        return None
-
-
 @dataclass
 class Reading:
     """What one poll's reading of posts came to."""
@@ -105,7 +79,7 @@ class PollReport:
 class Service:
     """Reads sites and sends their notifications, on one store and one HTTP client."""
 
-    def __init__(self, settings: Settings, store: Store, http: Http, *,
+    def __init__(self, settings: Settings, store: State, http: Http, *,
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep,
                  stopping: Callable[[], bool] = lambda: False, per_page: int = 100) -> None:
@@ -131,14 +105,13 @@ class Service:
         try:
             if state is None or state.cursor is None:
                 return self._start(site, source, now)
-            marks = Marks.of(state, state.cursor)
             # ``baseline``: posts of the overlap window already handled (or, after the first
             # poll, the archive when we began): read again with the same modified time, they
             # are skipped.
-            changes = source.changed(marks.cursor, marks.baseline)
+            changes = source.changed(state.cursor, state.baseline)
             reading = self._read_posts(site, source, self._changes(site, source, changes, now),
-                                       marks.cursor, now)
-            deletions_seen = self._follow_deletions(site, source, changes, marks, now)
+                                       state.cursor, now)
+            deletions_seen = self._follow_deletions(site, source, changes, state, now)
             # Asked of the bridge itself, once per poll that read posts (an idle poll stays
             # one request); a post whose lists were not read is no sign of a missing bridge.
             bridge = self._bridge(site, source, reading.bridge) if reading.posts else None
@@ -150,14 +123,11 @@ class Service:
             log.warning("site.no_bridge", site=site.name, detail=NO_BRIDGE)
         # What was read in the window that the next poll reads again: it skips those.
         window = reading.cursor - OVERLAP
-        seen = sorted(key for key in marks.baseline | reading.handled if key[1] >= window)
-        cursor = wp_text(reading.cursor)
-        self.store.record_poll(
-            site.name, now, cursor=cursor, bridge=bridge,
-            deletions_seen=wp_text(deletions_seen) if deletions_seen else None,
-            baseline=[(post, wp_text(stamp)) for post, stamp in seen])
+        seen = sorted(key for key in state.baseline | reading.handled if key[1] >= window)
+        self.store.record_poll(site.name, now, cursor=reading.cursor, bridge=bridge,
+                               deletions_seen=deletions_seen, baseline=seen)
         log.info("site.read", site=site.name, posts=reading.posts, queued=reading.queued,
-                 cursor=cursor)
+                 cursor=wp_text(reading.cursor))
         return SiteReport(site.name, posts=reading.posts, queued=reading.queued)
 
     def _read_posts(self, site: SiteSettings, source: Source, posts: Iterator[Post],
@@ -206,22 +176,22 @@ class Service:
         cursor = source.newest_modified() or whole_second(now)
         # Later polls ask from a little before the cursor (sources.OVERLAP), so the posts of
         # that window are remembered as archive, not news.
-        baseline = [(p.id, wp_text(p.modified_gmt)) for p in source.changed(cursor)
+        baseline = [(p.id, p.modified_gmt) for p in source.changed(cursor)
                     if p.status == "publish" and p.modified_gmt is not None]
         for post in source.scheduled():
             self._watch(site, post)
         # Deletions are asked for strictly after this mark, to the second: a post deleted later
         # in this very second would be missed, so the mark is the second before. (What was
         # deleted earlier in it has no sent Webmention to take back: nothing is resent.)
-        self.store.record_poll(site.name, now, cursor=wp_text(cursor), baseline=baseline,
-                               deletions_seen=wp_text(now - timedelta(seconds=1)))
+        self.store.record_poll(site.name, now, cursor=cursor, baseline=baseline,
+                               deletions_seen=whole_second(now - timedelta(seconds=1)))
         log.info("site.first_poll", site=site.name, cursor=wp_text(cursor),
                  detail="watching from now on; older posts are not notified")
         return SiteReport(site.name, first_poll=True)
 
     def _watch(self, site: SiteSettings, post: Post) -> None:
         if post.date_gmt:
-            self.store.watch(site.name, post.id, iso(post.date_gmt))
+            self.store.watch(site.name, post.id, post.date_gmt)
 
     def _guard(self, site: SiteSettings, post: Post, work: Callable[[], T], failed: T) -> T:
         """Runs the work for one post; a bug it trips is logged and passed over (``failed``
@@ -262,12 +232,12 @@ class Service:
         self._resend_changed(site, post.id, links, public, post.status, now)
 
     def _follow_deletions(self, site: SiteSettings, source: Source, changes: Changes,
-                          marks: Marks, now: datetime) -> datetime | None:
+                          state: SiteState, now: datetime) -> datetime | None:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
         told, like a trashed post's. Returns the newest deletion handled. Asked only when
         the poll's reading named a deletion after the mark (or could not say), so an idle
         poll costs no request."""
-        since = marks.deletions_seen or whole_second(now - timedelta(seconds=1))
+        since = state.deletions_seen or whole_second(now - timedelta(seconds=1))
         if not changes.may_have_deleted(since):
             return None
         newest: Deleted | None = None
@@ -285,7 +255,7 @@ class Service:
     def _resend_changed(self, site: SiteSettings, post_id: int, links: set[str],
                         public: bool, status: str, now: datetime) -> None:
         for row in self.store.history(site=site.name, post_id=post_id, kind=webmention.KIND,
-                                      status="sent", limit=100_000):
+                                      status=Status.SENT, limit=100_000):
             was_gone = bool(row.payload.get("gone"))
             gone = row.target not in links
             if gone == was_gone:
@@ -319,7 +289,7 @@ class Service:
         was made (a Webmention row that went out as a pingback included), the post is
         planned again from them. So each notification is recorded, and counted as new, once.
         (The plan is a pure function of the post and these rows.)"""
-        with self.store.transaction():
+        with self.store.atomic():
             owed = plan.owed
             if any(self.store.targets(site.name, plan.post.id, kind) != targets
                    for kind, targets in plan.seen.items()):
@@ -327,7 +297,7 @@ class Service:
             recorded = [item for item in owed
                         if self.store.add(site.name, plan.post.id, item.kind, item.target,
                                           plan.post.link, now, payload=item.payload,
-                                          status=item.status, error=item.error,
+                                          status=Status(item.status), error=item.error,
                                           error_code=item.error_code)]
             # Queued trackbacks WordPress had already pinged leave to_ping, as core would do:
             # WordPress is told at the end of the cycle, from the state file's outbox (so
@@ -421,7 +391,7 @@ class Service:
                  if (plan := self._guard(site, post, partial(self._plan, site, source, post),
                                          None)) is not None]
         if record:
-            with self.store.transaction():  # one commit for the page
+            with self.store.atomic():  # one commit for the page
                 recorded = [(plan.post, self._guard(site, plan.post, partial(
                     self._record, site, source, plan, self.clock()), list[Planned]()))
                     for plan in plans]
