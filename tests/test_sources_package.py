@@ -6,9 +6,12 @@ call. Stand-in sites on 127.0.0.1."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from test_sources_hostile import (
     SINCE,
     WP_METHODS,
@@ -51,6 +54,16 @@ def imported(module: str) -> set[str]:
 def test_rest_and_xmlrpc_do_not_import_each_other() -> None:
     assert not {m for m in imported("rest") if m.startswith("wpnotify.sources.xmlrpc")}
     assert not {m for m in imported("xmlrpc") if m.startswith("wpnotify.sources.rest")}
+
+
+@pytest.mark.parametrize(("module", "other"), [("rest", "xmlrpc"), ("xmlrpc", "rest")])
+def test_loading_one_source_loads_not_the_other(module: str, other: str) -> None:
+    """In a fresh interpreter, as a command starts: nothing pulls the other in indirectly."""
+    code = (f"import sys, wpnotify.sources.{module}; "
+            f"print('wpnotify.sources.{other}' in sys.modules)")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True)
+    assert found.stdout.strip() == "False"
 
 
 def test_records_and_base_import_no_source() -> None:
