@@ -211,7 +211,4 @@ def _ping(context: _Context, n: Notification, spec: Kind[Any], endpoint: str,
     if (spec.pacing.flood_checked and looks_like_wordpress(endpoint) and not context.cleared
             and not context.discoveries.first_wordpress_ping(host_of(endpoint))):
         raise _Busy
-    try:
-        return kind, endpoint, send()
-    except SendError as exc:
-        raise exc.with_endpoint(endpoint) from None
+    return kind, endpoint, send()  # each protocol's send tags its errors as it always did

@@ -28,7 +28,18 @@ def names() -> tuple[str, ...]:
 
 def find(name: str) -> Kind[Any] | None:
     """The spec of ``name``, or None for a name no kind has (a row from a newer version)."""
-    return next((spec for spec in ALL if spec.name == name), None)
+    return _index().get(name)
+
+
+_INDEX: list[tuple[tuple[Kind[Any], ...], dict[str, Kind[Any]]]] = []
+
+
+def _index() -> dict[str, Kind[Any]]:
+    """The specs by name, built again whenever ``ALL`` is another tuple (a test that
+    registers a kind): the sender looks a kind up for every row it considers."""
+    if not _INDEX or _INDEX[0][0] is not ALL:
+        _INDEX[:] = [(ALL, {spec.name: spec for spec in ALL})]
+    return _INDEX[0][1]
 
 
 def get(name: str) -> Kind[Any]:

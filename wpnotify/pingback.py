@@ -82,10 +82,11 @@ def raise_for_fault(code: int, text: str) -> None:
 
 
 def send(http: Http, endpoint: str, source: str, target: str) -> str:
-    """Calls pingback.ping(source, target) at endpoint; returns the receiver's message."""
-    resp = http.post(endpoint, data=build_call(source, target), max_bytes=REPLY_CAP,
-                     headers={"Content-Type": "text/xml; charset=utf-8"})
+    """Calls pingback.ping(source, target) at endpoint; returns the receiver's message. Every
+    error is tagged with the endpoint (an unreachable one too)."""
     try:
+        resp = http.post(endpoint, data=build_call(source, target), max_bytes=REPLY_CAP,
+                         headers={"Content-Type": "text/xml; charset=utf-8"})
         return parse_reply(resp.status, resp.body, retry_after(resp.header("Retry-After")))
     except SendError as exc:
         raise exc.with_endpoint(endpoint) from None

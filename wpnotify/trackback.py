@@ -114,10 +114,11 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
 
 
 def send(http: Http, ping_url: str, ping: Ping) -> str:
-    """POSTs the ping; returns the receiver's message."""
-    resp = http.post(ping_url, data=ping.form(), max_bytes=REPLY_CAP, headers={
-        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    """POSTs the ping; returns the receiver's message. Every error is tagged with the ping
+    URL (an unreachable one too)."""
     try:
+        resp = http.post(ping_url, data=ping.form(), max_bytes=REPLY_CAP, headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
         return parse_reply(resp.status, resp.body, retry_after(resp.header("Retry-After")))
     except SendError as exc:
         raise exc.with_endpoint(ping_url) from None
