@@ -16,12 +16,14 @@ from urllib.parse import parse_qs
 
 import pytest
 from click.testing import CliRunner
+from pytest_httpserver import HTTPServer
 from receivers import LocalServer, QuietHandler, reply, serving
 from test_plan import HOME, nothing_known, post, site
 from test_sender import START as NOW
 from test_sender import make_world
 
 from wpnotify import kinds, pingback, trackback, weblogupdates, webmention
+from wpnotify.attempt import Discoveries, attempt
 from wpnotify.cli import cli
 from wpnotify.http import Http
 from wpnotify.kind import Kind, Letter, Pacing
@@ -202,3 +204,24 @@ def test_a_new_kind_is_a_history_choice(tmp_path: Path) -> None:
     assert [row["kind"] for row in json.loads(result.output)] == ["chirp"]
     help_text = CliRunner().invoke(cli, ["history", "--help"]).output
     assert "chirp" in help_text
+
+
+def test_errors_are_tagged_with_their_endpoint_as_before(tmp_path: Path,
+                                                         httpserver: HTTPServer) -> None:
+    """An unreachable pingback server is named in the history; an unreachable Webmention
+    endpoint was not (its host is then taken for the target's, whose queue waits)."""
+    closed = "http://127.0.0.1:9/"  # discard port: nothing listens
+    httpserver.expect_request("/wm").respond_with_data(
+        "<p>hi</p>", content_type="text/html", headers={"Link": f'<{closed}>; rel="webmention"'})
+    httpserver.expect_request("/pb").respond_with_data(
+        "<p>hi</p>", content_type="text/html", headers={"X-Pingback": closed})
+    world = make_world(tmp_path)
+    http: Http = world["sender"].http
+    results = {}
+    for kind, path in (("webmention", "/wm"), ("pingback", "/pb")):
+        world["store"].add("s", 1, kind, httpserver.url_for(path), "https://s.example/1/", NOW,
+                           payload={"fallback": False})
+        (n,) = world["store"].history(kind=kind)
+        results[kind] = attempt(http, Discoveries(http), n)
+    assert all(r.error is not None and r.error.unreachable for r in results.values())
+    assert (results["webmention"].endpoint, results["pingback"].endpoint) == (None, closed)
