@@ -29,7 +29,7 @@ from wpnotify.http import Http
 from wpnotify.kind import Kind, Letter, Pacing
 from wpnotify.linkpayload import LinkPayload
 from wpnotify.plan import plan
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState as Store
 
 PING = {"url": f"{HOME}/p/", "title": "Tïtle", "excerpt": "Some text&#8230;",
         "blog_name": "B"}
@@ -184,7 +184,7 @@ def test_a_new_kind_is_sent_and_paced_by_the_sender(tmp_path: Path,
     assert {(r.status, r.response, r.endpoint) for r in rows} == {("sent", "chirped (200)", url)}
     assert store.pinged_waiting("s", 10) == {}  # pinged=False: nothing for WordPress
     held = store.hosts({url})
-    assert held[url][1] is not None  # the URL, not its host, is held for the next chirp
+    assert held[url].not_before is not None  # the URL, not its host, is held for the next chirp
     assert world["clock"].now - NOW == timedelta(seconds=30)
 
 

@@ -22,7 +22,7 @@ from wpnotify.discovery import fetch_page, is_html
 from wpnotify.errors import SendError
 from wpnotify.http import Http
 from wpnotify.kind import Kind, Letter
-from wpnotify.store import Notification
+from wpnotify.state import Notification
 
 
 @functools.lru_cache(maxsize=4096)
