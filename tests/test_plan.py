@@ -6,7 +6,8 @@ from typing import Any
 
 from wpnotify.plan import plan
 from wpnotify.settings import SiteSettings
-from wpnotify.wordpress import Post
+from wpnotify.sources import Post
+from wpnotify.times import wp_time
 
 HOME = "https://blog.example"
 
@@ -19,8 +20,8 @@ def post(links: list[str], to_ping: list[str] | None = None,
          pinged: list[str] | None = None) -> Post:
     return Post(id=1, type="post", status="publish", link=f"{HOME}/p/", title_html="T",
                 content_html="".join(f'<a href="{u}">x</a>' for u in links),
-                excerpt_html="", protected=False, modified_gmt="2026-11-26T12:00:00",
-                date_gmt="2026-11-26T12:00:00", to_ping=tuple(to_ping or ()),
+                excerpt_html="", protected=False, modified_gmt=wp_time("2026-11-26T12:00:00"),
+                date_gmt=wp_time("2026-11-26T12:00:00"), to_ping=tuple(to_ping or ()),
                 pinged=tuple(pinged or ()))
 
 
@@ -82,13 +83,14 @@ def test_update_services_only_for_a_fresh_publish() -> None:
     s = site(update_services=("https://rpc.example/",))
     assert plan(post([]), s, home=HOME, blog_name="B", known=nothing_known) == []
     (item,) = plan(post([]), s, home=HOME, blog_name="B", known=nothing_known, announce=True)
-    assert (item.kind, item.payload["home"]) == ("update-service", HOME + "/")
+    assert (item.kind, item.payload_dict()["home"]) == ("update-service", HOME + "/")
 
 
 def test_trackback_discovery_carries_the_ping_with_each_link() -> None:
     (item,) = plan(post(["https://a.example/1"]), site(trackback_discovery=True), home=HOME,
                    blog_name="B", known=nothing_known)
-    assert item.payload["ping"]["url"] == f"{HOME}/p/" and item.payload["fallback"] is True
+    stored = item.payload_dict()
+    assert stored["ping"]["url"] == f"{HOME}/p/" and stored["fallback"] is True
 
 
 def test_a_malformed_link_is_skipped_and_the_good_ones_planned() -> None:
