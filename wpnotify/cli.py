@@ -21,7 +21,7 @@ from wpnotify.errors import WpnotifyError
 from wpnotify.http import Http
 from wpnotify.logs import printable
 from wpnotify.plan import Planned
-from wpnotify.service import PollReport, Service
+from wpnotify.service import PollReport, Service, make_sources
 from wpnotify.settings import Settings, config_path, load_settings
 from wpnotify.store import STATUSES, Notification, Store
 from wpnotify.urls import redact
@@ -80,7 +80,8 @@ def poll(ctx: click.Context) -> None:
     http = client(settings)
     try:
         with opened(settings) as store:
-            outcome = Service(settings, store, http).poll()
+            outcome = Service(settings, store, http,
+                              sources=make_sources(settings, http)).poll()
     finally:
         http.close()
     render_poll(outcome)
@@ -224,7 +225,8 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
 
     try:
         with opened(settings) as store:
-            result = Service(settings, store, http).backfill(
+            service = Service(settings, store, http, sources=make_sources(settings, http))
+            result = service.backfill(
                 site, since, until, list(post_ids), dry_run=dry_run, on_page=bar,
                 on_planned=planned)
     finally:

@@ -25,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from wpnotify.errors import StateError, WpnotifyError
 from wpnotify.http import Http
-from wpnotify.service import Service, utcnow
+from wpnotify.service import Service, make_sources, utcnow
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import Store
 
@@ -74,8 +74,8 @@ class Daemon:
     def __init__(self, settings: Settings, store: Store, http: Http) -> None:
         self.settings = settings
         self.stopped = threading.Event()
-        self.service = Service(settings, store, http, clock=utcnow, sleep=self._sleep,
-                               stopping=self.stopped.is_set)
+        self.service = Service(settings, store, http, sources=make_sources(settings, http),
+                               clock=utcnow, sleep=self._sleep, stopping=self.stopped.is_set)
         self._busy = threading.Lock()
         self._failing: dict[str, tuple[int, float]] = {}  # site -> (failed polls, not before)
 
@@ -111,17 +111,17 @@ class Daemon:
             if failures:
                 log.info("site.recovered", site=site.name, failed_polls=failures)
             self._failing.pop(site.name, None)
-            self.service.sender.deliver([site.name])
+            self.service.send_due([site.name])
             return
         failures += 1
         wait = site_backoff(failures, self.settings.poll_interval)
         self._failing[site.name] = (failures, time.monotonic() + wait - 1)
         log.warning("site.backing_off", site=site.name, failed_polls=failures,
                     next_poll_in_s=round(wait))
-        self.service.sender.deliver([site.name])  # receivers may be up even if the site is not
+        self.service.send_due([site.name])  # receivers may be up even if the site is not
 
     def send_due(self) -> None:
-        self.service.sender.deliver([site.name for site in self.settings.sites])
+        self.service.send_due()
 
     def serve(self) -> None:
         """Runs until stop(); installs SIGTERM and SIGINT handlers. Refuses a state file it
