@@ -12,7 +12,8 @@ from standins import StandinSource
 from wpnotify.http import Http
 from wpnotify.service import Service, make_sources
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Deleted, Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
@@ -41,12 +42,12 @@ class Bridge(StandinSource):
         return True
 
 
-def reading(tmp_path: Path, site: Bridge) -> tuple[Settings, Store, Service]:
+def reading(tmp_path: Path, site: Bridge) -> tuple[Settings, SqliteState, Service]:
     """One site's settings, a fresh state file, and the service reading it at NOW through
     the stand-in ``site``."""
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     return settings, store, Service(settings, store, Http(settings.http), sources={"s": site},
                                     clock=lambda: NOW)
 
@@ -57,8 +58,8 @@ def test_a_deletion_later_in_the_second_of_the_last_one_read_is_not_missed(
     asks from the start of that second again, so the second deletion is followed too."""
     bridge = Bridge()
     settings, store, service = reading(tmp_path, bridge)
-    store.record_poll("s", NOW, cursor="2026-11-26T12:00:00",
-                      deletions_seen="2026-11-26T12:00:00")
+    store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"),
+                      deletions_seen=wp_time("2026-11-26T12:00:00"))
     for post in (7, 8):  # each sent a Webmention while it was public
         store.add("s", post, "webmention", f"https://r.example/{post}", f"https://s.example/{post}",
                   NOW)
@@ -123,10 +124,10 @@ def test_send_due_sends_for_the_sites_named_or_else_for_every_site(tmp_path: Pat
     cycle tells WordPress about the sites it delivered, no others."""
     settings = Settings(sites=tuple(SiteSettings(name=n, url=f"https://{n}.example",
                                                  username="u", password="p") for n in "ab"))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     sites = {name: Outbox() for name in "ab"}
     for name in "ab":
-        store.record_poll(name, NOW, cursor="2026-11-26T12:00:00", bridge=True)
+        store.record_poll(name, NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
         store.queue_pinged(name, 3, [f"https://{name}.example/t"], NOW)
     service = Service(settings, store, Http(settings.http), sources=sites, clock=lambda: NOW)
     service.send_due(["a"])

@@ -18,7 +18,7 @@ from wpnotify.service.backfilling import Backfill, Backfiller, OnPage, OnPlanned
 from wpnotify.service.reading import SiteReport, read_site
 from wpnotify.service.recording import Recorder
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state import State
 from wpnotify.wordpress import Post, Source, make_source
 
 __all__ = ["Backfill", "PollReport", "Service", "SiteReport", "make_sources", "utcnow"]
@@ -50,7 +50,7 @@ class Service:
     ``sources``: one per configured site, by name (``make_sources`` builds them); a test
     passes stand-ins. ``sleep`` and ``stopping`` let a daemon cut waits short on shutdown."""
 
-    def __init__(self, settings: Settings, store: Store, http: Http, *,
+    def __init__(self, settings: Settings, store: State, http: Http, *,
                  sources: Mapping[str, Source],
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep,

@@ -18,7 +18,7 @@ from wpnotify.plan import Planned
 from wpnotify.sender import Feed, Sender, Tally
 from wpnotify.service.recording import Recorder, isolated
 from wpnotify.settings import SiteSettings
-from wpnotify.store import Store
+from wpnotify.state import State
 from wpnotify.wordpress import Post, Source
 
 OnPage = Callable[[int, int], None]  # (posts read so far, posts in all)
@@ -42,7 +42,7 @@ class Backfiller:
     and ``until``), and who hears of the progress (``on_page``) and of each planned
     notification (``on_planned``, dry run or not)."""
 
-    def __init__(self, store: Store, sender: Sender, site: SiteSettings, source: Source,
+    def __init__(self, store: State, sender: Sender, site: SiteSettings, source: Source,
                  clock: Callable[[], datetime], on_page: OnPage,
                  on_planned: OnPlanned) -> None:
         self.store = store
@@ -112,7 +112,7 @@ class Backfiller:
                  if (plan := isolated(self.site, post, partial(self.recorder.plan, post),
                                       None)) is not None]
         if record:
-            with self.store.transaction():  # one commit for the page
+            with self.store.atomic():  # one commit for the page
                 recorded = [(plan.post, isolated(self.site, plan.post, partial(
                     self.recorder.record, plan, self.clock()), list[Planned]()))
                     for plan in plans]

@@ -22,7 +22,7 @@ from wpnotify.discovery import extract_links, select_targets
 from wpnotify.errors import SourceError
 from wpnotify.service.recording import Recorder, isolated
 from wpnotify.settings import SiteSettings
-from wpnotify.store import SiteState, Store, iso
+from wpnotify.state import SiteState, State, Status
 from wpnotify.wordpress import OVERLAP, Deleted, Post, Source, wp_format, wp_time
 
 log = structlog.get_logger("wpnotify.reading")
@@ -45,7 +45,7 @@ class SiteReport:
     first_poll: bool = False
 
 
-def read_site(store: Store, site: SiteSettings, source: Source, now: datetime) -> SiteReport:
+def read_site(store: State, site: SiteSettings, source: Source, now: datetime) -> SiteReport:
     """Reads one site's changes and queues their notifications; never raises SourceError."""
     return SiteReading(store, site, source, now).read()
 
@@ -53,7 +53,7 @@ def read_site(store: Store, site: SiteSettings, source: Source, now: datetime) -
 class SiteReading:
     """One read of one site, at ``now``: the posts, the deletions and the bridge check."""
 
-    def __init__(self, store: Store, site: SiteSettings, source: Source,
+    def __init__(self, store: State, site: SiteSettings, source: Source,
                  now: datetime) -> None:
         self.store = store
         self.site = site
@@ -67,7 +67,7 @@ class SiteReading:
         try:
             if state is None or state.cursor is None:
                 return self._start()
-            cursor, posts, queued = state.cursor, 0, 0
+            cursor, posts, queued = wp_format(state.cursor), 0, 0
             handled: set[tuple[int, str]] = set()
             for post in self._changes(state):
                 posts += 1
@@ -88,9 +88,11 @@ class SiteReading:
             log.warning("site.no_bridge", site=name, detail=NO_BRIDGE)
         # What was read in the window that the next poll reads again: it skips those.
         window = wp_format(wp_time(cursor) - OVERLAP)
-        seen = sorted(key for key in state.baseline | handled if key[1] >= window)
-        self.store.record_poll(name, now, cursor=cursor, bridge=bridge,
-                               deletions_seen=deletions_seen, baseline=seen)
+        seen = sorted(key for key in baseline_of(state) | handled if key[1] >= window)
+        self.store.record_poll(name, now, cursor=wp_time(cursor), bridge=bridge,
+                               deletions_seen=None if deletions_seen is None
+                               else wp_time(deletions_seen),
+                               baseline=[(i, wp_time(modified)) for i, modified in seen])
         log.info("site.read", site=name, posts=posts, queued=queued, cursor=cursor)
         return SiteReport(name, posts=posts, queued=queued)
 
@@ -107,8 +109,9 @@ class SiteReading:
         # Deletions are asked for strictly after this mark, to the second: a post deleted later
         # in this very second would be missed, so the mark is the second before. (What was
         # deleted earlier in it has no sent Webmention to take back: nothing is resent.)
-        self.store.record_poll(self.site.name, self.now, cursor=cursor, baseline=baseline,
-                               deletions_seen=wp_format(self.now - timedelta(seconds=1)))
+        self.store.record_poll(self.site.name, self.now, cursor=wp_time(cursor),
+                               baseline=[(i, wp_time(modified)) for i, modified in baseline],
+                               deletions_seen=self.now - timedelta(seconds=1))
         log.info("site.first_poll", site=self.site.name, cursor=cursor,
                  detail="watching from now on; older posts are not notified")
         return SiteReport(self.site.name, first_poll=True)
@@ -117,7 +120,7 @@ class SiteReading:
         """Posts modified since the cursor, then watched scheduled posts whose time has come."""
         # ``baseline``: posts of the overlap window already handled (or, after the first poll,
         # the archive when we began): read again with the same modified time, they are skipped.
-        yield from self.source.changed(state.cursor or wp_format(self.now), state.baseline)
+        yield from self.source.changed(wp_format(state.cursor or self.now), baseline_of(state))
         if due := self.store.scheduled_due(self.site.name, self.now):
             found = self.source.posts(due)
             present = {p.id for p in found}
@@ -136,7 +139,7 @@ class SiteReading:
 
     def _watch(self, post: Post) -> None:
         if post.date_gmt:
-            self.store.watch(self.site.name, post.id, iso(wp_time(post.date_gmt)))
+            self.store.watch(self.site.name, post.id, wp_time(post.date_gmt))
 
     def _consider(self, post: Post) -> int:
         """Queues what one post owes; returns how many notifications were new."""
@@ -167,7 +170,7 @@ class SiteReading:
     def _follow_deletions(self, state: SiteState) -> str | None:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
         told, like a trashed post's. Returns the newest deletion handled."""
-        since = state.deletions_seen or wp_format(self.now - timedelta(seconds=1))
+        since = wp_format(state.deletions_seen or self.now - timedelta(seconds=1))
         newest: Deleted | None = None
         for gone in self.source.deletions(since):
             if gone.type in self.site.post_types:
@@ -184,7 +187,7 @@ class SiteReading:
                         status: str) -> None:
         name = self.site.name
         for row in self.store.history(site=name, post_id=post_id, kind=webmention.KIND,
-                                      status="sent", limit=100_000):
+                                      status=Status.SENT, limit=100_000):
             was_gone = bool(row.payload.get("gone"))
             gone = row.target not in links
             if gone == was_gone:
@@ -195,3 +198,8 @@ class SiteReading:
             self.store.resend(row.id, self.now, {**row.payload, "gone": gone, "resend": why})
             log.info("webmention.resend", site=name, post=post_id, target=row.target,
                      reason=why)
+
+
+def baseline_of(state: SiteState) -> frozenset[tuple[int, str]]:
+    """The state's baseline in the sources' terms: (id, ``modified_gmt`` text)."""
+    return frozenset((post_id, wp_format(modified)) for post_id, modified in state.baseline)

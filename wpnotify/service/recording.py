@@ -19,7 +19,7 @@ from wpnotify import trackback
 from wpnotify.errors import WpnotifyError
 from wpnotify.plan import Known, Planned, plan
 from wpnotify.settings import SiteSettings
-from wpnotify.store import Store
+from wpnotify.state import State, Status
 from wpnotify.wordpress import Post, Source
 
 log = structlog.get_logger("wpnotify.recording")
@@ -39,7 +39,7 @@ class Plan:
 class Recorder:
     """Plans and records what one site's posts owe, in its state."""
 
-    def __init__(self, store: Store, site: SiteSettings, source: Source) -> None:
+    def __init__(self, store: State, site: SiteSettings, source: Source) -> None:
         self.store = store
         self.site = site
         self.source = source
@@ -80,14 +80,14 @@ class Recorder:
         recorded, and counted as new, once. (The plan is a pure function of the post and
         these rows.)"""
         name, post = self.site.name, plan.post
-        with self.store.transaction():
+        with self.store.atomic():
             owed = plan.owed
             if any(self.store.targets(name, post.id, kind) != targets
                    for kind, targets in plan.seen.items()):
                 owed = self.owed(post, plan.announce)
             recorded = [item for item in owed
                         if self.store.add(name, post.id, item.kind, item.target, post.link, now,
-                                          payload=item.payload, status=item.status,
+                                          payload=item.payload, status=Status(item.status),
                                           error=item.error, error_code=item.error_code)]
             # Queued trackbacks WordPress had already pinged leave to_ping, as core would do:
             # WordPress is told at the end of the cycle, from the state file's outbox (so
