@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from wpnotify import trackback, weblogupdates
+from wpnotify import kinds
 from wpnotify.attempt import Discoveries, Result, attempt, host_of, looks_like_wordpress
 from wpnotify.errors import SendError, SourceError, WpnotifyError
 from wpnotify.http import Http
@@ -40,7 +40,6 @@ from wpnotify.wordpress import Source
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
 IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
-NO_FALLBACK = frozenset({trackback.KIND, weblogupdates.KIND})  # sent as what they are
 PINGED_BATCH = 50  # sent links told to WordPress in one request; small, so the last is quick
 PINGED_BATCHES = 20  # requests per site and flush at most: a long backlog (a bridge installed
 # after months) goes over several cycles instead of holding one cycle's end
@@ -136,7 +135,7 @@ class Backlog:
 
     def __init__(self, items: list[Notification]) -> None:
         self.by_host: dict[str, deque[Notification]] = {}
-        self.services: set[str] = set()  # update services met in this run (paced apart)
+        self.services: set[str] = set()  # endpoint URLs met in this run (paced apart)
         for n in items:
             self.push(n)
 
@@ -145,7 +144,7 @@ class Backlog:
 
     def push(self, n: Notification) -> None:
         self.by_host.setdefault(host_of(n.target), deque()).append(n)
-        if n.kind == weblogupdates.KIND:
+        if kinds.pacing(n.kind).by_url:
             self.services.add(n.target)
 
     def take(self, host: str) -> list[Notification]:
@@ -193,14 +192,15 @@ class Backlog:
         return min(times, default=None)
 
     def pace_keys(self) -> set[str]:
-        """What the store's holds are read for: every host, and each update service."""
+        """What the store's holds are read for: every host, and each URL paced apart."""
         return set(self.by_host) | self.services
 
 
 def pace_key(n: Notification) -> str:
-    """Where a notification's own pacing is kept: an update service's endpoint URL (its five
-    minutes hold that service alone, not the other URLs on its host), else its host."""
-    return n.target if n.kind == weblogupdates.KIND else host_of(n.target)
+    """Where a notification's own pacing is kept: its endpoint URL for a kind paced by URL
+    (an update service's five minutes hold that service alone, not the other URLs on its
+    host), else its host."""
+    return n.target if kinds.pacing(n.kind).by_url else host_of(n.target)
 
 
 def ready_at(n: Notification, now: datetime,
@@ -313,9 +313,9 @@ class Sender:
                                if backlog.by_host and len(running) < limit
                                and not self.stopping() else [])
                     # Kinds a fallback may not take (read here: workers never touch the store).
-                    kinds = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
-                                              if n.kind not in NO_FALLBACK])
-                    taken = {n.id: frozenset(kinds.get((n.site, n.post_id, n.target), set())
+                    rows = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
+                                             if not kinds.sent_as_is(n.kind)])
+                    taken = {n.id: frozenset(rows.get((n.site, n.post_id, n.target), set())
                                              - {n.kind}) for n in claimed}
                 discoveries = self.discoveries or Discoveries(self.http)
                 for n in claimed:
@@ -378,9 +378,10 @@ class Sender:
 
         def room(host: str, n: Notification) -> int:
             # WordPress hosts, and update services: one ping covers a burst (see conclude).
-            one_at_a_time = (self._wordpress_host(host, hosts)
-                             or n.kind == weblogupdates.KIND
-                             or (n.kind == trackback.KIND and looks_like_wordpress(n.target)))
+            spec, pacing = kinds.find(n.kind), kinds.pacing(n.kind)
+            one_at_a_time = (self._wordpress_host(host, hosts) or pacing.one_at_a_time
+                             or (spec is not None and spec.at_target and pacing.flood_checked
+                                 and looks_like_wordpress(n.target)))
             return (1 if one_at_a_time else per_host) - busy[host]
 
         picked = backlog.pick(now, hosts, room, limit - len(running))
@@ -403,10 +404,10 @@ class Sender:
     def _plain(self, n: Notification, result: Result,
                hosts: Mapping[str, HostState]) -> bool:
         """True when recording this outcome cannot hold its host: no 429 or Retry-After, no
-        unreachable host, no WordPress, no update service, no busy gate."""
+        unreachable host, no WordPress, no URL paced apart, no busy gate."""
         host = host_of(n.target)
         error = result.error
-        return not (result.busy or n.kind == weblogupdates.KIND
+        return not (result.busy or kinds.pacing(n.kind).by_url
                     or (error is not None and (error.retry_after is not None
                                                or error.unreachable))
                     or (result.endpoint is not None and looks_like_wordpress(result.endpoint))
@@ -472,12 +473,13 @@ class Sender:
                  code=error.code if error else None, error=error.message if error else None,
                  attempt=n.attempts + 1, duration_ms=result.duration_ms)
         covers = None
-        if status == Status.SENT and n.kind == weblogupdates.KIND:
+        pacing = kinds.pacing(n.kind)
+        if status == Status.SENT and pacing.settles_target:
             # One ping announces the blog: it covers every other post waiting for this service.
             self.store.settle(n.site, n.kind, n.target, now,
                               f"covered by the ping sent for post {n.post_id}")
             covers = (n.site, n.kind, n.target)
-        elif status == Status.SENT:  # with the outcome: in the caller's transaction
+        if status == Status.SENT and pacing.pinged:  # with the outcome: in the caller's transaction
             self.store.queue_pinged(n.site, n.post_id, [n.target], now)
             self._unflushed += 1
         return Outcome(status, _brief(error, again, now), covers)
@@ -487,8 +489,8 @@ class Sender:
         if error is None:
             if n.error_code == "interrupted":  # keep the crash visible in the history
                 message = f"{message} (after an attempt interrupted by a crash)"
-            if n.payload.get("resend"):
-                message = f"{message} (sent again: {n.payload['resend']})"
+            if (resend := _resend(n)) is not None:
+                message = f"{message} (sent again: {resend})"
             self.store.finish(n.id, Status.SENT, now, endpoint=endpoint, response=message)
             return Status.SENT, None
         again = next_attempt(error, n.attempts + 1, now, self.settings.retry.delays)
@@ -514,8 +516,9 @@ class Sender:
         wordpress = known or bool(endpoint and looks_like_wordpress(endpoint))
         hold = self.settings.http.wordpress_ping_interval if wordpress else 0.0
         wait = error.retry_after if error is not None else None
-        if n.kind == weblogupdates.KIND:
-            pace = weblogupdates.SPACING if error is None else wait or 0.0
+        pacing = kinds.pacing(n.kind)
+        if pacing.by_url:
+            pace = pacing.spacing if error is None else wait or 0.0
             if pace:
                 self.store.set_host(pace_key(n), not_before=now + timedelta(seconds=pace))
         elif wait is not None:
@@ -564,6 +567,12 @@ class Sender:
                         detail="kept; WordPress is told again at the next cycle")
         except Exception:  # noqa: BLE001 (a bug here must not stop the sending)
             log.exception("wordpress.record_pinged_failed", site=site)
+
+
+def _resend(n: Notification) -> str | None:
+    """Why a sent notification goes out again, from its payload (None: its first time)."""
+    spec = kinds.find(n.kind)
+    return None if spec is None else spec.read(n.payload).resend
 
 
 def _brief(error: SendError | None, again: datetime | None, now: datetime) -> bool:

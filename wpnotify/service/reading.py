@@ -11,7 +11,7 @@ A post that left the public, or a link that left a post, sends its Webmention ag
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -20,6 +20,7 @@ import structlog
 from wpnotify import webmention
 from wpnotify.discovery import extract_links, select_targets
 from wpnotify.errors import SourceError
+from wpnotify.linkpayload import LinkPayload
 from wpnotify.service.recording import Recorder, isolated
 from wpnotify.settings import SiteSettings
 from wpnotify.state import SiteState, State, Status
@@ -188,14 +189,15 @@ class SiteReading:
         name = self.site.name
         for row in self.store.history(site=name, post_id=post_id, kind=webmention.KIND,
                                       status=Status.SENT, limit=100_000):
-            was_gone = bool(row.payload.get("gone"))
+            payload = LinkPayload.from_dict(row.payload)
             gone = row.target not in links
-            if gone == was_gone:
+            if gone == bool(payload.gone):
                 continue
             why = ("the link is back in the post" if not gone else
                    "the link was removed from the post" if public else
                    f"the post is no longer public ({status})")
-            self.store.resend(row.id, self.now, {**row.payload, "gone": gone, "resend": why})
+            self.store.resend(row.id, self.now,
+                              replace(payload, gone=gone, resend=why).to_dict())
             log.info("webmention.resend", site=name, post=post_id, target=row.target,
                      reason=why)
 

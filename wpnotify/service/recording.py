@@ -87,7 +87,8 @@ class Recorder:
                 owed = self.owed(post, plan.announce)
             recorded = [item for item in owed
                         if self.store.add(name, post.id, item.kind, item.target, post.link, now,
-                                          payload=item.payload, status=Status(item.status),
+                                          payload=item.payload_dict(),
+                                          status=Status(item.status),
                                           error=item.error, error_code=item.error_code)]
             # Queued trackbacks WordPress had already pinged leave to_ping, as core would do:
             # WordPress is told at the end of the cycle, from the state file's outbox (so
