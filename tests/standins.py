@@ -7,11 +7,11 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from wpnotify.wordpress import Deleted, Post, SiteInfo
+from wpnotify.sources import Changes, Deleted, Post, SiteInfo
 
 
 class StandinSource:
-    """Every method of ``wordpress.Source``, each refusing to answer: a test's stand-in
+    """Every method of ``sources.Source``, each refusing to answer: a test's stand-in
     answers only what its test asks (a subclass overrides those), and is a Source all the
     same, so it is handed to the service as it is, with no type override."""
 
@@ -21,14 +21,14 @@ class StandinSource:
     def info(self) -> SiteInfo:
         raise self._unasked("info")
 
-    def newest_modified(self) -> str | None:
+    def newest_modified(self) -> datetime | None:
         raise self._unasked("newest_modified")
 
     def scheduled(self) -> Iterator[Post]:
         raise self._unasked("scheduled")
 
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
+    def changed(self, since: datetime, seen: frozenset[tuple[int, datetime]] = frozenset()
+                ) -> Changes:
         raise self._unasked("changed")
 
     def posts(self, ids: list[int]) -> list[Post]:
@@ -38,7 +38,7 @@ class StandinSource:
                 ) -> Iterator[tuple[list[Post], int]]:
         raise self._unasked("archive")
 
-    def deletions(self, since: str) -> list[Deleted]:
+    def deletions(self, since: datetime) -> list[Deleted]:
         raise self._unasked("deletions")
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
@@ -62,11 +62,11 @@ class OnePostSite(StandinSource):
     def info(self) -> SiteInfo:
         return SiteInfo("Blog", "https://s.example/")
 
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
-        return iter([self.post])
+    def changed(self, since: datetime, seen: frozenset[tuple[int, datetime]] = frozenset()
+                ) -> Changes:
+        return Changes([self.post])
 
-    def deletions(self, since: str) -> list[Deleted]:
+    def deletions(self, since: datetime) -> list[Deleted]:
         return []
 
     def bridge(self) -> bool:

@@ -32,9 +32,9 @@ from wpnotify.attempt import Discoveries, Result, attempt, host_of, looks_like_w
 from wpnotify.errors import SendError, SourceError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
+from wpnotify.sources import Source
 from wpnotify.state import HostState, Notification, State, Status
 from wpnotify.times import iso
-from wpnotify.wordpress import Source
 
 # Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}

@@ -18,8 +18,8 @@ from wpnotify.service.backfilling import Backfill, Backfiller, OnPage, OnPlanned
 from wpnotify.service.reading import SiteReport, read_site
 from wpnotify.service.recording import Recorder
 from wpnotify.settings import Settings, SiteSettings
+from wpnotify.sources import Post, Source, make_source
 from wpnotify.state import State
-from wpnotify.wordpress import Post, Source, make_source
 
 __all__ = ["Backfill", "PollReport", "Service", "SiteReport", "make_sources", "utcnow"]
 

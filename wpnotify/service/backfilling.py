@@ -18,8 +18,8 @@ from wpnotify.plan import Planned
 from wpnotify.sender import Feed, Sender, Tally
 from wpnotify.service.recording import Recorder, isolated
 from wpnotify.settings import SiteSettings
+from wpnotify.sources import Post, Source
 from wpnotify.state import State
-from wpnotify.wordpress import Post, Source
 
 OnPage = Callable[[int, int], None]  # (posts read so far, posts in all)
 OnPlanned = Callable[[Post, Planned], None]

@@ -11,7 +11,7 @@ A post that left the public, or a link that left a post, sends its Webmention ag
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -23,8 +23,9 @@ from wpnotify.errors import SourceError
 from wpnotify.linkpayload import LinkPayload
 from wpnotify.service.recording import Recorder, isolated
 from wpnotify.settings import SiteSettings
+from wpnotify.sources import OVERLAP, Changes, Deleted, Post, Source
 from wpnotify.state import SiteState, State, Status
-from wpnotify.wordpress import OVERLAP, Deleted, Post, Source, wp_format, wp_time
+from wpnotify.times import whole_second, wp_text
 
 log = structlog.get_logger("wpnotify.reading")
 # A post dated within this window is a fresh publish, announced to update services; an older
@@ -44,6 +45,17 @@ class SiteReport:
     posts: int = 0
     queued: int = 0
     first_poll: bool = False
+
+
+@dataclass
+class Reading:
+    """What one poll's reading of posts came to."""
+
+    cursor: datetime
+    posts: int = 0
+    queued: int = 0
+    handled: set[tuple[int, datetime]] = field(default_factory=set)
+    bridge: bool | None = None  # what the last post that could tell said (Post.bridge)
 
 
 def read_site(store: State, site: SiteSettings, source: Source, now: datetime) -> SiteReport:
@@ -68,19 +80,15 @@ class SiteReading:
         try:
             if state is None or state.cursor is None:
                 return self._start()
-            cursor, posts, queued = wp_format(state.cursor), 0, 0
-            handled: set[tuple[int, str]] = set()
-            for post in self._changes(state):
-                posts += 1
-                if post.settled:  # else it may change again in that second: read it again
-                    handled.add((post.id, post.modified_gmt))
-                queued += isolated(self.site, post, partial(self._consider, post), 0)
-                if post.status != "future":  # a future post's modified_gmt is its future date
-                    cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
-            deletions_seen = self._follow_deletions(state)
+            # ``baseline``: posts of the overlap window already handled (or, after the first
+            # poll, the archive when we began): read again with the same modified time, they
+            # are skipped.
+            changes = self.source.changed(state.cursor, state.baseline)
+            reading = self._read_posts(self._changes(changes), state.cursor)
+            deletions_seen = self._follow_deletions(changes, state)
             # Asked of the bridge itself, once per poll that read posts (an idle poll stays
             # one request); a post whose lists were not read is no sign of a missing bridge.
-            bridge = self._bridge() if posts else None
+            bridge = self._bridge(reading.bridge) if reading.posts else None
         except SourceError as exc:
             log.error("site.unreadable", site=name, error=str(exc))
             self.store.record_poll(name, now, error=str(exc))
@@ -88,50 +96,65 @@ class SiteReading:
         if bridge is False and state.bridge is not False:
             log.warning("site.no_bridge", site=name, detail=NO_BRIDGE)
         # What was read in the window that the next poll reads again: it skips those.
-        window = wp_format(wp_time(cursor) - OVERLAP)
-        seen = sorted(key for key in baseline_of(state) | handled if key[1] >= window)
-        self.store.record_poll(name, now, cursor=wp_time(cursor), bridge=bridge,
-                               deletions_seen=None if deletions_seen is None
-                               else wp_time(deletions_seen),
-                               baseline=[(i, wp_time(modified)) for i, modified in seen])
-        log.info("site.read", site=name, posts=posts, queued=queued, cursor=cursor)
-        return SiteReport(name, posts=posts, queued=queued)
+        window = reading.cursor - OVERLAP
+        seen = sorted(key for key in state.baseline | reading.handled if key[1] >= window)
+        self.store.record_poll(name, now, cursor=reading.cursor, bridge=bridge,
+                               deletions_seen=deletions_seen, baseline=seen)
+        log.info("site.read", site=name, posts=reading.posts, queued=reading.queued,
+                 cursor=wp_text(reading.cursor))
+        return SiteReport(name, posts=reading.posts, queued=reading.queued)
+
+    def _read_posts(self, posts: Iterator[Post], cursor: datetime) -> Reading:
+        """Queues what each post owes, and moves the cursor over what was read."""
+        reading = Reading(cursor)
+        for post in posts:
+            reading.posts += 1
+            if post.bridge is not None:
+                reading.bridge = post.bridge
+            if post.settled and post.modified_gmt is not None:  # else it may change again
+                reading.handled.add((post.id, post.modified_gmt))  # in that second: read it
+            reading.queued += isolated(self.site, post, partial(self._consider, post), 0)
+            # A future post's modified_gmt is its future date.
+            if post.status != "future" and post.modified_gmt is not None:
+                reading.cursor = max(reading.cursor,
+                                     min(post.modified_gmt, whole_second(self.now)))
+        return reading
 
     def _start(self) -> SiteReport:
         """The first poll of a site: remember where "now" is, and the posts scheduled for
         later; notify nothing from the archive (that is backfill's job)."""
-        cursor = self.source.newest_modified() or wp_format(self.now)
-        # Later polls ask from a little before the cursor (wordpress.OVERLAP), so the posts of
+        cursor = self.source.newest_modified() or whole_second(self.now)
+        # Later polls ask from a little before the cursor (sources.OVERLAP), so the posts of
         # that window are remembered as archive, not news.
         baseline = [(p.id, p.modified_gmt) for p in self.source.changed(cursor)
-                    if p.status == "publish"]
+                    if p.status == "publish" and p.modified_gmt is not None]
         for post in self.source.scheduled():
             self._watch(post)
         # Deletions are asked for strictly after this mark, to the second: a post deleted later
         # in this very second would be missed, so the mark is the second before. (What was
         # deleted earlier in it has no sent Webmention to take back: nothing is resent.)
-        self.store.record_poll(self.site.name, self.now, cursor=wp_time(cursor),
-                               baseline=[(i, wp_time(modified)) for i, modified in baseline],
-                               deletions_seen=self.now - timedelta(seconds=1))
-        log.info("site.first_poll", site=self.site.name, cursor=cursor,
+        self.store.record_poll(self.site.name, self.now, cursor=cursor, baseline=baseline,
+                               deletions_seen=whole_second(self.now - timedelta(seconds=1)))
+        log.info("site.first_poll", site=self.site.name, cursor=wp_text(cursor),
                  detail="watching from now on; older posts are not notified")
         return SiteReport(self.site.name, first_poll=True)
 
-    def _changes(self, state: SiteState) -> Iterator[Post]:
+    def _changes(self, changes: Changes) -> Iterator[Post]:
         """Posts modified since the cursor, then watched scheduled posts whose time has come."""
-        # ``baseline``: posts of the overlap window already handled (or, after the first poll,
-        # the archive when we began): read again with the same modified time, they are skipped.
-        yield from self.source.changed(wp_format(state.cursor or self.now), baseline_of(state))
+        yield from changes
         if due := self.store.scheduled_due(self.site.name, self.now):
             found = self.source.posts(due)
             present = {p.id for p in found}
             self.store.unwatch(self.site.name, [i for i in due if i not in present])  # trashed
             yield from found
 
-    def _bridge(self) -> bool | None:
-        """Whether the site runs the bridge; None (the stored answer stays) when it cannot be
-        asked now: the posts are read and queued, so one more failing request must not fail
-        the poll and hold its cursor back."""
+    def _bridge(self, heard: bool | None) -> bool | None:
+        """Whether the site runs the bridge: as the posts read said (``heard``), else as the
+        source says when asked; None (the stored answer stays) when it cannot be asked now:
+        the posts are read and queued, so one more failing request must not fail the poll
+        and hold its cursor back."""
+        if heard is not None:
+            return heard
         try:
             return self.source.bridge()
         except SourceError as exc:
@@ -140,7 +163,7 @@ class SiteReading:
 
     def _watch(self, post: Post) -> None:
         if post.date_gmt:
-            self.store.watch(self.site.name, post.id, wp_time(post.date_gmt))
+            self.store.watch(self.site.name, post.id, post.date_gmt)
 
     def _consider(self, post: Post) -> int:
         """Queues what one post owes; returns how many notifications were new."""
@@ -149,8 +172,7 @@ class SiteReading:
             return 0
         self.store.unwatch(self.site.name, [post.id])
         self._follow_webmentions(post, self.source.info().home)
-        fresh = (post.date_gmt is not None
-                 and wp_time(post.date_gmt) >= self.now - ANNOUNCE_WINDOW)
+        fresh = post.date_gmt is not None and post.date_gmt >= self.now - ANNOUNCE_WINDOW
         recorded = self.recorder.record(self.recorder.plan(post, fresh), self.now)
         return sum(item.status == "pending" for item in recorded)
 
@@ -168,10 +190,14 @@ class SiteReading:
                                    self_pings=self.site.self_pings)) if public else set()
         self._resend_changed(post.id, links, public, post.status)
 
-    def _follow_deletions(self, state: SiteState) -> str | None:
+    def _follow_deletions(self, changes: Changes, state: SiteState) -> datetime | None:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
-        told, like a trashed post's. Returns the newest deletion handled."""
-        since = wp_format(state.deletions_seen or self.now - timedelta(seconds=1))
+        told, like a trashed post's. Returns the newest deletion handled. Asked only when
+        the poll's reading named a deletion after the mark (or could not say), so an idle
+        poll costs no request."""
+        since = state.deletions_seen or whole_second(self.now - timedelta(seconds=1))
+        if not changes.may_have_deleted(since):
+            return None
         newest: Deleted | None = None
         for gone in self.source.deletions(since):
             if gone.type in self.site.post_types:
@@ -181,7 +207,7 @@ class SiteReading:
         if newest is None:
             return None
         if not newest.settled:  # more may come in that second: ask from its start next time
-            return wp_format(wp_time(newest.deleted_gmt) - timedelta(seconds=1))
+            return newest.deleted_gmt - timedelta(seconds=1)
         return newest.deleted_gmt
 
     def _resend_changed(self, post_id: int, links: set[str], public: bool,
@@ -201,7 +227,3 @@ class SiteReading:
             log.info("webmention.resend", site=name, post=post_id, target=row.target,
                      reason=why)
 
-
-def baseline_of(state: SiteState) -> frozenset[tuple[int, str]]:
-    """The state's baseline in the sources' terms: (id, ``modified_gmt`` text)."""
-    return frozenset((post_id, wp_format(modified)) for post_id, modified in state.baseline)

@@ -19,8 +19,8 @@ from wpnotify import trackback
 from wpnotify.errors import WpnotifyError
 from wpnotify.plan import Known, Planned, plan
 from wpnotify.settings import SiteSettings
+from wpnotify.sources import Post, Source
 from wpnotify.state import State, Status
-from wpnotify.wordpress import Post, Source
 
 log = structlog.get_logger("wpnotify.recording")
 T = TypeVar("T")
