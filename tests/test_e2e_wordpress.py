@@ -278,7 +278,7 @@ def test_paging_through_a_big_site(sites: dict[str, devsite.Site], tmp_path: Pat
                                    httpserver: Any) -> None:
     """1,200 posts; 130 of them change at once; every one is read, in pages of 50."""
     from wpnotify.http import Http
-    from wpnotify.service import Service
+    from wpnotify.service import Service, make_sources
     from wpnotify.settings import load_settings
     from wpnotify.state.sqlite import SqliteState
 
@@ -306,7 +306,8 @@ def test_paging_through_a_big_site(sites: dict[str, devsite.Site], tmp_path: Pat
         settings = load_settings(write_config(tmp_path, [("big", source, source.app_password)]))
         http = Http(settings.http)
         store = SqliteState.open(settings.state_file)
-        service = Service(settings, store, http, per_page=50)
+        service = Service(settings, store, http,
+                          sources=make_sources(settings, http, per_page=50))
         assert service.poll().sites[0].first_poll
         # 130 posts change within the same couple of seconds, as a bulk edit does.
         source.php("""

@@ -101,7 +101,7 @@ def test_paging_and_no_bridge(sites: dict[str, devsite.Site], tmp_path: Path) ->
     """Thirteen posts change at once, read three at a time; a site without the bridge still
     gets its pingbacks sent."""
     from wpnotify.http import Http
-    from wpnotify.service import Service
+    from wpnotify.service import Service, make_sources
     from wpnotify.settings import load_settings
     from wpnotify.state.sqlite import SqliteState
 
@@ -110,7 +110,8 @@ def test_paging_and_no_bridge(sites: dict[str, devsite.Site], tmp_path: Path) ->
         assert isinstance(receiver, PingbackReceiver)
         settings = load_settings(xmlrpc_tool(tmp_path, "xrpaged", plain).config)
         store = SqliteState.open(settings.state_file)
-        service = Service(settings, store, Http(settings.http), per_page=3)
+        http = Http(settings.http)
+        service = Service(settings, store, http, sources=make_sources(settings, http, per_page=3))
         assert service.poll().sites[0].first_poll
         targets = [receiver.url(f"/t/page-{i}") for i in range(13)]
         for i, url in enumerate(targets):

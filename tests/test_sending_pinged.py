@@ -5,6 +5,7 @@ survives a restart; nothing is dropped."""
 from __future__ import annotations
 
 import xmlrpc.client
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,13 @@ class FlakyBridge(OnePostSite):
         self.calls = 0
         self.told: dict[int, list[str]] = {}
 
-    def record_pinged_many(self, posts: dict[int, list[str]]) -> None:
+    def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         self._tell(posts)
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         self._tell({post_id: urls})
 
-    def _tell(self, posts: dict[int, list[str]]) -> None:
+    def _tell(self, posts: Mapping[int, list[str]]) -> None:
         self.calls += 1
         if self.calls <= self.failures:
             raise SourceError("cannot reach https://s.example: connection refused")
@@ -66,8 +67,7 @@ def pingable(server: HTTPServer, path: str) -> str:
 
 def sender(path: Path, bridge: FlakyBridge) -> tuple[Sender, SqliteState]:
     store = SqliteState.open(path)
-    return Sender(SETTINGS, store, Http(SETTINGS.http), {"s": bridge},  # type: ignore[dict-item]
-                  lambda: NOW), store
+    return Sender(SETTINGS, store, Http(SETTINGS.http), {"s": bridge}, lambda: NOW), store
 
 
 def test_sent_links_reach_wordpress_after_a_failed_write_back_and_a_restart(
@@ -112,9 +112,8 @@ def test_an_already_pinged_trackback_leaves_to_ping_even_if_wordpress_was_down(
     path = tmp_path / "state.sqlite3"
     SqliteState.open(path).record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
     for _ in range(2):  # two polls, each a new process
-        service = Service(SETTINGS, SqliteState.open(path), Http(SETTINGS.http), clock=lambda: NOW)
-        service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
-        service.sender.sources = service.sources
+        service = Service(SETTINGS, SqliteState.open(path), Http(SETTINGS.http),
+                          sources={"s": bridge}, clock=lambda: NOW)
         report: Any = service.poll()
         assert report.ok
         service.store.close()
@@ -165,9 +164,8 @@ def test_a_trackback_skipped_for_another_reason_stays_queued_in_wordpress(
     bridge = RefusingBridge(failures=0)
     path = tmp_path / "state.sqlite3"
     SqliteState.open(path).record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
-    service = Service(settings, SqliteState.open(path), Http(settings.http), clock=lambda: NOW)
-    service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
-    service.sender.sources = service.sources
+    service = Service(settings, SqliteState.open(path), Http(settings.http),
+                      sources={"s": bridge}, clock=lambda: NOW)
     assert service.poll().ok
     rows = {row.target: row for row in service.store.history()}
     assert {row.error_code for row in rows.values()} == {"host-refused", "bad-url"}, rows

@@ -3,7 +3,7 @@ checked, a dry-run backfill, and telling WordPress only about the sites a cycle 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,19 +56,19 @@ class Blog(OnePostSite):
         return Changes(())  # nothing new: only the backfill reads its post
 
 
-def service(tmp_path: Path, *names: str) -> tuple[Service, dict[str, Blog]]:
+def service(tmp_path: Path, *names: str, blog: type[Blog] | None = None,
+            stopping: Callable[[], bool] = lambda: False) -> tuple[Service, dict[str, Blog]]:
+    """Sites with one post each, whose outboxes hold one link; ``blog``: what they are."""
     settings = Settings(sites=tuple(SiteSettings(name=n, url=f"https://{n}.example",
                                                  username="u", password="p") for n in names),
                         http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
     store = SqliteState.open(tmp_path / "state.sqlite3")
-    blogs = {n: Blog() for n in names}
+    blogs = {n: (blog or Blog)() for n in names}
     for name in names:
         store.record_poll(name, NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
         store.queue_pinged(name, 3, [f"https://{name}-target.example/"], NOW)
-    made = Service(settings, store, Http(settings.http), clock=lambda: NOW)
-    made.sources.update(blogs)  # type: ignore[arg-type]  # what a backfill asks
-    made.sender.sources = made.sources
-    return made, blogs
+    return Service(settings, store, Http(settings.http), sources=blogs, clock=lambda: NOW,
+                   stopping=stopping), blogs
 
 
 def test_a_dry_run_backfill_does_not_tell_wordpress_anything(tmp_path: Path) -> None:
@@ -110,8 +110,7 @@ class FailingBridge(Blog):
 
 def test_a_failing_bridge_question_does_not_fail_the_poll(tmp_path: Path) -> None:
     """The posts were read and queued: the cursor moves on, the stored answer stays."""
-    made, _ = service(tmp_path, "a")
-    made.sources["a"] = FailingBridge()  # type: ignore[assignment]
+    made, _ = service(tmp_path, "a", blog=FailingBridge)
     report = made.poll()
     assert report.ok, report
     state = made.store.site("a")
@@ -124,11 +123,10 @@ def test_a_shutdown_tells_wordpress_one_batch_at_most(tmp_path: Path) -> None:
     unit's stop timeout): one batch goes, the rest waits in the outbox for the next run."""
     from wpnotify.sender import PINGED_BATCH
 
-    made, blogs = service(tmp_path, "a")
+    made, blogs = service(tmp_path, "a", stopping=lambda: True)
     with made.store.atomic():
         for i in range(PINGED_BATCH * 3):
             made.store.queue_pinged("a", 100 + i, [f"https://t.example/{i}"], NOW)
-    made.sender.stopping = lambda: True
-    made.sender.deliver(["a"])
+    made.send_due(["a"])
     assert len(blogs["a"].told) == 1
     assert made.store.pinged_waiting("a", 10)  # the rest is kept

@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 from wpnotify.daemon import Daemon
 from wpnotify.errors import SourceError
 from wpnotify.http import Http
-from wpnotify.service import Service
+from wpnotify.service import Service, make_sources
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.sources import Source, make_source
 from wpnotify.state.sqlite import SqliteState
@@ -392,7 +392,8 @@ def test_a_poll_of_a_site_with_a_post_without_an_id_fails_that_site_only(
     http = Http(settings.http)
     try:
         store.record_poll("x", datetime.now(UTC), cursor=SINCE)
-        report = Service(settings, store, http).read(settings.sites[0])
+        report = Service(settings, store, http, sources=make_sources(settings, http)
+                         ).read(settings.sites[0])
         assert report.error is not None and "returned a post without an id" in report.error
     finally:
         store.close()

@@ -125,9 +125,8 @@ def poll_service(path: Path, store_class: type[SqliteState] = SqliteState) -> Se
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),))
     store = store_class.open(path)
-    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
-    service.sources["s"] = OnePost()  # type: ignore[assignment]  # only what read() asks
-    return service
+    return Service(settings, store, Http(settings.http), sources={"s": OnePost()},
+                   clock=lambda: NOW)
 
 
 def test_two_polls_of_one_post_record_and_report_it_once(tmp_path: Path) -> None:

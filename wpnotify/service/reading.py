@@ -1,0 +1,229 @@
+"""Reading one site in a cycle: what changed since the cursor, and what the poll remembers
+for the next one.
+
+Which posts count (PROTOCOLS.md §5): published posts of the configured types. A scheduled post
+is watched while ``future`` and handled when WordPress publishes it (its ``modified_gmt`` does
+not move then, so the modified cursor alone would miss it). Drafts, pending and private posts are
+never asked for; password-protected posts are never notified from, since their text would leak.
+A post that left the public, or a link that left a post, sends its Webmention again (§3.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import partial
+
+import structlog
+
+from wpnotify import webmention
+from wpnotify.discovery import extract_links, select_targets
+from wpnotify.errors import SourceError
+from wpnotify.linkpayload import LinkPayload
+from wpnotify.service.recording import Recorder, isolated
+from wpnotify.settings import SiteSettings
+from wpnotify.sources import OVERLAP, Changes, Deleted, Post, Source
+from wpnotify.state import SiteState, State, Status
+from wpnotify.times import whole_second, wp_text
+
+log = structlog.get_logger("wpnotify.reading")
+# A post dated within this window is a fresh publish, announced to update services; an older
+# one seen again (edited, backfilled) is not. Generous, for a daemon that was down a while.
+ANNOUNCE_WINDOW = timedelta(days=1)
+NO_BRIDGE = ("the wpnotify bridge is not installed, so trackbacks queued in \"Send trackbacks "
+             "to\" cannot be read and are not sent (pingbacks are); install "
+             "wordpress/wpnotify-bridge.php as a must-use plugin, see README \"The bridge\"")
+
+
+@dataclass(frozen=True)
+class SiteReport:
+    """How reading one site went."""
+
+    site: str
+    error: str | None = None
+    posts: int = 0
+    queued: int = 0
+    first_poll: bool = False
+
+
+@dataclass
+class Reading:
+    """What one poll's reading of posts came to."""
+
+    cursor: datetime
+    posts: int = 0
+    queued: int = 0
+    handled: set[tuple[int, datetime]] = field(default_factory=set)
+    bridge: bool | None = None  # what the last post that could tell said (Post.bridge)
+
+
+def read_site(store: State, site: SiteSettings, source: Source, now: datetime) -> SiteReport:
+    """Reads one site's changes and queues their notifications; never raises SourceError."""
+    return SiteReading(store, site, source, now).read()
+
+
+class SiteReading:
+    """One read of one site, at ``now``: the posts, the deletions and the bridge check."""
+
+    def __init__(self, store: State, site: SiteSettings, source: Source,
+                 now: datetime) -> None:
+        self.store = store
+        self.site = site
+        self.source = source
+        self.now = now
+        self.recorder = Recorder(store, site, source)
+
+    def read(self) -> SiteReport:
+        name, now = self.site.name, self.now
+        state = self.store.site(name)
+        try:
+            if state is None or state.cursor is None:
+                return self._start()
+            # ``baseline``: posts of the overlap window already handled (or, after the first
+            # poll, the archive when we began): read again with the same modified time, they
+            # are skipped.
+            changes = self.source.changed(state.cursor, state.baseline)
+            reading = self._read_posts(self._changes(changes), state.cursor)
+            deletions_seen = self._follow_deletions(changes, state)
+            # Asked of the bridge itself, once per poll that read posts (an idle poll stays
+            # one request); a post whose lists were not read is no sign of a missing bridge.
+            bridge = self._bridge(reading.bridge) if reading.posts else None
+        except SourceError as exc:
+            log.error("site.unreadable", site=name, error=str(exc))
+            self.store.record_poll(name, now, error=str(exc))
+            return SiteReport(name, error=str(exc))
+        if bridge is False and state.bridge is not False:
+            log.warning("site.no_bridge", site=name, detail=NO_BRIDGE)
+        # What was read in the window that the next poll reads again: it skips those.
+        window = reading.cursor - OVERLAP
+        seen = sorted(key for key in state.baseline | reading.handled if key[1] >= window)
+        self.store.record_poll(name, now, cursor=reading.cursor, bridge=bridge,
+                               deletions_seen=deletions_seen, baseline=seen)
+        log.info("site.read", site=name, posts=reading.posts, queued=reading.queued,
+                 cursor=wp_text(reading.cursor))
+        return SiteReport(name, posts=reading.posts, queued=reading.queued)
+
+    def _read_posts(self, posts: Iterator[Post], cursor: datetime) -> Reading:
+        """Queues what each post owes, and moves the cursor over what was read."""
+        reading = Reading(cursor)
+        for post in posts:
+            reading.posts += 1
+            if post.bridge is not None:
+                reading.bridge = post.bridge
+            if post.settled and post.modified_gmt is not None:  # else it may change again
+                reading.handled.add((post.id, post.modified_gmt))  # in that second: read it
+            reading.queued += isolated(self.site, post, partial(self._consider, post), 0)
+            # A future post's modified_gmt is its future date.
+            if post.status != "future" and post.modified_gmt is not None:
+                reading.cursor = max(reading.cursor,
+                                     min(post.modified_gmt, whole_second(self.now)))
+        return reading
+
+    def _start(self) -> SiteReport:
+        """The first poll of a site: remember where "now" is, and the posts scheduled for
+        later; notify nothing from the archive (that is backfill's job)."""
+        cursor = self.source.newest_modified() or whole_second(self.now)
+        # Later polls ask from a little before the cursor (sources.OVERLAP), so the posts of
+        # that window are remembered as archive, not news.
+        baseline = [(p.id, p.modified_gmt) for p in self.source.changed(cursor)
+                    if p.status == "publish" and p.modified_gmt is not None]
+        for post in self.source.scheduled():
+            self._watch(post)
+        # Deletions are asked for strictly after this mark, to the second: a post deleted later
+        # in this very second would be missed, so the mark is the second before. (What was
+        # deleted earlier in it has no sent Webmention to take back: nothing is resent.)
+        self.store.record_poll(self.site.name, self.now, cursor=cursor, baseline=baseline,
+                               deletions_seen=whole_second(self.now - timedelta(seconds=1)))
+        log.info("site.first_poll", site=self.site.name, cursor=wp_text(cursor),
+                 detail="watching from now on; older posts are not notified")
+        return SiteReport(self.site.name, first_poll=True)
+
+    def _changes(self, changes: Changes) -> Iterator[Post]:
+        """Posts modified since the cursor, then watched scheduled posts whose time has come."""
+        yield from changes
+        if due := self.store.scheduled_due(self.site.name, self.now):
+            found = self.source.posts(due)
+            present = {p.id for p in found}
+            self.store.unwatch(self.site.name, [i for i in due if i not in present])  # trashed
+            yield from found
+
+    def _bridge(self, heard: bool | None) -> bool | None:
+        """Whether the site runs the bridge: as the posts read said (``heard``), else as the
+        source says when asked; None (the stored answer stays) when it cannot be asked now:
+        the posts are read and queued, so one more failing request must not fail the poll
+        and hold its cursor back."""
+        if heard is not None:
+            return heard
+        try:
+            return self.source.bridge()
+        except SourceError as exc:
+            log.warning("site.bridge_unknown", site=self.site.name, error=str(exc))
+            return None
+
+    def _watch(self, post: Post) -> None:
+        if post.date_gmt:
+            self.store.watch(self.site.name, post.id, post.date_gmt)
+
+    def _consider(self, post: Post) -> int:
+        """Queues what one post owes; returns how many notifications were new."""
+        if post.status == "future":
+            self._watch(post)
+            return 0
+        self.store.unwatch(self.site.name, [post.id])
+        self._follow_webmentions(post, self.source.info().home)
+        fresh = post.date_gmt is not None and post.date_gmt >= self.now - ANNOUNCE_WINDOW
+        recorded = self.recorder.record(self.recorder.plan(post, fresh), self.now)
+        return sum(item.status == "pending" for item in recorded)
+
+    # --- Webmention's update and delete rules ---------------------------------------------
+
+    def _follow_webmentions(self, post: Post, home: str) -> None:
+        """Webmention's update and delete rules (PROTOCOLS.md §3.3): a target whose link left
+        the post, or every target of a post that is no longer public, is sent the Webmention
+        again, once, so the receiver re-checks the source (and finds the link, or the post,
+        gone); a link that comes back, or a post public again, likewise. Pingbacks and
+        trackbacks have no such rules and are never sent again."""
+        public = post.status == "publish" and not post.protected
+        links = set(select_targets(extract_links(post.content_html, post.link),
+                                   permalink=post.link, home=home,
+                                   self_pings=self.site.self_pings)) if public else set()
+        self._resend_changed(post.id, links, public, post.status)
+
+    def _follow_deletions(self, changes: Changes, state: SiteState) -> datetime | None:
+        """Posts deleted for good (the bridge remembers them): their Webmention targets are
+        told, like a trashed post's. Returns the newest deletion handled. Asked only when
+        the poll's reading named a deletion after the mark (or could not say), so an idle
+        poll costs no request."""
+        since = state.deletions_seen or whole_second(self.now - timedelta(seconds=1))
+        if not changes.may_have_deleted(since):
+            return None
+        newest: Deleted | None = None
+        for gone in self.source.deletions(since):
+            if gone.type in self.site.post_types:
+                self._resend_changed(gone.id, set(), False, "deleted")
+            if newest is None or gone.deleted_gmt > newest.deleted_gmt:
+                newest = gone
+        if newest is None:
+            return None
+        if not newest.settled:  # more may come in that second: ask from its start next time
+            return newest.deleted_gmt - timedelta(seconds=1)
+        return newest.deleted_gmt
+
+    def _resend_changed(self, post_id: int, links: set[str], public: bool,
+                        status: str) -> None:
+        name = self.site.name
+        for row in self.store.history(site=name, post_id=post_id, kind=webmention.KIND,
+                                      status=Status.SENT, limit=100_000):
+            payload = LinkPayload.from_dict(row.payload)
+            gone = row.target not in links
+            if gone == bool(payload.gone):
+                continue
+            why = ("the link is back in the post" if not gone else
+                   "the link was removed from the post" if public else
+                   f"the post is no longer public ({status})")
+            self.store.resend(row.id, self.now,
+                              replace(payload, gone=gone, resend=why).to_dict())
+            log.info("webmention.resend", site=name, post=post_id, target=row.target,
+                     reason=why)
+
