@@ -17,8 +17,15 @@ from wpnotify.logs import UNSAFE, printable
 from wpnotify.urls import redact
 
 if TYPE_CHECKING:
-    from wpnotify.service import CheckReport, PollReport, SiteStatus
-    from wpnotify.state import Notification
+    from wpnotify.service import (
+        Backfill,
+        CheckReport,
+        Notification,
+        Planned,
+        PollReport,
+        Post,
+        SiteStatus,
+    )
 
 HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
                   "endpoint", "error", "error_code", "response", "created_at", "updated_at",
@@ -46,6 +53,20 @@ def poll(report: PollReport) -> list[Line]:
     lines.append((f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
                   f"waiting to retry {d.retrying}", False))
     return lines
+
+
+def planned(post: Post, item: Planned) -> str:
+    """A dry run's line for one notification a post would send (or skip, and why)."""
+    note = f" (skipped: {item.error})" if item.status == "skipped" else ""
+    return printable(f"post {post.id}: {item.shown_kind()} {redact(item.target)}{note}")
+
+
+def backfill(site: str, result: Backfill, dry_run: bool) -> str:
+    verb = "would be sent" if dry_run else "queued"
+    d = result.delivery
+    return (f"backfill {site}: {result.planned} notification(s) {verb}"
+            + ("" if dry_run else f"; sent {d.sent}, skipped {d.skipped}, "
+               f"failed {d.failed}, waiting to retry {d.retrying}"))
 
 
 def status_json(sites: list[SiteStatus]) -> str:
@@ -113,7 +134,7 @@ def history_table(rows: list[Notification]) -> list[str]:
     table = [header] + [
         tuple(printable(text) for text in (
             row.as_dict()["created_at"][:19].replace("T", " "), row.site, str(row.post_id),
-            row.kind, row.status, str(row.attempts), clip(redact(row.target), 60),
+            row.kind, row.status.value, str(row.attempts), clip(redact(row.target), 60),
             clip(row.error or row.response or "", 70)))
         for row in rows
     ]

@@ -1,37 +1,104 @@
-"""The library's front door: one cycle of wpnotify's main job (read what changed on each site,
-queue what it owes, send what is due), backfill, and sending what is due. The daemon and the
-CLI call ``Service``; it composes the parts (``reading``, ``recording``, ``backfilling``, the
-sender) over the sources, the state and the HTTP client it is given.
+"""The library's front door. The CLI and the daemon call ``Service`` (through ``open_service``)
+and nothing else: one cycle of wpnotify's main job (read what changed on each site, queue what
+it owes, send what is due), backfill, sending what is due, and the read-only questions
+(history, status), each returning plain data for the renderers.
+
+``Service`` composes the parts (``reading``, ``recording``, ``backfilling``, the sending
+dispatcher, ``reports``) over the state, the sources and the HTTP seam it is given. It imports
+them where they are first used: `history` and `status` must start fast on a big state file,
+and they need the state and the settings only.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from wpnotify.http import Http
-from wpnotify.plan import Known, Planned
-from wpnotify.sender import Sender, Tally
-from wpnotify.service.backfilling import Backfill, Backfiller, OnPage, OnPlanned
-from wpnotify.service.reading import SiteReport, read_site
-from wpnotify.service.recording import Recorder
+from wpnotify.errors import WpnotifyError
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.sources import Post, Source, make_source
-from wpnotify.state import State
+from wpnotify.state import Notification, State, Status, open_state
 
-__all__ = ["Backfill", "PollReport", "Service", "SiteReport", "make_sources", "utcnow"]
+if TYPE_CHECKING:  # for the annotations; the renderers take these names from here too
+    from wpnotify.http import Http
+    from wpnotify.plan import Known, Planned
+    from wpnotify.sending.backlog import Tally
+    from wpnotify.sending.dispatch import Dispatcher
+    from wpnotify.service.backfilling import Backfill, OnPage, OnPlanned
+    from wpnotify.service.reading import SiteReport
+    from wpnotify.service.reports import CheckReport, SiteStatus
+    from wpnotify.sources import Post, Source
+
+__all__ = ["Backfill", "CheckReport", "Notification", "Planned", "PollReport", "Post",
+           "Service", "SiteReport", "SiteStatus", "Tally", "check", "kind_names",
+           "make_sources", "open_service", "status_names", "utcnow"]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def kind_names() -> Sequence[str]:
+    """The kinds of notification, as `history --kind` takes them (the registry's order)."""
+    from wpnotify import kinds
+
+    return kinds.names()
+
+
+def status_names() -> Sequence[str]:
+    return [status.value for status in Status]
+
+
 def make_sources(settings: Settings, http: Http, per_page: int = 100) -> dict[str, Source]:
     """Each configured site's source, by site name, over its ``api``. ``per_page`` is
     WordPress's maximum, 100, unless a test lowers it."""
+    from wpnotify.sources import make_source
+
     return {site.name: make_source(http, site, per_page) for site in settings.sites}
+
+
+def client(settings: Settings) -> Http:
+    """The HTTP seam: the configured sites' own origins are trusted even on a loopback or
+    private address; every other address meets the guard as configured."""
+    from wpnotify.http import Http
+
+    return Http(settings.http, trusted_origins=[site.url for site in settings.sites])
+
+
+@contextmanager
+def open_service(settings: Settings, *, network: bool = True) -> Iterator[Service]:
+    """The service on the configured state file, closed again on leaving. ``network``: with
+    the HTTP seam and the sites' sources (for poll, backfill, the daemon); without, for the
+    commands that only read or write the state (history, status, retry)."""
+    state = open_state(settings.state_file)
+    try:
+        if not network:
+            yield Service(settings, state)
+            return
+        http = client(settings)
+        try:
+            yield Service(settings, state, http, sources=make_sources(settings, http))
+        finally:
+            http.close()
+    finally:
+        state.close()
+
+
+def check(settings: Settings) -> CheckReport:
+    """Validates what can be validated without sending anything: the configuration, the
+    state file (it may be the problem, so it is not opened first), and each site."""
+    from wpnotify.service import reports
+
+    http = client(settings)
+    try:
+        return reports.check(settings, lambda: open_state(settings.state_file),
+                             make_sources(settings, http))
+    finally:
+        http.close()
 
 
 @dataclass(frozen=True)
@@ -45,21 +112,45 @@ class PollReport:
 
 
 class Service:
-    """Reads sites and sends their notifications, on one store and one HTTP client.
+    """Reads sites and sends their notifications, on one state and one HTTP seam.
 
     ``sources``: one per configured site, by name (``make_sources`` builds them); a test
-    passes stand-ins. ``sleep`` and ``stopping`` let a daemon cut waits short on shutdown."""
+    passes stand-ins. Without ``http`` and ``sources`` it answers only what the state knows.
+    ``stop()`` (a daemon's shutdown) cuts waits short and starts no new send; ``sleep`` and
+    ``stopping`` replace that for a test."""
 
-    def __init__(self, settings: Settings, store: State, http: Http, *,
-                 sources: Mapping[str, Source],
+    def __init__(self, settings: Settings, store: State, http: Http | None = None, *,
+                 sources: Mapping[str, Source] | None = None,
                  clock: Callable[[], datetime] = utcnow,
-                 sleep: Callable[[float], None] = time.sleep,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 sleep: Callable[[float], object] | None = None,
+                 stopping: Callable[[], bool] | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.http = http
+        self.sources: Mapping[str, Source] = sources or {}
         self.clock = clock
-        self.sources = sources
-        self.sender = Sender(settings, store, http, sources, clock, sleep, stopping)
+        self.stop_event = threading.Event()
+        self.sleep = sleep or self.stop_event.wait
+        self.stopping = stopping or self.stop_event.is_set
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    @cached_property
+    def sender(self) -> Dispatcher:
+        """The sending dispatcher, made on first use (a read-only command never needs it)."""
+        from wpnotify.sending.dispatch import Dispatcher
+
+        if self.http is None:
+            raise WpnotifyError("internal: this service was opened without the network")
+        return Dispatcher(self.settings, self.store, self.http, self.sources, self.clock,
+                          self.sleep, self.stopping)
+
+    def require_writable(self) -> None:
+        """Raises StateError when the state was opened read-only (before a command writes)."""
+        self.store.require_writable()
+
+    # --- the main job ----------------------------------------------------------------------
 
     def poll(self) -> PollReport:
         """One full cycle for every configured site."""
@@ -70,6 +161,8 @@ class Service:
 
     def read(self, site: SiteSettings) -> SiteReport:
         """Reads one site's changes and queues their notifications; never raises SourceError."""
+        from wpnotify.service.reading import read_site
+
         return read_site(self.store, site, self.sources[site.name], self.clock())
 
     def send_due(self, sites: list[str] | None = None) -> Tally:
@@ -82,6 +175,8 @@ class Service:
         """What a post owes beyond what the state holds (``known``: the targets it holds per
         kind); nothing unless published and open. ``announce``: also ping the update
         services (a fresh publish)."""
+        from wpnotify.service.recording import Recorder
+
         return Recorder(self.store, site, source).owed(post, announce, known)
 
     def backfill(self, site: SiteSettings, since: datetime, until: datetime | None,
@@ -91,10 +186,39 @@ class Service:
         """Sends what older published posts owe, page by page (memory stays flat), under the
         same rules and state as polling. ``dry_run`` sends and records nothing; each planned
         notification is handed to ``on_planned`` either way."""
-        backfiller = Backfiller(self.store, self.sender, site, self.sources[site.name],
-                                self.clock, on_page, on_planned)
+        from wpnotify.service.backfilling import Backfiller
+
+        backfiller = Backfiller(self.store, site, self.sources[site.name], self.clock,
+                                on_page, on_planned)
         if dry_run:  # outside a sending cycle: no request to a receiver, nor to WordPress
             return backfiller.preview(since, until, post_ids)
         self.store.require_writable()
         with self.sender.cycle():  # one discovery cache for the whole archive
-            return backfiller.run(since, until, post_ids)
+            return backfiller.run(self.sender, since, until, post_ids)
+
+    # --- what the state knows --------------------------------------------------------------
+
+    def history(self, *, site: str | None = None, post_id: int | None = None,
+                kind: str | None = None, status: str | None = None,
+                limit: int = 50) -> list[Notification]:
+        """Notifications, newest first, optionally filtered; a site name that is not in the
+        configuration is an error (a typo), not an empty list."""
+        if site is not None:
+            self.settings.site(site)
+        return self.store.history(site=site, post_id=post_id, kind=kind,
+                                  status=None if status is None else Status(status),
+                                  limit=limit)
+
+    def requeue(self, *, ids: list[int], site: str | None = None,
+                since: datetime | None = None) -> int:
+        """Failed notifications back in the queue with a fresh retry budget: by ID, or all
+        failed ones (of a site, since a time)."""
+        if site is not None:
+            self.settings.site(site)
+        return self.store.requeue(ids=ids, site=site, since=since)
+
+    def status(self) -> list[SiteStatus]:
+        """Per configured site: last polls, cursor, bridge, counts, next retry."""
+        from wpnotify.service import reports
+
+        return reports.status(self.settings, self.store)

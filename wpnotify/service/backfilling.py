@@ -42,11 +42,10 @@ class Backfiller:
     and ``until``), and who hears of the progress (``on_page``) and of each planned
     notification (``on_planned``, dry run or not)."""
 
-    def __init__(self, store: State, sender: Sender, site: SiteSettings, source: Source,
+    def __init__(self, store: State, site: SiteSettings, source: Source,
                  clock: Callable[[], datetime], on_page: OnPage,
                  on_planned: OnPlanned) -> None:
         self.store = store
-        self.sender = sender
         self.site = site
         self.source = source
         self.clock = clock
@@ -71,8 +70,9 @@ class Backfiller:
             self.on_page(done, total)
         return result
 
-    def run(self, since: datetime, until: datetime | None, post_ids: list[int]) -> Backfill:
-        """Records and sends, inside the caller's sending cycle (one discovery cache for the
+    def run(self, sender: Sender, since: datetime, until: datetime | None,
+            post_ids: list[int]) -> Backfill:
+        """Records and sends with ``sender``, inside the caller's sending cycle (one discovery cache for the
         whole archive). A failure of the reader thread is raised again here."""
         result = Backfill()
         pages = self._pages(since, until, post_ids)
@@ -96,7 +96,7 @@ class Backfiller:
         reader = threading.Thread(target=read, name="wpnotify-backfill-reader", daemon=True)
         reader.start()
         try:
-            tally = self.sender.deliver([self.site.name], set(), feed=feed)
+            tally = sender.deliver([self.site.name], set(), feed=feed)
         finally:
             feed.cancel()
             reader.join()
