@@ -15,7 +15,7 @@ from standins import OnePostSite
 
 from wpnotify.errors import SourceError
 from wpnotify.http import Http
-from wpnotify.sender import Sender
+from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.store import Store
@@ -63,9 +63,9 @@ def pingable(server: HTTPServer, path: str) -> str:
     return server.url_for(path)
 
 
-def sender(path: Path, bridge: FlakyBridge) -> tuple[Sender, Store]:
+def sender(path: Path, bridge: FlakyBridge) -> tuple[Dispatcher, Store]:
     store = Store.open(path)
-    return Sender(SETTINGS, store, Http(SETTINGS.http), {"s": bridge},  # type: ignore[dict-item]
+    return Dispatcher(SETTINGS, store, Http(SETTINGS.http), {"s": bridge},  # type: ignore[dict-item]
                   lambda: NOW), store
 
 
@@ -113,7 +113,7 @@ def test_an_already_pinged_trackback_leaves_to_ping_even_if_wordpress_was_down(
     for _ in range(2):  # two polls, each a new process
         service = Service(SETTINGS, Store.open(path), Http(SETTINGS.http), clock=lambda: NOW)
         service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
-        service.sender.sources = service.sources
+        service.sender.mirror.sources = service.sources
         report: Any = service.poll()
         assert report.ok
         service.store.close()
@@ -125,7 +125,7 @@ def test_an_already_pinged_trackback_leaves_to_ping_even_if_wordpress_was_down(
 def test_a_long_backlog_goes_over_several_cycles_in_batches(tmp_path: Path) -> None:
     """A bridge installed after months: 50 links a request, 20 requests a flush at most, so
     one cycle's end is not held by thousands of requests; the rest goes next time."""
-    from wpnotify.sender import PINGED_BATCH, PINGED_BATCHES
+    from wpnotify.sending.pinged import PINGED_BATCH, PINGED_BATCHES
 
     bridge = FlakyBridge(failures=0)
     quiet, store = sender(tmp_path / "state.sqlite3", bridge)
@@ -166,7 +166,7 @@ def test_a_trackback_skipped_for_another_reason_stays_queued_in_wordpress(
     Store.open(path).record_poll("s", NOW, cursor="2026-11-26T12:00:00", bridge=True)
     service = Service(settings, Store.open(path), Http(settings.http), clock=lambda: NOW)
     service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
-    service.sender.sources = service.sources
+    service.sender.mirror.sources = service.sources
     assert service.poll().ok
     rows = {row.target: row for row in service.store.history()}
     assert {row.error_code for row in rows.values()} == {"host-refused", "bad-url"}, rows

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import structlog
 
-from wpnotify import __version__, logs, report
+from wpnotify import __version__, logs, report, sending
 from wpnotify.errors import WpnotifyError
 from wpnotify.http import Http
 from wpnotify.logs import printable
@@ -362,6 +362,7 @@ RENDERERS: dict[str, Callable[[list[Notification]], None]] = {
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become messages and exit codes."""
+    sending.tune()
     try:
         code = cli.main(args=argv, prog_name="wpnotify", standalone_mode=False)
     except WpnotifyError as exc:

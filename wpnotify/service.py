@@ -24,7 +24,8 @@ from wpnotify.discovery import extract_links, select_targets
 from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.plan import Known, Planned, plan
-from wpnotify.sender import Feed, Sender, Tally
+from wpnotify.sending.backlog import Feed, Tally
+from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.store import SiteState, Store, iso
 from wpnotify.wordpress import (
@@ -84,7 +85,7 @@ class Service:
         self.clock = clock
         self.sources = {site.name: make_source(http, site, per_page)
                         for site in settings.sites}
-        self.sender = Sender(settings, store, http, self.sources, clock, sleep, stopping)
+        self.sender = Dispatcher(settings, store, http, self.sources, clock, sleep, stopping)
 
     def poll(self) -> PollReport:
         """One full cycle for every configured site."""
