@@ -12,7 +12,6 @@ from wpnotify import weblogupdates
 from wpnotify.attempt import Result
 from wpnotify.errors import SendError
 from wpnotify.sending.decide import (
-    HostState,
     Outcome,
     Rules,
     decide,
@@ -20,7 +19,7 @@ from wpnotify.sending.decide import (
     pace_key,
     plain,
 )
-from wpnotify.store import Notification
+from wpnotify.state import HostState, Notification, Status
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 RULES = Rules(delays=(1.0, 60.0, 300.0), wordpress_interval=15.0, jitter=lambda: 1.0)
@@ -36,9 +35,9 @@ def note(kind: str = "pingback", target: str = TARGET, attempts: int = 0,
          error_code: str | None = None, payload: dict[str, Any] | None = None
          ) -> Notification:
     return Notification(id=1, site="s", post_id=7, kind=kind, target=target,
-                        source="https://s.example/7/", status="sending", attempts=attempts,
+                        source="https://s.example/7/", status=Status.SENDING, attempts=attempts,
                         endpoint=None, error=None, error_code=error_code, response=None,
-                        payload=payload or {}, created_at="", updated_at="", sent_at=None,
+                        payload=payload or {}, created_at=NOW, updated_at=NOW, sent_at=None,
                         next_attempt_at=None)
 
 
@@ -79,8 +78,8 @@ def seen(outcome: Outcome) -> dict[str, Any]:
 DEFAULT = {"kind": "pingback", "endpoint": PLAIN_RPC, "response": None, "code": None,
            "again": None, "holds": [], "busy": False, "brief": False, "covers": None,
            "put_off": False, "mirror": False}
-UNKNOWN: HostState = (False, None)
-WORDPRESS: HostState = (True, None)
+UNKNOWN = HostState()
+WORDPRESS = HostState(wordpress=True)
 
 ROWS = [
     # (name, notification, result, host state, fallback kind taken, expected beyond DEFAULT)

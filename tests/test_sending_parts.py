@@ -13,7 +13,7 @@ from test_sender import make_world
 
 from wpnotify import cli, sending
 from wpnotify.sending.pinged import PINGED_BATCH, PingedMirror
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -58,7 +58,7 @@ class Bridge:
 def test_the_mirror_tells_wordpress_every_batch_and_at_the_cycle_end(tmp_path: Path) -> None:
     """A batch of sent links is told without waiting for the cycle's end; the rest at its
     end; sites not delivered in the cycle are left to whoever delivers them."""
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     bridges = {"s": Bridge(), "other": Bridge()}
     store.queue_pinged("other", 1, ["https://o.example/"], NOW)
     mirror = PingedMirror(store, bridges)  # type: ignore[arg-type]  # only what it asks

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from wpnotify.attempt import host_of
-from wpnotify.sending.decide import HostState, pace_key, paced_apart
-from wpnotify.store import Notification, parse_iso
+from wpnotify.sending.decide import pace_key, paced_apart
+from wpnotify.state import HostState, Notification
 
 
 @dataclass
@@ -138,9 +138,9 @@ class Backlog:
 
 def ready_at(n: Notification, now: datetime, hosts: Mapping[str, HostState]) -> datetime:
     """When ``n`` may go: its own retry time, its host's hold and its service's pacing."""
-    ready = parse_iso(n.next_attempt_at) if n.next_attempt_at else now
+    ready = n.next_attempt_at or now
     for key in {host_of(n.target), pace_key(n)}:
         held = hosts.get(key)
-        if held is not None and held[1] is not None:
-            ready = max(ready, parse_iso(held[1]))
+        if held is not None and held.not_before is not None:
+            ready = max(ready, held.not_before)
     return ready

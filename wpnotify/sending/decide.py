@@ -21,16 +21,12 @@ from wpnotify import trackback, weblogupdates
 from wpnotify.attempt import Result, host_of, looks_like_wordpress
 from wpnotify.errors import SendError
 from wpnotify.settings import Settings
-from wpnotify.store import Notification
+from wpnotify.state import HostState, Notification, Status
 
 # Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
 IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
 NO_FALLBACK = frozenset({trackback.KIND, weblogupdates.KIND})  # sent as what they are
-
-# What the state knows of a host: (known to run WordPress, not-before time or None).
-HostState = tuple[bool, str | None]
-UNKNOWN_HOST: HostState = (False, None)
 
 
 def _jitter() -> float:
@@ -71,7 +67,7 @@ class Outcome:
     target) settled with it. ``put_off``: its host could not be reached, so the rest of that
     host's queue waits for the same time. ``mirror``: WordPress is to be told it was sent."""
 
-    status: str
+    status: Status
     kind: str
     endpoint: str | None = None
     response: str | None = None
@@ -108,20 +104,21 @@ def decide(n: Notification, result: Result, host: HostState, now: datetime, rule
     ``kind_taken``: it went out as another kind (a fallback) that this post and target
     already have a row for, so it counts as a duplicate."""
     if result.busy:
-        return Outcome("pending", n.kind, busy=True)
+        return Outcome(Status.PENDING, n.kind, busy=True)
     error = result.error
     if kind_taken:
         error = SendError(f"the target was already notified by {result.kind}",
                           code="duplicate", permanent=True, skip=True)
-    holds = pace(n, result.endpoint, error, host[0], now, rules)
+    holds = pace(n, result.endpoint, error, host.wordpress, now, rules)
     if error is None:
         update = n.kind == weblogupdates.KIND  # one ping announces the blog: covers the rest
-        return Outcome("sent", result.kind, result.endpoint, _noted(n, result.message),
+        return Outcome(Status.SENT, result.kind, result.endpoint, _noted(n, result.message),
                        holds=holds, covers=(n.site, n.kind, n.target) if update else None,
                        mirror=not update)
     again = next_attempt(error, n.attempts + 1, now, rules.delays, rules.jitter)
-    status = "skipped" if error.skip else "failed" if again is None else "pending"
-    put_off = (status == "pending" and error.unreachable
+    status = (Status.SKIPPED if error.skip else Status.FAILED if again is None
+              else Status.PENDING)
+    put_off = (status == Status.PENDING and error.unreachable
                and host_of(error.endpoint or n.target) == host_of(n.target))
     return Outcome(status, result.kind, result.endpoint, error=error, next_attempt_at=again,
                    holds=holds, brief=brief(error, again, now), put_off=put_off)

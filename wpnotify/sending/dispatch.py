@@ -30,8 +30,6 @@ from wpnotify.sending.backlog import Backlog, Feed, Tally
 from wpnotify.sending.decide import (
     IN_CYCLE_WAIT,
     NO_FALLBACK,
-    UNKNOWN_HOST,
-    HostState,
     Outcome,
     Rules,
     decide,
@@ -41,7 +39,8 @@ from wpnotify.sending.decide import (
 )
 from wpnotify.sending.pinged import PingedMirror
 from wpnotify.settings import Settings
-from wpnotify.store import Notification, Store, iso
+from wpnotify.state import HostState, Notification, State
+from wpnotify.times import iso
 
 if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
     from wpnotify.wordpress import Source
@@ -82,7 +81,7 @@ class _Finished:
 class Dispatcher:
     """Sends what is due, many at once, politely per host."""
 
-    def __init__(self, settings: Settings, store: Store, http: Http,
+    def __init__(self, settings: Settings, store: State, http: Http,
                  sources: Mapping[str, Source], clock: Callable[[], datetime],
                  sleep: Callable[[float], None] = time.sleep,
                  stopping: Callable[[], bool] = lambda: False) -> None:
@@ -144,7 +143,7 @@ class Dispatcher:
         self._start(run)
         run.done = []
         if finished:
-            with self.store.transaction():  # the outcomes: one commit
+            with self.store.atomic():  # the outcomes: one commit
                 self._finish(run, finished)
             if not all(f.freed for f in finished):
                 return True  # their hosts may take their next notification now
@@ -178,7 +177,7 @@ class Dispatcher:
     def _start(self, run: _Run) -> None:
         """Claims what is ready (one commit for the claims), then hands it to the workers."""
         limit = self.settings.http.concurrency
-        with self.store.transaction():
+        with self.store.atomic():
             run.now = now = self.clock()
             backlog = run.backlog
             run.hosts = self.store.hosts(backlog.pace_keys()) if backlog.by_host else {}
@@ -260,7 +259,7 @@ class Dispatcher:
 
     def _wordpress_host(self, host: str, hosts: Mapping[str, HostState]) -> bool:
         """Known to run WordPress: in the state file, or found so in this run."""
-        return host in self._wordpress or hosts.get(host, UNKNOWN_HOST)[0]
+        return host in self._wordpress or hosts.get(host, HostState()).wordpress
 
     def _finish(self, run: _Run, finished: list[_Finished]) -> None:
         """Records the outcomes of finished sends (in the caller's transaction) and requeues
@@ -289,7 +288,7 @@ class Dispatcher:
         now = self.clock()
         if result.busy:
             self.store.release(n.id)
-            return decide(n, result, UNKNOWN_HOST, now, self.rules)
+            return decide(n, result, HostState(), now, self.rules)
         kind_taken = result.kind != n.kind and not self.store.set_kind(n.id, result.kind)
         outcome = decide(n, result, self.store.host(host_of(n.target)), now, self.rules,
                          kind_taken=kind_taken)

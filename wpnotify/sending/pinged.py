@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from wpnotify.errors import SourceError, WpnotifyError
-from wpnotify.store import Store
+from wpnotify.state import PingedOutbox, SiteLog
 
 if TYPE_CHECKING:  # the protocol only: sending never calls into a source's package
     from wpnotify.wordpress import Source
@@ -30,12 +30,16 @@ PINGED_BATCHES = 20  # requests per site and flush at most: a long backlog (a br
 log = structlog.get_logger("wpnotify.sender")
 
 
+class Outbox(PingedOutbox, SiteLog, Protocol):
+    """What the mirror needs of the state: the outbox, and whether a site has the bridge."""
+
+
 class PingedMirror:
     """Tells each site's WordPress what was sent for its posts. The dispatcher says which
     sites a cycle delivers (``include``), what was sent (``sent``) and when the cycle ends
     (``close``); the mirror decides when to write back."""
 
-    def __init__(self, store: Store, sources: Mapping[str, Source],
+    def __init__(self, store: Outbox, sources: Mapping[str, Source],
                  stopping: Callable[[], bool] = lambda: False) -> None:
         self.store = store
         self.sources = sources
