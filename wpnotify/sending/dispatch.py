@@ -268,7 +268,7 @@ class Dispatcher:
             n, host = f.n, host_of(f.n.target)
             if not f.freed:
                 run.busy[host] -= 1
-            outcome = self.conclude(n, f.result)
+            outcome = self._conclude(n, f.result)
             if outcome.busy:  # found to be WordPress, and pinged already: back in line
                 self._wordpress.add(host)
                 run.backlog.push(self._again(n.id))
@@ -282,7 +282,7 @@ class Dispatcher:
             if outcome.put_off and outcome.error is not None:
                 run.tally.retrying += self._put_off(run.backlog, n, outcome)
 
-    def conclude(self, n: Notification, result: Result) -> Outcome:
+    def _conclude(self, n: Notification, result: Result) -> Outcome:
         """Decides one attempt's outcome and records it: the one place outcomes are written
         (the row, its host's pacing, what WordPress should learn of it)."""
         now = self.clock()
@@ -301,6 +301,8 @@ class Dispatcher:
         return outcome
 
     def _apply(self, n: Notification, outcome: Outcome, now: datetime) -> None:
+        """Writes an outcome, in the caller's transaction: the row, the holds, the rows it
+        covers and the outbox go in one commit, so a crash leaves all or none of them."""
         error = outcome.error
         if error is None:
             self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
