@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -72,3 +73,31 @@ def test_the_mirror_tells_wordpress_every_batch_and_at_the_cycle_end(tmp_path: P
     assert bridges["s"].told[1] == {3: ["https://t.example/last"]}
     assert bridges["other"].told == []
     assert store.pinged_waiting("s", 10) == {}
+
+
+def _imports(tree: ast.AST) -> Iterator[tuple[str, list[str], bool]]:
+    """(module, names, under ``if TYPE_CHECKING``) for each ``from … import …``."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            guarded.update(id(inner) for inner in ast.walk(node))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module, [a.name for a in node.names], id(node) in guarded
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, [], id(node) in guarded
+
+
+def test_sending_knows_the_sources_only_by_their_protocol() -> None:
+    """The sending package talks to WordPress through the `Source` protocol alone (a type,
+    never imported at run time), and never reaches up to the service, the CLI or the
+    daemon."""
+    package = Path(sending.__file__).parent
+    for path in package.glob("*.py"):
+        for module, names, typing_only in _imports(ast.parse(path.read_text())):
+            assert not module.startswith(("wpnotify.service", "wpnotify.cli",
+                                          "wpnotify.daemon")), (path.name, module)
+            if module.startswith(("wpnotify.sources", "wpnotify.wordpress",
+                                  "wpnotify.xmlrpcsource")):
+                assert typing_only and names == ["Source"], (path.name, module, names)
