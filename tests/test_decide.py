@@ -31,14 +31,20 @@ UPDATE = weblogupdates.KIND
 PLAIN_RPC = "https://t.example/rpc"  # a pingback server that is not WordPress's
 
 
+# Payloads as the planner stores them (a kind reads its own, for the resend note).
+DEFAULT_PAYLOADS = {UPDATE: weblogupdates.build_update(name="B", home="https://s.example/").to_dict(),
+                    "trackback": {"title": "T", "excerpt": "", "blog_name": "B",
+                                  "url": "https://s.example/7/"}}
+
+
 def note(kind: str = "pingback", target: str = TARGET, attempts: int = 0,
          error_code: str | None = None, payload: dict[str, Any] | None = None
          ) -> Notification:
     return Notification(id=1, site="s", post_id=7, kind=kind, target=target,
                         source="https://s.example/7/", status=Status.SENDING, attempts=attempts,
                         endpoint=None, error=None, error_code=error_code, response=None,
-                        payload=payload or {}, created_at=NOW, updated_at=NOW, sent_at=None,
-                        next_attempt_at=None)
+                        payload=payload or DEFAULT_PAYLOADS.get(kind, {}), created_at=NOW,
+                        updated_at=NOW, sent_at=None, next_attempt_at=None)
 
 
 def failing(code: str = "timeout", *, permanent: bool = False, skip: bool = False,

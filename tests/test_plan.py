@@ -82,13 +82,14 @@ def test_update_services_only_for_a_fresh_publish() -> None:
     s = site(update_services=("https://rpc.example/",))
     assert plan(post([]), s, home=HOME, blog_name="B", known=nothing_known) == []
     (item,) = plan(post([]), s, home=HOME, blog_name="B", known=nothing_known, announce=True)
-    assert (item.kind, item.payload["home"]) == ("update-service", HOME + "/")
+    assert (item.kind, item.payload_dict()["home"]) == ("update-service", HOME + "/")
 
 
 def test_trackback_discovery_carries_the_ping_with_each_link() -> None:
     (item,) = plan(post(["https://a.example/1"]), site(trackback_discovery=True), home=HOME,
                    blog_name="B", known=nothing_known)
-    assert item.payload["ping"]["url"] == f"{HOME}/p/" and item.payload["fallback"] is True
+    stored = item.payload_dict()
+    assert stored["ping"]["url"] == f"{HOME}/p/" and stored["fallback"] is True
 
 
 def test_a_malformed_link_is_skipped_and_the_good_ones_planned() -> None:

@@ -12,15 +12,16 @@ import functools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
-from wpnotify import pingback, trackback, weblogupdates, webmention
-from wpnotify.discovery import fetch_page, trackback_ping_url
+from wpnotify import kinds
+from wpnotify.discovery import fetch_page, is_html
 from wpnotify.errors import SendError
 from wpnotify.http import Http
+from wpnotify.kind import Kind, Letter
 from wpnotify.state import Notification
 
 
@@ -58,19 +59,8 @@ class _Busy(Exception):
     pass
 
 
-class Wants(NamedTuple):
-    webmention: bool
-    pingback: bool
-    trackback: bool
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """What a target page advertises, for the protocols asked about (None: not found)."""
-
-    webmention: str | None = None
-    pingback: str | None = None
-    trackback: str | None = None
+Wants = tuple[str, ...]  # the kinds a target page is searched for, in registry order
+Endpoints = dict[str, str]  # what a target page advertises, by kind (absent: not found)
 
 
 class _Entry:
@@ -137,12 +127,19 @@ class Discoveries:
         return entry.found
 
     def _discover(self, target: str, wants: Wants) -> Endpoints:
-        page = fetch_page(self.http, target, webmention.wants_body)
-        return Endpoints(
-            webmention=webmention.endpoint_in(page) if wants.webmention else None,
-            pingback=pingback.endpoint_in(page) if wants.pingback else None,
-            trackback=trackback_ping_url(page.text(), page.url, target)
-            if wants.trackback else None)
+        page = fetch_page(self.http, target, _wants_body)
+        found = {}
+        for name in wants:
+            spec = kinds.get(name)
+            if spec.find is not None and (endpoint := spec.find(page, target)) is not None:
+                found[name] = endpoint
+        return found
+
+
+def _wants_body(status: int, headers: Mapping[str, str]) -> bool:
+    """A page's body is read when it is HTML (a Link header may already answer, but the
+    other protocols need the page too); media is never downloaded."""
+    return is_html(headers.get("Content-Type"))
 
 
 def attempt(http: Http, discoveries: Discoveries, n: Notification, *, cleared: bool = False,
@@ -169,56 +166,49 @@ class _Context:
 
 
 def _send(http: Http, context: _Context, n: Notification) -> tuple[str, str, str]:
-    if n.kind in (webmention.KIND, pingback.KIND):
-        return _send_link(http, context, n)
-    if n.kind == trackback.KIND:
-        ping = trackback.Ping(**n.payload)
-        return _ping(context, n, n.kind, n.target,
-                     lambda: trackback.send(http, n.target, ping))
-    if n.kind == weblogupdates.KIND:
-        update = weblogupdates.Update(**n.payload)
-        return n.kind, n.target, weblogupdates.send(http, n.target, update)
-    raise SendError(f"unknown notification kind {n.kind!r}", code="bad-kind", permanent=True)
+    spec = kinds.find(n.kind)
+    if spec is None:
+        raise SendError(f"unknown notification kind {n.kind!r}", code="bad-kind",
+                        permanent=True)
+    payload = spec.read(n.payload)
+    if spec.at_target:
+        letter = Letter(n.source, n.target, payload)
+        return _ping(context, n, spec, n.target, lambda: spec.send(http, n.target, letter))
+    return _send_link(http, context, n, spec, payload)
 
 
-def _send_link(http: Http, context: _Context, n: Notification) -> tuple[str, str, str]:
-    """A link's notification. One GET of the target serves every discovery: Webmention (for a
-    webmention row), then Pingback (a pingback row, or a webmention row that may fall back),
-    then TrackBack RDF (with trackback_discovery). A row that goes out as another kind is
-    recorded as that kind."""
-    fallback = bool(n.payload.get("fallback"))
-    wants = Wants(webmention=n.kind == webmention.KIND,
-                  pingback=n.kind == pingback.KIND or fallback,
-                  trackback="ping" in n.payload)
-    found = context.discoveries.find(n.target, wants)
-    if found.webmention is not None:
-        return n.kind, found.webmention, webmention.send(http, found.webmention, n.source,
-                                                         n.target)
-    if (server := found.pingback) is not None:
-        return _ping(context, n, pingback.KIND, server,
-                     lambda: pingback.send(http, server, n.source, n.target))
-    if (ping_url := found.trackback) is not None:
-        ping = trackback.Ping(**n.payload["ping"])
-        return _ping(context, n, trackback.KIND, ping_url,
-                     lambda: trackback.send(http, ping_url, ping))
-    names = {webmention.KIND: "Webmention", pingback.KIND: "Pingback"}
-    offered = [names[n.kind]] + (["Pingback"] if fallback else []) + (
-        ["TrackBack"] if wants.trackback else [])
-    raise SendError(f"the target advertises no {' or '.join(dict.fromkeys(offered))} "
-                    "endpoint", code="no-endpoint", permanent=True, skip=True)
+def _send_link(http: Http, context: _Context, n: Notification, own: Kind[Any],
+               payload: Any) -> tuple[str, str, str]:
+    """A link's notification. One GET of the target serves every discovery, in registry
+    order: its own kind, and those it may go out as (a Webmention row: Pingback, if it may
+    fall back; TrackBack RDF, with trackback_discovery). A row that goes out as another
+    kind is recorded as that kind."""
+    letters: dict[str, Letter[Any]] = {}
+    for spec in kinds.ALL:
+        carried = payload if spec is own else (
+            spec.fallback(payload) if spec.fallback is not None else None)
+        if carried is not None:
+            letters[spec.name] = Letter(n.source, n.target, carried)
+    found = context.discoveries.find(n.target, tuple(letters))
+    name = next((name for name in letters if name in found), None)
+    if name is not None:
+        spec, endpoint, letter = kinds.get(name), found[name], letters[name]
+        return _ping(context, n, spec, endpoint, lambda: spec.send(http, endpoint, letter))
+    offered = dict.fromkeys(kinds.get(name).label for name in letters)
+    raise SendError(f"the target advertises no {' or '.join(offered)} endpoint",
+                    code="no-endpoint", permanent=True, skip=True)
 
 
-def _ping(context: _Context, n: Notification, kind: str, endpoint: str,
+def _ping(context: _Context, n: Notification, spec: Kind[Any], endpoint: str,
           send: Callable[[], str]) -> tuple[str, str, str]:
-    """Sends ``n`` as ``kind`` (the sender records a fallback with the outcome); to a WordPress
-    endpoint only when cleared, or as the first ping to that host in this cycle."""
+    """Sends ``n`` as ``spec``'s kind (the sender records a fallback with the outcome); a
+    ping WordPress's flood check counts goes to a WordPress endpoint only when cleared, or as
+    the first ping to that host in this cycle."""
+    kind = spec.name
     if n.kind != kind and kind in context.taken:
         raise SendError(f"the target was already notified by {kind}", code="duplicate",
                         permanent=True, skip=True)
-    if (looks_like_wordpress(endpoint) and not context.cleared
+    if (spec.pacing.flood_checked and looks_like_wordpress(endpoint) and not context.cleared
             and not context.discoveries.first_wordpress_ping(host_of(endpoint))):
         raise _Busy
-    try:
-        return kind, endpoint, send()
-    except SendError as exc:
-        raise exc.with_endpoint(endpoint) from None
+    return kind, endpoint, send()  # each protocol's send tags its errors as it always did

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 import structlog
 
-from wpnotify import __version__, logs, report, sending
+from wpnotify import __version__, kinds, logs, report, sending
 from wpnotify.errors import WpnotifyError
 from wpnotify.http import Http
 from wpnotify.logs import printable
@@ -29,7 +29,6 @@ from wpnotify.wordpress import Post
 
 log = structlog.get_logger("wpnotify.cli")
 
-KINDS = ("webmention", "pingback", "trackback", "update-service")
 FORMATS = ("table", "json", "csv")
 HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
                   "endpoint", "error", "error_code", "response", "created_at", "updated_at",
@@ -47,6 +46,22 @@ def cli(ctx: click.Context, config: Path | None, log_level: str) -> None:
     """Send WordPress trackbacks and pingbacks, once each, and keep a record."""
     logs.configure(log_level)
     ctx.obj = lambda: load_settings(config_path(config, os.environ))
+
+
+class KindChoice(click.Choice[str]):
+    """The registry's kinds, read when a command runs rather than when this module loads,
+    so that every registered kind is a choice."""
+
+    def __init__(self) -> None:
+        super().__init__(kinds.names())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return kinds.names()
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        """click.Choice sets it in __init__; the registry stays the source."""
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -219,8 +234,8 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
     def planned(post: Post, item: Planned) -> None:
         if dry_run:
             note = f" (skipped: {item.error})" if item.status == "skipped" else ""
-            kind = item.kind + (" (or pingback)" if item.payload.get("fallback") else "")
-            click.echo(printable(f"post {post.id}: {kind} {redact(item.target)}{note}"))
+            click.echo(printable(f"post {post.id}: {item.shown_kind()} "
+                                 f"{redact(item.target)}{note}"))
 
     try:
         with opened(settings) as store:
@@ -283,7 +298,7 @@ def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: dat
 @cli.command()
 @click.option("--site", help="Only this site (its name in the config).")
 @click.option("--post", "post_id", type=ID, help="Only this post ID.")
-@click.option("--kind", type=click.Choice(KINDS), help="Only this kind of notification.")
+@click.option("--kind", type=KindChoice(), help="Only this kind of notification.")
 @click.option("--status", type=click.Choice([s.value for s in Status]),
               help="Only notifications in this state.")
 @click.option("--limit", type=ID, default=50, show_default=True,

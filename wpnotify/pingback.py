@@ -9,11 +9,14 @@ capped body with DTDs refused.
 from __future__ import annotations
 
 import xmlrpc.client
+from typing import Any
 
 from wpnotify import rpc
 from wpnotify.discovery import is_html, pingback_endpoint
 from wpnotify.errors import SendError
 from wpnotify.http import Http, Response, retry_after
+from wpnotify.kind import Kind, Pacing
+from wpnotify.linkpayload import LinkPayload
 
 KIND = "pingback"
 REPLY_CAP = 64 * 1024
@@ -79,10 +82,24 @@ def raise_for_fault(code: int, text: str) -> None:
 
 
 def send(http: Http, endpoint: str, source: str, target: str) -> str:
-    """Calls pingback.ping(source, target) at endpoint; returns the receiver's message."""
-    resp = http.post(endpoint, data=build_call(source, target), max_bytes=REPLY_CAP,
-                     headers={"Content-Type": "text/xml; charset=utf-8"})
+    """Calls pingback.ping(source, target) at endpoint; returns the receiver's message. Every
+    error is tagged with the endpoint (an unreachable one too)."""
     try:
+        resp = http.post(endpoint, data=build_call(source, target), max_bytes=REPLY_CAP,
+                         headers={"Content-Type": "text/xml; charset=utf-8"})
         return parse_reply(resp.status, resp.body, retry_after(resp.header("Retry-After")))
     except SendError as exc:
         raise exc.with_endpoint(endpoint) from None
+
+
+def _fallback(link: Any) -> LinkPayload | None:
+    """A Webmention row goes out as a pingback when it may (prefer = "webmention")."""
+    payload: LinkPayload = link
+    return payload if payload.fallback else None
+
+
+SPEC: Kind[LinkPayload] = Kind(
+    name=KIND, label="Pingback", read=LinkPayload.from_dict,
+    send=lambda http, endpoint, letter: send(http, endpoint, letter.source, letter.target),
+    find=lambda page, target: endpoint_in(page), fallback=_fallback,
+    pacing=Pacing(flood_checked=True))  # a comment in WordPress

@@ -5,7 +5,7 @@ writes nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import extract_links, select_targets
 from wpnotify.http import url_problem
+from wpnotify.kind import Payload
+from wpnotify.linkpayload import LinkPayload
 from wpnotify.settings import SiteSettings
 from wpnotify.wordpress import Post
 
@@ -32,7 +34,16 @@ class Planned:
     status: str = "pending"
     error: str | None = None
     error_code: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: Payload | None = None  # None: nothing to carry (a skipped one)
+
+    def payload_dict(self) -> dict[str, Any]:
+        """The payload as the state file stores it."""
+        return {} if self.payload is None else self.payload.to_dict()
+
+    def shown_kind(self) -> str:
+        """The kind as a dry run names it: a link that may go out as a pingback says so."""
+        fallback = isinstance(self.payload, LinkPayload) and self.payload.fallback
+        return self.kind + (f" (or {pingback.KIND})" if fallback else "")
 
 
 def plan(post: Post, site: SiteSettings, *, home: str, blog_name: str, known: Known,
@@ -41,10 +52,10 @@ def plan(post: Post, site: SiteSettings, *, home: str, blog_name: str, known: Kn
     already hold, each as pending or as skipped with the reason: URLs WordPress already
     pinged, trackbacks beyond ``max_trackbacks_per_post``, hosts ``allow_hosts`` and
     ``deny_hosts`` rule out. Update services only when ``announce`` (a fresh publish)."""
-    ping = asdict(trackback.build_ping(
+    ping = trackback.build_ping(
         permalink=post.link, title_html=post.title_html, content_html=post.content_html,
-        excerpt_html=post.excerpt_html, blog_name=blog_name)) if (
-            post.to_ping or site.trackback_discovery) else {}
+        excerpt_html=post.excerpt_html, blog_name=blog_name) if (
+            post.to_ping or site.trackback_discovery) else None
     owed = (_links(post, site, home, known, ping)
             + _trackbacks(post, site, known, ping)
             + (_updates(site, home, blog_name, known) if announce else []))
@@ -52,7 +63,7 @@ def plan(post: Post, site: SiteSettings, *, home: str, blog_name: str, known: Kn
 
 
 def _links(post: Post, site: SiteSettings, home: str, known: Known,
-           ping: dict[str, str]) -> list[Planned]:
+           ping: trackback.Ping | None) -> list[Planned]:
     """One notification per link and kind of ``site.prefer``; with "webmention" a page that
     offers only Pingback (or, with trackback_discovery, only TrackBack RDF) gets that."""
     pinged = set(post.pinged or ())
@@ -61,9 +72,7 @@ def _links(post: Post, site: SiteSettings, home: str, known: Known,
     sent = {kind: known(kind) for kind in (webmention.KIND, pingback.KIND)}
     by_trackback = known(trackback.KIND)  # links that went out as discovered trackbacks
     fallback = site.prefer == "webmention"
-    payload: dict[str, Any] = {"fallback": fallback}
-    if site.trackback_discovery:
-        payload["ping"] = ping
+    payload = LinkPayload(fallback=fallback, ping=ping if site.trackback_discovery else None)
     covered = sent[webmention.KIND] | sent[pingback.KIND] | by_trackback
     owed = []
     for url in links:
@@ -87,11 +96,11 @@ def _checked(item: Planned, fix: str = "fix the link in the post") -> Planned:
     if problem is None:
         return item
     return replace(item, status="skipped", error=f"{problem} ({fix})",
-                   error_code="bad-url", payload={})
+                   error_code="bad-url", payload=None)
 
 
 def _trackbacks(post: Post, site: SiteSettings, known: Known,
-                ping: dict[str, str]) -> list[Planned]:
+                ping: trackback.Ping | None) -> list[Planned]:
     pinged = set(post.pinged or ())
     done = known(trackback.KIND)
     room = max(site.max_trackbacks_per_post - len(done), 0)
@@ -118,7 +127,7 @@ def _trackbacks(post: Post, site: SiteSettings, known: Known,
 
 
 def _updates(site: SiteSettings, home: str, blog_name: str, known: Known) -> list[Planned]:
-    update = asdict(weblogupdates.build_update(name=blog_name, home=home))
+    update = weblogupdates.build_update(name=blog_name, home=home)
     done = known(weblogupdates.KIND)
     return [_checked(Planned(weblogupdates.KIND, url, payload=update),
                      "fix update_services in the configuration")
@@ -146,4 +155,4 @@ def _policed(item: Planned, site: SiteSettings) -> Planned:
     if reason is None:
         return item
     return replace(item, status="skipped", error=reason, error_code="host-refused",
-                   payload={})
+                   payload=None)

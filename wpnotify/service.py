@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -23,6 +23,7 @@ from wpnotify import trackback, webmention
 from wpnotify.discovery import extract_links, select_targets
 from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.http import Http
+from wpnotify.linkpayload import LinkPayload
 from wpnotify.plan import Known, Planned, plan
 from wpnotify.sending.backlog import Feed, Tally
 from wpnotify.sending.dispatch import Dispatcher
@@ -237,14 +238,14 @@ class Service:
                         public: bool, status: str, now: datetime) -> None:
         for row in self.store.history(site=site.name, post_id=post_id, kind=webmention.KIND,
                                       status=Status.SENT, limit=100_000):
-            was_gone = bool(row.payload.get("gone"))
+            payload = LinkPayload.from_dict(row.payload)
             gone = row.target not in links
-            if gone == was_gone:
+            if gone == bool(payload.gone):
                 continue
             why = ("the link is back in the post" if not gone else
                    "the link was removed from the post" if public else
                    f"the post is no longer public ({status})")
-            self.store.resend(row.id, now, {**row.payload, "gone": gone, "resend": why})
+            self.store.resend(row.id, now, replace(payload, gone=gone, resend=why).to_dict())
             log.info("webmention.resend", site=site.name, post=post_id, target=row.target,
                      reason=why)
 
@@ -277,7 +278,7 @@ class Service:
                 owed = self.owed(site, source, plan.post, plan.announce)
             recorded = [item for item in owed
                         if self.store.add(site.name, plan.post.id, item.kind, item.target,
-                                          plan.post.link, now, payload=item.payload,
+                                          plan.post.link, now, payload=item.payload_dict(),
                                           status=Status(item.status), error=item.error,
                                           error_code=item.error_code)]
             # Queued trackbacks WordPress had already pinged leave to_ping, as core would do:

@@ -8,15 +8,19 @@ strip_tags, excerpt through ``wp_html_excerpt(…, 252, '&#8230;')``) and reads 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from wpnotify import rpc
+from wpnotify.discovery import trackback_ping_url
 from wpnotify.errors import SendError
-from wpnotify.http import Http, retry_after
+from wpnotify.http import Http, Response, retry_after
+from wpnotify.kind import Kind, Pacing
 from wpnotify.markup import text_of
 
 KIND = "trackback"
@@ -53,6 +57,19 @@ class Ping:
         # charset is WordPress's own field for the encoding (it ignores the header's).
         return {"title": self.title, "url": self.url, "blog_name": self.blog_name,
                 "excerpt": self.excerpt, "charset": "UTF-8"}
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the state file stores it: ``{"url", "title", "excerpt", "blog_name"}``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Ping:
+        return cls(**data)
+
+    @property
+    def resend(self) -> None:
+        """A trackback is never sent again."""
+        return None
 
 
 def build_ping(*, permalink: str, title_html: str, content_html: str, excerpt_html: str,
@@ -97,10 +114,29 @@ def parse_reply(status: int, body: bytes, retry_after_s: float | None = None) ->
 
 
 def send(http: Http, ping_url: str, ping: Ping) -> str:
-    """POSTs the ping; returns the receiver's message."""
-    resp = http.post(ping_url, data=ping.form(), max_bytes=REPLY_CAP, headers={
-        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    """POSTs the ping; returns the receiver's message. Every error is tagged with the ping
+    URL (an unreachable one too)."""
     try:
+        resp = http.post(ping_url, data=ping.form(), max_bytes=REPLY_CAP, headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
         return parse_reply(resp.status, resp.body, retry_after(resp.header("Retry-After")))
     except SendError as exc:
         raise exc.with_endpoint(ping_url) from None
+
+
+def _found(page: Response, target: str) -> str | None:
+    """The ping URL a page's TrackBack RDF names for ``target`` (a link's last resort)."""
+    return trackback_ping_url(page.text(), page.url, target)
+
+
+def _fallback(link: Any) -> Ping | None:
+    """A link's notification goes out as a trackback only when it carries one."""
+    ping: Ping | None = link.ping
+    return ping
+
+
+SPEC: Kind[Ping] = Kind(
+    name=KIND, label="TrackBack", read=Ping.from_dict,
+    send=lambda http, endpoint, letter: send(http, endpoint, letter.payload),
+    find=_found, at_target=True, fallback=_fallback,
+    pacing=Pacing(flood_checked=True))  # a comment in WordPress

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import xmlrpc.client
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from wpnotify import rpc
 from wpnotify.errors import SendError
 from wpnotify.http import Http, retry_after
+from wpnotify.kind import Kind, Pacing
 
 KIND = "update-service"
 REPLY_CAP = 64 * 1024
@@ -30,6 +32,19 @@ class Update:
     name: str
     home: str
     feed: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the state file stores it: ``{"name", "home", "feed"}``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Update:
+        return cls(**data)
+
+    @property
+    def resend(self) -> None:
+        """An update ping is never sent again."""
+        return None
 
 
 def build_update(*, name: str, home: str) -> Update:
@@ -84,3 +99,14 @@ def send(http: Http, url: str, update: Update) -> str:
         return _call(http, url, "weblogUpdates.ping", (update.name, update.home))
     except SendError as exc:
         raise exc.with_endpoint(url) from None
+
+
+SPEC: Kind[Update] = Kind(
+    name=KIND, label="update service", read=Update.from_dict,
+    send=lambda http, endpoint, letter: send(http, endpoint, letter.payload),
+    at_target=True,
+    # One ping announces the blog: one at a time, five minutes apart per service URL (not
+    # its host), and one sent covers every post waiting for it; WordPress's pinged lists
+    # are about links, so it is not written there.
+    pacing=Pacing(one_at_a_time=True, by_url=True, spacing=SPACING, settles_target=True,
+                  pinged=False))

@@ -18,6 +18,8 @@ from wpnotify.http import (
     redirect_target,
     retry_after,
 )
+from wpnotify.kind import Kind
+from wpnotify.linkpayload import LinkPayload
 from wpnotify.urls import redact
 
 KIND = "webmention"
@@ -83,3 +85,9 @@ def send(http: Http, endpoint: str, source: str, target: str) -> str:
                            retry_after(resp.header("Retry-After")))
     except SendError as exc:
         raise exc.with_endpoint(endpoint) from None
+
+
+SPEC: Kind[LinkPayload] = Kind(
+    name=KIND, label="Webmention", read=LinkPayload.from_dict,
+    send=lambda http, endpoint, letter: send(http, endpoint, letter.source, letter.target),
+    find=lambda page, target: endpoint_in(page))

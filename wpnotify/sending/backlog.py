@@ -76,7 +76,7 @@ class Backlog:
 
     def __init__(self, items: list[Notification]) -> None:
         self.by_host: dict[str, deque[Notification]] = {}
-        self.services: set[str] = set()  # update services met in this run (paced apart)
+        self.services: set[str] = set()  # endpoint URLs met in this run (paced apart)
         for n in items:
             self.push(n)
 
@@ -132,7 +132,7 @@ class Backlog:
         return min(times, default=None)
 
     def pace_keys(self) -> set[str]:
-        """What the store's holds are read for: every host, and each update service."""
+        """What the store's holds are read for: every host, and each URL paced apart."""
         return set(self.by_host) | self.services
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from wpnotify import trackback, weblogupdates
+from wpnotify import kinds
 from wpnotify.attempt import Result, host_of, looks_like_wordpress
 from wpnotify.errors import SendError
 from wpnotify.settings import Settings
@@ -26,7 +26,6 @@ from wpnotify.state import HostState, Notification, Status
 # Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
 ATTEMPTS_BY_CODE = {"fault-0": 3, "no-link-in-source": 2, "source-not-found": 4}
 IN_CYCLE_WAIT = 60.0  # one delivery run waits at most this long for a host to become free
-NO_FALLBACK = frozenset({trackback.KIND, weblogupdates.KIND})  # sent as what they are
 
 
 def _jitter() -> float:
@@ -111,10 +110,12 @@ def decide(n: Notification, result: Result, host: HostState, now: datetime, rule
                           code="duplicate", permanent=True, skip=True)
     holds = pace(n, result.endpoint, error, host.wordpress, now, rules)
     if error is None:
-        update = n.kind == weblogupdates.KIND  # one ping announces the blog: covers the rest
+        pacing = kinds.pacing(n.kind)  # one update-service ping announces the blog: it
+        # covers every other post waiting for that service
         return Outcome(Status.SENT, result.kind, result.endpoint, _noted(n, result.message),
-                       holds=holds, covers=(n.site, n.kind, n.target) if update else None,
-                       mirror=not update)
+                       holds=holds,
+                       covers=(n.site, n.kind, n.target) if pacing.settles_target else None,
+                       mirror=pacing.pinged)
     again = next_attempt(error, n.attempts + 1, now, rules.delays, rules.jitter)
     status = (Status.SKIPPED if error.skip else Status.FAILED if again is None
               else Status.PENDING)
@@ -129,9 +130,15 @@ def _noted(n: Notification, message: str | None) -> str | None:
     the history."""
     if n.error_code == "interrupted":
         message = f"{message} (after an attempt interrupted by a crash)"
-    if n.payload.get("resend"):
-        message = f"{message} (sent again: {n.payload['resend']})"
+    if (resend := _resend(n)) is not None:
+        message = f"{message} (sent again: {resend})"
     return message
+
+
+def _resend(n: Notification) -> str | None:
+    """Why a sent notification goes out again, from its payload (None: its first time)."""
+    spec = kinds.find(n.kind)
+    return None if spec is None else spec.read(n.payload).resend
 
 
 def pace(n: Notification, endpoint: str | None, error: SendError | None, known: bool,
@@ -147,7 +154,7 @@ def pace(n: Notification, endpoint: str | None, error: SendError | None, known: 
     hold = rules.wordpress_interval if wordpress else 0.0
     wait = error.retry_after if error is not None else None
     if paced_apart(n):
-        spacing = weblogupdates.SPACING if error is None else wait or 0.0
+        spacing = kinds.pacing(n.kind).spacing if error is None else wait or 0.0
         if spacing:
             holds.append(Hold(pace_key(n), now + timedelta(seconds=spacing)))
     elif wait is not None:
@@ -169,10 +176,10 @@ def brief(error: SendError | None, again: datetime | None, now: datetime) -> boo
 
 def plain(n: Notification, result: Result, wordpress_host: bool) -> bool:
     """True when recording this outcome cannot hold its host: no 429 or Retry-After, no
-    unreachable host, no WordPress, no update service, no busy gate. Its slot is free at once,
-    before the outcome is recorded."""
+    unreachable host, no WordPress, no URL paced apart, no busy gate. Its slot is free at
+    once, before the outcome is recorded."""
     error = result.error
-    return not (result.busy or n.kind == weblogupdates.KIND
+    return not (result.busy or paced_apart(n)
                 or (error is not None and (error.retry_after is not None
                                            or error.unreachable))
                 or (result.endpoint is not None and looks_like_wordpress(result.endpoint))
@@ -181,17 +188,22 @@ def plain(n: Notification, result: Result, wordpress_host: bool) -> bool:
 
 def one_at_a_time(n: Notification, wordpress_host: bool) -> bool:
     """WordPress hosts, and update services, take one request at a time: one ping covers a
-    burst (see ``decide``), and WordPress's flood check refuses a second within 15 s."""
-    return (wordpress_host or n.kind == weblogupdates.KIND
-            or (n.kind == trackback.KIND and looks_like_wordpress(n.target)))
+    burst (see ``decide``), and WordPress's flood check refuses a second within 15 s (a
+    trackback URL of WordPress's shape is known to be WordPress before it is sent)."""
+    spec, pacing = kinds.find(n.kind), kinds.pacing(n.kind)
+    return (wordpress_host or pacing.one_at_a_time
+            or (spec is not None and spec.at_target and pacing.flood_checked
+                and looks_like_wordpress(n.target)))
 
 
 def paced_apart(n: Notification) -> bool:
-    """An update service's pacing is its own (see ``pace_key``)."""
-    return n.kind == weblogupdates.KIND
+    """A kind paced by its endpoint URL (an update service) has pacing of its own (see
+    ``pace_key``)."""
+    return kinds.pacing(n.kind).by_url
 
 
 def pace_key(n: Notification) -> str:
-    """Where a notification's own pacing is kept: an update service's endpoint URL (its five
-    minutes hold that service alone, not the other URLs on its host), else its host."""
+    """Where a notification's own pacing is kept: its endpoint URL for a kind paced by URL
+    (an update service's five minutes hold that service alone, not the other URLs on its
+    host), else its host."""
     return n.target if paced_apart(n) else host_of(n.target)

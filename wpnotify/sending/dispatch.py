@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from wpnotify import kinds
 from wpnotify.attempt import Discoveries, Result, attempt, host_of
 from wpnotify.errors import SendError
 from wpnotify.http import Http
 from wpnotify.sending.backlog import Backlog, Feed, Tally
 from wpnotify.sending.decide import (
     IN_CYCLE_WAIT,
-    NO_FALLBACK,
     Outcome,
     Rules,
     decide,
@@ -185,9 +185,9 @@ class Dispatcher:
                        if backlog.by_host and len(run.running) < limit
                        and not self.stopping() else [])
             # Kinds a fallback may not take (read here: workers never touch the store).
-            kinds = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
-                                      if n.kind not in NO_FALLBACK])
-            taken = {n.id: frozenset(kinds.get((n.site, n.post_id, n.target), set())
+            rows = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
+                                     if not kinds.sent_as_is(n.kind)])
+            taken = {n.id: frozenset(rows.get((n.site, n.post_id, n.target), set())
                                      - {n.kind}) for n in claimed}
         discoveries = self.discoveries or Discoveries(self.http)
         for n in claimed:
