@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from wpnotify.wordpress import Post, SiteInfo
+from wpnotify.sources import Changes, Post, SiteInfo
 
 
 class OnePostSite:
@@ -17,11 +17,11 @@ class OnePostSite:
     def info(self) -> SiteInfo:
         return SiteInfo("Blog", "https://s.example/")
 
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
-        return iter([self.post])
+    def changed(self, since: datetime, seen: frozenset[tuple[int, datetime]] = frozenset()
+                ) -> Changes:
+        return Changes([self.post])
 
-    def deletions(self, since: str) -> list[object]:
+    def deletions(self, since: datetime) -> list[object]:
         return []
 
     def bridge(self) -> bool:

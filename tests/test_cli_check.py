@@ -12,7 +12,7 @@ import pytest
 
 from wpnotify import cli, report
 from wpnotify.settings import load_settings
-from wpnotify.wordpress import SiteInfo
+from wpnotify.sources import SiteInfo
 
 pytestmark = pytest.mark.usefixtures("in_process_cli")
 

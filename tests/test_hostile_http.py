@@ -133,12 +133,13 @@ def test_a_201_status_url_with_user_info_is_kept_without_it() -> None:
 def test_planned_links_with_user_info_are_skipped_without_the_password() -> None:
     from wpnotify.plan import plan
     from wpnotify.settings import SiteSettings
-    from wpnotify.wordpress import Post
+    from wpnotify.sources import Post
+    from wpnotify.times import wp_time
 
     post = Post(id=1, type="post", status="publish", link="https://blog.example/p/",
                 title_html="T", content_html=f'<a href="{SECRET_URL}">x</a>', excerpt_html="",
-                protected=False, modified_gmt="2026-11-26T12:00:00",
-                date_gmt="2026-11-26T12:00:00", to_ping=(SECRET_URL + "/tb",), pinged=())
+                protected=False, modified_gmt=wp_time("2026-11-26T12:00:00"),
+                date_gmt=wp_time("2026-11-26T12:00:00"), to_ping=(SECRET_URL + "/tb",), pinged=())
     site = SiteSettings(name="s", url="https://blog.example", username="u", password="p")
     items = plan(post, site, home="https://blog.example", blog_name="B",
                  known=lambda kind: set())

@@ -6,7 +6,8 @@ from typing import Any
 
 from wpnotify.plan import plan
 from wpnotify.settings import SiteSettings
-from wpnotify.wordpress import Post
+from wpnotify.sources import Post
+from wpnotify.times import wp_time
 
 HOME = "https://blog.example"
 
@@ -19,8 +20,8 @@ def post(links: list[str], to_ping: list[str] | None = None,
          pinged: list[str] | None = None) -> Post:
     return Post(id=1, type="post", status="publish", link=f"{HOME}/p/", title_html="T",
                 content_html="".join(f'<a href="{u}">x</a>' for u in links),
-                excerpt_html="", protected=False, modified_gmt="2026-11-26T12:00:00",
-                date_gmt="2026-11-26T12:00:00", to_ping=tuple(to_ping or ()),
+                excerpt_html="", protected=False, modified_gmt=wp_time("2026-11-26T12:00:00"),
+                date_gmt=wp_time("2026-11-26T12:00:00"), to_ping=tuple(to_ping or ()),
                 pinged=tuple(pinged or ()))
 
 

@@ -12,9 +12,10 @@ from wpnotify.errors import SendError
 from wpnotify.http import redirect_target, url_problem
 from wpnotify.plan import plan
 from wpnotify.settings import SiteSettings
+from wpnotify.sources import Post
+from wpnotify.times import wp_time
 from wpnotify.urls import redact
 from wpnotify.webmention import parse_reply
-from wpnotify.wordpress import Post
 
 HIDDEN = [
     ("https:\\\\u:SECRET@h/x", "https:\\\\h/x"),
@@ -47,8 +48,8 @@ def test_links_and_trackbacks_with_hidden_user_info_are_skipped_without_the_pass
     post = Post(id=1, type="post", status="publish", link="http://blog.example/p/",
                 title_html="T", content_html=(
                     '<a href="https:\\\\u:SECRET@h/x">x</a><a href="https:u:SECRET@h/y">y</a>'),
-                excerpt_html="", protected=False, modified_gmt="2026-11-26T12:00:00",
-                date_gmt="2026-11-26T12:00:00",
+                excerpt_html="", protected=False, modified_gmt=wp_time("2026-11-26T12:00:00"),
+                date_gmt=wp_time("2026-11-26T12:00:00"),
                 to_ping=("http:/\t/u:SECRET@h/tb", "https:\\\\u:SECRET@h/tb2"), pinged=())
     site = SiteSettings(name="s", url="http://blog.example", username="u", password="p")
     items = plan(post, site, home="http://blog.example", blog_name="B",

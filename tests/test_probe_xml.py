@@ -16,7 +16,7 @@ import pytest
 from wpnotify import pingback, rpc, trackback, weblogupdates
 from wpnotify.errors import SendError, SourceError
 from wpnotify.http import Http, Response
-from wpnotify.xmlrpcsource import SeamTransport
+from wpnotify.sources.xmlrpc import SeamTransport
 
 # The probe's bomb: 2.6 KB in UTF-16 that expands to 7,000,000 characters.
 ENTITIES = ('<!ENTITY a0 "' + "A" * 1000 + '">'

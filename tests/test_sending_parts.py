@@ -98,6 +98,5 @@ def test_sending_knows_the_sources_only_by_their_protocol() -> None:
         for module, names, typing_only in _imports(ast.parse(path.read_text())):
             assert not module.startswith(("wpnotify.service", "wpnotify.cli",
                                           "wpnotify.daemon")), (path.name, module)
-            if module.startswith(("wpnotify.sources", "wpnotify.wordpress",
-                                  "wpnotify.xmlrpcsource")):
+            if module.startswith("wpnotify.sources"):
                 assert typing_only and names == ["Source"], (path.name, module, names)

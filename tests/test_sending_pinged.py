@@ -18,9 +18,9 @@ from wpnotify.http import Http
 from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
+from wpnotify.sources import Post
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
-from wpnotify.wordpress import Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
 SETTINGS = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
@@ -34,8 +34,8 @@ class FlakyBridge(OnePostSite):
 
     post = Post(id=7, type="post", status="publish", link="https://s.example/7/",
                 title_html="T", content_html="<p>no links</p>", excerpt_html="",
-                protected=False, modified_gmt="2026-11-26T12:39:00",
-                date_gmt="2026-11-26T12:39:00", to_ping=("https://tb.example/7/trackback/",),
+                protected=False, modified_gmt=wp_time("2026-11-26T12:39:00"),
+                date_gmt=wp_time("2026-11-26T12:39:00"), to_ping=("https://tb.example/7/trackback/",),
                 pinged=("https://tb.example/7/trackback/",))
 
     def __init__(self, failures: int = 1) -> None:
@@ -148,8 +148,8 @@ class RefusingBridge(FlakyBridge):
 
     post = Post(id=8, type="post", status="publish", link="https://s.example/8/",
                 title_html="T", content_html="<p>no links</p>", excerpt_html="",
-                protected=False, modified_gmt="2026-11-26T12:39:00",
-                date_gmt="2026-11-26T12:39:00",
+                protected=False, modified_gmt=wp_time("2026-11-26T12:39:00"),
+                date_gmt=wp_time("2026-11-26T12:39:00"),
                 to_ping=("https://denied.example/8/trackback/", "http://[your link here]/"),
                 pinged=())
 

@@ -3,7 +3,7 @@ checked, a dry-run backfill, and telling WordPress only about the sites a cycle 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,9 @@ from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
+from wpnotify.sources import Changes, Post
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
-from wpnotify.wordpress import Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
 
@@ -43,8 +43,8 @@ class Blog(OnePostSite):
 
     post = Post(id=3, type="post", status="publish", link="https://s.example/3/",
                 title_html="T", content_html="<p>nothing</p>", excerpt_html="",
-                protected=False, modified_gmt="2026-11-20T12:00:00",
-                date_gmt="2026-11-20T12:00:00", to_ping=(), pinged=())
+                protected=False, modified_gmt=wp_time("2026-11-20T12:00:00"),
+                date_gmt=wp_time("2026-11-20T12:00:00"), to_ping=(), pinged=())
 
     def __init__(self) -> None:
         self.told: list[Mapping[int, list[str]]] = []
@@ -52,8 +52,8 @@ class Blog(OnePostSite):
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         self.told.append(dict(posts))
 
-    def changed(self, since: str, seen: Any = frozenset()) -> Iterator[Post]:
-        return iter(())  # nothing new: only the backfill reads its post
+    def changed(self, since: datetime, seen: Any = frozenset()) -> Changes:
+        return Changes(())  # nothing new: only the backfill reads its post
 
 
 def service(tmp_path: Path, *names: str) -> tuple[Service, dict[str, Blog]]:
@@ -98,11 +98,11 @@ class FailingBridge(Blog):
         self.changed_posts = [Post(
             id=4, type="post", status="publish", link="https://a.example/4/", title_html="T",
             content_html="<p>nothing</p>", excerpt_html="", protected=False,
-            modified_gmt="2026-11-26T12:30:00", date_gmt="2026-11-26T12:30:00",
+            modified_gmt=wp_time("2026-11-26T12:30:00"), date_gmt=wp_time("2026-11-26T12:30:00"),
             to_ping=(), pinged=())]
 
-    def changed(self, since: str, seen: Any = frozenset()) -> Iterator[Post]:
-        return iter(self.changed_posts)
+    def changed(self, since: datetime, seen: Any = frozenset()) -> Changes:
+        return Changes(self.changed_posts)
 
     def bridge(self) -> bool:
         raise SourceError("cannot reach https://a.example: timed out")

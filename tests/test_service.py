@@ -10,9 +10,9 @@ from pathlib import Path
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
+from wpnotify.sources import Changes, Deleted, Post
 from wpnotify.state.sqlite import SqliteState
-from wpnotify.times import wp_time
-from wpnotify.wordpress import Deleted, Post
+from wpnotify.times import wp_text, wp_time
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
 
@@ -23,15 +23,16 @@ class Bridge:
 
     def __init__(self) -> None:
         self.log: list[Deleted] = []
-        self.clock = ""
-        self.asked: list[str] = []
+        self.clock: datetime | None = None
+        self.asked: list[str] = []  # as WordPress's text, as the request carries it
 
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
-        return iter(())
+    def changed(self, since: datetime, seen: frozenset[tuple[int, datetime]] = frozenset()
+                ) -> Changes:
+        """Nothing changed; these changes do not say whether anything was deleted."""
+        return Changes(())
 
-    def deletions(self, since: str) -> list[Deleted]:
-        self.asked.append(since)
+    def deletions(self, since: datetime) -> list[Deleted]:
+        self.asked.append(wp_text(since))
         return [Deleted(d.id, d.type, d.link, d.deleted_gmt, self.clock)
                 for d in self.log if d.deleted_gmt > since]
 
@@ -63,11 +64,11 @@ def test_a_deletion_later_in_the_second_of_the_last_one_read_is_not_missed(
         [row] = store.history(post_id=post)
         store.finish(row.id, "sent", NOW)
 
-    bridge.log.append(Deleted(7, "post", "https://s.example/7", "2026-11-26T12:39:34"))
-    bridge.clock = "2026-11-26T12:39:34"  # the same second: more may come in it
+    bridge.log.append(Deleted(7, "post", "https://s.example/7", wp_time("2026-11-26T12:39:34")))
+    bridge.clock = wp_time("2026-11-26T12:39:34")  # the same second: more may come in it
     service.read(settings.sites[0])
-    bridge.log.append(Deleted(8, "post", "https://s.example/8", "2026-11-26T12:39:34"))
-    bridge.clock = "2026-11-26T12:39:50"
+    bridge.log.append(Deleted(8, "post", "https://s.example/8", wp_time("2026-11-26T12:39:34")))
+    bridge.clock = wp_time("2026-11-26T12:39:50")
     service.read(settings.sites[0])
     service.read(settings.sites[0])
 
@@ -82,8 +83,8 @@ def test_a_deletion_later_in_the_second_of_the_last_one_read_is_not_missed(
 class FirstPollBridge(Bridge):
     """What the first poll asks of a site besides its deletions."""
 
-    def newest_modified(self) -> str | None:
-        return "2026-11-26T12:39:00"
+    def newest_modified(self) -> datetime | None:
+        return wp_time("2026-11-26T12:39:00")
 
     def scheduled(self) -> Iterator[Post]:
         return iter(())
@@ -99,8 +100,8 @@ def test_a_deletion_in_the_second_of_the_first_poll_is_not_missed(tmp_path: Path
     store.add("s", 9, "webmention", "https://r.example/9", "https://s.example/9", NOW)
     [row] = store.history(post_id=9)
     store.finish(row.id, "sent", NOW)
-    bridge.log.append(Deleted(9, "post", "https://s.example/9", "2026-11-26T12:40:00"))
-    bridge.clock = "2026-11-26T12:40:05"
+    bridge.log.append(Deleted(9, "post", "https://s.example/9", wp_time("2026-11-26T12:40:00")))
+    bridge.clock = wp_time("2026-11-26T12:40:05")
     service.read(settings.sites[0])
     [row] = store.history(post_id=9)
     assert row.status == "pending", bridge.asked

@@ -22,7 +22,7 @@ from test_sources_hostile import (
 )
 from test_sources_hostile import site as site  # noqa: F401 (the stand-in site fixture)
 
-from wpnotify.wordpress import Source
+from wpnotify.sources import Source
 
 
 def read(source: Source) -> list[Any]:
@@ -37,25 +37,23 @@ def rest(site: StandIn, tmp_path: Path) -> Iterator[Source]:  # noqa: F811 (the 
 def test_rest_a_post_with_its_lists_withheld_still_shows_the_bridge(
         site: StandIn, rest: Source) -> None:  # noqa: F811
     """The bridge's field is there (null) on a post whose lists are not given: present, and
-    known without a request more."""
+    known without a request more (the post says it)."""
     site.rest["/wp/v2/posts"] = rest_posts([post_item(wpnotify=None)])
     [post] = read(rest)
     assert post.to_ping is None  # its lists were not read...
-    asked = len(site.asked)
-    assert rest.bridge() is True  # ...yet the bridge is there
-    assert len(site.asked) == asked
+    assert post.bridge is True  # ...yet the bridge is there
 
 
 def test_rest_posts_without_the_field_mean_no_bridge(site: StandIn, rest: Source  # noqa: F811
                                                      ) -> None:
     site.rest["/wp/v2/posts"] = rest_posts([post_item(wpnotify=...)])
-    read(rest)
-    assert rest.bridge() is False
+    [post] = read(rest)
+    assert post.bridge is False
 
 
 def test_rest_without_posts_read_the_status_route_answers(site: StandIn,  # noqa: F811
                                                           rest: Source) -> None:
-    """What was seen answers once; after that, the bridge's status route is asked."""
+    """Asked with no post read, the source asks the bridge's status route, each time."""
     site.rest["/wp/v2/posts"] = rest_posts([post_item(wpnotify=...)])
     read(rest)
     assert rest.bridge() is False
@@ -76,6 +74,7 @@ def test_xmlrpc_a_draft_first_does_not_hide_the_bridge(site: StandIn,  # noqa: F
     source = source_for(site, "xmlrpc", tmp_path)
     [draft] = read(source)
     assert draft.to_ping is None
+    assert draft.bridge is None  # an XML-RPC post cannot tell: the source is asked
     assert source.bridge() is True
     site.rpc["mt.supportedMethods"] = as_xmlrpc(WP_METHODS)  # the bridge removed
     assert source.bridge() is False

@@ -27,15 +27,15 @@ from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
+from wpnotify.sources import Source, make_source
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
-from wpnotify.wordpress import Source, make_source
 
 # status, content type, body (and more headers)
 Answer = tuple[int, str, bytes] | tuple[int, str, bytes, dict[str, str]]
 Route = Answer | Callable[[dict[str, str]], Answer]
 WP_METHODS = ["wp.getPosts", "wp.getPost", "wp.getOptions"]
-SINCE = "2026-11-26T12:00:00"
+SINCE = wp_time("2026-11-26T12:00:00")
 
 
 def as_json(value: Any, status: int = 200) -> Answer:
@@ -204,7 +204,9 @@ def test_rest_odd_index_type_and_deletions_are_named(site: StandIn, tmp_path: Pa
         changed(source_for(site, "rest", tmp_path, post_types=("book",)))
     site.rest["/wp/v2/posts"] = lambda query: (
         200, "application/json", b"[]", {"X-Wpnotify-Deleted": "2026-11-26T12:39:35"})
-    changed(source)  # the header announces a newer deletion
+    changes = source.changed(SINCE)
+    list(changes)
+    assert changes.may_have_deleted(SINCE)  # the header announces a newer deletion
     site.rest["/wpnotify/v1/deleted"] = as_json([{"id": 3, "type": "post", "link": "x"}])
     with pytest.raises(SourceError, match="returned a deleted post without a deleted_gmt"):
         source.deletions(SINCE)
@@ -389,7 +391,7 @@ def test_a_poll_of_a_site_with_a_post_without_an_id_fails_that_site_only(
     store = SqliteState.open(settings.state_file)
     http = Http(settings.http)
     try:
-        store.record_poll("x", datetime.now(UTC), cursor=wp_time(SINCE))
+        store.record_poll("x", datetime.now(UTC), cursor=SINCE)
         report = Service(settings, store, http).read(settings.sites[0])
         assert report.error is not None and "returned a post without an id" in report.error
     finally:
@@ -443,4 +445,4 @@ def test_rest_a_post_with_wordpress_zero_time_is_read_not_refused(site: StandIn,
     SQL import left at zero): that is WordPress, not nonsense, so the post is read."""
     site.rest["/wp/v2/posts"] = as_json([post_item(modified_gmt=None, date_gmt=None)])
     [post] = source_for(site, "rest", tmp_path).posts([7])
-    assert (post.id, post.modified_gmt, post.date_gmt) == (7, "", None)
+    assert (post.id, post.modified_gmt, post.date_gmt) == (7, None, None)

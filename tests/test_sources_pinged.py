@@ -12,7 +12,7 @@ from test_sources_hostile import WP_METHODS, StandIn, as_xmlrpc, fault, source_f
 from test_sources_hostile import site as site  # noqa: F401 (the stand-in site fixture)
 
 from wpnotify.errors import PostGone
-from wpnotify.wordpress import record_each
+from wpnotify.sources import record_each
 
 
 class Recording:
@@ -51,7 +51,7 @@ def test_posts_the_bridge_refused_to_record_are_logged(httpserver: Any) -> None:
 
     from wpnotify.http import Http
     from wpnotify.settings import HttpSettings, SiteSettings
-    from wpnotify.wordpress import RestSource
+    from wpnotify.sources.rest import RestSource
 
     httpserver.expect_request("/", method="POST").respond_with_json(
         {"recorded": 1, "refused": [5]})

@@ -21,10 +21,10 @@ from wpnotify.http import Http
 from wpnotify.sending.backlog import Tally
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
+from wpnotify.sources import Post
 from wpnotify.state.migrations import LATEST
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
-from wpnotify.wordpress import Post
 
 OPENERS = 8
 
@@ -88,8 +88,8 @@ class OnePost(OnePostSite):
 
     post = Post(id=7, type="post", status="publish", link="https://s.example/7/",
                 title_html="T", content_html="".join(f'<a href="{u}">x</a>' for u in LINKS),
-                excerpt_html="", protected=False, modified_gmt="2026-11-26T12:39:00",
-                date_gmt="2026-11-26T12:39:00", to_ping=(), pinged=())
+                excerpt_html="", protected=False, modified_gmt=wp_time("2026-11-26T12:39:00"),
+                date_gmt=wp_time("2026-11-26T12:39:00"), to_ping=(), pinged=())
 
 
 class Interleaved(SqliteState):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from wpnotify.errors import SourceError
+from wpnotify.times import wp_time
 
 HINT = "(a plugin changing WordPress's answers, or not WordPress?)"
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
@@ -108,20 +109,20 @@ class Answer:
     def flag(self, key: str) -> bool:
         return bool(self.value(key, bool, "true/false", required=False))
 
-    def stamp(self, key: str) -> str:
-        """A WordPress time ("2026-11-26T12:39:34", UTC)."""
+    def stamp(self, key: str) -> datetime:
+        """A WordPress time ("2026-11-26T12:39:34", UTC), read as the one time type."""
         found: str = self.value(key, str, "a time", required=True)
         return self._time(key, found)
 
-    def optional_stamp(self, key: str) -> str | None:
+    def optional_stamp(self, key: str) -> datetime | None:
         """A WordPress time, or None when absent or null (a draft's date)."""
         found: str | None = self.value(key, str, "a time", required=False)
         return None if found is None else self._time(key, found)
 
-    def _time(self, key: str, found: str) -> str:
+    def _time(self, key: str, found: str) -> datetime:
         if not stamp(found):
             self.fail(f"whose {self.prefix}{key} is not a time like 2026-11-26T12:39:34")
-        return found
+        return wp_time(found)
 
     def texts(self, key: str) -> tuple[str, ...] | None:
         """A list of strings (None when absent)."""

@@ -23,9 +23,9 @@ from wpnotify.logs import printable
 from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
 from wpnotify.settings import Settings, config_path, load_settings
+from wpnotify.sources import Post
 from wpnotify.state import Notification, State, Status, open_state
 from wpnotify.urls import redact
-from wpnotify.wordpress import Post
 
 log = structlog.get_logger("wpnotify.cli")
 

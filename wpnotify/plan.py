@@ -16,7 +16,7 @@ from wpnotify.http import url_problem
 from wpnotify.kind import Payload
 from wpnotify.linkpayload import LinkPayload
 from wpnotify.settings import SiteSettings
-from wpnotify.wordpress import Post
+from wpnotify.sources import Post
 
 ALREADY_PINGED = "already in WordPress's pinged list (notified before wpnotify took over)"
 LINK_KINDS = {"webmention": (webmention.KIND,), "pingback": (pingback.KIND,),

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from wpnotify.errors import SourceError, StateError
 from wpnotify.http import Http
 from wpnotify.settings import Settings, SiteSettings
+from wpnotify.sources import make_source
 from wpnotify.state import History, SiteLog, open_state
 from wpnotify.times import iso, wp_text
-from wpnotify.wordpress import make_source
 
 BRIDGE_FIX = ("copy wordpress/wpnotify-bridge.php into the site's wp-content/mu-plugins/ "
               "(see README \"The bridge\")")

@@ -28,16 +28,9 @@ from wpnotify.plan import Known, Planned, plan
 from wpnotify.sending.backlog import Feed, Tally
 from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.settings import Settings, SiteSettings
+from wpnotify.sources import OVERLAP, Changes, Deleted, Post, Source, make_source
 from wpnotify.state import SiteState, State, Status
-from wpnotify.wordpress import (
-    OVERLAP,
-    Deleted,
-    Post,
-    Source,
-    make_source,
-    wp_format,
-    wp_time,
-)
+from wpnotify.times import whole_second, wp_text
 
 log = structlog.get_logger("wpnotify.service")
 T = TypeVar("T")
@@ -62,6 +55,17 @@ class SiteReport:
     posts: int = 0
     queued: int = 0
     first_poll: bool = False
+
+
+@dataclass
+class Reading:
+    """What one poll's reading of posts came to."""
+
+    cursor: datetime
+    posts: int = 0
+    queued: int = 0
+    handled: set[tuple[int, datetime]] = field(default_factory=set)
+    bridge: bool | None = None  # what the last post that could tell said (Post.bridge)
 
 
 @dataclass(frozen=True)
@@ -103,20 +107,16 @@ class Service:
         try:
             if state is None or state.cursor is None:
                 return self._start(site, source, now)
-            cursor, posts, queued = wp_format(state.cursor), 0, 0
-            handled: set[tuple[int, str]] = set()
-            for post in self._changes(site, source, state, now):
-                posts += 1
-                if post.settled:  # else it may change again in that second: read it again
-                    handled.add((post.id, post.modified_gmt))
-                queued += self._guard(site, post,
-                                      partial(self._consider, site, source, post, now), 0)
-                if post.status != "future":  # a future post's modified_gmt is its future date
-                    cursor = max(cursor, min(post.modified_gmt, wp_format(now)))
-            deletions_seen = self._follow_deletions(site, source, state, now)
+            # ``baseline``: posts of the overlap window already handled (or, after the first
+            # poll, the archive when we began): read again with the same modified time, they
+            # are skipped.
+            changes = source.changed(state.cursor, state.baseline)
+            reading = self._read_posts(site, source, self._changes(site, source, changes, now),
+                                       state.cursor, now)
+            deletions_seen = self._follow_deletions(site, source, changes, state, now)
             # Asked of the bridge itself, once per poll that read posts (an idle poll stays
             # one request); a post whose lists were not read is no sign of a missing bridge.
-            bridge = self._bridge(site, source) if posts else None
+            bridge = self._bridge(site, source, reading.bridge) if reading.posts else None
         except SourceError as exc:
             log.error("site.unreadable", site=site.name, error=str(exc))
             self.store.record_poll(site.name, now, error=str(exc))
@@ -124,31 +124,48 @@ class Service:
         if bridge is False and state.bridge is not False:
             log.warning("site.no_bridge", site=site.name, detail=NO_BRIDGE)
         # What was read in the window that the next poll reads again: it skips those.
-        window = wp_format(wp_time(cursor) - OVERLAP)
-        seen = sorted(key for key in baseline_of(state) | handled if key[1] >= window)
-        self.store.record_poll(site.name, now, cursor=wp_time(cursor), bridge=bridge,
-                               deletions_seen=None if deletions_seen is None
-                               else wp_time(deletions_seen),
-                               baseline=[(i, wp_time(modified)) for i, modified in seen])
-        log.info("site.read", site=site.name, posts=posts, queued=queued, cursor=cursor)
-        return SiteReport(site.name, posts=posts, queued=queued)
+        window = reading.cursor - OVERLAP
+        seen = sorted(key for key in state.baseline | reading.handled if key[1] >= window)
+        self.store.record_poll(site.name, now, cursor=reading.cursor, bridge=bridge,
+                               deletions_seen=deletions_seen, baseline=seen)
+        log.info("site.read", site=site.name, posts=reading.posts, queued=reading.queued,
+                 cursor=wp_text(reading.cursor))
+        return SiteReport(site.name, posts=reading.posts, queued=reading.queued)
 
-    def _bridge(self, site: SiteSettings, source: Source) -> bool | None:
-        """Whether the site runs the bridge; None (the stored answer stays) when it cannot be
-        asked now: the posts are read and queued, so one more failing request must not fail
-        the poll and hold its cursor back."""
+    def _read_posts(self, site: SiteSettings, source: Source, posts: Iterator[Post],
+                    cursor: datetime, now: datetime) -> Reading:
+        """Queues what each post owes, and moves the cursor over what was read."""
+        reading = Reading(cursor)
+        for post in posts:
+            reading.posts += 1
+            if post.bridge is not None:
+                reading.bridge = post.bridge
+            if post.settled and post.modified_gmt is not None:  # else it may change again
+                reading.handled.add((post.id, post.modified_gmt))  # in that second: read it
+            reading.queued += self._guard(site, post,
+                                          partial(self._consider, site, source, post, now), 0)
+            # A future post's modified_gmt is its future date.
+            if post.status != "future" and post.modified_gmt is not None:
+                reading.cursor = max(reading.cursor, min(post.modified_gmt, whole_second(now)))
+        return reading
+
+    def _bridge(self, site: SiteSettings, source: Source, heard: bool | None) -> bool | None:
+        """Whether the site runs the bridge: as the posts read said (``heard``), else as the
+        source says when asked; None (the stored answer stays) when it cannot be asked now:
+        the posts are read and queued, so one more failing request must not fail the poll
+        and hold its cursor back."""
+        if heard is not None:
+            return heard
         try:
             return source.bridge()
         except SourceError as exc:
             log.warning("site.bridge_unknown", site=site.name, error=str(exc))
             return None
 
-    def _changes(self, site: SiteSettings, source: Source, state: SiteState,
+    def _changes(self, site: SiteSettings, source: Source, changes: Changes,
                  now: datetime) -> Iterator[Post]:
         """Posts modified since the cursor, then watched scheduled posts whose time has come."""
-        # ``baseline``: posts of the overlap window already handled (or, after the first poll,
-        # the archive when we began): read again with the same modified time, they are skipped.
-        yield from source.changed(wp_format(state.cursor or now), baseline_of(state))
+        yield from changes
         if due := self.store.scheduled_due(site.name, now):
             found = source.posts(due)
             present = {p.id for p in found}
@@ -158,26 +175,25 @@ class Service:
     def _start(self, site: SiteSettings, source: Source, now: datetime) -> SiteReport:
         """The first poll of a site: remember where "now" is, and the posts scheduled for
         later; notify nothing from the archive (that is backfill's job)."""
-        cursor = source.newest_modified() or wp_format(now)
-        # Later polls ask from a little before the cursor (wordpress.OVERLAP), so the posts of
+        cursor = source.newest_modified() or whole_second(now)
+        # Later polls ask from a little before the cursor (sources.OVERLAP), so the posts of
         # that window are remembered as archive, not news.
         baseline = [(p.id, p.modified_gmt) for p in source.changed(cursor)
-                    if p.status == "publish"]
+                    if p.status == "publish" and p.modified_gmt is not None]
         for post in source.scheduled():
             self._watch(site, post)
         # Deletions are asked for strictly after this mark, to the second: a post deleted later
         # in this very second would be missed, so the mark is the second before. (What was
         # deleted earlier in it has no sent Webmention to take back: nothing is resent.)
-        self.store.record_poll(site.name, now, cursor=wp_time(cursor),
-                               baseline=[(i, wp_time(modified)) for i, modified in baseline],
-                               deletions_seen=now - timedelta(seconds=1))
-        log.info("site.first_poll", site=site.name, cursor=cursor,
+        self.store.record_poll(site.name, now, cursor=cursor, baseline=baseline,
+                               deletions_seen=whole_second(now - timedelta(seconds=1)))
+        log.info("site.first_poll", site=site.name, cursor=wp_text(cursor),
                  detail="watching from now on; older posts are not notified")
         return SiteReport(site.name, first_poll=True)
 
     def _watch(self, site: SiteSettings, post: Post) -> None:
         if post.date_gmt:
-            self.store.watch(site.name, post.id, wp_time(post.date_gmt))
+            self.store.watch(site.name, post.id, post.date_gmt)
 
     def _guard(self, site: SiteSettings, post: Post, work: Callable[[], T], failed: T) -> T:
         """Runs the work for one post; a bug it trips is logged and passed over (``failed``
@@ -200,7 +216,7 @@ class Service:
         self.store.unwatch(site.name, [post.id])
         info = source.info()
         self._follow_webmentions(site, post, info.home, now)
-        fresh = post.date_gmt is not None and wp_time(post.date_gmt) >= now - ANNOUNCE_WINDOW
+        fresh = post.date_gmt is not None and post.date_gmt >= now - ANNOUNCE_WINDOW
         recorded = self._record(site, source, self._plan(site, source, post, fresh), now)
         return sum(item.status == "pending" for item in recorded)
 
@@ -217,11 +233,15 @@ class Service:
                                    self_pings=site.self_pings)) if public else set()
         self._resend_changed(site, post.id, links, public, post.status, now)
 
-    def _follow_deletions(self, site: SiteSettings, source: Source, state: SiteState,
-                          now: datetime) -> str | None:
+    def _follow_deletions(self, site: SiteSettings, source: Source, changes: Changes,
+                          state: SiteState, now: datetime) -> datetime | None:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
-        told, like a trashed post's. Returns the newest deletion handled."""
-        since = wp_format(state.deletions_seen or now - timedelta(seconds=1))
+        told, like a trashed post's. Returns the newest deletion handled. Asked only when
+        the poll's reading named a deletion after the mark (or could not say), so an idle
+        poll costs no request."""
+        since = state.deletions_seen or whole_second(now - timedelta(seconds=1))
+        if not changes.may_have_deleted(since):
+            return None
         newest: Deleted | None = None
         for gone in source.deletions(since):
             if gone.type in site.post_types:
@@ -231,7 +251,7 @@ class Service:
         if newest is None:
             return None
         if not newest.settled:  # more may come in that second: ask from its start next time
-            return wp_format(wp_time(newest.deleted_gmt) - timedelta(seconds=1))
+            return newest.deleted_gmt - timedelta(seconds=1)
         return newest.deleted_gmt
 
     def _resend_changed(self, site: SiteSettings, post_id: int, links: set[str],
@@ -384,11 +404,6 @@ class Service:
                 on_planned(post, item)
             result.planned += len(owed)
             result.delivery.skipped += sum(item.status == "skipped" for item in owed)
-
-
-def baseline_of(state: SiteState) -> frozenset[tuple[int, str]]:
-    """The state's baseline in the sources' terms: (id, ``modified_gmt`` text)."""
-    return frozenset((post_id, wp_format(modified)) for post_id, modified in state.baseline)
 
 
 @dataclass(frozen=True)

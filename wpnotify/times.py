@@ -38,8 +38,14 @@ def http_date(header: str | None) -> datetime | None:
     """An HTTP ``Date`` header; None when missing, unreadable or without a zone."""
     if not header:
         return None
-    try:
+    try:  # moving to UTC can overflow too: a year 9999 -2359, say
         moment = parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError, OverflowError):  # a year 9999 -2359, say
+        return moment.astimezone(UTC) if moment.tzinfo is not None else None
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
+
+
+def whole_second(moment: datetime) -> datetime:
+    """``moment`` cut to its second: WordPress keeps times to the second and compares them
+    so, and a bound sent to it (``wp_text``) is cut the same way."""
+    return moment.replace(microsecond=0)

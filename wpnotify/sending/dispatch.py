@@ -43,7 +43,7 @@ from wpnotify.state import HostState, Notification, State
 from wpnotify.times import iso
 
 if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
-    from wpnotify.wordpress import Source
+    from wpnotify.sources import Source
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog

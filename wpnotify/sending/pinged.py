@@ -21,7 +21,7 @@ from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.state import PingedOutbox, SiteLog
 
 if TYPE_CHECKING:  # the protocol only: sending never calls into a source's package
-    from wpnotify.wordpress import Source
+    from wpnotify.sources import Source
 
 PINGED_BATCH = 50  # sent links told to WordPress in one request; small, so the last is quick
 PINGED_BATCHES = 20  # requests per site and flush at most: a long backlog (a bridge installed

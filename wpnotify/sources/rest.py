@@ -1,119 +1,38 @@
-"""The WordPress source, over the REST API with an Application Password.
+"""The WordPress source over the REST API, with an Application Password.
 
 It returns plain post records and never decides what to send. Requests use the ``?rest_route=``
 form, which works with and without pretty permalinks. The bridge plugin, when installed, adds a
-``wpnotify`` field (the post's ``to_ping`` and ``pinged`` lists) and a route to record pings.
+``wpnotify`` field (the post's ``to_ping`` and ``pinged`` lists), a route to record pings, and
+to every answer the time of the newest deletion (``X-Wpnotify-Deleted``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import structlog
 
-from wpnotify.answer import Answer, listing
+from wpnotify.answer import Answer, listing, stamp
 from wpnotify.errors import PostGone, SendError, SourceError
 from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
+from wpnotify.sources.base import OVERLAP, WATCHED_STATUSES, record_each
+from wpnotify.sources.records import Changes, Deleted, Post, SiteInfo, bridge_status, deleted_list
+from wpnotify.times import http_date, whole_second, wp_text, wp_time
 
 log = structlog.get_logger("wpnotify.wordpress")
 
 FIELDS = ("id,type,status,link,title,content,excerpt,password,modified_gmt,date_gmt,wpnotify")
-# Published and scheduled posts, and the statuses a published post can leave for (so that
-# Webmention receivers can be told it is gone).
-WATCHED_STATUSES = "publish,future,draft,pending,private,trash"
 REST_BASES = {"post": "posts", "page": "pages"}
 FIRST_PAGE = 20  # posts in a backfill's first page
-# How far before the cursor each poll asks. WordPress compares whole seconds, strictly, and in
-# the site's local time, where the hour after a daylight-saving change repeats; an hour and a
-# second covers both. Posts read again are queued again idempotently, so this costs bytes only.
-OVERLAP = timedelta(hours=1, seconds=1)
 CREDENTIAL_CODES = frozenset({"incorrect_password", "invalid_username", "invalid_email",
                               "rest_not_logged_in", "rest_forbidden_context",
                               "rest_cannot_view", "rest_forbidden"})
-
-
-@dataclass(frozen=True)
-class Post:
-    """One post as wpnotify needs it. ``to_ping``/``pinged`` are None without the bridge."""
-
-    id: int
-    type: str
-    status: str
-    link: str
-    title_html: str
-    content_html: str
-    excerpt_html: str  # the rendered manual excerpt; "" when the post has none
-    protected: bool
-    modified_gmt: str  # as WordPress writes it: "2026-11-26T12:39:34", UTC
-    date_gmt: str | None
-    to_ping: tuple[str, ...] | None
-    pinged: tuple[str, ...] | None
-    # WordPress's clock when this copy was read (its HTTP Date), like modified_gmt; None when
-    # it did not say (see settled).
-    read_at: str | None = None
-
-    @property
-    def settled(self) -> bool:
-        """True when the second of ``modified_gmt`` had ended when this copy was read, so a
-        later change must carry a later modified time; a poll may then skip this post while
-        its modified time stays the same."""
-        return settled(self.modified_gmt, self.read_at)
-
-
-@dataclass(frozen=True)
-class Deleted:
-    """A post deleted for good, as the bridge remembers it."""
-
-    id: int
-    type: str
-    link: str
-    deleted_gmt: str
-    read_at: str | None = None  # as Post.read_at
-
-    @property
-    def settled(self) -> bool:
-        """True when no later deletion can carry the same ``deleted_gmt``."""
-        return settled(self.deleted_gmt, self.read_at)
-
-
-def settled(stamp: str, read_at: str | None) -> bool:
-    """WordPress keeps times to the second: whatever happens later in the second of
-    ``stamp`` gets the same time. True when that second had ended at ``read_at`` (WordPress's
-    clock when it answered), so nothing more can come with that time."""
-    return read_at is not None and read_at > stamp
-
-
-@dataclass(frozen=True)
-class SiteInfo:
-    name: str
-    home: str
-
-
-def wp_time(text: str) -> datetime:
-    """A REST ``*_gmt`` value as an aware UTC datetime."""
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def wp_format(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def server_time(date: str | None) -> str | None:
-    """An HTTP Date header as a ``*_gmt`` value; None when missing or unreadable."""
-    if not date:
-        return None
-    try:
-        moment = parsedate_to_datetime(date)
-        return wp_format(moment) if moment.tzinfo is not None else None
-    except (TypeError, ValueError, IndexError, OverflowError):  # a year 9999 -2359, say
-        return None
+Heard = Callable[[datetime | None], None]  # takes the newest deletion an answer names
 
 
 class RestSource:
@@ -125,9 +44,6 @@ class RestSource:
         self.per_page = per_page
         self._info: SiteInfo | None = None
         self._bases: dict[str, str] = dict(REST_BASES)
-        self.newest_deletion: str | None = None  # the bridge's X-Wpnotify-Deleted header
-        # Whether the posts read since bridge() last answered carried the bridge's field.
-        self._bridge_seen: bool | None = None
 
     # --- requests ------------------------------------------------------------------------
 
@@ -152,9 +68,6 @@ class RestSource:
                                       max_bytes=1024 * 1024, trusted=True)
         except SendError as exc:
             raise SourceError(f"cannot reach {self.site.url}: {exc.message}") from None
-        stamp = resp.header("X-Wpnotify-Deleted")
-        if stamp and stamp > (self.newest_deletion or ""):
-            self.newest_deletion = stamp
         return resp
 
     def _decode(self, resp: Response) -> Any:
@@ -223,34 +136,30 @@ class RestSource:
             self._bases[post_type] = found.text("rest_base") or post_type
         return self._bases[post_type]
 
-    def _list(self, post_type: str, params: dict[str, Any]) -> list[Post]:
+    def _list(self, post_type: str, params: dict[str, Any], heard: Heard | None = None
+              ) -> list[Post]:
         resp = self._request(f"/wp/v2/{self._base(post_type)}",
                              {"context": "edit", "_fields": FIELDS, "per_page": self.per_page,
                               **params})
         items = listing(self.site.url, "the post list", self._decode(resp))
-        read_at = server_time(resp.header("Date"))
-        self._note_bridge(items)
+        if heard is not None:
+            heard(deletion_mark(resp))
+        read_at = http_date(resp.header("Date"))
         return [_post(self.site.url, item, read_at) for item in items]
-
-    def _note_bridge(self, items: list[Any]) -> None:
-        """The bridge registers the ``wpnotify`` field: a post read with it asked for carries
-        the field when the bridge runs (null where the post's lists are withheld)."""
-        if items and isinstance(items[0], dict):
-            self._bridge_seen = "wpnotify" in items[0]
 
     # --- posts ---------------------------------------------------------------------------
 
-    def newest_modified(self) -> str | None:
+    def newest_modified(self) -> datetime | None:
         """The newest ``modified_gmt`` among published posts: where a first poll starts.
         (Not scheduled ones: WordPress gives a new future post its future date as modified.)"""
-        newest: str | None = None
+        newest: datetime | None = None
         for post_type in self.site.post_types:
             items = self._call(f"/wp/v2/{self._base(post_type)}", {
                 "context": "edit", "_fields": "id,modified_gmt", "per_page": 1,
                 "status": "publish", "orderby": "modified", "order": "desc"})
             for item in listing(self.site.url, "the post list", items):
-                newest = max(newest or "",
-                             Answer(self.site.url, "a post", item).stamp("modified_gmt"))
+                found = Answer(self.site.url, "a post", item).stamp("modified_gmt")
+                newest = found if newest is None else max(newest, found)
         return newest
 
     def scheduled(self) -> Iterator[Post]:
@@ -265,26 +174,32 @@ class RestSource:
                     break
                 page += 1
 
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
+    def changed(self, since: datetime, seen: frozenset[tuple[int, datetime]] = frozenset()
+                ) -> Changes:
         """Published and scheduled posts modified after ``since``, oldest change first, except
-        those whose (id, modified_gmt) is in ``seen``.
+        those whose (id, modified_gmt) is in ``seen``; with the newest deletion the bridge
+        named in these answers.
 
         Two steps, so that an idle poll costs one small request: the IDs and times of what
         changed, then the full posts for those not seen yet, 100 per request.
         """
+        return Changes.reading(lambda heard: self._changed(since, seen, heard))
+
+    def _changed(self, since: datetime, seen: frozenset[tuple[int, datetime]],
+                 heard: Heard) -> Iterator[Post]:
         for post_type in self.site.post_types:
-            fresh = [key for key in self._modified(post_type, since) if key not in seen]
+            fresh = [key for key in self._modified(post_type, since, heard) if key not in seen]
             for start in range(0, len(fresh), self.per_page):
                 chunk = fresh[start:start + self.per_page]
                 found = {post.id: post for post in self._list(post_type, {
                     "include": ",".join(str(i) for i, _ in chunk),
-                    "status": WATCHED_STATUSES})}
+                    "status": WATCHED_STATUSES}, heard)}
                 for post_id, _ in chunk:
                     if post_id in found:  # else deleted meanwhile
                         yield found.pop(post_id)
 
-    def _modified(self, post_type: str, since: str) -> list[tuple[int, str]]:
+    def _modified(self, post_type: str, since: datetime, heard: Heard
+                  ) -> list[tuple[int, datetime]]:
         """(id, modified_gmt) of the posts modified after ``since`` (less OVERLAP).
 
         Paging is by key, not by page number: each further request starts at the last time
@@ -292,15 +207,15 @@ class RestSource:
         are dropped. A full page within one second (a bulk edit) is walked by ID instead,
         since MySQL orders ties arbitrarily.
         """
-        after = wp_time(since) - OVERLAP
-        keys: dict[tuple[int, str], None] = {}
+        after = whole_second(since) - OVERLAP
+        keys: dict[tuple[int, datetime], None] = {}
         while True:
             page = self._keys(post_type, {"modified_after": _param(after),
-                                          "orderby": "modified", "order": "asc"})
+                                          "orderby": "modified", "order": "asc"}, heard)
             keys.update(dict.fromkeys(page))
             if len(page) < self.per_page:
                 return list(keys)
-            last = wp_time(page[-1][1])
+            last = page[-1][1]
             if last - timedelta(seconds=1) > after:
                 after = last - timedelta(seconds=1)
                 continue
@@ -309,17 +224,20 @@ class RestSource:
                 tied = self._keys(post_type, {
                     "orderby": "id", "order": "asc", "page": number,
                     "modified_after": _param(last - timedelta(seconds=1)),
-                    "modified_before": _param(last + timedelta(seconds=1))})
+                    "modified_before": _param(last + timedelta(seconds=1))}, heard)
                 keys.update(dict.fromkeys(tied))
                 if len(tied) < self.per_page:
                     break
                 number += 1
             after = last
 
-    def _keys(self, post_type: str, params: dict[str, Any]) -> list[tuple[int, str]]:
-        items = self._call(f"/wp/v2/{self._base(post_type)}", {
+    def _keys(self, post_type: str, params: dict[str, Any], heard: Heard
+              ) -> list[tuple[int, datetime]]:
+        resp = self._request(f"/wp/v2/{self._base(post_type)}", {
             "context": "edit", "_fields": "id,modified_gmt", "per_page": self.per_page,
             "status": WATCHED_STATUSES, **params})
+        items = self._decode(resp)
+        heard(deletion_mark(resp))
         answers = [Answer(self.site.url, "a post", item)
                    for item in listing(self.site.url, "the post list", items)]
         return [(post.id(), post.stamp("modified_gmt")) for post in answers]
@@ -341,7 +259,6 @@ class RestSource:
                 resp = self._request(f"/wp/v2/{self._base(post_type)}", params)
                 items = listing(self.site.url, "the post list", self._decode(resp))
                 total = _count(resp.header("X-WP-Total"), len(items))
-                self._note_bridge(items)
                 yield [_post(self.site.url, item) for item in items], total
                 if len(items) < size:
                     break
@@ -376,21 +293,17 @@ class RestSource:
         return bridge_status(self.site.url, status)
 
     def bridge(self) -> bool:
-        """Whether the site runs the bridge, as the bridge itself says: by the field it adds
-        to every post read since this was last asked (there even where a post's lists are
-        withheld), else by its status route. Never judged by whether a post's lists were
-        read: a post without them is no sign of a missing bridge."""
-        seen, self._bridge_seen = self._bridge_seen, None
-        return seen if seen is not None else self._status() is not None
+        """Whether the site runs the bridge, as its status route says. (Posts read say it
+        too, with no request: see ``Post.bridge``.) Never judged by whether a post's lists
+        were read: a post without them is no sign of a missing bridge."""
+        return self._status() is not None
 
-    def deletions(self, since: str) -> list[Deleted]:
-        """Posts deleted for good after ``since`` (bridge only). Asked only when a response of
-        this poll announced a newer deletion, so an idle poll costs no request."""
-        if not self.newest_deletion or self.newest_deletion <= since:
-            return []
-        resp = self._request("/wpnotify/v1/deleted", {"since": since})
+    def deletions(self, since: datetime) -> list[Deleted]:
+        """Posts deleted for good after ``since`` (bridge only). Worth asking only when the
+        poll's reading named a newer one (``Changes.may_have_deleted``)."""
+        resp = self._request("/wpnotify/v1/deleted", {"since": wp_text(since)})
         return deleted_list(self.site.url, self._decode(resp),
-                            server_time(resp.header("Date")))
+                            http_date(resp.header("Date")))
 
     def record_pinged(self, post_id: int, urls: list[str]) -> None:
         """Tells WordPress (through the bridge) that these URLs were notified."""
@@ -415,30 +328,6 @@ class RestSource:
                         detail="deleted posts, or posts the user may not edit")
 
 
-def record_each(source: Source, posts: Mapping[int, list[str]]) -> None:
-    """One request per post; a post deleted for good meanwhile has nothing left to record,
-    so it neither fails the others nor stays in the outbox for ever."""
-    for post_id, urls in posts.items():
-        try:
-            source.record_pinged(post_id, urls)
-        except PostGone:
-            continue  # deleted for good: its Webmentions are handled as a deletion
-
-
-def deleted_list(site: str, items: Any, read_at: str | None = None) -> list[Deleted]:
-    """The bridge's list of deletions, checked (see wpnotify.answer)."""
-    found = [Answer(site, "a deleted post", item)
-             for item in listing(site, "the list of deleted posts", items or [])]
-    return [Deleted(i.id(), i.text("type", "post"), i.text("link"), i.stamp("deleted_gmt"),
-                    read_at) for i in found]
-
-
-def bridge_status(site: str, status: Any) -> dict[str, Any]:
-    """The bridge's status (version, whether core's sending is off): its plain values only,
-    as they are shown to the user."""
-    fields = Answer(site, "the bridge's status", status).fields
-    return {key: value for key, value in fields.items()
-            if isinstance(value, str | bool | int | float)}
 
 
 def _count(header: str | None, fallback: int) -> int:
@@ -448,11 +337,20 @@ def _count(header: str | None, fallback: int) -> int:
         else fallback
 
 
+def deletion_mark(resp: Response) -> datetime | None:
+    """The newest deletion the bridge names in an answer (``X-Wpnotify-Deleted``); None
+    when there is none, or when it is not a WordPress time (then nothing is asked for)."""
+    text = resp.header("X-Wpnotify-Deleted")
+    return wp_time(text) if text and stamp(text) else None
+
+
 def _param(moment: datetime) -> str:
-    return wp_format(moment) + "+00:00"
+    """A time as a REST query parameter: WordPress's form with its zone, which it reads as
+    UTC instead of the site's local time."""
+    return wp_text(moment) + "+00:00"
 
 
-def _post(site: str, raw: Any, read_at: str | None = None) -> Post:
+def _post(site: str, raw: Any, read_at: datetime | None = None) -> Post:
     """One REST post, its shape checked (see wpnotify.answer)."""
     item = Answer(site, "a post", raw)
     title, content, excerpt = item.part("title"), item.part("content"), item.part("excerpt")
@@ -466,37 +364,10 @@ def _post(site: str, raw: Any, read_at: str | None = None) -> Post:
         content_html=content.text("rendered") if content else "",
         excerpt_html=excerpt.text("rendered") if excerpt and excerpt.text("raw") else "",
         protected=bool(item.text("password")) or bool(content and content.flag("protected")),
-        modified_gmt=item.optional_stamp("modified_gmt") or "",  # null: WordPress's zero date
+        modified_gmt=item.optional_stamp("modified_gmt"),  # null: WordPress's zero date
         date_gmt=item.optional_stamp("date_gmt"),
         to_ping=(pings.texts("to_ping") or ()) if pings else None,
         pinged=(pings.texts("pinged") or ()) if pings else None,
         read_at=read_at,
+        bridge="wpnotify" in item.fields,  # the bridge's field, null or not
     )
-
-
-class Source(Protocol):
-    """What the service needs of a site, over REST (``RestSource``) or XML-RPC
-    (``xmlrpcsource.XmlrpcSource``)."""
-
-    def info(self) -> SiteInfo: ...
-    def newest_modified(self) -> str | None: ...
-    def scheduled(self) -> Iterator[Post]: ...
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]: ...
-    def posts(self, ids: list[int]) -> list[Post]: ...
-    def archive(self, since: datetime, until: datetime | None
-                ) -> Iterator[tuple[list[Post], int]]: ...
-    def deletions(self, since: str) -> list[Deleted]: ...
-    def record_pinged(self, post_id: int, urls: list[str]) -> None: ...
-    def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None: ...
-    def check(self) -> tuple[SiteInfo, dict[str, Any] | None]: ...
-    def bridge(self) -> bool: ...
-
-
-def make_source(http: Http, site: SiteSettings, per_page: int = 100) -> Source:
-    """The source for a site's ``api``."""
-    if site.api == "xmlrpc":
-        from wpnotify.xmlrpcsource import XmlrpcSource  # it imports this module
-
-        return XmlrpcSource(http, site, per_page)
-    return RestSource(http, site, per_page)

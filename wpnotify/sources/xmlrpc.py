@@ -32,19 +32,9 @@ from wpnotify.answer import Answer, kind, listing
 from wpnotify.errors import PostGone, SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import SiteSettings
-from wpnotify.wordpress import (
-    OVERLAP,
-    WATCHED_STATUSES,
-    Deleted,
-    Post,
-    SiteInfo,
-    bridge_status,
-    deleted_list,
-    record_each,
-    server_time,
-    wp_format,
-    wp_time,
-)
+from wpnotify.sources.base import OVERLAP, WATCHED_STATUSES, record_each
+from wpnotify.sources.records import Changes, Deleted, Post, SiteInfo, bridge_status, deleted_list
+from wpnotify.times import http_date, whole_second, wp_text
 
 REPLY_CAP = 64 * 1024 * 1024
 METHOD_NOT_FOUND = -32601  # the XML-RPC servers' fault for an unknown method
@@ -190,7 +180,7 @@ def reply_problem(status: int, media_type: str, body: bytes, truncated: bool) ->
 
 
 class XmlrpcSource:
-    """Reads one site over XML-RPC; the same interface as ``wordpress.RestSource``."""
+    """Reads one site over XML-RPC; the same interface as ``rest.RestSource``."""
 
     def __init__(self, http: Http, site: SiteSettings, per_page: int = 100) -> None:
         self.http = http
@@ -284,7 +274,7 @@ class XmlrpcSource:
                     break
                 offset += len(page)
 
-    def newest_modified(self) -> str | None:
+    def newest_modified(self) -> datetime | None:
         for post in self._newest_first("publish", "post_modified ID"):
             return post.modified_gmt
         return None
@@ -292,23 +282,31 @@ class XmlrpcSource:
     def scheduled(self) -> Iterator[Post]:
         return self._newest_first("future", "post_date ID")
 
-    def changed(self, since: str, seen: frozenset[tuple[int, str]] = frozenset()
-                ) -> Iterator[Post]:
-        """Posts modified after ``since`` (less OVERLAP) and not in ``seen``, newest first:
-        XML-RPC cannot filter by time, so pages are read until one ends before the window.
+    def changed(self, since: datetime, seen: frozenset[tuple[int, datetime]] = frozenset()
+                ) -> Changes:
+        """Posts modified after ``since`` (less OVERLAP) and not in ``seen``, newest first.
+        XML-RPC answers name no deletions, so the changes leave that question open."""
+        return Changes(self._changed(since, seen))
+
+    def _changed(self, since: datetime, seen: frozenset[tuple[int, datetime]]
+                 ) -> Iterator[Post]:
+        """XML-RPC cannot filter by time, so pages are read until one ends before the window.
         Offset paging newest first only repeats items when posts change meanwhile; repeats
-        are dropped."""
-        floor = wp_format(wp_time(since) - OVERLAP)
+        are dropped. A zero modified date counts as older than any window."""
+        floor = whole_second(since) - OVERLAP
         done = set(seen)
         for post_type in self.site.post_types:
             offset = 0
             while True:
                 page = self._page(post_type, WATCHED_STATUSES, offset, "post_modified ID")
                 for post in page:
-                    if post.modified_gmt > floor and (post.id, post.modified_gmt) not in done:
-                        done.add((post.id, post.modified_gmt))
+                    modified = post.modified_gmt
+                    if modified is not None and modified > floor \
+                            and (post.id, modified) not in done:
+                        done.add((post.id, modified))
                         yield post
-                if len(page) < self.per_page or page[-1].modified_gmt <= floor:
+                last = page[-1].modified_gmt if page else None
+                if len(page) < self.per_page or last is None or last <= floor:
                     break
                 offset += len(page)
 
@@ -327,14 +325,15 @@ class XmlrpcSource:
                 ) -> Iterator[tuple[list[Post], int]]:
         """Published posts dated from ``since`` up to ``until``, a page at a time (newest
         first; the total is not known over XML-RPC, so it is given as 0)."""
-        low, high = wp_format(since), wp_format(until) if until else None
+        low, high = whole_second(since), whole_second(until) if until else None
         for post_type in self.site.post_types:
             offset = 0
             while True:
                 page = self._page(post_type, "publish", offset, "post_date ID")
                 yield [p for p in page if p.date_gmt and p.date_gmt >= low
                        and (high is None or p.date_gmt < high)], 0
-                if len(page) < self.per_page or (page[-1].date_gmt or "") < low:
+                if len(page) < self.per_page or page[-1].date_gmt is None \
+                        or page[-1].date_gmt < low:
                     break
                 offset += len(page)
 
@@ -350,10 +349,10 @@ class XmlrpcSource:
         made after the sends, never between them."""
         record_each(self, posts)
 
-    def deletions(self, since: str) -> list[Deleted]:
+    def deletions(self, since: datetime) -> list[Deleted]:
         """Posts deleted for good after ``since`` (bridge only; one call per poll)."""
         try:
-            items = self._call(GetDeleted(since))
+            items = self._call(GetDeleted(wp_text(since)))
             return deleted_list(self.url, items, self._read_at())
         except UnsupportedXmlrpcMethodError:
             return []
@@ -388,16 +387,16 @@ class XmlrpcSource:
             return None
         return Answer(self.url, "the bridge's lists", found)
 
-    def _read_at(self) -> str | None:
+    def _read_at(self) -> datetime | None:
         """WordPress's clock at the answer this thread just read (see Post.read_at)."""
-        return server_time(getattr(self._transport.answered, "date", None))
+        return http_date(getattr(self._transport.answered, "date", None))
 
-    def _post(self, raw: Any, read_at: str | None = None) -> Post:
+    def _post(self, raw: Any, read_at: datetime | None = None) -> Post:
         """One post of wp.getPosts or wp.getPost, its shape checked (see wpnotify.answer)."""
         item = Answer(self.url, "a post", raw)
         post_id, status = item.id("post_id"), item.text("post_status")
         date_gmt = _gmt(item, "post_date_gmt")
-        if status == "publish" and date_gmt and date_gmt > wp_format(datetime.now(UTC)):
+        if status == "publish" and date_gmt and date_gmt > whole_second(datetime.now(UTC)):
             status = "future"  # XML-RPC reports scheduled posts as published
         pings = self._pings(post_id) if status == "publish" else None
         return Post(
@@ -409,7 +408,7 @@ class XmlrpcSource:
             content_html=item.text("post_content"),
             excerpt_html=item.text("post_excerpt"),
             protected=bool(item.text("post_password")),
-            modified_gmt=_gmt(item, "post_modified_gmt") or "",
+            modified_gmt=_gmt(item, "post_modified_gmt"),
             date_gmt=date_gmt,
             to_ping=(pings.texts("to_ping") or ()) if pings else None,
             pinged=(pings.texts("pinged") or ()) if pings else None,
@@ -417,9 +416,8 @@ class XmlrpcSource:
         )
 
 
-def _gmt(item: Answer, key: str) -> str | None:
-    """An XML-RPC DateTime as "YYYY-MM-DDTHH:MM:SS" (UTC), or None for WordPress's zero date
-    (a draft's)."""
+def _gmt(item: Answer, key: str) -> datetime | None:
+    """An XML-RPC DateTime (UTC), or None for WordPress's zero date (a draft's)."""
     value = item.value(key, (xmlrpc.client.DateTime, str), "a time", required=False)
     text = value.value if isinstance(value, xmlrpc.client.DateTime) else value or ""
     if not isinstance(text, str):
@@ -428,7 +426,7 @@ def _gmt(item: Answer, key: str) -> str | None:
         return None
     for shape in ("%Y%m%dT%H:%M:%S", "%Y%m%dT%H:%M:%SZ"):
         try:
-            return datetime.strptime(text, shape).strftime("%Y-%m-%dT%H:%M:%S")
+            return datetime.strptime(text, shape).replace(tzinfo=UTC)
         except ValueError:
             pass
     item.fail(f"whose {key} is not a time like 20261126T12:39:34")

@@ -1,0 +1,131 @@
+"""What a source returns: plain records, times as aware UTC datetimes (wpnotify.times).
+
+Both sources build the same records, so the service never knows which protocol read a site.
+A record also carries what the answer that brought it said about the site (its clock, the
+bridge's field), so that nothing learned on the way is left behind as state on the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from wpnotify.answer import Answer, listing
+
+
+@dataclass(frozen=True)
+class Post:
+    """One post as wpnotify needs it. ``to_ping``/``pinged`` are None without the bridge."""
+
+    id: int
+    type: str
+    status: str
+    link: str
+    title_html: str
+    content_html: str
+    excerpt_html: str  # the rendered manual excerpt; "" when the post has none
+    protected: bool
+    modified_gmt: datetime | None  # None for WordPress's zero date (a direct database write)
+    date_gmt: datetime | None  # None for a draft's zero date
+    to_ping: tuple[str, ...] | None
+    pinged: tuple[str, ...] | None
+    # WordPress's clock when this copy was read (its HTTP Date); None when it did not say
+    # (see settled).
+    read_at: datetime | None = None
+    # Whether the answer carried the bridge's ``wpnotify`` field (REST registers it on every
+    # post, null where the lists are withheld): the bridge's own word, with no request more.
+    # None where a post cannot tell (XML-RPC): ask the source's ``bridge()``.
+    bridge: bool | None = None
+
+    @property
+    def settled(self) -> bool:
+        """True when the second of ``modified_gmt`` had ended when this copy was read, so a
+        later change must carry a later modified time; a poll may then skip this post while
+        its modified time stays the same."""
+        return settled(self.modified_gmt, self.read_at)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A post deleted for good, as the bridge remembers it."""
+
+    id: int
+    type: str
+    link: str
+    deleted_gmt: datetime
+    read_at: datetime | None = None  # as Post.read_at
+
+    @property
+    def settled(self) -> bool:
+        """True when no later deletion can carry the same ``deleted_gmt``."""
+        return settled(self.deleted_gmt, self.read_at)
+
+
+def settled(stamp: datetime | None, read_at: datetime | None) -> bool:
+    """WordPress keeps times to the second: whatever happens later in the second of
+    ``stamp`` gets the same time. True when that second had ended at ``read_at`` (WordPress's
+    clock when it answered), so nothing more can come with that time. A zero date (None)
+    sorts before every time, as the empty text it was."""
+    return read_at is not None and (stamp is None or read_at > stamp)
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    name: str
+    home: str
+
+
+class Changes:
+    """The posts changed since a time, read page by page as this is iterated (once), and
+    what the site said on the way about deletions: a REST site with the bridge names its
+    newest deletion in every answer, so a poll learns from its own reading whether there is
+    anything to ask for (an idle poll stays one request). A source that cannot say
+    (``tells_deletions`` False, XML-RPC) leaves the question open: ask every time.
+
+    ``newest_deletion`` is complete once the posts have been read."""
+
+    def __init__(self, posts: Iterable[Post] = (), *, tells_deletions: bool = False) -> None:
+        self.tells_deletions = tells_deletions
+        self.newest_deletion: datetime | None = None
+        self._posts: Iterator[Post] = iter(posts)
+
+    @classmethod
+    def reading(cls, read: Callable[[Callable[[datetime | None], None]], Iterator[Post]]
+                ) -> Changes:
+        """Changes from a site that tells its deletions: ``read`` gets the function to hand
+        each answer's newest deletion to."""
+        changes = cls(tells_deletions=True)
+        changes._posts = read(changes._heard)
+        return changes
+
+    def __iter__(self) -> Iterator[Post]:
+        return self._posts
+
+    def _heard(self, stamp: datetime | None) -> None:
+        if stamp is not None and (self.newest_deletion is None or stamp > self.newest_deletion):
+            self.newest_deletion = stamp
+
+    def may_have_deleted(self, since: datetime) -> bool:
+        """Whether posts may have been deleted for good after ``since``, by what the site
+        said while these were read."""
+        if not self.tells_deletions:
+            return True
+        return self.newest_deletion is not None and self.newest_deletion > since
+
+
+def deleted_list(site: str, items: Any, read_at: datetime | None = None) -> list[Deleted]:
+    """The bridge's list of deletions, checked (see wpnotify.answer)."""
+    found = [Answer(site, "a deleted post", item)
+             for item in listing(site, "the list of deleted posts", items or [])]
+    return [Deleted(i.id(), i.text("type", "post"), i.text("link"), i.stamp("deleted_gmt"),
+                    read_at) for i in found]
+
+
+def bridge_status(site: str, status: Any) -> dict[str, Any]:
+    """The bridge's status (version, whether core's sending is off): its plain values only,
+    as they are shown to the user."""
+    fields = Answer(site, "the bridge's status", status).fields
+    return {key: value for key, value in fields.items()
+            if isinstance(value, str | bool | int | float)}
