@@ -156,7 +156,7 @@ def test_a_notification_that_keeps_killing_its_sender_backs_off_then_fails(
     """Each run that dies sending it counts an attempt; the next run does not retry it at
     once (other work goes first) but after the schedule's wait, and the last attempt's
     interruption fails it, saying what happened."""
-    from wpnotify.sender import next_attempt
+    from wpnotify.sending.decide import next_attempt
 
     delays = (60.0, 300.0, 1800.0)
     interrupted = SendError("x", code="interrupted", permanent=False)

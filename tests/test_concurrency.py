@@ -20,7 +20,7 @@ import pytest
 from receivers import reply
 
 from wpnotify.http import Http
-from wpnotify.sender import Sender
+from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.state.sqlite import SqliteState
 
@@ -121,14 +121,14 @@ class FakeSource:
         self.batches.append({k: list(v) for k, v in posts.items()})
 
 
-def make_sender(tmp_path: Path, source: Any = None, **http: Any) -> tuple[Sender, SqliteState]:
+def make_sender(tmp_path: Path, source: Any = None, **http: Any) -> tuple[Dispatcher, SqliteState]:
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),),
                         http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=10,
                                           **http))
     store = SqliteState.open(tmp_path / "state.sqlite3")
     sources = {"s": source} if source is not None else {}
-    return Sender(settings, store, Http(settings.http), sources,
+    return Dispatcher(settings, store, Http(settings.http), sources,
                   lambda: datetime.now(UTC)), store
 
 

@@ -18,7 +18,7 @@ import structlog
 from wpnotify import cli, logs, report
 from wpnotify.errors import StateError
 from wpnotify.logs import printable
-from wpnotify.sender import Tally
+from wpnotify.sending.backlog import Tally
 from wpnotify.service import PollReport, SiteReport
 from wpnotify.state.sqlite import SqliteState
 

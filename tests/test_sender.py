@@ -13,7 +13,8 @@ from werkzeug import Response as WResponse
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http
-from wpnotify.sender import Sender, next_attempt
+from wpnotify.sending.decide import next_attempt
+from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.settings import HttpSettings, RetrySettings, Settings, SiteSettings
 from wpnotify.state.sqlite import SqliteState
 
@@ -43,7 +44,7 @@ def make_world(tmp_path: Path, retry: RetrySettings | None = None) -> dict[str, 
                         retry=retry or RetrySettings())
     store = SqliteState.open(tmp_path / "state.sqlite3")
     clock = Clock()
-    sender = Sender(settings, store, Http(settings.http), {}, clock, clock.sleep)
+    sender = Dispatcher(settings, store, Http(settings.http), {}, clock, clock.sleep)
     return {"store": store, "clock": clock, "sender": sender}
 
 
@@ -253,7 +254,7 @@ def test_a_private_target_is_skipped_without_any_connection(
                                             password="p"),))
     store = SqliteState.open(tmp_path / "state.sqlite3")
     clock = Clock()
-    sender = Sender(settings, store, Http(settings.http), {}, clock, clock.sleep)
+    sender = Dispatcher(settings, store, Http(settings.http), {}, clock, clock.sleep)
     store.add("s", 1, "pingback", "http://169.254.169.254/latest/meta-data/", "https://s/", START)
     assert sender.deliver(["s"]).skipped == 1
     (row,) = store.history()

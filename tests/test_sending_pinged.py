@@ -16,7 +16,7 @@ from standins import OnePostSite
 
 from wpnotify.errors import SourceError
 from wpnotify.http import Http
-from wpnotify.sender import Sender
+from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.sources import Post
@@ -65,9 +65,10 @@ def pingable(server: HTTPServer, path: str) -> str:
     return server.url_for(path)
 
 
-def sender(path: Path, bridge: FlakyBridge) -> tuple[Sender, SqliteState]:
+def sender(path: Path, bridge: FlakyBridge) -> tuple[Dispatcher, SqliteState]:
     store = SqliteState.open(path)
-    return Sender(SETTINGS, store, Http(SETTINGS.http), {"s": bridge}, lambda: NOW), store
+    return Dispatcher(SETTINGS, store, Http(SETTINGS.http), {"s": bridge},  # type: ignore[dict-item]
+                  lambda: NOW), store
 
 
 def test_sent_links_reach_wordpress_after_a_failed_write_back_and_a_restart(
@@ -125,7 +126,7 @@ def test_an_already_pinged_trackback_leaves_to_ping_even_if_wordpress_was_down(
 def test_a_long_backlog_goes_over_several_cycles_in_batches(tmp_path: Path) -> None:
     """A bridge installed after months: 50 links a request, 20 requests a flush at most, so
     one cycle's end is not held by thousands of requests; the rest goes next time."""
-    from wpnotify.sender import PINGED_BATCH, PINGED_BATCHES
+    from wpnotify.sending.pinged import PINGED_BATCH, PINGED_BATCHES
 
     bridge = FlakyBridge(failures=0)
     quiet, store = sender(tmp_path / "state.sqlite3", bridge)

@@ -121,7 +121,7 @@ def test_a_failing_bridge_question_does_not_fail_the_poll(tmp_path: Path) -> Non
 def test_a_shutdown_tells_wordpress_one_batch_at_most(tmp_path: Path) -> None:
     """After SIGTERM the cycle's end must not make 20 slow requests to WordPress (past the
     unit's stop timeout): one batch goes, the rest waits in the outbox for the next run."""
-    from wpnotify.sender import PINGED_BATCH
+    from wpnotify.sending.pinged import PINGED_BATCH
 
     made, blogs = service(tmp_path, "a", stopping=lambda: True)
     with made.store.atomic():

@@ -18,7 +18,7 @@ from standins import OnePostSite
 
 from wpnotify.errors import StateError
 from wpnotify.http import Http
-from wpnotify.sender import Tally
+from wpnotify.sending.backlog import Tally
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.sources import Post

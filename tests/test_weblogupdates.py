@@ -11,7 +11,7 @@ from receivers import UpdateService
 
 from wpnotify.errors import SendError
 from wpnotify.http import Http
-from wpnotify.sender import Sender
+from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.weblogupdates import Update, build_update, parse_reply, send
@@ -83,7 +83,7 @@ def test_a_burst_of_publishes_is_one_ping_and_the_next_waits_five_minutes(
                                             password="p"),),
                         http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
     store = SqliteState.open(tmp_path / "state.sqlite3")
-    sender = Sender(settings, store, Http(settings.http), {}, lambda: now[0],
+    sender = Dispatcher(settings, store, Http(settings.http), {}, lambda: now[0],
                     lambda s: None)
     with UpdateService() as service:
         for post in (1, 2, 3):

@@ -1,0 +1,357 @@
+"""Delivering due notifications, many at once: claim, send, record, decide when to try again.
+
+A pool of worker threads sends (``[http] concurrency`` at once, ``per_host_concurrency`` to one
+host); this thread picks what is ready, claims it, and records outcomes in batches, one commit
+for the claims of a batch and one for the outcomes. A slow or dead host holds only its own
+slots: once a connection to it fails, the rest of its queue waits for the retry without a try.
+
+What an outcome means is ``decide``'s (pure); this module applies it to the state, in one
+place (``_apply``), and tells the ``pinged`` mirror what was sent.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from wpnotify import kinds
+from wpnotify.attempt import Discoveries, Result, attempt, host_of
+from wpnotify.errors import SendError
+from wpnotify.http import Http
+from wpnotify.sending.backlog import Backlog, Feed, Tally
+from wpnotify.sending.decide import (
+    IN_CYCLE_WAIT,
+    Outcome,
+    Rules,
+    decide,
+    next_attempt,
+    one_at_a_time,
+    plain,
+)
+from wpnotify.sending.pinged import PingedMirror
+from wpnotify.settings import Settings
+from wpnotify.state import HostState, Notification, State
+from wpnotify.times import iso
+
+if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
+    from wpnotify.sources import Source
+
+INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
+FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
+
+log = structlog.get_logger("wpnotify.sender")
+
+Done = tuple[int, Result]  # a notification's ID and how its attempt went
+
+
+@dataclass
+class _Run:
+    """One delivery's working state, shared by the steps of its loop."""
+
+    sites: list[str]
+    feed: Feed | None
+    backlog: Backlog
+    pool: ThreadPoolExecutor
+    now: datetime
+    tally: Tally = field(default_factory=Tally)
+    running: dict[int, Notification] = field(default_factory=dict)  # by notification ID
+    busy: Counter[str] = field(default_factory=Counter)  # slots taken, by host
+    hosts: Mapping[str, HostState] = field(default_factory=dict)  # as read for the claims
+    done: list[Done] = field(default_factory=list)
+    # Workers put their results here: cheaper than a waiter on every future each pass.
+    completions: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
+
+
+@dataclass
+class _Finished:
+    n: Notification
+    result: Result
+    freed: bool  # its slot was freed before its outcome was recorded
+
+
+class Dispatcher:
+    """Sends what is due, many at once, politely per host."""
+
+    def __init__(self, settings: Settings, store: State, http: Http,
+                 sources: Mapping[str, Source], clock: Callable[[], datetime],
+                 sleep: Callable[[float], None] = time.sleep,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        self.settings = settings
+        self.rules = Rules.of(settings)
+        self.store = store
+        self.http = http
+        self.clock = clock
+        self.sleep = sleep
+        self.stopping = stopping  # checked before each new send: a daemon's shutdown
+        self.mirror = PingedMirror(store, sources, lambda: self.stopping())
+        self.discoveries: Discoveries | None = None  # while a cycle runs
+        self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
+
+    @contextmanager
+    def cycle(self) -> Iterator[None]:
+        """One discovery cache for every delivery inside (a backfill's pages); at its end,
+        WordPress is told what was sent (and what an earlier cycle could not tell it)."""
+        if self.discoveries is not None:
+            yield
+            return
+        self.discoveries = Discoveries(self.http)
+        self.mirror.open()
+        try:
+            yield
+        finally:
+            self.discoveries = None
+            self.mirror.close()
+
+    def deliver(self, sites: list[str], posts: set[int] | None = None,
+                feed: Feed | None = None) -> Tally:
+        """Sends every due notification of these sites (of these posts only, if given, and of
+        those the feed brings until it is done); waits for busy hosts up to a minute."""
+        with self.cycle():
+            self.mirror.include(sites)
+            try:
+                return self._deliver(sites, posts, feed)
+            finally:
+                if feed is not None:
+                    feed.cancel()
+
+    def _deliver(self, sites: list[str], posts: set[int] | None, feed: Feed | None) -> Tally:
+        now = self.clock()
+        self._recover(now)
+        backlog = Backlog(self.store.due(now, sites, posts))
+        limit = self.settings.http.concurrency
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
+            run = _Run(sites, feed, backlog, pool, now)
+            while self._step(run):
+                pass
+        run.tally.retrying += len(run.backlog)
+        return run.tally
+
+    def _step(self, run: _Run) -> bool:
+        """One pass of the loop: take the feed's next page, start what may go, record what
+        finished. False when this run is over."""
+        self._take_page(run)
+        finished = self._free_slots(run)
+        self._start(run)
+        run.done = []
+        if finished:
+            with self.store.atomic():  # the outcomes: one commit
+                self._finish(run, finished)
+            if not all(f.freed for f in finished):
+                return True  # their hosts may take their next notification now
+        if not run.running:
+            return self._idle(run)
+        run.done = _collect(run.completions)
+        return True
+
+    def _take_page(self, run: _Run) -> None:
+        feed = run.feed
+        if feed is not None and not feed.done and len(run.backlog) < FEED_BELOW:
+            # Waits a little for the next page only when there is nothing else to do.
+            page = feed.take(0.0 if run.running or run.backlog.by_host else 0.2)
+            for n in self.store.due(self.clock(), run.sites, page) if page else ():
+                run.backlog.push(n)
+
+    def _free_slots(self, run: _Run) -> list[_Finished]:
+        """Slots of plain outcomes are free at once: the next request to those hosts goes
+        before the outcomes are recorded (many short store calls). An outcome that may hold
+        its host (a 429, WordPress, an unreachable host) keeps its slot until it is
+        recorded, and its host is re-read before the next claim."""
+        finished = []
+        for notification_id, result in run.done:
+            n = run.running.pop(notification_id)
+            freed = plain(n, result, self._wordpress_host(host_of(n.target), run.hosts))
+            if freed:
+                run.busy[host_of(n.target)] -= 1
+            finished.append(_Finished(n, result, freed))
+        return finished
+
+    def _start(self, run: _Run) -> None:
+        """Claims what is ready (one commit for the claims), then hands it to the workers."""
+        limit = self.settings.http.concurrency
+        with self.store.atomic():
+            run.now = now = self.clock()
+            backlog = run.backlog
+            run.hosts = self.store.hosts(backlog.pace_keys()) if backlog.by_host else {}
+            claimed = (self._claim(run, now, limit)
+                       if backlog.by_host and len(run.running) < limit
+                       and not self.stopping() else [])
+            # Kinds a fallback may not take (read here: workers never touch the store).
+            rows = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
+                                     if not kinds.sent_as_is(n.kind)])
+            taken = {n.id: frozenset(rows.get((n.site, n.post_id, n.target), set())
+                                     - {n.kind}) for n in claimed}
+        discoveries = self.discoveries or Discoveries(self.http)
+        for n in claimed:
+            host = host_of(n.target)
+            run.busy[host] += 1
+            cleared = self._wordpress_host(host, run.hosts)
+            run.running[n.id] = n
+            run.pool.submit(self._attempt, discoveries, n, cleared, taken[n.id],
+                            run.completions)
+
+    def _claim(self, run: _Run, now: datetime, limit: int) -> list[Notification]:
+        """Claims what is ready, within the limits (the caller's transaction commits)."""
+        per_host = self.settings.http.per_host_concurrency
+
+        def room(host: str, n: Notification) -> int:
+            alone = one_at_a_time(n, self._wordpress_host(host, run.hosts))
+            return (1 if alone else per_host) - run.busy[host]
+
+        picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
+        # The others were claimed by another process first.
+        return [n for n in picked if self.store.claim(n.id, now)]
+
+    def _idle(self, run: _Run) -> bool:
+        """Nothing in flight: waits for the feed's reader, or for the next host to become
+        free within IN_CYCLE_WAIT; False when nothing more goes in this run."""
+        feed = run.feed
+        if (feed is not None and not feed.done and not self.stopping()
+                and not run.backlog.by_host):
+            return True  # the reader is still reading
+        next_ready = None if self.stopping() else run.backlog.next_ready(run.now, run.hosts)
+        if next_ready is None:
+            return False
+        pause = (next_ready - run.now).total_seconds()
+        if pause > IN_CYCLE_WAIT:
+            return False  # still pending; a later run sends them
+        self.sleep(max(pause, 0.0))
+        return True
+
+    def _recover(self, now: datetime) -> None:
+        """Rows an earlier run left in flight (it crashed, or was killed): each counts as an
+        attempt and waits the back-off like any failure, so one that keeps killing its
+        sender ends failed instead of being retried at once by every restart."""
+        interrupted = SendError("interrupted while sending", code="interrupted",
+                                permanent=False)
+        queued, failed = self.store.recover_interrupted(
+            now, INTERRUPTED_AFTER,
+            lambda attempts: next_attempt(interrupted, attempts, now, self.rules.delays,
+                                          self.rules.jitter))
+        if queued:
+            log.warning("notifications.interrupted", count=queued,
+                        detail="left in flight by an earlier run that died; sent again after "
+                               "the usual back-off")
+        if failed:
+            log.error("notifications.interrupted_failed", count=failed,
+                      detail="left in flight by an earlier run that died, on their last "
+                             "attempt; failed (see history, error_code interrupted)")
+
+    def _attempt(self, discoveries: Discoveries, n: Notification, cleared: bool,
+                 taken: frozenset[str], completions: queue.SimpleQueue[Done]) -> None:
+        """On a worker thread: one try at one claimed notification."""
+        try:
+            result = attempt(self.http, discoveries, n, cleared=cleared, taken=taken)
+        except Exception as exc:  # noqa: BLE001 (a bug must not stop the other notifications)
+            log.exception("notification.internal_error", id=n.id)
+            error = SendError(f"internal error: {type(exc).__name__}: {exc}", code="internal",
+                              permanent=False)
+            result = Result(n.kind, None, None, error, 0)
+        completions.put((n.id, result))
+
+    def _wordpress_host(self, host: str, hosts: Mapping[str, HostState]) -> bool:
+        """Known to run WordPress: in the state file, or found so in this run."""
+        return host in self._wordpress or hosts.get(host, HostState()).wordpress
+
+    def _finish(self, run: _Run, finished: list[_Finished]) -> None:
+        """Records the outcomes of finished sends (in the caller's transaction) and requeues
+        what may go again in this run; frees the slots not freed yet."""
+        for f in finished:
+            n, host = f.n, host_of(f.n.target)
+            if not f.freed:
+                run.busy[host] -= 1
+            outcome = self._conclude(n, f.result)
+            if outcome.busy:  # found to be WordPress, and pinged already: back in line
+                self._wordpress.add(host)
+                run.backlog.push(self._again(n.id))
+                continue
+            if outcome.brief:  # a flood hold or a short Retry-After: wait in this run
+                run.backlog.push(self._again(n.id))
+                continue
+            run.tally.count(outcome.status)
+            if outcome.covers:  # one update-service ping settled the others waiting for it
+                run.tally.sent += run.backlog.drop(outcome.covers)
+            if outcome.put_off and outcome.error is not None:
+                run.tally.retrying += self._put_off(run.backlog, n, outcome)
+
+    def _conclude(self, n: Notification, result: Result) -> Outcome:
+        """Decides one attempt's outcome and records it: the one place outcomes are written
+        (the row, its host's pacing, what WordPress should learn of it)."""
+        now = self.clock()
+        if result.busy:
+            self.store.release(n.id)
+            return decide(n, result, HostState(), now, self.rules)
+        kind_taken = result.kind != n.kind and not self.store.set_kind(n.id, result.kind)
+        outcome = decide(n, result, self.store.host(host_of(n.target)), now, self.rules,
+                         kind_taken=kind_taken)
+        self._apply(n, outcome, now)
+        error = outcome.error
+        log.info("notification.attempt", site=n.site, post=n.post_id, kind=result.kind,
+                 target=n.target, endpoint=result.endpoint, outcome=outcome.status,
+                 code=error.code if error else None, error=error.message if error else None,
+                 attempt=n.attempts + 1, duration_ms=result.duration_ms)
+        return outcome
+
+    def _apply(self, n: Notification, outcome: Outcome, now: datetime) -> None:
+        """Writes an outcome, in the caller's transaction: the row, the holds, the rows it
+        covers and the outbox go in one commit, so a crash leaves all or none of them."""
+        error = outcome.error
+        if error is None:
+            self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
+                              response=outcome.response)
+        else:
+            self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
+                              error=error.message, error_code=error.code,
+                              next_attempt_at=outcome.next_attempt_at)
+        for hold in outcome.holds:
+            self.store.set_host(hold.key, wordpress=hold.wordpress, not_before=hold.until)
+        if outcome.covers:
+            site, kind, target = outcome.covers
+            self.store.settle(site, kind, target, now,
+                              f"covered by the ping sent for post {n.post_id}")
+        if outcome.mirror:  # with the outcome: in the caller's transaction
+            self.mirror.sent(n.site, n.post_id, [n.target], now)
+
+    def _put_off(self, backlog: Backlog, failed: Notification, outcome: Outcome) -> int:
+        """The host of ``failed`` cannot be reached: the rest of its queue waits for the same
+        retry time, untried, instead of each waiting for its own connect timeout."""
+        host, until, error = host_of(failed.target), outcome.next_attempt_at, outcome.error
+        if until is None or error is None:
+            return 0
+        now = self.clock()
+        rest = backlog.take(host)
+        for n in rest:
+            self.store.defer(n.id, now, until,
+                             f"not tried: {host} could not be reached moments ago "
+                             f"({error.message})", "host-unreachable")
+        if rest:
+            log.info("host.put_off", host=host, count=len(rest), until=iso(until))
+        return len(rest)
+
+    def _again(self, notification_id: int) -> Notification:
+        found = self.store.get(notification_id)
+        if found is None:
+            raise SendError("notification vanished from the state file", code="internal",
+                            permanent=True)
+        return found
+
+
+def _collect(completions: queue.SimpleQueue[Done]) -> list[Done]:
+    """What finished: waits up to a second for the first, then takes all that are there."""
+    try:
+        done = [completions.get(timeout=1.0)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(completions.get_nowait())
+        except queue.Empty:
+            return done
