@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from wpnotify.cli import HISTORY_FIELDS, cli
+from wpnotify.cli import cli
+from wpnotify.render import HISTORY_FIELDS
 from wpnotify.state.sqlite import SqliteState
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from wpnotify import cli, report
+from wpnotify import cli, sources
+from wpnotify.service import reports
 from wpnotify.settings import load_settings
 from wpnotify.sources import SiteInfo
 
@@ -60,7 +61,7 @@ def run_check(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, st
 def test_both_warnings_with_their_fixes_and_exit_0(capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path, no_network: list[Any],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "make_source", lambda http, site: FineSite())
+    monkeypatch.setattr(sources, "make_source", lambda http, site, per_page=100: FineSite())
     config = write_config(tmp_path, "http://blog.example", 0o644)
     code, out, err = run_check(capsys, config)
     assert code == 0, err
@@ -77,8 +78,8 @@ def test_both_warnings_with_their_fixes_and_exit_0(capsys: pytest.CaptureFixture
 
 def test_warnings_do_not_hide_problems(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    found = report.CheckResult(problems=["site blog: cannot reach it"], warnings=["careful"])
-    monkeypatch.setattr(report, "check", lambda settings, http: found)
+    found = reports.CheckReport(problems=["site blog: cannot reach it"], warnings=["careful"])
+    monkeypatch.setattr(reports, "check", lambda *args: found)
     code, _, err = run_check(capsys, write_config(tmp_path, "https://blog.example", 0o600))
     assert code == 1 and "warning: careful" in err and "problem: site blog:" in err
 
@@ -96,7 +97,7 @@ def test_warnings_do_not_hide_problems(capsys: pytest.CaptureFixture[str], tmp_p
 def test_a_private_file_and_https_or_loopback_raise_no_warning(tmp_path: Path, url: str,
                                                                mode: int,
                                                                no_network: list[Any]) -> None:
-    assert report.config_warnings(load_settings(write_config(tmp_path, url, mode))) == []
+    assert reports.config_warnings(load_settings(write_config(tmp_path, url, mode))) == []
 
 
 @pytest.mark.parametrize("url", ["http://blog.example", "http://10.0.0.5/blog",
@@ -104,12 +105,12 @@ def test_a_private_file_and_https_or_loopback_raise_no_warning(tmp_path: Path, u
                                  "http://localhost.evil.example"])
 def test_plain_http_to_any_other_host_warns(tmp_path: Path, url: str,
                                             no_network: list[Any]) -> None:
-    warnings = report.config_warnings(load_settings(write_config(tmp_path, url, 0o600)))
+    warnings = reports.config_warnings(load_settings(write_config(tmp_path, url, 0o600)))
     assert len(warnings) == 1 and "use https://" in warnings[0]
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o602, 0o610])
 def test_any_access_by_group_or_others_warns(tmp_path: Path, mode: int) -> None:
-    warnings = report.config_warnings(
+    warnings = reports.config_warnings(
         load_settings(write_config(tmp_path, "https://blog.example", mode)))
     assert len(warnings) == 1 and f"(mode {mode:04o}); chmod 600" in warnings[0]

@@ -522,7 +522,7 @@ def test_a_trusted_connection_is_never_lent_to_a_receivers_request(
 
 
 def test_trusted_origins_come_from_the_configured_sites() -> None:
-    from wpnotify.cli import client
+    from wpnotify.service import client
     from wpnotify.settings import Settings, SiteSettings
 
     settings = Settings(sites=(

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import structlog
 
-from wpnotify import cli, logs, report
+from wpnotify import cli, logs, render
 from wpnotify.errors import StateError
 from wpnotify.logs import printable
 from wpnotify.sending.backlog import Tally
-from wpnotify.service import PollReport, SiteReport
+from wpnotify.service import PollReport, SiteReport, reports
 from wpnotify.state.sqlite import SqliteState
 
 pytestmark = pytest.mark.usefixtures("in_process_cli")
@@ -112,9 +112,9 @@ def test_status_escapes_the_last_error(capsys: pytest.CaptureFixture[str],
 
 def test_check_lines_escape_site_text(capsys: pytest.CaptureFixture[str], config: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    found = report.CheckResult(problems=[f"site blog: answered {OSC52}"],
+    found = reports.CheckReport(problems=[f"site blog: answered {OSC52}"],
                                notes=[f"site blog: '\u202eTitle' at {OSC52}"])
-    monkeypatch.setattr(report, "check", lambda settings, http: found)
+    monkeypatch.setattr(reports, "check", lambda *args: found)
     code, out, err = wpnotify(capsys, "--config", str(config), "check")
     assert code == 1
     assert_no_raw_controls(out + err)
@@ -122,8 +122,8 @@ def test_check_lines_escape_site_text(capsys: pytest.CaptureFixture[str], config
 
 
 def test_poll_lines_escape_site_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    cli.render_poll(PollReport([SiteReport("blog", error=f"cannot reach: {OSC52}\nfake line")],
-                               Tally()))
+    cli.echo(render.poll(PollReport([SiteReport("blog", error=f"cannot reach: {OSC52}\nfake line")],
+                                           Tally())))
     out, err = capsys.readouterr()
     assert_no_raw_controls(out + err)
     assert len(err.splitlines()) == 1 and "\\x1b]52" in err and "\\x0afake line" in err
@@ -135,7 +135,7 @@ def test_the_error_line_escapes_what_it_quotes(capsys: pytest.CaptureFixture[str
     def broken(settings: object, store: object) -> None:
         raise StateError(f"state says {OSC52}\u202e")
 
-    monkeypatch.setattr(report, "status", broken)
+    monkeypatch.setattr(reports, "status", broken)
     code, _, err = wpnotify(capsys, "--config", str(config), "status")
     assert code == 1
     assert_no_raw_controls(err)
@@ -169,8 +169,8 @@ def test_a_mebibyte_of_controls_renders_in_linear_time(capsys: pytest.CaptureFix
         start = time.perf_counter()
         for _ in range(3):
             printable(hostile)
-            cli._cell(hostile)
-            cli._clip(hostile, 70)
+            render.cell(hostile)
+            render.clip(hostile, 70)
         return time.perf_counter() - start
 
     small, large = timed(256 * 1024), timed(1024 * 1024)

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from wpnotify import daemon as daemon_module
 from wpnotify.daemon import Daemon
 from wpnotify.http import Http
+from wpnotify.service import Service, make_sources
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.state.sqlite import SqliteState
 
@@ -29,7 +30,9 @@ def test_an_outcome_recorded_after_the_grace_period_says_what_happened(
     store.add("s", 1, "pingback", "https://t.example/", "https://s.example/1", NOW)
     (row,) = store.due(NOW)
     store.claim(row.id, NOW)
-    daemon = Daemon(settings, store, Http(settings.http))
+    http = Http(settings.http)
+    daemon = Daemon(settings, Service(settings, store, http,
+                                      sources=make_sources(settings, http)))
     started, release, ended = threading.Event(), threading.Event(), threading.Event()
 
     def slow_poll(site: SiteSettings) -> None:

@@ -369,7 +369,8 @@ def test_the_daemon_records_the_reason_and_backs_off(site: StandIn, tmp_path: Pa
     store = SqliteState.open(settings.state_file)
     http = Http(settings.http)
     try:
-        daemon = Daemon(settings, store, http)
+        daemon = Daemon(settings, Service(settings, store, http,
+                                          sources=make_sources(settings, http)))
         with capture_logs() as logs:
             daemon._job("poll:x", lambda: daemon.poll_site(settings.sites[0]))
         state = store.site("x")

@@ -27,7 +27,7 @@ from test_sources_hostile import site as site  # noqa: F401 (the stand-in site f
 
 import wpnotify.sources
 from wpnotify.http import Http
-from wpnotify.service import Service
+from wpnotify.service import Service, make_sources
 from wpnotify.sources import Deleted
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
@@ -118,7 +118,9 @@ def test_a_rest_poll_asks_for_deletions_only_when_its_reading_named_a_newer_one(
     and the mark moves to it."""
     settings = settings_for(tmp_path, ("s", site.base, "rest"))
     store = SqliteState.open(tmp_path / "state.sqlite3")
-    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
+    http = Http(settings.http)
+    service = Service(settings, store, http, sources=make_sources(settings, http),
+                      clock=lambda: NOW)
     store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"),
                       deletions_seen=wp_time("2026-11-26T12:39:30"))
     site.rest["/wpnotify/v1/deleted"] = as_json([DELETED])
@@ -162,7 +164,9 @@ def test_a_rest_poll_takes_the_bridge_from_the_posts_it_read(
     the poll records it without asking the status route."""
     settings = settings_for(tmp_path, ("s", site.base, "rest"))
     store = SqliteState.open(tmp_path / "state.sqlite3")
-    service = Service(settings, store, Http(settings.http), clock=lambda: NOW)
+    http = Http(settings.http)
+    service = Service(settings, store, http, sources=make_sources(settings, http),
+                      clock=lambda: NOW)
     store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"))
     site.rest["/"] = as_json({"namespaces": ["wp/v2"], "name": "B", "home": site.base})
     site.rest["/wp/v2/posts"] = rest_posts([post_item(wpnotify=None)])

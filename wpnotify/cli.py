@@ -20,9 +20,9 @@ import click
 from wpnotify import __version__, logs
 from wpnotify.errors import WpnotifyError
 from wpnotify.logs import printable
+from wpnotify.service import Service, kind_names, open_service, status_names, tune
 
 if TYPE_CHECKING:
-    from wpnotify.service import Service
     from wpnotify.settings import Settings
 
 FORMATS = ("table", "json", "csv")
@@ -47,18 +47,6 @@ class Names(click.Choice):  # type: ignore[type-arg]  # click 8.2 made Choice ge
     @choices.setter
     def choices(self, value: Sequence[str]) -> None:
         pass  # click's __init__ sets it; the names come from the library
-
-
-def _kinds() -> Sequence[str]:
-    from wpnotify.service import kind_names
-
-    return kind_names()
-
-
-def _statuses() -> Sequence[str]:
-    from wpnotify.service import status_names
-
-    return status_names()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,8 +88,6 @@ def service_of(ctx: click.Context, *, network: bool, logging: bool = False,
                settings: Settings | None = None) -> Iterator[Service]:
     """The service on the configured state file; with ``network``, also the HTTP seam and
     the sites' sources (closed again when the command ends)."""
-    from wpnotify.service import open_service
-
     settings = settings or settings_of(ctx, logging=logging)
     with open_service(settings, network=network) as service:
         yield service
@@ -136,7 +122,6 @@ def run(ctx: click.Context) -> None:
     """The daemon: poll every site every poll_interval and send retries as they come due,
     until SIGTERM or SIGINT (then finish the notification in flight and exit 0)."""
     from wpnotify.daemon import Daemon, exclusive  # APScheduler: only the daemon needs it
-    from wpnotify.service import open_service
 
     settings = settings_of(ctx, logging=True)
     with exclusive(settings.state_file), open_service(settings, network=True) as service:
@@ -164,10 +149,9 @@ def check(ctx: click.Context) -> None:
     One line per problem with how to fix it; exit 1 if there is any. `warning:` lines (a
     password file others can read, a password sent over plain http) leave the exit status 0.
     """
-    from wpnotify import render
+    from wpnotify import render, service
 
-    with service_of(ctx, network=True, logging=True) as service:
-        result = service.check()
+    result = service.check(settings_of(ctx, logging=True))
     echo(render.check(result))
     if not result.ok:
         ctx.exit(1)
@@ -275,8 +259,8 @@ def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: dat
 @cli.command()
 @click.option("--site", help="Only this site (its name in the config).")
 @click.option("--post", "post_id", type=ID, help="Only this post ID.")
-@click.option("--kind", type=Names(_kinds), help="Only this kind of notification.")
-@click.option("--status", type=Names(_statuses), help="Only notifications in this state.")
+@click.option("--kind", type=Names(kind_names), help="Only this kind of notification.")
+@click.option("--status", type=Names(status_names), help="Only notifications in this state.")
 @click.option("--limit", type=ID, default=50, show_default=True,
               help="At most this many rows, newest first.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
@@ -295,6 +279,7 @@ def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become messages and exit codes."""
+    tune()
     try:
         code = cli.main(args=argv, prog_name="wpnotify", standalone_mode=False)
     except WpnotifyError as exc:

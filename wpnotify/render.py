@@ -75,7 +75,7 @@ def status_json(sites: list[SiteStatus]) -> str:
 
 
 def status_table(sites: list[SiteStatus]) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for status in sites:
         site = status.as_dict()
         bridge = {True: "installed", False: "missing", None: "not seen yet"}[site["bridge"]]

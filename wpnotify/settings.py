@@ -336,8 +336,7 @@ def overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         table = found
         for key in path[:-1]:
-            annotation = fields[key].annotation if key in fields else None
-            fields = annotation.model_fields if _is_model(annotation) else {}
+            fields = _fields_of(fields[key].annotation) if key in fields else {}
             table = table.setdefault(key, {})
             if not isinstance(table, dict):
                 break  # WPNOTIFY_HTTP and WPNOTIFY_HTTP__X: the whole table wins
@@ -346,6 +345,11 @@ def overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             complex_value = key in fields and _is_complex(fields[key].annotation)
             table[key] = _decoded(name, value) if complex_value else value
     return found
+
+
+def _fields_of(annotation: Any) -> Mapping[str, Any]:
+    """The keys of a table setting (none for a plain value)."""
+    return annotation.model_fields if _is_model(annotation) else {}
 
 
 def _is_model(annotation: Any) -> bool:

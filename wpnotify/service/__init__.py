@@ -11,16 +11,16 @@ and they need the state and the settings only.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wpnotify.errors import WpnotifyError
-from wpnotify.settings import Settings, SiteSettings
 from wpnotify.state import Notification, State, Status, open_state
 
 if TYPE_CHECKING:  # for the annotations; the renderers take these names from here too
@@ -31,15 +31,39 @@ if TYPE_CHECKING:  # for the annotations; the renderers take these names from he
     from wpnotify.service.backfilling import Backfill, OnPage, OnPlanned
     from wpnotify.service.reading import SiteReport
     from wpnotify.service.reports import CheckReport, SiteStatus
+    from wpnotify.settings import Settings, SiteSettings
     from wpnotify.sources import Post, Source
+
+#: The results' types, defined beside the parts that make them; imported on first use, so that
+#: ``from wpnotify.service import SiteReport`` works without loading every part at start-up.
+LAZY_NAMES = {"Backfill": "wpnotify.service.backfilling", "CheckReport": "wpnotify.service.reports",
+              "Planned": "wpnotify.plan", "Post": "wpnotify.sources",
+              "SiteReport": "wpnotify.service.reading", "SiteStatus": "wpnotify.service.reports",
+              "Tally": "wpnotify.sending.backlog"}
 
 __all__ = ["Backfill", "CheckReport", "Notification", "Planned", "PollReport", "Post",
            "Service", "SiteReport", "SiteStatus", "Tally", "check", "kind_names",
-           "make_sources", "open_service", "status_names", "utcnow"]
+           "make_sources", "open_service", "status_names", "tune", "utcnow"]
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: the results' types in LAZY_NAMES, loaded when first asked for."""
+    if name not in LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(LAZY_NAMES[name]), name)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def tune() -> None:
+    """Process-wide settings the sending relies on (the interpreter's switch interval), for
+    the entry points to set once: the library itself never changes them behind its caller's
+    back."""
+    from wpnotify import sending
+
+    sending.tune()
 
 
 def kind_names() -> Sequence[str]:
@@ -122,7 +146,7 @@ class Service:
     def __init__(self, settings: Settings, store: State, http: Http | None = None, *,
                  sources: Mapping[str, Source] | None = None,
                  clock: Callable[[], datetime] = utcnow,
-                 sleep: Callable[[float], object] | None = None,
+                 sleep: Callable[[float], None] | None = None,
                  stopping: Callable[[], bool] | None = None) -> None:
         self.settings = settings
         self.store = store
@@ -130,11 +154,15 @@ class Service:
         self.sources: Mapping[str, Source] = sources or {}
         self.clock = clock
         self.stop_event = threading.Event()
-        self.sleep = sleep or self.stop_event.wait
+        self.sleep = sleep or self._pause
         self.stopping = stopping or self.stop_event.is_set
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _pause(self, seconds: float) -> None:
+        """Waits, or less when stopped."""
+        self.stop_event.wait(seconds)
 
     @cached_property
     def sender(self) -> Dispatcher:

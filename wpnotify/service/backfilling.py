@@ -15,7 +15,8 @@ from datetime import datetime
 from functools import partial
 
 from wpnotify.plan import Planned
-from wpnotify.sender import Feed, Sender, Tally
+from wpnotify.sending.backlog import Feed, Tally
+from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.service.recording import Recorder, isolated
 from wpnotify.settings import SiteSettings
 from wpnotify.sources import Post, Source
@@ -70,10 +71,11 @@ class Backfiller:
             self.on_page(done, total)
         return result
 
-    def run(self, sender: Sender, since: datetime, until: datetime | None,
+    def run(self, sender: Dispatcher, since: datetime, until: datetime | None,
             post_ids: list[int]) -> Backfill:
-        """Records and sends with ``sender``, inside the caller's sending cycle (one discovery cache for the
-        whole archive). A failure of the reader thread is raised again here."""
+        """Records and sends with ``sender``, inside the caller's sending cycle (one
+        discovery cache for the whole archive). A failure of the reader thread is raised
+        again here."""
         result = Backfill()
         pages = self._pages(since, until, post_ids)
         feed = Feed()
