@@ -317,7 +317,10 @@ def start_up(folder: Path, history: dict[str, float] | None) -> dict[str, float]
 
 
 def print_start_up(figures: dict[str, float]) -> None:
-    print("start-up (whole command, python -m wpnotify, best of 7 after a warm-up):")
+    # Start-up is CPU-bound and short: on a busy machine every run is slowed, so the load is
+    # printed with the figures for a reader to judge them by.
+    print(f"start-up (whole command, python -m wpnotify, best of 7 after a warm-up; load "
+          f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
     for name, seconds in figures.items():
         target = START_UP_TARGETS.get(name)
         verdict = ("no target" if target is None else
