@@ -286,9 +286,9 @@ def history_at_scale(state: Path, rows: int, folder: Path, config: Path) -> dict
             FROM n""")
         total = db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
     sys.path.insert(0, str(ROOT))
-    from wpnotify.store import Store
+    from wpnotify.state import open_state
 
-    store = Store.open(big)
+    store = open_state(big)
     post = 1000000 + (rows // 12)
     times = []
     for _ in range(7):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from wpnotify.cli import HISTORY_FIELDS, cli
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -31,7 +31,7 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text('[[sites]]\nname = "blog"\nurl = "https://blog.example"\n'
                     'username = "u"\npassword = "topsecret pw"\n')
-    store = Store.open(tmp_path / "wpnotify.sqlite3")
+    store = SqliteState.open(tmp_path / "wpnotify.sqlite3")
     store.add("blog", 7, "pingback", "https://t.example/a", "https://blog.example/p", NOW)
     store.add("blog", 7, "trackback", "https://t.example/tb", "https://blog.example/p", NOW,
               status="failed", error="Sorry, trackbacks are closed for this item.",

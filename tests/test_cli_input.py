@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wpnotify.cli import main
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 
 pytestmark = pytest.mark.usefixtures("in_process_cli")
 
@@ -43,7 +43,7 @@ def assert_one_line_error(code: int, err: str, *expected: str) -> None:
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(SITE)
-    Store.open(tmp_path / "wpnotify.sqlite3").close()
+    SqliteState.open(tmp_path / "wpnotify.sqlite3").close()
     return path
 
 

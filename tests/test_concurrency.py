@@ -22,7 +22,7 @@ from receivers import reply
 from wpnotify.http import Http
 from wpnotify.sender import Sender
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -121,18 +121,18 @@ class FakeSource:
         self.batches.append({k: list(v) for k, v in posts.items()})
 
 
-def make_sender(tmp_path: Path, source: Any = None, **http: Any) -> tuple[Sender, Store]:
+def make_sender(tmp_path: Path, source: Any = None, **http: Any) -> tuple[Sender, SqliteState]:
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),),
                         http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=10,
                                           **http))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     sources = {"s": source} if source is not None else {}
     return Sender(settings, store, Http(settings.http), sources,
                   lambda: datetime.now(UTC)), store
 
 
-def queue(store: Store, post: int, target: str) -> None:
+def queue(store: SqliteState, post: int, target: str) -> None:
     store.add("s", post, "pingback", target, f"https://s.example/{post}/", NOW)
 
 

@@ -280,7 +280,7 @@ def test_paging_through_a_big_site(sites: dict[str, devsite.Site], tmp_path: Pat
     from wpnotify.http import Http
     from wpnotify.service import Service
     from wpnotify.settings import load_settings
-    from wpnotify.store import Store
+    from wpnotify.state.sqlite import SqliteState
 
     source = devsite.Site("127.0.0.15", title="Big blog", bridge=True)
     source.install()
@@ -305,7 +305,7 @@ def test_paging_through_a_big_site(sites: dict[str, devsite.Site], tmp_path: Pat
             return true;""")
         settings = load_settings(write_config(tmp_path, [("big", source, source.app_password)]))
         http = Http(settings.http)
-        store = Store.open(settings.state_file)
+        store = SqliteState.open(settings.state_file)
         service = Service(settings, store, http, per_page=50)
         assert service.poll().sites[0].first_poll
         # 130 posts change within the same couple of seconds, as a bulk edit does.

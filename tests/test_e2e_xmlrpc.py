@@ -103,13 +103,13 @@ def test_paging_and_no_bridge(sites: dict[str, devsite.Site], tmp_path: Path) ->
     from wpnotify.http import Http
     from wpnotify.service import Service
     from wpnotify.settings import load_settings
-    from wpnotify.store import Store
+    from wpnotify.state.sqlite import SqliteState
 
     plain = sites["plain"]
     with serving(PingbackReceiver()) as receiver:
         assert isinstance(receiver, PingbackReceiver)
         settings = load_settings(xmlrpc_tool(tmp_path, "xrpaged", plain).config)
-        store = Store.open(settings.state_file)
+        store = SqliteState.open(settings.state_file)
         service = Service(settings, store, Http(settings.http), per_page=3)
         assert service.poll().sites[0].first_poll
         targets = [receiver.url(f"/t/page-{i}") for i in range(13)]

@@ -20,7 +20,7 @@ from wpnotify.errors import StateError
 from wpnotify.logs import printable
 from wpnotify.sender import Tally
 from wpnotify.service import PollReport, SiteReport
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 
 pytestmark = pytest.mark.usefixtures("in_process_cli")
 
@@ -43,7 +43,7 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text('[[sites]]\nname = "blog"\nurl = "https://blog.example"\n'
                     'username = "u"\npassword = "pw"\n')
-    store = Store.open(tmp_path / "wpnotify.sqlite3")
+    store = SqliteState.open(tmp_path / "wpnotify.sqlite3")
     store.add("blog", 7, "webmention", "https://t.example/a", "https://blog.example/p", NOW,
               status="failed", error=FORMULA + " " + OSC52, error_code="http-400")
     store.add("blog", 8, "trackback", "@SUM(1+1)\u202e", "https://blog.example/q", NOW)
@@ -186,7 +186,7 @@ def test_the_history_table_names_no_user_info_from_a_link(
     path = tmp_path / "config.toml"
     path.write_text('[[sites]]\nname = "blog"\nurl = "https://blog.example"\n'
                     'username = "u"\npassword = "pw"\n')
-    store = Store.open(tmp_path / "wpnotify.sqlite3")
+    store = SqliteState.open(tmp_path / "wpnotify.sqlite3")
     store.add("blog", 9, "webmention", "http://u:linksecret@t.example/a",
               "https://blog.example/p", NOW, status="skipped", error="refused",
               error_code="bad-url")

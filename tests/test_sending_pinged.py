@@ -18,7 +18,8 @@ from wpnotify.http import Http
 from wpnotify.sender import Sender
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
@@ -63,8 +64,8 @@ def pingable(server: HTTPServer, path: str) -> str:
     return server.url_for(path)
 
 
-def sender(path: Path, bridge: FlakyBridge) -> tuple[Sender, Store]:
-    store = Store.open(path)
+def sender(path: Path, bridge: FlakyBridge) -> tuple[Sender, SqliteState]:
+    store = SqliteState.open(path)
     return Sender(SETTINGS, store, Http(SETTINGS.http), {"s": bridge},  # type: ignore[dict-item]
                   lambda: NOW), store
 
@@ -93,7 +94,7 @@ def test_sent_links_reach_wordpress_after_a_failed_write_back_and_a_restart(
 def test_links_wait_while_the_site_has_no_bridge(tmp_path: Path) -> None:
     bridge = FlakyBridge(failures=0)
     quiet, store = sender(tmp_path / "state.sqlite3", bridge)
-    store.record_poll("s", NOW, cursor="2026-11-26T12:00:00", bridge=False)
+    store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=False)
     store.queue_pinged("s", 4, ["https://t.example/"], NOW)
     quiet.deliver(["s"])
     assert bridge.calls == 0
@@ -109,16 +110,16 @@ def test_an_already_pinged_trackback_leaves_to_ping_even_if_wordpress_was_down(
     is told to move it to pinged: at the next poll when it could not be told at first."""
     bridge = FlakyBridge(failures)
     path = tmp_path / "state.sqlite3"
-    Store.open(path).record_poll("s", NOW, cursor="2026-11-26T12:00:00", bridge=True)
+    SqliteState.open(path).record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
     for _ in range(2):  # two polls, each a new process
-        service = Service(SETTINGS, Store.open(path), Http(SETTINGS.http), clock=lambda: NOW)
+        service = Service(SETTINGS, SqliteState.open(path), Http(SETTINGS.http), clock=lambda: NOW)
         service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
         service.sender.sources = service.sources
         report: Any = service.poll()
         assert report.ok
         service.store.close()
     assert bridge.told == {7: ["https://tb.example/7/trackback/"]}
-    (row,) = Store.open(path).history()
+    (row,) = SqliteState.open(path).history()
     assert (row.kind, row.status, row.error_code) == ("trackback", "skipped", "already-pinged")
 
 
@@ -130,7 +131,7 @@ def test_a_long_backlog_goes_over_several_cycles_in_batches(tmp_path: Path) -> N
     bridge = FlakyBridge(failures=0)
     quiet, store = sender(tmp_path / "state.sqlite3", bridge)
     total = PINGED_BATCH * PINGED_BATCHES + 10
-    with store.transaction():
+    with store.atomic():
         for i in range(total):
             store.queue_pinged("s", 1 + i // 100, [f"https://t.example/{i}"], NOW)
     quiet.deliver(["s"])
@@ -163,8 +164,8 @@ def test_a_trackback_skipped_for_another_reason_stays_queued_in_wordpress(
                         http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
     bridge = RefusingBridge(failures=0)
     path = tmp_path / "state.sqlite3"
-    Store.open(path).record_poll("s", NOW, cursor="2026-11-26T12:00:00", bridge=True)
-    service = Service(settings, Store.open(path), Http(settings.http), clock=lambda: NOW)
+    SqliteState.open(path).record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
+    service = Service(settings, SqliteState.open(path), Http(settings.http), clock=lambda: NOW)
     service.sources["s"] = bridge  # type: ignore[assignment]  # what a poll asks
     service.sender.sources = service.sources
     assert service.poll().ok

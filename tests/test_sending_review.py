@@ -15,7 +15,8 @@ from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
@@ -26,7 +27,7 @@ def test_a_malformed_row_queued_before_links_were_checked_does_not_stop_sending(
     """An older wpnotify queued to_ping URLs unchecked: such a row ends skipped (bad-url)
     instead of crashing every delivery (and the daemon's every send job)."""
     world = make_world(tmp_path)
-    store: Store = world["store"]
+    store: SqliteState = world["store"]
     for target in ("http://[your link here]/", "http://example.com:8O80/trackback/"):
         store.add("s", 1, "trackback", target, "https://s.example/1/", world["clock"](),
                   payload={"title": "T", "excerpt": "", "blog_name": "B",
@@ -59,10 +60,10 @@ def service(tmp_path: Path, *names: str) -> tuple[Service, dict[str, Blog]]:
     settings = Settings(sites=tuple(SiteSettings(name=n, url=f"https://{n}.example",
                                                  username="u", password="p") for n in names),
                         http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     blogs = {n: Blog() for n in names}
     for name in names:
-        store.record_poll(name, NOW, cursor="2026-11-26T12:00:00", bridge=True)
+        store.record_poll(name, NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
         store.queue_pinged(name, 3, [f"https://{name}-target.example/"], NOW)
     made = Service(settings, store, Http(settings.http), clock=lambda: NOW)
     made.sources.update(blogs)  # type: ignore[arg-type]  # what a backfill asks
@@ -114,7 +115,7 @@ def test_a_failing_bridge_question_does_not_fail_the_poll(tmp_path: Path) -> Non
     report = made.poll()
     assert report.ok, report
     state = made.store.site("a")
-    assert state is not None and state.cursor == "2026-11-26T12:30:00"
+    assert state is not None and state.cursor == wp_time("2026-11-26T12:30:00")
     assert state.bridge is True and state.last_error is None
 
 
@@ -124,7 +125,7 @@ def test_a_shutdown_tells_wordpress_one_batch_at_most(tmp_path: Path) -> None:
     from wpnotify.sender import PINGED_BATCH
 
     made, blogs = service(tmp_path, "a")
-    with made.store.transaction():
+    with made.store.atomic():
         for i in range(PINGED_BATCH * 3):
             made.store.queue_pinged("a", 100 + i, [f"https://t.example/{i}"], NOW)
     made.sender.stopping = lambda: True

@@ -15,7 +15,7 @@ from wpnotify import daemon as daemon_module
 from wpnotify.daemon import Daemon
 from wpnotify.http import Http
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -25,7 +25,7 @@ def test_an_outcome_recorded_after_the_grace_period_says_what_happened(
     monkeypatch.setattr(daemon_module, "GRACE", 0.3)
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     store.add("s", 1, "pingback", "https://t.example/", "https://s.example/1", NOW)
     (row,) = store.due(NOW)
     store.claim(row.id, NOW)
@@ -61,5 +61,5 @@ def test_an_outcome_recorded_after_the_grace_period_says_what_happened(
     assert "closed as wpnotify shut down" in failed["error"]
     assert "tried again after its back-off" in failed["error"]
     assert "backup" not in failed["error"]
-    again = Store.open(tmp_path / "state.sqlite3")
+    again = SqliteState.open(tmp_path / "state.sqlite3")
     assert again.get(row.id).status == "sending"  # left for the next run to recover

@@ -10,7 +10,8 @@ from pathlib import Path
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Deleted, Post
 
 NOW = datetime(2026, 11, 26, 12, 40, tzinfo=UTC)
@@ -39,11 +40,11 @@ class Bridge:
         return True
 
 
-def reading(tmp_path: Path) -> tuple[Settings, Store, Service]:
+def reading(tmp_path: Path) -> tuple[Settings, SqliteState, Service]:
     """One site's settings, a fresh state file, and the service reading it at NOW."""
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     return settings, store, Service(settings, store, Http(settings.http), clock=lambda: NOW)
 
 
@@ -54,8 +55,8 @@ def test_a_deletion_later_in_the_second_of_the_last_one_read_is_not_missed(
     settings, store, service = reading(tmp_path)
     bridge = Bridge()
     service.sources["s"] = bridge  # type: ignore[assignment]  # only what read() asks
-    store.record_poll("s", NOW, cursor="2026-11-26T12:00:00",
-                      deletions_seen="2026-11-26T12:00:00")
+    store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"),
+                      deletions_seen=wp_time("2026-11-26T12:00:00"))
     for post in (7, 8):  # each sent a Webmention while it was public
         store.add("s", post, "webmention", f"https://r.example/{post}", f"https://s.example/{post}",
                   NOW)

@@ -27,7 +27,8 @@ from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Source, make_source
 
 # status, content type, body (and more headers)
@@ -363,7 +364,7 @@ def test_the_daemon_records_the_reason_and_backs_off(site: StandIn, tmp_path: Pa
     job."""
     site.rpc["wp.getPosts"] = HTML_ERROR
     settings = settings_for(tmp_path, ("x", site.base, "xmlrpc"))
-    store = Store.open(settings.state_file)
+    store = SqliteState.open(settings.state_file)
     http = Http(settings.http)
     try:
         daemon = Daemon(settings, store, http)
@@ -385,10 +386,10 @@ def test_a_poll_of_a_site_with_a_post_without_an_id_fails_that_site_only(
         site: StandIn, tmp_path: Path) -> None:
     site.rest["/wp/v2/posts"] = rest_posts([post_item(id=...)])
     settings = settings_for(tmp_path, ("x", site.base, "rest"))
-    store = Store.open(settings.state_file)
+    store = SqliteState.open(settings.state_file)
     http = Http(settings.http)
     try:
-        store.record_poll("x", datetime.now(UTC), cursor=SINCE)
+        store.record_poll("x", datetime.now(UTC), cursor=wp_time(SINCE))
         report = Service(settings, store, http).read(settings.sites[0])
         assert report.error is not None and "returned a post without an id" in report.error
     finally:

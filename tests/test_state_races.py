@@ -21,7 +21,9 @@ from wpnotify.http import Http
 from wpnotify.sender import Tally
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import LATEST, Store
+from wpnotify.state.migrations import LATEST
+from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 from wpnotify.wordpress import Post
 
 OPENERS = 8
@@ -36,7 +38,7 @@ def open_at_once(path: Path, count: int) -> list[StateError]:
     def open_it() -> None:
         start.wait()
         try:
-            Store.open(path).close()
+            SqliteState.open(path).close()
         except StateError as exc:
             errors.append(exc)
 
@@ -53,7 +55,7 @@ def test_threads_creating_one_new_file_at_once_all_succeed(tmp_path: Path) -> No
     for round_ in range(20):
         path = tmp_path / f"state{round_}.sqlite3"
         assert open_at_once(path, OPENERS) == []
-        check = Store.open(path)
+        check = SqliteState.open(path)
         assert check.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
         assert [r[0] for r in check.db.execute("SELECT version FROM migrations")] == list(
             range(1, LATEST + 1))
@@ -64,10 +66,11 @@ def test_processes_creating_one_new_file_at_once_all_succeed(tmp_path: Path) -> 
     """`wpnotify status` while a fresh daemon creates the file: real processes."""
     path = tmp_path / "state.sqlite3"
     at = time.time() + 1.5  # every process imports first, then all open at this moment
-    code = ("import sys, time; from pathlib import Path; from wpnotify.store import Store; "
+    code = ("import sys, time; from pathlib import Path; "
+            "from wpnotify.state.sqlite import SqliteState; "
             "from wpnotify.errors import StateError\n"
             f"time.sleep(max({at!r} - time.time(), 0))\n"
-            "try:\n    Store.open(Path(sys.argv[1])).close()\n"
+            "try:\n    SqliteState.open(Path(sys.argv[1])).close()\n"
             "except StateError as exc:\n    print(exc); sys.exit(1)\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -89,9 +92,9 @@ class OnePost(OnePostSite):
                 date_gmt="2026-11-26T12:39:00", to_ping=(), pinged=())
 
 
-class Interleaved(Store):
+class Interleaved(SqliteState):
     """A store that, between the first read of what a post already has and the next write
-    transaction, lets ``rival`` run (in another thread, as another process would) for up to
+    unit of work, lets ``rival`` run (in another thread, as another process would) for up to
     a second. Where deciding and inserting were apart, the rival does all its work in that
     gap; where they are one step, it waits for the write lock."""
 
@@ -107,18 +110,18 @@ class Interleaved(Store):
         return super().targets(site, post_id, kind)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def atomic(self) -> Iterator[None]:
         if self.stage == "read":
             self.stage = "done"
             thread = threading.Thread(target=self.rival)
             thread.start()
             thread.join(1.0)
             self.threads.append(thread)
-        with super().transaction() as db:
-            yield db
+        with super().atomic():
+            yield
 
 
-def poll_service(path: Path, store_class: type[Store] = Store) -> Service:
+def poll_service(path: Path, store_class: type[SqliteState] = SqliteState) -> Service:
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),))
     store = store_class.open(path)
@@ -132,8 +135,8 @@ def test_two_polls_of_one_post_record_and_report_it_once(tmp_path: Path) -> None
     row as a pingback (it fell back); then the second records. One row per link, the new
     ones reported once in all, no phantom Webmention row to end `skipped/duplicate`."""
     path = tmp_path / "state.sqlite3"
-    setup = Store.open(path)
-    setup.record_poll("s", NOW, cursor="2026-11-26T12:00:00")
+    setup = SqliteState.open(path)
+    setup.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"))
     setup.close()
     first = poll_service(path)
     second = poll_service(path, Interleaved)
@@ -162,8 +165,8 @@ def test_a_backfill_beside_a_poll_records_and_reports_the_post_once(
     """The backfill plans the post; a poll records it before the backfill does: the
     backfill's summary counts nothing of it, and no second set of rows appears."""
     path = tmp_path / "state.sqlite3"
-    setup = Store.open(path)
-    setup.record_poll("s", NOW, cursor="2026-11-26T12:00:00")
+    setup = SqliteState.open(path)
+    setup.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"))
     setup.close()
     poll, backfill = poll_service(path), poll_service(path, Interleaved)
     for service in (poll, backfill):  # what is recorded is the point here, not the sending

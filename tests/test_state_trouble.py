@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from wpnotify.store import LATEST, Store
+from wpnotify.state.migrations import LATEST
+from wpnotify.state.sqlite import SqliteState
+from wpnotify.times import wp_time
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -26,7 +28,7 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text('state_file = "state.sqlite3"\n[[sites]]\nname = "blog"\n'
                     'url = "https://blog.example"\nusername = "u"\npassword = "pw"\n')
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     store.add("blog", 1, "pingback", "https://t.example/", "https://blog.example/p", NOW,
               status="failed", error="fault 0", error_code="fault-0")
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -113,11 +115,12 @@ def loopback(tmp_path: Path) -> Path:
     path.write_text('state_file = "state.sqlite3"\n[http]\nallow_private_addresses = true\n'
                     '[[sites]]\nname = "blog"\nurl = "http://127.0.0.1:9"\nusername = "u"\n'
                     'password = "pw"\n')
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     for post in range(300):  # rows over many pages
         store.add("blog", post, "pingback", f"https://t.example/{post}",
                   "http://127.0.0.1:9/p", NOW, status="sent")
-    store.record_poll("blog", NOW, cursor="2026-11-26T11:00:00", baseline=[(1, "x")])
+    store.record_poll("blog", NOW, cursor=wp_time("2026-11-26T11:00:00"),
+                      baseline=[(1, wp_time("2026-11-26T10:59:00"))])
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     return path
@@ -227,7 +230,7 @@ def test_history_of_a_read_only_file_sees_what_the_daemon_just_wrote(
     """A writer (the daemon, another user) holds it open: its latest rows are in the -wal,
     read through the -shm, which this user may not write either."""
     state = config.parent / "state.sqlite3"
-    daemon = Store.open(state)
+    daemon = SqliteState.open(state)
     try:
         daemon.add("blog", 2, "webmention", "https://new.example/", "https://blog.example/q",
                    NOW)
@@ -245,7 +248,7 @@ def test_a_read_only_file_whose_latest_changes_cannot_be_read(config: Path,
     """Its -wal holds changes, its -shm is gone (the writer was killed and cleaned after)
     and the folder is read-only: reading it as it is would show an older state."""
     state = config.parent / "state.sqlite3"
-    daemon = Store.open(state)
+    daemon = SqliteState.open(state)
     daemon.add("blog", 2, "webmention", "https://new.example/", "https://blog.example/q", NOW)
     copies = {name: (config.parent / name).read_bytes()
               for name in ("state.sqlite3", "state.sqlite3-wal")}

@@ -13,7 +13,7 @@ from wpnotify.errors import SendError
 from wpnotify.http import Http
 from wpnotify.sender import Sender
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state.sqlite import SqliteState
 from wpnotify.weblogupdates import Update, build_update, parse_reply, send
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -82,7 +82,7 @@ def test_a_burst_of_publishes_is_one_ping_and_the_next_waits_five_minutes(
     settings = Settings(sites=(SiteSettings(name="s", url="https://s.example", username="u",
                                             password="p"),),
                         http=HttpSettings(allowed_networks=("127.0.0.1/32",)))
-    store = Store.open(tmp_path / "state.sqlite3")
+    store = SqliteState.open(tmp_path / "state.sqlite3")
     sender = Sender(settings, store, Http(settings.http), {}, lambda: now[0],
                     lambda s: None)
     with UpdateService() as service:

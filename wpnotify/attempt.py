@@ -21,7 +21,7 @@ from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import fetch_page, trackback_ping_url
 from wpnotify.errors import SendError
 from wpnotify.http import Http
-from wpnotify.store import Notification
+from wpnotify.state import Notification
 
 
 @functools.lru_cache(maxsize=4096)

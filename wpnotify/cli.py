@@ -23,7 +23,7 @@ from wpnotify.logs import printable
 from wpnotify.plan import Planned
 from wpnotify.service import PollReport, Service
 from wpnotify.settings import Settings, config_path, load_settings
-from wpnotify.store import STATUSES, Notification, Store
+from wpnotify.state import Notification, State, Status, open_state
 from wpnotify.urls import redact
 from wpnotify.wordpress import Post
 
@@ -61,8 +61,8 @@ def client(settings: Settings) -> Http:
 
 
 @contextmanager
-def opened(settings: Settings) -> Iterator[Store]:
-    store = Store.open(settings.state_file)
+def opened(settings: Settings) -> Iterator[State]:
+    store = open_state(settings.state_file)
     try:
         yield store
     finally:
@@ -284,7 +284,8 @@ def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: dat
 @click.option("--site", help="Only this site (its name in the config).")
 @click.option("--post", "post_id", type=ID, help="Only this post ID.")
 @click.option("--kind", type=click.Choice(KINDS), help="Only this kind of notification.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only notifications in this state.")
+@click.option("--status", type=click.Choice([s.value for s in Status]),
+              help="Only notifications in this state.")
 @click.option("--limit", type=ID, default=50, show_default=True,
               help="At most this many rows, newest first.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
@@ -297,7 +298,8 @@ def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str
     if site is not None:
         settings.site(site)  # a typo in --site is an error, not an empty table
     with opened(settings) as store:
-        rows = store.history(site=site, post_id=post_id, kind=kind, status=status, limit=limit)
+        rows = store.history(site=site, post_id=post_id, kind=kind,
+                             status=None if status is None else Status(status), limit=limit)
     RENDERERS[fmt](rows)
 
 
@@ -339,8 +341,8 @@ def render_table(rows: list[Notification]) -> None:
     header = ("WHEN (UTC)", "SITE", "POST", "KIND", "STATUS", "TRIES", "TARGET", "DETAIL")
     table = [header] + [
         tuple(printable(cell) for cell in (
-            row.created_at[:19].replace("T", " "), row.site, str(row.post_id), row.kind,
-            row.status, str(row.attempts), _clip(redact(row.target), 60),
+            f"{row.created_at:%Y-%m-%d %H:%M:%S}", row.site, str(row.post_id), row.kind,
+            row.status.value, str(row.attempts), _clip(redact(row.target), 60),
             _clip(row.error or row.response or "", 70)))
         for row in rows
     ]

@@ -27,7 +27,7 @@ from wpnotify.errors import StateError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.service import Service, utcnow
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state import State
 
 RETRY_TICK = 30.0
 GRACE = 30.0
@@ -71,7 +71,7 @@ def exclusive(state_file: Path) -> Iterator[None]:
 class Daemon:
     """Schedules polls and retries; ``stop()`` ends it gracefully."""
 
-    def __init__(self, settings: Settings, store: Store, http: Http) -> None:
+    def __init__(self, settings: Settings, store: State, http: Http) -> None:
         self.settings = settings
         self.stopped = threading.Event()
         self.service = Service(settings, store, http, clock=utcnow, sleep=self._sleep,

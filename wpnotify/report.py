@@ -4,38 +4,51 @@ from __future__ import annotations
 
 import ipaddress
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from wpnotify.errors import SourceError, StateError
 from wpnotify.http import Http
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import Store
+from wpnotify.state import History, SiteLog, open_state
+from wpnotify.times import iso, wp_text
 from wpnotify.wordpress import make_source
 
 BRIDGE_FIX = ("copy wordpress/wpnotify-bridge.php into the site's wp-content/mu-plugins/ "
               "(see README \"The bridge\")")
 
 
-def status(settings: Settings, store: Store) -> list[dict[str, Any]]:
-    """Per site: its last polls, cursor, bridge, notifications by status, next retry due."""
+class Reported(SiteLog, History, Protocol):
+    """What `status` reads of the state."""
+
+
+def status(settings: Settings, store: Reported) -> list[dict[str, Any]]:
+    """Per site: its last polls, cursor, bridge, notifications by status, next retry due;
+    times as the state file writes them (the cursor as WordPress does)."""
     report = []
     for site in settings.sites:
         state = store.site(site.name)
+        retry = store.next_retry(site.name)
         report.append({
             "site": site.name,
             "url": site.url,
-            "last_poll_at": state.last_poll_at if state else None,
-            "last_ok_at": state.last_ok_at if state else None,
+            "last_poll_at": _text(state.last_poll_at, iso) if state else None,
+            "last_ok_at": _text(state.last_ok_at, iso) if state else None,
             "last_error": state.last_error if state else None,
-            "cursor": state.cursor if state else None,
+            "cursor": _text(state.cursor, wp_text) if state else None,
             "bridge": state.bridge if state else None,
-            "notifications": store.counts(site.name),
-            "next_retry_at": store.next_retry(site.name),
+            "notifications": {s.value: n for s, n in store.counts(site.name).items()},
+            "next_retry_at": _text(retry, iso),
         })
     return report
+
+
+def _text(moment: datetime | None, form: Callable[[datetime], str]) -> str | None:
+    return None if moment is None else form(moment)
 
 
 @dataclass
@@ -56,7 +69,7 @@ def check(settings: Settings, http: Http) -> CheckResult:
     """Validates what can be validated without sending anything."""
     result = CheckResult(warnings=config_warnings(settings))
     try:
-        store = Store.open(settings.state_file)
+        store = open_state(settings.state_file)
         try:
             store.check_writable()
         finally:

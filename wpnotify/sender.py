@@ -32,7 +32,8 @@ from wpnotify.attempt import Discoveries, Result, attempt, host_of, looks_like_w
 from wpnotify.errors import SendError, SourceError, WpnotifyError
 from wpnotify.http import Http
 from wpnotify.settings import Settings
-from wpnotify.store import Notification, Store, parse_iso
+from wpnotify.state import HostState, Notification, State, Status
+from wpnotify.times import iso
 from wpnotify.wordpress import Source
 
 # Faults that rarely pass get fewer attempts (PROTOCOLS §2.2).
@@ -162,7 +163,7 @@ class Backlog:
                 del self.by_host[host]
         return gone
 
-    def pick(self, now: datetime, hosts: Mapping[str, tuple[bool, str | None]],
+    def pick(self, now: datetime, hosts: Mapping[str, HostState],
              room: Callable[[str, Notification], int], slots: int) -> list[Notification]:
         """Up to ``slots`` notifications ready now, round-robin over hosts, at most
         ``room(host, n)`` more for each host."""
@@ -186,7 +187,7 @@ class Backlog:
                     break
         return picked
 
-    def next_ready(self, now: datetime, hosts: Mapping[str, tuple[bool, str | None]]
+    def next_ready(self, now: datetime, hosts: Mapping[str, HostState]
                    ) -> datetime | None:
         times = [ready_at(n, now, hosts) for q in self.by_host.values() for n in q]
         return min(times, default=None)
@@ -203,20 +204,20 @@ def pace_key(n: Notification) -> str:
 
 
 def ready_at(n: Notification, now: datetime,
-             hosts: Mapping[str, tuple[bool, str | None]]) -> datetime:
+             hosts: Mapping[str, HostState]) -> datetime:
     """When ``n`` may go: its own retry time, its host's hold and its service's pacing."""
-    ready = parse_iso(n.next_attempt_at) if n.next_attempt_at else now
+    ready = n.next_attempt_at or now
     for key in {host_of(n.target), pace_key(n)}:
         held = hosts.get(key)
-        if held is not None and held[1] is not None:
-            ready = max(ready, parse_iso(held[1]))
+        if held is not None and held.not_before is not None:
+            ready = max(ready, held.not_before)
     return ready
 
 
 class Sender:
     """Sends what is due, many at once, politely per host."""
 
-    def __init__(self, settings: Settings, store: Store, http: Http,
+    def __init__(self, settings: Settings, store: State, http: Http,
                  sources: Mapping[str, Source], clock: Callable[[], datetime],
                  sleep: Callable[[float], None] = time.sleep,
                  stopping: Callable[[], bool] = lambda: False) -> None:
@@ -284,7 +285,7 @@ class Sender:
         running: dict[int, Notification] = {}  # by notification ID
         busy: Counter[str] = Counter()
         done: list[tuple[int, Result]] = []
-        hosts: Mapping[str, tuple[bool, str | None]] = {}
+        hosts: Mapping[str, HostState] = {}
         # Workers put their results here: cheaper than a waiter on every future each pass.
         completions: queue.SimpleQueue[tuple[int, Result]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
@@ -305,7 +306,7 @@ class Sender:
                     if freed:
                         busy[host_of(n.target)] -= 1
                     finished.append((n, result, freed))
-                with self.store.transaction():  # the claims: one commit, then they go
+                with self.store.atomic():  # the claims: one commit, then they go
                     now = self.clock()
                     hosts = self.store.hosts(backlog.pace_keys()) if backlog.by_host else {}
                     claimed = (self._claim(backlog, running, busy, hosts, now, limit)
@@ -325,7 +326,7 @@ class Sender:
                     pool.submit(self._attempt, discoveries, n, cleared, taken[n.id],
                                 completions)
                 if finished:
-                    with self.store.transaction():  # the outcomes: one commit
+                    with self.store.atomic():  # the outcomes: one commit
                         self._finish(finished, backlog, busy, tally)
                     if not all(freed for _, _, freed in finished):
                         done = []
@@ -370,7 +371,7 @@ class Sender:
                              "attempt; failed (see history, error_code interrupted)")
 
     def _claim(self, backlog: Backlog, running: dict[int, Notification],
-               busy: Counter[str], hosts: Mapping[str, tuple[bool, str | None]],
+               busy: Counter[str], hosts: Mapping[str, HostState],
                now: datetime, limit: int) -> list[Notification]:
         """Claims what is ready, within the limits (the caller's transaction commits)."""
         per_host = self.settings.http.per_host_concurrency
@@ -400,7 +401,7 @@ class Sender:
         completions.put((n.id, result))
 
     def _plain(self, n: Notification, result: Result,
-               hosts: Mapping[str, tuple[bool, str | None]]) -> bool:
+               hosts: Mapping[str, HostState]) -> bool:
         """True when recording this outcome cannot hold its host: no 429 or Retry-After, no
         unreachable host, no WordPress, no update service, no busy gate."""
         host = host_of(n.target)
@@ -411,9 +412,9 @@ class Sender:
                     or (result.endpoint is not None and looks_like_wordpress(result.endpoint))
                     or self._wordpress_host(host, hosts))
 
-    def _wordpress_host(self, host: str, hosts: Mapping[str, tuple[bool, str | None]]) -> bool:
+    def _wordpress_host(self, host: str, hosts: Mapping[str, HostState]) -> bool:
         """Known to run WordPress: in the state file, or found so in this run."""
-        return host in self._wordpress or hosts.get(host, (False, None))[0]
+        return host in self._wordpress or hosts.get(host, HostState()).wordpress
 
     def _finish(self, finished: list[tuple[Notification, Result, bool]], backlog: Backlog,
                 busy: Counter[str], tally: Tally) -> None:
@@ -434,7 +435,7 @@ class Sender:
             tally.count(outcome.status)
             if outcome.covers:  # one update-service ping settled the others waiting for it
                 tally.sent += backlog.drop(outcome.covers)
-            if (outcome.status == "pending" and result.error is not None
+            if (outcome.status == Status.PENDING and result.error is not None
                     and result.error.unreachable
                     and host_of(result.error.endpoint or n.target) == host_of(n.target)):
                 tally.retrying += self._put_off(backlog, n, result.error)
@@ -449,11 +450,11 @@ class Sender:
         now = self.clock()
         rest = backlog.take(host)
         for n in rest:
-            self.store.defer(n.id, now, parse_iso(again.next_attempt_at),
+            self.store.defer(n.id, now, again.next_attempt_at,
                              f"not tried: {host} could not be reached moments ago "
                              f"({error.message})", "host-unreachable")
         if rest:
-            log.info("host.put_off", host=host, count=len(rest), until=again.next_attempt_at)
+            log.info("host.put_off", host=host, count=len(rest), until=iso(again.next_attempt_at))
         return len(rest)
 
     def conclude(self, n: Notification, result: Result) -> Outcome:
@@ -471,32 +472,32 @@ class Sender:
                  code=error.code if error else None, error=error.message if error else None,
                  attempt=n.attempts + 1, duration_ms=result.duration_ms)
         covers = None
-        if status == "sent" and n.kind == weblogupdates.KIND:
+        if status == Status.SENT and n.kind == weblogupdates.KIND:
             # One ping announces the blog: it covers every other post waiting for this service.
             self.store.settle(n.site, n.kind, n.target, now,
                               f"covered by the ping sent for post {n.post_id}")
             covers = (n.site, n.kind, n.target)
-        elif status == "sent":  # with the outcome: in the caller's transaction
+        elif status == Status.SENT:  # with the outcome: in the caller's transaction
             self.store.queue_pinged(n.site, n.post_id, [n.target], now)
             self._unflushed += 1
         return Outcome(status, _brief(error, again, now), covers)
 
     def _record(self, n: Notification, now: datetime, endpoint: str | None,
-                message: str | None, error: SendError | None) -> tuple[str, datetime | None]:
+                message: str | None, error: SendError | None) -> tuple[Status, datetime | None]:
         if error is None:
             if n.error_code == "interrupted":  # keep the crash visible in the history
                 message = f"{message} (after an attempt interrupted by a crash)"
             if n.payload.get("resend"):
                 message = f"{message} (sent again: {n.payload['resend']})"
-            self.store.finish(n.id, "sent", now, endpoint=endpoint, response=message)
-            return "sent", None
+            self.store.finish(n.id, Status.SENT, now, endpoint=endpoint, response=message)
+            return Status.SENT, None
         again = next_attempt(error, n.attempts + 1, now, self.settings.retry.delays)
         if error.skip:
-            status = "skipped"
+            status = Status.SKIPPED
         elif again is None:
-            status = "failed"
+            status = Status.FAILED
         else:
-            status = "pending"
+            status = Status.PENDING
         self.store.finish(n.id, status, now, endpoint=endpoint, error=error.message,
                           error_code=error.code, next_attempt_at=again)
         return status, again
@@ -509,7 +510,7 @@ class Sender:
         "too fast" Retry-After) holds that service only, never the trackbacks and
         Webmentions to other URLs on its host."""
         host = host_of(n.target)
-        known, _ = self.store.host(host)
+        known = self.store.host(host).wordpress
         wordpress = known or bool(endpoint and looks_like_wordpress(endpoint))
         hold = self.settings.http.wordpress_ping_interval if wordpress else 0.0
         wait = error.retry_after if error is not None else None
@@ -587,7 +588,7 @@ def _collect(completions: queue.SimpleQueue[tuple[int, Result]]) -> list[tuple[i
             return done
 
 
-def again_notification(store: Store, notification_id: int) -> Notification:
+def again_notification(store: State, notification_id: int) -> Notification:
     found = store.get(notification_id)
     if found is None:
         raise SendError("notification vanished from the state file", code="internal",

@@ -26,7 +26,7 @@ from wpnotify.http import Http
 from wpnotify.plan import Known, Planned, plan
 from wpnotify.sender import Feed, Sender, Tally
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.store import SiteState, Store, iso
+from wpnotify.state import SiteState, State, Status
 from wpnotify.wordpress import (
     OVERLAP,
     Deleted,
@@ -75,7 +75,7 @@ class PollReport:
 class Service:
     """Reads sites and sends their notifications, on one store and one HTTP client."""
 
-    def __init__(self, settings: Settings, store: Store, http: Http, *,
+    def __init__(self, settings: Settings, store: State, http: Http, *,
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep,
                  stopping: Callable[[], bool] = lambda: False, per_page: int = 100) -> None:
@@ -101,7 +101,7 @@ class Service:
         try:
             if state is None or state.cursor is None:
                 return self._start(site, source, now)
-            cursor, posts, queued = state.cursor, 0, 0
+            cursor, posts, queued = wp_format(state.cursor), 0, 0
             handled: set[tuple[int, str]] = set()
             for post in self._changes(site, source, state, now):
                 posts += 1
@@ -123,9 +123,11 @@ class Service:
             log.warning("site.no_bridge", site=site.name, detail=NO_BRIDGE)
         # What was read in the window that the next poll reads again: it skips those.
         window = wp_format(wp_time(cursor) - OVERLAP)
-        seen = sorted(key for key in state.baseline | handled if key[1] >= window)
-        self.store.record_poll(site.name, now, cursor=cursor, bridge=bridge,
-                               deletions_seen=deletions_seen, baseline=seen)
+        seen = sorted(key for key in baseline_of(state) | handled if key[1] >= window)
+        self.store.record_poll(site.name, now, cursor=wp_time(cursor), bridge=bridge,
+                               deletions_seen=None if deletions_seen is None
+                               else wp_time(deletions_seen),
+                               baseline=[(i, wp_time(modified)) for i, modified in seen])
         log.info("site.read", site=site.name, posts=posts, queued=queued, cursor=cursor)
         return SiteReport(site.name, posts=posts, queued=queued)
 
@@ -144,7 +146,7 @@ class Service:
         """Posts modified since the cursor, then watched scheduled posts whose time has come."""
         # ``baseline``: posts of the overlap window already handled (or, after the first poll,
         # the archive when we began): read again with the same modified time, they are skipped.
-        yield from source.changed(state.cursor or wp_format(now), state.baseline)
+        yield from source.changed(wp_format(state.cursor or now), baseline_of(state))
         if due := self.store.scheduled_due(site.name, now):
             found = source.posts(due)
             present = {p.id for p in found}
@@ -164,15 +166,16 @@ class Service:
         # Deletions are asked for strictly after this mark, to the second: a post deleted later
         # in this very second would be missed, so the mark is the second before. (What was
         # deleted earlier in it has no sent Webmention to take back: nothing is resent.)
-        self.store.record_poll(site.name, now, cursor=cursor, baseline=baseline,
-                               deletions_seen=wp_format(now - timedelta(seconds=1)))
+        self.store.record_poll(site.name, now, cursor=wp_time(cursor),
+                               baseline=[(i, wp_time(modified)) for i, modified in baseline],
+                               deletions_seen=now - timedelta(seconds=1))
         log.info("site.first_poll", site=site.name, cursor=cursor,
                  detail="watching from now on; older posts are not notified")
         return SiteReport(site.name, first_poll=True)
 
     def _watch(self, site: SiteSettings, post: Post) -> None:
         if post.date_gmt:
-            self.store.watch(site.name, post.id, iso(wp_time(post.date_gmt)))
+            self.store.watch(site.name, post.id, wp_time(post.date_gmt))
 
     def _guard(self, site: SiteSettings, post: Post, work: Callable[[], T], failed: T) -> T:
         """Runs the work for one post; a bug it trips is logged and passed over (``failed``
@@ -216,7 +219,7 @@ class Service:
                           now: datetime) -> str | None:
         """Posts deleted for good (the bridge remembers them): their Webmention targets are
         told, like a trashed post's. Returns the newest deletion handled."""
-        since = state.deletions_seen or wp_format(now - timedelta(seconds=1))
+        since = wp_format(state.deletions_seen or now - timedelta(seconds=1))
         newest: Deleted | None = None
         for gone in source.deletions(since):
             if gone.type in site.post_types:
@@ -232,7 +235,7 @@ class Service:
     def _resend_changed(self, site: SiteSettings, post_id: int, links: set[str],
                         public: bool, status: str, now: datetime) -> None:
         for row in self.store.history(site=site.name, post_id=post_id, kind=webmention.KIND,
-                                      status="sent", limit=100_000):
+                                      status=Status.SENT, limit=100_000):
             was_gone = bool(row.payload.get("gone"))
             gone = row.target not in links
             if gone == was_gone:
@@ -266,7 +269,7 @@ class Service:
         was made (a Webmention row that went out as a pingback included), the post is
         planned again from them. So each notification is recorded, and counted as new, once.
         (The plan is a pure function of the post and these rows.)"""
-        with self.store.transaction():
+        with self.store.atomic():
             owed = plan.owed
             if any(self.store.targets(site.name, plan.post.id, kind) != targets
                    for kind, targets in plan.seen.items()):
@@ -274,7 +277,7 @@ class Service:
             recorded = [item for item in owed
                         if self.store.add(site.name, plan.post.id, item.kind, item.target,
                                           plan.post.link, now, payload=item.payload,
-                                          status=item.status, error=item.error,
+                                          status=Status(item.status), error=item.error,
                                           error_code=item.error_code)]
             # Queued trackbacks WordPress had already pinged leave to_ping, as core would do:
             # WordPress is told at the end of the cycle, from the state file's outbox (so
@@ -368,7 +371,7 @@ class Service:
                  if (plan := self._guard(site, post, partial(self._plan, site, source, post),
                                          None)) is not None]
         if record:
-            with self.store.transaction():  # one commit for the page
+            with self.store.atomic():  # one commit for the page
                 recorded = [(plan.post, self._guard(site, plan.post, partial(
                     self._record, site, source, plan, self.clock()), list[Planned]()))
                     for plan in plans]
@@ -379,6 +382,11 @@ class Service:
                 on_planned(post, item)
             result.planned += len(owed)
             result.delivery.skipped += sum(item.status == "skipped" for item in owed)
+
+
+def baseline_of(state: SiteState) -> frozenset[tuple[int, str]]:
+    """The state's baseline in the sources' terms: (id, ``modified_gmt`` text)."""
+    return frozenset((post_id, wp_format(modified)) for post_id, modified in state.baseline)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,332 @@
+"""What every state backend must do: unique notifications, claim-before-send, recovery after a
+crash, history, site and host state, typed records. A backend's test module provides the
+``backend`` fixture (a ``Backend``) and imports these tests (``from state_contract import *``);
+what only one backend has (its file, its query plans) is tested in that module alone."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Protocol
+
+import pytest
+
+from wpnotify.errors import SendError, StateError
+from wpnotify.state import HostState, State, Status
+from wpnotify.state.processes import process_token, this_process
+from wpnotify.times import wp_time
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+class Backend(Protocol):
+    """How the contract reaches a backend: a state, another one on the same data (a second
+    process), and a claim forged as another process's (which no API writes)."""
+
+    def open(self) -> State: ...
+
+    def forge_claim(self, notification_id: int, token: str) -> None: ...
+
+
+@pytest.fixture()
+def state(backend: Backend) -> State:
+    return backend.open()
+
+
+def in_a_minute(attempts: int) -> datetime:
+    return NOW + timedelta(minutes=1)
+
+
+def dead_process() -> str:
+    """The claim token of a process of this host that has ended."""
+    child = subprocess.Popen(["sleep", "30"])
+    token = process_token(child.pid)
+    child.kill()
+    child.wait()
+    assert token is not None
+    return token
+
+
+def test_due_is_filtered_and_limited(state: State) -> None:
+    for site in ("a", "b"):
+        for post in range(1, 6):
+            state.add(site, post, "pingback", f"https://t/{post}", "https://s/", NOW)
+    assert {(n.site, n.post_id) for n in state.due(NOW, ["a"], {2, 3})} == {("a", 2), ("a", 3)}
+    assert len(state.due(NOW, ["a", "b"], limit=4)) == 4
+    assert state.due(NOW, ["a"], set()) == [] and state.due(NOW, []) == []
+
+
+def test_threads_share_one_state(state: State) -> None:
+    """The sender's workers and its coordinating thread use one state at once."""
+    def work(i: int) -> bool:
+        state.add("s", i, "pingback", f"https://t/{i}", "https://s/", NOW)
+        with state.atomic():  # nested units join the outer one
+            claimed = state.claim(state.due(NOW, ["s"], {i})[0].id, NOW)
+            state.finish(state.history(post_id=i)[0].id, Status.SENT, NOW)
+        return claimed
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(200)))
+    assert state.counts("s")[Status.SENT] == 200
+
+
+def test_one_notification_per_site_post_kind_and_target(state: State) -> None:
+    assert state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    assert not state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    assert state.add("s", 1, "trackback", "https://t/", "https://s/1", NOW)
+    assert state.add("s", 2, "pingback", "https://t/", "https://s/2", NOW)
+    assert state.add("other", 1, "pingback", "https://t/", "https://s/1", NOW)
+    assert state.targets("s", 1, "pingback") == {"https://t/"}
+
+
+def test_only_one_claim_wins(state: State, backend: Backend) -> None:
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    rival = backend.open()
+    assert state.claim(row.id, NOW)
+    assert not rival.claim(row.id, NOW)
+    claimed = rival.get(row.id)
+    assert claimed is not None and (claimed.status, claimed.attempts) == (Status.SENDING, 1)
+    assert state.due(NOW) == []  # in flight, not due
+
+
+def test_finish_records_the_outcome(state: State) -> None:
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    state.claim(row.id, NOW)
+    later = NOW + timedelta(minutes=1)
+    state.finish(row.id, Status.SENT, later, endpoint="https://t/xmlrpc.php", response="ok")
+    done = state.get(row.id)
+    assert done is not None
+    assert (done.status, done.endpoint, done.response, done.sent_at) == (
+        Status.SENT, "https://t/xmlrpc.php", "ok", later)
+    assert done.as_dict()["sent_at"] == "2026-11-26T12:01:00.000000Z"
+
+
+def test_an_unknown_status_is_refused(state: State) -> None:
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    with pytest.raises(ValueError, match="bogus"):
+        state.finish(row.id, "bogus", NOW)  # type: ignore[arg-type]  # what the type forbids
+
+
+def test_pending_rows_wait_for_their_time(state: State) -> None:
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    state.claim(row.id, NOW)
+    state.finish(row.id, Status.PENDING, NOW, error="503", error_code="http-503",
+                 next_attempt_at=NOW + timedelta(minutes=5))
+    assert state.due(NOW + timedelta(minutes=4)) == []
+    assert [r.id for r in state.due(NOW + timedelta(minutes=5))] == [row.id]
+    assert state.next_retry("s") == NOW + timedelta(minutes=5)
+
+
+def test_a_claim_by_a_dead_process_is_recovered_at_once(state: State,
+                                                        backend: Backend) -> None:
+    state.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
+    state.add("s", 1, "pingback", "https://t/b", "https://s/1", NOW)
+    mine, theirs = (r.id for r in state.due(NOW))
+    state.claim(mine, NOW)
+    state.claim(theirs, NOW)
+    assert state.get(mine).claimed_by == this_process()  # type: ignore[union-attr]  # it exists
+    backend.forge_claim(theirs, dead_process())
+    assert state.recover_interrupted(NOW, timedelta(minutes=10), in_a_minute) == (1, 0)
+    again = state.get(theirs)
+    assert again is not None and again.status == Status.PENDING
+    assert again.next_attempt_at == NOW + timedelta(minutes=1)  # backed off
+    assert state.get(mine).status == Status.SENDING  # type: ignore[union-attr]  # alive: stands
+
+
+def test_rows_left_in_flight_by_a_crash_are_sent_again(state: State) -> None:
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    state.claim(row.id, NOW)
+    assert state.recover_interrupted(NOW + timedelta(minutes=5), timedelta(minutes=10),
+                                     in_a_minute) == (0, 0)
+    assert state.recover_interrupted(NOW + timedelta(minutes=11), timedelta(minutes=10),
+                                     in_a_minute) == (1, 0)
+    again = state.get(row.id)
+    assert again is not None
+    assert (again.status, again.error_code, again.attempts) == (Status.PENDING, "interrupted", 1)
+
+
+def test_a_notification_that_keeps_killing_its_sender_backs_off_then_fails(
+        state: State, backend: Backend) -> None:
+    """Each run that dies sending it counts an attempt; the next run does not retry it at
+    once (other work goes first) but after the schedule's wait, and the last attempt's
+    interruption fails it, saying what happened."""
+    from wpnotify.sender import next_attempt
+
+    delays = (60.0, 300.0, 1800.0)
+    interrupted = SendError("x", code="interrupted", permanent=False)
+    state.add("s", 1, "pingback", "https://hostile.example/", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    now, token = NOW, dead_process()
+    for attempt in range(1, len(delays) + 2):
+        assert [n.id for n in state.due(now)] == [row.id]
+        assert state.claim(row.id, now)
+        backend.forge_claim(row.id, token)
+
+        def again(attempts: int, now: datetime = now) -> datetime | None:
+            return next_attempt(interrupted, attempts, now, delays, jitter=lambda: 1.0)
+
+        if attempt <= len(delays):
+            assert state.recover_interrupted(now, timedelta(minutes=10), again) == (1, 0)
+            left = state.get(row.id)
+            assert left is not None
+            assert (left.status, left.attempts, left.error_code) == (Status.PENDING, attempt,
+                                                                     "interrupted")
+            assert left.next_attempt_at == now + timedelta(seconds=delays[attempt - 1])
+            assert state.due(now) == []  # not at once
+            assert f"attempt {attempt} was interrupted" in (left.error or "")
+            now += timedelta(seconds=delays[attempt - 1])
+        else:
+            assert state.recover_interrupted(now, timedelta(minutes=10), again) == (0, 1)
+    done = state.get(row.id)
+    assert done is not None
+    assert (done.status, done.attempts, done.error_code) == (Status.FAILED, 4, "interrupted")
+    assert "died or was killed while sending it" in (done.error or "")
+    assert f"wpnotify retry {row.id}" in (done.error or "")
+    assert state.due(now + timedelta(days=30)) == []
+
+
+def test_history_filters_and_orders_newest_first(state: State) -> None:
+    for minute, (site, post, kind) in enumerate([("a", 1, "pingback"), ("a", 1, "trackback"),
+                                                 ("a", 2, "pingback"), ("b", 1, "pingback")]):
+        state.add(site, post, kind, f"https://t/{minute}", "https://s/", NOW +
+                  timedelta(minutes=minute))
+    assert [r.target for r in state.history()] == [f"https://t/{i}" for i in (3, 2, 1, 0)]
+    assert [r.target for r in state.history(site="a", post_id=1)] == ["https://t/1",
+                                                                      "https://t/0"]
+    assert [r.target for r in state.history(kind="trackback")] == ["https://t/1"]
+    assert [r.target for r in state.history(limit=1)] == ["https://t/3"]
+    assert state.history(status=Status.SENT) == []
+
+
+def test_site_state_keeps_cursor_baseline_and_bridge(state: State) -> None:
+    assert state.site("s") is None
+    cursor = wp_time("2026-11-26T11:00:00")
+    state.record_poll("s", NOW, cursor=cursor, bridge=True, baseline=[(4, cursor)])
+    state.record_poll("s", NOW + timedelta(minutes=1), error="down")
+    site = state.site("s")
+    assert site is not None
+    assert (site.cursor, site.bridge, site.last_error) == (cursor, True, "down")
+    assert site.baseline == frozenset({(4, cursor)})
+    assert site.last_ok_at == NOW and site.last_poll_at == NOW + timedelta(minutes=1)
+
+
+def test_retry_puts_failed_notifications_back_with_a_fresh_budget(state: State) -> None:
+    for target in ("https://t/1", "https://t/2"):
+        state.add("s", 1, "pingback", target, "https://s/1", NOW, status=Status.FAILED,
+                  error="fault 0", error_code="fault-0")
+    state.add("s", 1, "pingback", "https://t/3", "https://s/1", NOW)
+    first, second, pending = sorted(r.id for r in state.history())
+    with pytest.raises(StateError, match=f"{pending} \\(pending\\)"):
+        state.requeue(ids=[first, pending])
+    with pytest.raises(StateError, match="999 \\(no such notification\\)"):
+        state.requeue(ids=[999])
+    assert state.requeue(ids=[first]) == 1
+    row = state.get(first)
+    assert row is not None and (row.status, row.attempts) == (Status.PENDING, 0)
+    assert "fault 0" in (row.error or "")
+    assert state.requeue(ids=[], site="other") == 0
+    assert state.requeue(ids=[], since=NOW + timedelta(days=3650)) == 0
+    assert state.requeue(ids=[]) == 1
+    assert state.get(second).status == Status.PENDING  # type: ignore[union-attr]  # it exists
+
+
+def test_a_late_write_after_close_says_what_happened(state: State) -> None:
+    """The daemon's shutdown grace ran out and the state was closed under a worker: its
+    write says so, and not "restore it from a backup" (the file is fine)."""
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    state.claim(row.id, NOW)
+    state.close()
+    late: Callable[[], object]
+    for late in (lambda: state.finish(row.id, Status.SENT, NOW), lambda: state.get(row.id)):
+        with pytest.raises(StateError) as caught:
+            late()
+        assert "closed as wpnotify shut down" in str(caught.value)
+        assert "tried again after its back-off" in str(caught.value)
+        assert "backup" not in str(caught.value)
+
+
+# --- what the typed state adds ------------------------------------------------------------
+
+def test_times_round_trip_exactly(state: State) -> None:
+    """Microseconds and the UTC zone survive the store; a time in another zone comes back
+    as the same instant in UTC."""
+    odd = datetime(2026, 11, 26, 12, 0, 1, 123456, tzinfo=UTC)
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", odd)
+    (row,) = state.history()
+    assert row.created_at == odd and row.updated_at == odd and row.created_at.tzinfo == UTC
+    state.claim(row.id, odd)
+    state.finish(row.id, Status.PENDING, odd, next_attempt_at=odd + timedelta(microseconds=1))
+    again = state.get(row.id)
+    assert again is not None and again.next_attempt_at == odd + timedelta(microseconds=1)
+    local = odd.astimezone(timezone(timedelta(hours=5)))
+    state.set_host("h.example", wordpress=True, not_before=local)
+    assert state.host("h.example") == HostState(True, odd)
+    assert state.hosts({"h.example", "unknown.example"}) == {"h.example": HostState(True, odd)}
+    assert state.host("unknown.example") == HostState(False, None)
+
+
+def test_site_times_keep_wordpress_seconds(state: State) -> None:
+    """A cursor is WordPress's time, to the second: that is what is kept."""
+    state.record_poll("s", NOW, cursor=NOW + timedelta(seconds=1, microseconds=999),
+                      deletions_seen=NOW)
+    site = state.site("s")
+    assert site is not None and site.cursor == NOW + timedelta(seconds=1)
+    assert site.deletions_seen == NOW
+
+
+def test_status_members_are_the_stored_words(state: State) -> None:
+    assert [s.value for s in Status] == ["pending", "sending", "sent", "failed", "skipped"]
+    assert list(state.counts("none")) == list(Status)
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW, status=Status.SKIPPED)
+    (row,) = state.history(status=Status.SKIPPED)
+    assert row.status is Status.SKIPPED and row.as_dict()["status"] == "skipped"
+
+
+def test_a_second_kind_for_a_target_is_refused_without_failing_the_unit(state: State) -> None:
+    """set_kind's conflict is an answer (False), not an error: the outcome recorded in the
+    same unit of work is kept."""
+    state.add("s", 1, "webmention", "https://t/", "https://s/1", NOW)
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    state.add("s", 1, "webmention", "https://u/", "https://s/1", NOW)
+    taken, free = sorted(r.id for r in state.history(kind="webmention"))
+    with state.atomic():
+        assert not state.set_kind(taken, "pingback")
+        state.finish(taken, Status.SKIPPED, NOW, error="dup", error_code="duplicate")
+    assert state.get(taken).status == Status.SKIPPED  # type: ignore[union-attr]  # it exists
+    assert state.set_kind(free, "pingback")
+    assert state.kinds([("s", 1, "https://t/"), ("s", 1, "https://u/")]) == {
+        ("s", 1, "https://t/"): {"webmention", "pingback"}, ("s", 1, "https://u/"): {"pingback"}}
+
+
+def test_a_failed_unit_of_work_keeps_nothing(state: State) -> None:
+    with pytest.raises(RuntimeError), state.atomic():
+        state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+        raise RuntimeError("midway")
+    assert state.history() == []
+
+
+def test_the_pinged_outbox_keeps_urls_until_told(state: State) -> None:
+    state.queue_pinged("s", 2, ["https://b/", "https://a/"], NOW)
+    state.queue_pinged("s", 1, ["https://c/"], NOW)
+    assert state.pinged_waiting("s", 2) == {1: ["https://c/"], 2: ["https://a/"]}
+    state.pinged_told("s", {1: ["https://c/"]})
+    assert state.pinged_waiting("s", 10) == {2: ["https://a/", "https://b/"]}
+
+
+def test_scheduled_posts_come_due_at_their_time(state: State) -> None:
+    state.watch("s", 2, NOW + timedelta(minutes=1))
+    state.watch("s", 1, NOW)
+    assert state.scheduled_due("s", NOW) == [1]
+    assert state.scheduled_due("s", NOW + timedelta(minutes=1)) == [1, 2]
+    state.unwatch("s", [1])
+    assert state.scheduled_due("s", NOW + timedelta(minutes=1)) == [2]
+
+
+__all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]

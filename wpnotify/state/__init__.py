@@ -1,0 +1,34 @@
+"""The state: what wpnotify remembers between runs (sites' cursors, the notifications and
+their history, hosts' pacing, WordPress's pinged lists still to be told).
+
+Callers use the records and the protocols here, and get a state from ``open_state``; a
+backend's connection, SQL and errors stay inside it (only ``sqlite*.py`` know SQLite).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wpnotify.state.protocols import (
+    History,
+    HostPacing,
+    LinkKey,
+    PingedOutbox,
+    Queue,
+    SiteLog,
+    State,
+    UnitOfWork,
+)
+from wpnotify.state.records import HostState, Notification, SiteState, Status
+
+__all__ = ["History", "HostPacing", "HostState", "LinkKey", "Notification", "PingedOutbox",
+           "Queue", "SiteLog", "SiteState", "State", "Status", "UnitOfWork", "open_state"]
+
+
+def open_state(path: Path) -> State:
+    """Opens (or creates) the state at ``path``, brought to the latest schema; read-only when
+    this user may not write it (`status` and `history` still work). The one place a backend
+    is chosen: today the SQLite file, imported only when asked for."""
+    from wpnotify.state.sqlite import SqliteState
+
+    return SqliteState.open(path)

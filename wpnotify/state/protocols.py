@@ -1,0 +1,132 @@
+"""What the rest of wpnotify needs of the state, in narrow parts: callers type against the
+part they use, and every backend offers them all (``State``). No part shows a connection, a
+row or SQL; a backend turns its own errors into StateError.
+
+Threads may share one state: the sender's workers record beside its coordinating thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from wpnotify.state.records import HostState, Notification, SiteState, Status
+
+#: (site, post_id, target): a link of a post, whatever kind notified it.
+LinkKey = tuple[str, int, str]
+
+
+class UnitOfWork(Protocol):
+    def atomic(self) -> AbstractContextManager[None]:
+        """All writes inside are kept together or not at all; a write outside is its own unit.
+        Nested ones join the outer one (the sender records a batch of outcomes at once)."""
+        ...
+
+
+class Queue(UnitOfWork, Protocol):
+    """The notifications still to send, and the claim-then-send cycle of each."""
+
+    def add(self, site: str, post_id: int, kind: str, target: str, source: str, now: datetime,
+            *, payload: dict[str, Any] | None = None, status: Status = Status.PENDING,
+            error: str | None = None, error_code: str | None = None) -> bool: ...
+
+    def get(self, notification_id: int) -> Notification | None: ...
+
+    def targets(self, site: str, post_id: int, kind: str) -> set[str]: ...
+
+    def kinds(self, keys: list[LinkKey]) -> dict[LinkKey, set[str]]: ...
+
+    def due(self, now: datetime, sites: list[str] | None = None,
+            posts: set[int] | None = None, limit: int = 10_000) -> list[Notification]: ...
+
+    def claim(self, notification_id: int, now: datetime) -> bool: ...
+
+    def release(self, notification_id: int) -> None: ...
+
+    def finish(self, notification_id: int, status: Status, now: datetime, *,
+               endpoint: str | None = None, error: str | None = None,
+               error_code: str | None = None, response: str | None = None,
+               next_attempt_at: datetime | None = None) -> None: ...
+
+    def defer(self, notification_id: int, now: datetime, until: datetime, reason: str,
+              code: str) -> None: ...
+
+    def settle(self, site: str, kind: str, target: str, now: datetime, response: str
+               ) -> int: ...
+
+    def set_kind(self, notification_id: int, kind: str) -> bool: ...
+
+    def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None: ...
+
+    def recover_interrupted(self, now: datetime, older_than: timedelta,
+                            again: Callable[[int], datetime | None]) -> tuple[int, int]: ...
+
+
+class SiteLog(UnitOfWork, Protocol):
+    """Where the reading of each site stands, and its scheduled posts."""
+
+    def site(self, name: str) -> SiteState | None: ...
+
+    def record_poll(self, name: str, now: datetime, *, cursor: datetime | None = None,
+                    error: str | None = None, bridge: bool | None = None,
+                    baseline: list[tuple[int, datetime]] | None = None,
+                    deletions_seen: datetime | None = None) -> None: ...
+
+    def watch(self, site: str, post_id: int, publish_at: datetime) -> None: ...
+
+    def unwatch(self, site: str, post_ids: list[int]) -> None: ...
+
+    def scheduled_due(self, site: str, now: datetime) -> list[int]: ...
+
+
+class HostPacing(UnitOfWork, Protocol):
+    """Per host (or update service URL): runs WordPress, and no request before when."""
+
+    def host(self, host: str) -> HostState: ...
+
+    def hosts(self, hosts: set[str]) -> dict[str, HostState]: ...
+
+    def set_host(self, host: str, *, wordpress: bool | None = None,
+                 not_before: datetime | None = None) -> None: ...
+
+
+class PingedOutbox(UnitOfWork, Protocol):
+    """URLs WordPress should list as pinged, kept until it confirmed them."""
+
+    def queue_pinged(self, site: str, post_id: int, urls: list[str], now: datetime) -> None: ...
+
+    def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]: ...
+
+    def pinged_told(self, site: str, posts: dict[int, list[str]]) -> None: ...
+
+
+class History(Protocol):
+    """What was sent, for `history`, `status` and `retry`."""
+
+    def history(self, *, site: str | None = None, post_id: int | None = None,
+                kind: str | None = None, status: Status | None = None,
+                limit: int = 50) -> list[Notification]: ...
+
+    def counts(self, site: str) -> dict[Status, int]: ...
+
+    def next_retry(self, site: str) -> datetime | None: ...
+
+    def requeue(self, *, ids: list[int], site: str | None = None,
+                since: datetime | None = None) -> int: ...
+
+
+class State(Queue, SiteLog, HostPacing, PingedOutbox, History, Protocol):
+    """An open state, every part of it: what a backend implements and the factory returns."""
+
+    def require_writable(self) -> None:
+        """Raises StateError when opened read-only: for a command that will write, before it
+        does anything else."""
+        ...
+
+    def check_writable(self) -> None:
+        """Raises StateError unless a write could be made now (nothing is written)."""
+        ...
+
+    def close(self) -> None: ...

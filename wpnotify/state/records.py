@@ -1,0 +1,87 @@
+"""What the state holds, as typed records: every time an aware UTC ``datetime``, every status a
+``Status``. A notification's ``payload`` stays a plain dict here: the state knows no protocol,
+and the kinds turn it into their own payloads outside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from wpnotify.times import iso
+
+
+class Status(StrEnum):
+    """Where a notification stands; the values are the ones the state file stores."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification: unique per (site, post_id, kind, target)."""
+
+    id: int
+    site: str
+    post_id: int
+    kind: str
+    target: str
+    source: str
+    status: Status
+    attempts: int
+    endpoint: str | None
+    error: str | None
+    error_code: str | None
+    response: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+    claimed_by: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for the renderers (the payload left out): times in the state file's
+        own text form and the status as its text, so `history --format json/csv` prints what
+        the file holds."""
+        data: dict[str, Any] = {}
+        for field in fields(self):
+            if field.name == "payload":
+                continue
+            value = getattr(self, field.name)
+            if isinstance(value, datetime):
+                value = iso(value)
+            elif isinstance(value, Status):
+                value = value.value
+            data[field.name] = value
+        return data
+
+
+@dataclass(frozen=True)
+class SiteState:
+    """Where the reading of one site stands. ``cursor``, ``deletions_seen`` and the baseline's
+    modified times are WordPress's times (whole seconds); ``baseline`` holds the posts of the
+    overlap window already handled, as (id, modified)."""
+
+    name: str
+    cursor: datetime | None
+    baseline: frozenset[tuple[int, datetime]]
+    deletions_seen: datetime | None
+    last_poll_at: datetime | None
+    last_ok_at: datetime | None
+    last_error: str | None
+    bridge: bool | None
+
+
+@dataclass(frozen=True)
+class HostState:
+    """A host's pacing: known to run WordPress (its flood check), no request before
+    ``not_before``. The defaults are what an unknown host has."""
+
+    wordpress: bool = False
+    not_before: datetime | None = None

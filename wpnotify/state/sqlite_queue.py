@@ -1,0 +1,265 @@
+"""The notifications in the SQLite file: the queue (claim-then-send, outcomes, fallbacks,
+recovery after a crash) and the history read by `history`, `status` and `retry`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from wpnotify.errors import StateError
+from wpnotify.state import sqlite_rows
+from wpnotify.state.processes import process_dead, this_process
+from wpnotify.state.protocols import LinkKey
+from wpnotify.state.records import Notification, Status
+from wpnotify.state.sqlite_unit import SqliteFile
+from wpnotify.times import iso, parse_iso
+
+
+class SqliteQueue(SqliteFile):
+    """The queue and the history of one SQLite file."""
+
+    def _notifications(self, sql: str, params: Any = ()) -> list[Notification]:
+        return [sqlite_rows.notification(row, self.path) for row in self._rows(sql, params)]
+
+    def add(self, site: str, post_id: int, kind: str, target: str, source: str, now: datetime,
+            *, payload: dict[str, Any] | None = None, status: Status = Status.PENDING,
+            error: str | None = None, error_code: str | None = None) -> bool:
+        """Queues a notification unless one with the same key exists; True if it was new."""
+        return self._write(
+            """INSERT OR IGNORE INTO notifications (site, post_id, kind, target, source,
+                   status, payload, error, error_code, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (site, post_id, kind, target, source, Status(status).value,
+             json.dumps(payload or {}), error, error_code, iso(now), iso(now))) == 1
+
+    def get(self, notification_id: int) -> Notification | None:
+        found = self._notifications("SELECT * FROM notifications WHERE id = ?",
+                                    (notification_id,))
+        return found[0] if found else None
+
+    def targets(self, site: str, post_id: int, kind: str) -> set[str]:
+        rows = self._rows(
+            "SELECT target FROM notifications WHERE site = ? AND post_id = ? AND kind = ?",
+            (site, post_id, kind))
+        return {row[0] for row in rows}
+
+    def kinds(self, keys: list[LinkKey]) -> dict[LinkKey, set[str]]:
+        """(site, post, target) -> the kinds that have a row for it; one query per site."""
+        found: dict[LinkKey, set[str]] = {key: set() for key in keys}
+        for site in {key[0] for key in keys}:
+            posts = sorted({post for s, post, _ in keys if s == site})
+            for row in self._rows(
+                    f"SELECT post_id, target, kind FROM notifications WHERE site = ? AND "
+                    f"post_id IN ({','.join('?' * len(posts))})", (site, *posts)):
+                if (key := (site, row[0], row[1])) in found:
+                    found[key].add(row[2])
+        return found
+
+    def due(self, now: datetime, sites: list[str] | None = None,
+            posts: set[int] | None = None, limit: int = 10_000) -> list[Notification]:
+        """Pending notifications whose time has come, oldest first: of these sites (and of
+        these posts) only, when given, and at most ``limit`` of them."""
+        if (sites is not None and not sites) or (posts is not None and not posts):
+            return []
+        where, params = "", list[Any]()
+        if sites is not None:
+            where += f" AND site IN ({','.join('?' * len(sites))})"
+            params += sites
+        # Of given posts: found by post (notifications_post); "+status" keeps the planner off
+        # the status indexes, which would read every pending row of the site. Otherwise
+        # found by status (notifications_site_status, notifications_due): the queue, not the
+        # history.
+        status = "status"
+        if posts is not None:
+            where += f" AND post_id IN ({','.join('?' * len(posts))})"
+            params += sorted(posts)
+            status = "+status"
+        return self._notifications(
+            f"""SELECT * FROM notifications
+                WHERE {status} = 'pending'
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                  {where}
+                ORDER BY COALESCE(next_attempt_at, created_at), id LIMIT ?""",
+            (iso(now), *params, limit))
+
+    def claim(self, notification_id: int, now: datetime) -> bool:
+        """Marks a pending notification as being sent by this process, committed before any
+        request goes out. False when another process claimed it first."""
+        return self._write(
+            """UPDATE notifications SET status = 'sending', attempts = attempts + 1,
+                   updated_at = ?, claimed_by = ? WHERE id = ? AND status = 'pending'""",
+            (iso(now), this_process(), notification_id)) == 1
+
+    def release(self, notification_id: int) -> None:
+        """Gives back a claim on which nothing was sent (the host was busy)."""
+        self._write("""UPDATE notifications SET status = 'pending', attempts = attempts - 1,
+                           claimed_by = NULL WHERE id = ? AND status = 'sending'""",
+                    (notification_id,))
+
+    def finish(self, notification_id: int, status: Status, now: datetime, *,
+               endpoint: str | None = None, error: str | None = None,
+               error_code: str | None = None, response: str | None = None,
+               next_attempt_at: datetime | None = None) -> None:
+        """Records how an attempt ended."""
+        status = Status(status)  # a ValueError for a status the file does not know
+        self._write(
+            """UPDATE notifications SET status = ?, updated_at = ?,
+                   endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
+                   response = COALESCE(?, response),
+                   sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,
+                   next_attempt_at = ?
+               WHERE id = ?""",
+            (status.value, iso(now), endpoint, error, error_code, response, status.value,
+             iso(now), iso(next_attempt_at) if next_attempt_at else None, notification_id))
+
+    def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None:
+        """Queues a sent notification again (a Webmention after its post changed)."""
+        self._write(
+            """UPDATE notifications SET status = 'pending', attempts = 0, updated_at = ?,
+                   next_attempt_at = NULL, error = NULL, error_code = NULL, payload = ?
+               WHERE id = ?""", (iso(now), json.dumps(payload), notification_id))
+
+    def set_kind(self, notification_id: int, kind: str) -> bool:
+        """Records that a notification went out as another kind (a Webmention row that fell
+        back to Pingback); False when that kind already has a row for the same target (the
+        UNIQUE key refuses it; the unit of work it runs in goes on)."""
+        with self.atomic():
+            try:
+                self.db.execute("UPDATE notifications SET kind = ? WHERE id = ?",
+                                (kind, notification_id))
+            except sqlite3.IntegrityError as exc:
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+                    return False
+                raise
+        return True
+
+    def settle(self, site: str, kind: str, target: str, now: datetime, response: str) -> int:
+        """Marks every other pending notification of this (site, kind, target) as sent, with
+        ``response`` saying why (one update-service ping covers them all)."""
+        return self._write(
+            """UPDATE notifications SET status = 'sent', sent_at = ?, updated_at = ?,
+                   response = ?, error = NULL, error_code = NULL, next_attempt_at = NULL
+               WHERE site = ? AND kind = ? AND target = ? AND status = 'pending'""",
+            (iso(now), iso(now), response, site, kind, target))
+
+    def defer(self, notification_id: int, now: datetime, until: datetime, reason: str,
+              code: str) -> None:
+        """Puts a pending notification off without trying it (its host just failed): no
+        attempt is counted, and the history says why."""
+        self._write(
+            """UPDATE notifications SET updated_at = ?, next_attempt_at = ?, error = ?,
+                   error_code = ? WHERE id = ? AND status = 'pending'""",
+            (iso(now), iso(until), reason, code, notification_id))
+
+    def recover_interrupted(self, now: datetime, older_than: timedelta,
+                            again: Callable[[int], datetime | None]) -> tuple[int, int]:
+        """Puts back rows left ``sending`` by a process that died mid-request: once the
+        claiming process is known dead (same host), else once the claim is older than
+        ``older_than`` (no request lives that long). Returns (queued again, given up).
+
+        The interrupted attempt counts (``claim`` counted it) and waits like any failed one,
+        ``again(attempts)`` deciding when, or that the budget is spent (None: failed). A
+        target that kills its sender is then not tried at once by every restart, forever,
+        ahead of everything else. In doubt, wpnotify sends again: receivers deduplicate
+        (pingback fault 48, WordPress's "already a ping from that URL"), and both count as
+        sent. The history says what happened (error_code ``interrupted``).
+        """
+        with self.atomic():
+            rows = self.db.execute("SELECT id, claimed_by, updated_at, attempts FROM "
+                                   "notifications WHERE status = 'sending'").fetchall()
+            stale = [(row[0], row[3]) for row in rows
+                     if row[2] < iso(now - older_than) or process_dead(row[1])]
+            plans = [(i, attempts, again(attempts)) for i, attempts in stale]
+            self._requeue_interrupted(now, [(i, n, w) for i, n, w in plans if w is not None])
+            failed = [(i, n) for i, n, when in plans if when is None]
+            self._fail_interrupted(now, failed)
+            return len(plans) - len(failed), len(failed)
+
+    def _requeue_interrupted(self, now: datetime, plans: list[tuple[int, int, datetime]]
+                             ) -> None:
+        self.db.executemany(
+            """UPDATE notifications SET status = 'pending', next_attempt_at = ?, error = ?,
+                   error_code = 'interrupted', updated_at = ?, claimed_by = NULL
+               WHERE id = ? AND status = 'sending'""",
+            [(iso(when), f"attempt {attempts} was interrupted: the sending process died "
+              "or was killed while sending it; tried again later in case it was lost",
+              iso(now), i) for i, attempts, when in plans])
+
+    def _fail_interrupted(self, now: datetime, spent: list[tuple[int, int]]) -> None:
+        self.db.executemany(
+            """UPDATE notifications SET status = 'failed', next_attempt_at = NULL,
+                   error = ?, error_code = 'interrupted', updated_at = ?, claimed_by = NULL
+               WHERE id = ? AND status = 'sending'""",
+            [(f"interrupted: the sending process died or was killed while sending it "
+              f"(attempt {attempts}, the last the retry schedule allows): a restart "
+              f"during the send, or a target that stops wpnotify; `wpnotify retry {i}` "
+              f"sends it again",
+              iso(now), i) for i, attempts in spent])
+
+    # --- history -------------------------------------------------------------------------
+
+    def history(self, *, site: str | None = None, post_id: int | None = None,
+                kind: str | None = None, status: Status | None = None,
+                limit: int = 50) -> list[Notification]:
+        """Notifications, newest first, optionally filtered."""
+        clauses, params = [], list[Any]()
+        for column, value in (("site", site), ("post_id", post_id), ("kind", kind),
+                              ("status", None if status is None else Status(status).value)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._notifications(
+            f"SELECT * FROM notifications {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit))
+
+    def requeue(self, *, ids: list[int], site: str | None = None,
+                since: datetime | None = None) -> int:
+        """Failed notifications back to pending with a fresh retry budget; by ID, or all
+        failed ones (of a site, since a time). Unknown or not-failed IDs are an error."""
+        with self.atomic():
+            if ids:
+                self._only_failed(ids)
+                where = f"id IN ({','.join('?' * len(ids))})"
+                params = list[Any](ids)
+            else:
+                where = "status = 'failed' AND (? IS NULL OR site = ?) AND (? IS NULL OR " \
+                        "updated_at >= ?)"
+                stamp = iso(since) if since else None
+                params = list[Any]([site, site, stamp, stamp])
+            return self.db.execute(
+                f"""UPDATE notifications SET status = 'pending', attempts = 0,
+                        next_attempt_at = NULL, updated_at = ?,
+                        error = 'queued again by wpnotify retry; it failed with: '
+                                || COALESCE(error, '')
+                    WHERE {where}""", [iso(datetime.now(UTC)), *params]).rowcount
+
+    def _only_failed(self, ids: list[int]) -> None:
+        rows = self.db.execute(f"SELECT id, status FROM notifications WHERE id IN "
+                               f"({','.join('?' * len(ids))})", ids).fetchall()
+        found = {row[0]: row[1] for row in rows}
+        wrong = [f"{i} ({found.get(i, 'no such notification')})" for i in ids
+                 if found.get(i) != Status.FAILED]
+        if wrong:
+            raise StateError(f"only failed notifications can be retried: {', '.join(wrong)}")
+
+    def counts(self, site: str) -> dict[Status, int]:
+        """How many notifications of a site are in each status (every status listed)."""
+        rows = self._rows("SELECT status, COUNT(*) FROM notifications WHERE site = ? "
+                          "GROUP BY status", (site,))
+        return {**dict.fromkeys(Status, 0), **{Status(row[0]): row[1] for row in rows}}
+
+    def next_retry(self, site: str) -> datetime | None:
+        rows = self._rows("SELECT MIN(next_attempt_at) FROM notifications WHERE site = ? "
+                          "AND status = 'pending'", (site,))
+        if not rows or rows[0][0] is None:
+            return None
+        try:
+            return parse_iso(str(rows[0][0]))
+        except ValueError as exc:
+            raise StateError(f"state file {self.path}: the next retry of site {site} cannot "
+                             f"be read ({exc}); find its row with `wpnotify history --site "
+                             f"{site} --status pending`") from None
