@@ -244,19 +244,7 @@ class Http:
         # what is already percent-encoded stays as it is.
         target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
                        safe=URL_SAFE)
-        sent = {**self.headers, **(headers or {})}
-        body: bytes | None = None
-        if json_body is not None:
-            body = json.dumps(json_body).encode()
-            sent.setdefault("Content-Type", "application/json")
-        elif isinstance(data, Mapping):
-            body = urlencode(data, doseq=True).encode()
-            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        elif data is not None:
-            body = bytes(data)
-        if auth is not None:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            sent["Authorization"] = f"Basic {token}"
+        body, sent = self._body(headers, auth, data, json_body)
         connection = self.pool.take(key, self.settings.connect_timeout, trusted=trusted)
         try:
             return self._exchange(connection, key, method, target, body, sent, watch, url)
@@ -281,6 +269,24 @@ class Http:
                 raise self._timeout(url) from None
             raise SendError(f"{_host(url)} closed the connection without answering",
                             code="connect", permanent=False) from None
+
+    def _body(self, headers: Mapping[str, str] | None, auth: tuple[str, str] | None,
+              data: Any, json_body: Any) -> tuple[bytes | None, dict[str, str]]:
+        """The request's body and headers: JSON, a form, or raw bytes; Basic auth."""
+        sent = {**self.headers, **(headers or {})}
+        body: bytes | None = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        elif isinstance(data, Mapping):
+            body = urlencode(data, doseq=True).encode()
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif data is not None:
+            body = bytes(data)
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            sent["Authorization"] = f"Basic {token}"
+        return body, sent
 
     def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
                   body: bytes | None, headers: dict[str, str], watch: _Deadline,
