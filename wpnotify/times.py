@@ -10,7 +10,6 @@ only that; text exists only at the edges, in the two forms below, each with its 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 
 def wp_time(text: str) -> datetime:
@@ -38,6 +37,10 @@ def http_date(header: str | None) -> datetime | None:
     """An HTTP ``Date`` header; None when missing, unreadable or without a zone."""
     if not header:
         return None
+    # Imported here: email.utils brings socket and more, which a command that only reads
+    # the state (history, status) never needs; the sources call this for every answer.
+    from email.utils import parsedate_to_datetime
+
     try:  # moving to UTC can overflow too: a year 9999 -2359, say
         moment = parsedate_to_datetime(header)
         return moment.astimezone(UTC) if moment.tzinfo is not None else None
