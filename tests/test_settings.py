@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -34,7 +36,7 @@ def test_the_example_config_loads_and_documents_every_key(tmp_path: Path) -> Non
     assert settings.sites[0].secret() == "abcd efgh"
     keys = set(re.findall(r"^#? ?([a-z_]+) =", example, re.M))
     for model in (Settings, HttpSettings, RetrySettings, SiteSettings):
-        for field in model.model_fields:
+        for field in (f.name for f in dataclasses.fields(model) if f.init):
             if field not in ("http", "retry", "sites"):
                 assert field in keys, f"{model.__name__}.{field} is not in config.example.toml"
 
@@ -205,3 +207,93 @@ def test_urls_without_a_password_still_load(tmp_path: Path) -> None:
     site = load_settings(write(tmp_path, text)).sites[0]
     assert site.url == "http://127.0.0.1:8080/wp"
     assert site.update_services == ("http://rpc.example/ping?x=@y",)
+
+
+def test_scalars_from_the_environment_are_text_converted_to_their_types(tmp_path: Path
+                                                                        ) -> None:
+    """The environment holds only text: numbers and booleans given so are taken, as the
+    pydantic models took them, and become real ints, floats and bools."""
+    path = write(tmp_path, SITE + 'password = "p"\n')
+    settings = load_settings(path, {"WPNOTIFY_HTTP__ALLOW_PRIVATE_ADDRESSES": "true",
+                                    "WPNOTIFY_HTTP__MAX_REDIRECTS": "3",
+                                    "WPNOTIFY_POLL_INTERVAL": "60"})
+    assert settings.http.allow_private_addresses is True
+    assert settings.http.max_redirects == 3 and type(settings.http.max_redirects) is int
+    assert settings.poll_interval == 60.0 and type(settings.poll_interval) is float
+    for text, value in (("yes", True), ("On", True), ("1", True), ("no", False),
+                        ("FALSE", False), ("0", False)):
+        loaded = load_settings(path, {"WPNOTIFY_HTTP__ALLOW_PRIVATE_ADDRESSES": text})
+        assert loaded.http.allow_private_addresses is value, text
+
+
+@pytest.mark.parametrize("environ,expected", [
+    ({"WPNOTIFY_HTTP__ALLOW_PRIVATE_ADDRESSES": "maybe"},
+     "http.allow_private_addresses: Input should be a valid boolean"),
+    ({"WPNOTIFY_HTTP__MAX_REDIRECTS": "3.5"}, "http.max_redirects: Input should be a valid "
+     "integer"),
+    ({"WPNOTIFY_POLL_INTERVAL": "often"}, "poll_interval: Input should be a valid number"),
+])
+def test_text_from_the_environment_that_is_no_such_value_is_named(
+        tmp_path: Path, environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_settings(write(tmp_path, SITE + 'password = "p"\n'), environ)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("[http]\ntimeout = true\n", "http.timeout: Input should be a valid number"),
+    ("[http]\nconcurrency = true\n", "http.concurrency: Input should be a valid integer"),
+])
+def test_a_boolean_is_not_taken_for_a_number(tmp_path: Path, text: str, expected: str) -> None:
+    """Decided in the rewrite: `timeout = true` is a slip, not one second (pydantic took
+    True as 1)."""
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_settings(write(tmp_path, text + SITE + 'password = "p"\n'))
+
+
+def test_every_bad_key_is_named_in_field_order_then_unknown_keys(tmp_path: Path) -> None:
+    text = ('bogus = 1\npoll_interval = 0\n[[sites]]\nname = "!"\n'
+            '[http]\ntimeout = "a"\nmax_redirects = 21\nextra = 1\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    assert str(caught.value).split(": ", 1)[1] == (
+        "poll_interval: Input should be greater than or equal to 5; "
+        "http.timeout: Input should be a valid number, unable to parse string as a number; "
+        "http.max_redirects: Input should be less than or equal to 20; "
+        "unknown key http.extra (a typo? every key is in config.example.toml); "
+        "sites[0].name: use letters, digits, '.', '_' or '-' (at most 64), e.g. \"blog\"; "
+        "sites[0].url is required; sites[0].username is required; "
+        "unknown key bogus (a typo? every key is in config.example.toml)")
+
+
+def test_settings_built_in_code_are_checked_and_keep_the_password_out_of_reprs(
+        tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^url: must be the site's address"):
+        SiteSettings(name="s", url="nope", username="u", password="p")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="timeout: Input should be greater than 0"):
+        HttpSettings(timeout=0)
+    site = SiteSettings(name="s", url="https://s.example/", username="u",
+                        password="hunter2")  # type: ignore[arg-type]
+    assert site.url == "https://s.example" and site.secret() == "hunter2"
+    assert "hunter2" not in repr(site) + str(site) + repr(Settings(sites=(site,)))
+    assert isinstance(RetrySettings(delays=[5, 10]).delays, tuple)  # type: ignore[arg-type]
+
+
+def test_a_changed_copy_of_a_site_reads_its_password_file_again(tmp_path: Path) -> None:
+    """dataclasses.replace (what model_copy was) checks the copy like any new site."""
+    (tmp_path / "pw").write_text("from file\n")
+    site = SiteSettings(name="s", url="https://s.example", username="u",
+                        password_file=tmp_path / "pw")
+    copy = dataclasses.replace(site, post_types=("page",))
+    assert copy.secret() == "from file" and copy.post_types == ("page",)
+
+
+def test_loading_the_settings_does_not_import_pydantic() -> None:
+    """Start-up (issue 13): the settings are standard library only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, wpnotify.settings; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.stdout.strip() == "[]"

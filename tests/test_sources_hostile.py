@@ -5,6 +5,7 @@ traceback; the service records it and the daemon backs off. Stand-in sites on 12
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -107,7 +108,7 @@ def settings_for(tmp_path: Path, *sites: tuple[str, str, str]) -> Settings:
 def source_for(site: StandIn, api: str, tmp_path: Path, **overrides: Any) -> Source:
     settings = settings_for(tmp_path, ("s", site.base, api))
     return make_source(Http(settings.http),
-                       settings.sites[0].model_copy(update=overrides))
+                       dataclasses.replace(settings.sites[0], **overrides))
 
 
 def post_item(**fields: Any) -> dict[str, Any]:

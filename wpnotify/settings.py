@@ -4,31 +4,28 @@ frozen object that is passed down explicitly.
 Precedence, highest first: environment (``WPNOTIFY_POLL_INTERVAL``, ``WPNOTIFY_HTTP__TIMEOUT``,
 ``WPNOTIFY_SITES`` as JSON), then the file. Relative paths in the file are taken relative to the
 file's folder, so a config works wherever it is started from.
+
+Validation is written out here on frozen dataclasses rather than left to a library: every
+command loads the settings, and importing a validation library and building its schemas cost
+more start-up time than the rest of ``wpnotify history`` (issue 13). Each field's check sits in
+its ``metadata``; the dataclasses check themselves in ``__post_init__``, so a ``SiteSettings``
+built in code is checked like one read from a file. Scalars given as text (the environment has
+nothing else) are converted as the old pydantic models did: ``"60"``, ``"7.5"``, ``"true"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
 import re
 import tomllib
-import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
-
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from wpnotify import __version__
 from wpnotify.errors import ConfigError
@@ -40,26 +37,312 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SITE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 _SERVICE_URL = re.compile(r"^https?://[^/\s?#]+(/\S*)?$")
+_LIST_HINT = '; write a list, e.g. ["a", "b"]'
+_TABLE_HINT = "; write a table of keys, as in config.example.toml"
 
+
+# --- Problems: where a value is wrong and why, gathered into one line ----------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad key: ``loc`` is its path (``("sites", 0, "url")``); ``kind`` is "value",
+    "missing" or "unknown". ``message`` never holds the value itself (it may be secret)."""
+
+    loc: tuple[str | int, ...]
+    message: str = ""
+    kind: str = "value"
+
+
+class InvalidSettings(ConfigError):
+    """Settings that do not validate, every problem named on one line."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(describe(self.problems))
+
+    def within(self, *outer: str | int) -> list[Problem]:
+        """The problems as seen from the table that holds this value."""
+        return [dataclasses.replace(p, loc=(*outer, *p.loc)) for p in self.problems]
+
+
+def _bad(message: str) -> InvalidSettings:
+    return InvalidSettings([Problem((), message)])
+
+
+def describe(problems: Sequence[Problem]) -> str:
+    """One line naming each bad key and what it needs; never echoes a value (it may be secret),
+    and should a message quote a URL, its user name and password are cut out."""
+    parts = []
+    for problem in problems:
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem.loc)
+        key = key.removeprefix(".") or "(top level)"
+        if problem.kind == "unknown":
+            parts.append(f"unknown key {key} (a typo? every key is in config.example.toml)")
+        elif problem.kind == "missing":
+            parts.append(f"{key} is required")
+        else:
+            parts.append(f"{key}: {redact(problem.message)}")
+    return "; ".join(parts)
+
+
+# --- Checks of one value: each returns the value converted, or raises InvalidSettings --------
+
+Check = Callable[[Any], Any]
+
+
+def _spec(check: Check, *, table: type | None = None, listed: bool = False) -> dict[str, Any]:
+    """A field's metadata: its check; ``table`` (a nested settings class) and ``listed`` tell
+    the environment layer which values arrive as JSON."""
+    return {"check": check, "table": table, "json": listed or table is not None}
+
+
+def _within(value: float, gt: float | None, ge: float | None, le: float | None) -> None:
+    # Upper bound first, and written as `not <=` so that NaN fails it, as pydantic reported.
+    if le is not None and not value <= le:
+        raise _bad(f"Input should be less than or equal to {le}")
+    if ge is not None and not value >= ge:
+        raise _bad(f"Input should be greater than or equal to {ge}")
+    if gt is not None and not value > gt:
+        raise _bad(f"Input should be greater than {gt}")
+
+
+def _real(*, gt: float | None = None, ge: float | None = None, le: float | None = None) -> Check:
+    def check(value: Any) -> float:
+        if isinstance(value, str):
+            value = _real_from_text(value)
+        # A boolean is no number here (Python counts True as 1: `timeout = true` is a typo).
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad("Input should be a valid number")
+        _within(float(value), gt, ge, le)
+        return float(value)
+    return check
+
+
+def _real_from_text(text: str) -> float:
+    try:
+        if text.isascii():  # float() would also read other scripts' digits
+            return float(text)
+    except ValueError:
+        pass
+    raise _bad("Input should be a valid number, unable to parse string as a number")
+
+
+def _whole_from_text(text: str) -> int:
+    """An integer from text: "3", " +3 ", "1_000", and "3.0" too (but not "3.5")."""
+    if text.isascii():  # int() and float() would also read other scripts' digits
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            number = 0.5
+        if number.is_integer():
+            return int(number)
+    raise _bad("Input should be a valid integer, unable to parse string as an integer")
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, str):
+        return _whole_from_text(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise _bad("Input should be a valid integer, got a number with a fractional part")
+    if isinstance(value, float) and abs(value) >= 2**63:  # as pydantic, which reads an i64
+        raise _bad("Unable to parse input string as an integer, exceeded maximum size")
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):  # True is no count of anything
+        raise _bad("Input should be a valid integer")
+    return value
+
+
+def _integer(*, ge: int | None = None, le: int | None = None) -> Check:
+    def check(value: Any) -> int:
+        number = _whole(value)
+        _within(number, None, ge, le)
+        return number
+    return check
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _flag(value: Any) -> bool:
+    """A real boolean; from text (the environment) the words pydantic took, in any case."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str | int | float):
+        raise _bad("Input should be a valid boolean, unable to interpret input")
+    raise _bad("Input should be a valid boolean")
+
+
+def _text(*then: Callable[[str], str], min_length: int = 0, max_length: int | None = None
+          ) -> Check:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _bad("Input should be a valid string")
+        if len(value) < min_length:
+            raise _bad(f"String should have at least {min_length} character")
+        if max_length is not None and len(value) > max_length:
+            raise _bad(f"String should have at most {max_length} characters")
+        text: str = value
+        for step in then:
+            text = step(text)
+        return text
+    return check
+
+
+def _choice(*options: str) -> Check:
+    def check(value: Any) -> str:
+        if value not in options:
+            quoted = [repr(option) for option in options]
+            raise _bad(f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}")
+        return str(value)
+    return check
+
+
+def _optional(inner: Check) -> Check:
+    return lambda value: None if value is None else inner(value)
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise _bad("Input is not a valid path for <class 'pathlib.Path'>")
+    path = Path(value)
+    if "\x00" in str(path):  # open() would fail later with a bare ValueError
+        raise _bad("a file name cannot contain a NUL character (\\u0000)")
+    return path
+
+
+def _secret(value: Any) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise _bad("Input should be a valid string")
+    return Secret(value)
+
+
+def _listed(item: Check, *then: Callable[[tuple[Any, ...]], tuple[Any, ...]],
+            min_items: int = 0, max_items: int | None = None, hint: str = _LIST_HINT) -> Check:
+    """A list: each item checked (its problems named by position), then its length, then
+    ``then`` on the whole; tuples stay tuples."""
+    def check(value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _bad("Input should be a valid tuple" + hint)
+        items, problems = [], []
+        for index, one in enumerate(value):
+            try:
+                items.append(item(one))
+            except InvalidSettings as exc:
+                problems.extend(exc.within(index))
+        if problems:
+            raise InvalidSettings(problems)
+        if len(items) < min_items:
+            raise _bad(f"Tuple should have at least {min_items} item after validation, not "
+                       f"{len(items)}")
+        if max_items is not None and len(items) > max_items:
+            raise _bad(f"Tuple should have at most {max_items} items after validation, not "
+                       f"{len(items)}")
+        result = tuple(items)
+        for step in then:
+            result = step(result)
+        return result
+    return check
+
+
+def _table(cls: type[Any]) -> Check:
+    def check(value: Any) -> Any:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise _bad(f"Input should be a valid dictionary or instance of {cls.__name__}"
+                       + _TABLE_HINT)
+        return _build(cls, value)
+    return check
+
+
+# --- Whole tables -------------------------------------------------------------------------
+
+def _fields_of(cls: type[Any] | None) -> dict[str, dataclasses.Field[Any]]:
+    """The keys of a table setting (none for a plain value)."""
+    if cls is None:
+        return {}
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def _required(spec: dataclasses.Field[Any]) -> bool:
+    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+
+
+def _checked(cls: type[Any], given: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """Each of ``cls``'s fields checked, in the order declared (the order of the message)."""
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for name, spec in _fields_of(cls).items():
+        if name not in given:
+            if _required(spec):
+                problems.append(Problem((name,), kind="missing"))
+            continue
+        try:
+            values[name] = spec.metadata["check"](given[name])
+        except InvalidSettings as exc:
+            problems.extend(exc.within(name))
+    return values, problems
+
+
+def _build(cls: type[Any], raw: Mapping[str, Any]) -> Any:
+    """A settings object from a table of the file. Keys missing or unknown are reported with
+    the other fields' problems; the checks of the whole table (one password, unique names)
+    run only once every key is good, as before."""
+    fields = _fields_of(cls)
+    unknown = [Problem((key,), kind="unknown") for key in raw if key not in fields]
+    if unknown or any(_required(f) and name not in raw for name, f in fields.items()):
+        raise InvalidSettings(_checked(cls, raw)[1] + unknown)
+    return cls(**raw)
+
+
+def _validate(obj: Any) -> None:
+    """Checks and converts ``obj``'s fields in place (from ``__post_init__``)."""
+    values, problems = _checked(type(obj), vars(obj))
+    if problems:
+        raise InvalidSettings(problems)
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)  # frozen: this is its construction
+
+
+# --- Checks of particular settings -----------------------------------------------------------
 
 def _http_url(value: str, shape: re.Pattern[str], example: str, userinfo_fix: str) -> str:
     """Checks an http(s) URL from the config. A user name and password in it are refused
     before anything else, and no message repeats the value: it would print the password."""
     authority = re.split(r"[/?#]", value.partition("//")[2] or value, maxsplit=1)[0]
     if "@" in authority:
-        raise ValueError(f"remove the user name and password from the URL; {userinfo_fix}")
+        raise _bad(f"remove the user name and password from the URL; {userinfo_fix}")
     if _CONTROLS.search(value):
-        raise ValueError("must not contain control characters (CR, LF, NUL, ESC ...)")
+        raise _bad("must not contain control characters (CR, LF, NUL, ESC ...)")
     if not shape.match(value):
-        raise ValueError(example)
+        raise _bad(example)
     try:
         parts = urlsplit(value)
         port = parts.port  # raises ValueError for a port out of range
     except ValueError:
         port = 0
     if port == 0 or not parts.hostname:
-        raise ValueError("has no valid host, or a bad port (a number from 1 to 65535)")
+        raise _bad("has no valid host, or a bad port (a number from 1 to 65535)")
     return value
+
+
+def _site_url(value: str) -> str:
+    _http_url(value, _SITE_URL, "must be the site's address, http(s)://host[/path], without "
+              "query or fragment, e.g. \"https://blog.example.org\"",
+              "use username and password_file")
+    return value.rstrip("/")
 
 
 def _service_url(value: str) -> str:
@@ -68,214 +351,217 @@ def _service_url(value: str) -> str:
                      "update services take none")
 
 
-ServiceUrl = Annotated[str, AfterValidator(_service_url)]
-
-
 def _shown(value: str) -> str:
     """A config value quoted in a message, less anything before an '@' (a pasted URL's user
     name and password)."""
     return repr(value if "@" not in value else "…@" + value.rpartition("@")[2])
 
 
-def _no_nul(value: Path | None) -> None:
-    """A NUL cannot be in a file name; open() would fail later with a bare ValueError."""
-    if value is not None and "\x00" in str(value):
-        raise ValueError("a file name cannot contain a NUL character (\\u0000)")
+def _site_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise _bad("use letters, digits, '.', '_' or '-' (at most 64), e.g. \"blog\"")
+    return value
 
 
-class HttpSettings(BaseModel):
+def _printable(value: str) -> str:
+    if _CONTROLS.search(value):
+        raise _bad("must not contain control characters (CR, LF, NUL, ESC ...)")
+    return value
+
+
+def _user_agent(value: str) -> str:
+    # It goes into every request's headers: a CR or LF would let the config add headers
+    # (or a body), and http.client sends only Latin-1.
+    if not re.fullmatch(r"[\x20-\x7e]+", value):
+        raise _bad("use printable ASCII only: no CR, LF, NUL, tab or other control "
+                   "characters, no accented letters, e.g. \"wpnotify (+https://"
+                   "blog.example.org)\"")
+    return value
+
+
+def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise _bad(f"{_shown(network)} is not a network; write e.g. \"10.1.2.0/24\" "
+                       "or \"fd00::/8\"") from None
+    return value
+
+
+def _delays(value: tuple[float, ...]) -> tuple[float, ...]:
+    if any(not 1 <= d <= 7 * 86400 for d in value):
+        raise _bad("each delay is a number of seconds from 1 to 604800 (7 days)")
+    return value
+
+
+def _hosts(value: tuple[str, ...]) -> tuple[str, ...]:
+    for pattern in value:
+        if not re.match(r"^[A-Za-z0-9*?.\-\[\]:]+$", pattern) or "/" in pattern:
+            raise _bad(f"{_shown(pattern)} is not a host pattern; write e.g. "
+                       "\"*.example.org\" or \"blog.example.com\"")
+    return value
+
+
+def _post_types(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value or any(not re.match(r"^[a-z0-9_-]{1,20}$", t) for t in value):
+        raise _bad('must list post type names such as ["post", "page"]')
+    return _unique(value)
+
+
+def _unique(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(value))
+
+
+def _some_sites(value: tuple[SiteSettings, ...]) -> tuple[SiteSettings, ...]:
+    # Checked after the sites themselves, so that one bad site is not also reported as
+    # "no sites" (pydantic's min_length counted only the sites that validated).
+    if not value:
+        raise _bad("add at least one [[sites]] table (see config.example.toml)")
+    return value
+
+
+# --- The settings --------------------------------------------------------------------------
+
+class Secret:
+    """A password: kept out of repr() and str(), so out of logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpSettings:
     """How wpnotify talks to the network."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    timeout: float = field(default=20.0, metadata=_spec(_real(gt=0, le=600)))
+    connect_timeout: float = field(default=5.0, metadata=_spec(_real(gt=0, le=120)))
+    user_agent: str = field(default=DEFAULT_USER_AGENT, metadata=_spec(
+        _text(_user_agent, min_length=1, max_length=1000)))
+    allow_private_addresses: bool = field(default=False, metadata=_spec(_flag))
+    allowed_networks: tuple[str, ...] = field(default=(), metadata=_spec(
+        _listed(_text(), _networks), listed=True))
+    max_redirects: int = field(default=5, metadata=_spec(_integer(ge=0, le=20)))
+    max_body_bytes: int = field(default=1024 * 1024, metadata=_spec(_integer(ge=4096)))
+    wordpress_ping_interval: float = field(default=15.0, metadata=_spec(_real(ge=0, le=3600)))
+    concurrency: int = field(default=16, metadata=_spec(_integer(ge=1, le=256)))
+    per_host_concurrency: int = field(default=2, metadata=_spec(_integer(ge=1, le=16)))
 
-    timeout: float = Field(default=20.0, gt=0, le=600)
-    connect_timeout: float = Field(default=5.0, gt=0, le=120)
-    user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1, max_length=1000)
-    allow_private_addresses: bool = False
-    allowed_networks: tuple[str, ...] = ()
-    max_redirects: int = Field(default=5, ge=0, le=20)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=4096)
-    wordpress_ping_interval: float = Field(default=15.0, ge=0, le=3600)
-    concurrency: int = Field(default=16, ge=1, le=256)
-    per_host_concurrency: int = Field(default=2, ge=1, le=16)
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for network in value:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise ValueError(f"{_shown(network)} is not a network; write e.g. \"10.1.2.0/24\" "
-                                 "or \"fd00::/8\"") from None
-        return value
-
-    @field_validator("user_agent")
-    @classmethod
-    def _user_agent(cls, value: str) -> str:
-        # It goes into every request's headers: a CR or LF would let the config add headers
-        # (or a body), and http.client sends only Latin-1.
-        if not re.fullmatch(r"[\x20-\x7e]+", value):
-            raise ValueError("use printable ASCII only: no CR, LF, NUL, tab or other control "
-                             "characters, no accented letters, e.g. \"wpnotify (+https://"
-                             "blog.example.org)\"")
-        return value
+    def __post_init__(self) -> None:
+        _validate(self)
 
 
-class RetrySettings(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class RetrySettings:
     """When failed-for-now notifications are tried again."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    delays: tuple[float, ...] = field(default=(60, 300, 1800, 7200, 43200), metadata=_spec(
+        _listed(_real(), _delays, min_items=1, max_items=20), listed=True))
 
-    delays: tuple[float, ...] = Field(default=(60, 300, 1800, 7200, 43200), min_length=1,
-                                      max_length=20)
-
-    @field_validator("delays")
-    @classmethod
-    def _delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(not 1 <= d <= 7 * 86400 for d in value):
-            raise ValueError("each delay is a number of seconds from 1 to 604800 (7 days)")
-        return value
+    def __post_init__(self) -> None:
+        _validate(self)
 
 
-class SiteSettings(BaseModel):
-    """One watched WordPress site."""
+@dataclass(frozen=True, kw_only=True)
+class SiteSettings:
+    """One watched WordPress site. The password is read (from the file or the systemd
+    credential) when the settings are built, so that a missing file is a config error now."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = field(metadata=_spec(_text(_site_name)))
+    url: str = field(metadata=_spec(_text(_site_url)))
+    api: Literal["rest", "xmlrpc"] = field(default="rest", metadata=_spec(
+        _choice("rest", "xmlrpc")))
+    username: str = field(metadata=_spec(_text(_printable, min_length=1)))
+    password: Secret | None = field(default=None, metadata=_spec(_optional(_secret)))
+    password_file: Path | None = field(default=None, metadata=_spec(_optional(_path)))
+    password_credential: str | None = field(default=None, metadata=_spec(
+        _optional(_text(_printable))))
+    post_types: tuple[str, ...] = field(default=("post",), metadata=_spec(
+        _listed(_text(), _post_types), listed=True))
+    self_pings: bool = field(default=False, metadata=_spec(_flag))
+    prefer: Literal["webmention", "pingback", "both"] = field(default="webmention", metadata=(
+        _spec(_choice("webmention", "pingback", "both"))))
+    trackback_discovery: bool = field(default=False, metadata=_spec(_flag))
+    max_trackbacks_per_post: int = field(default=10, metadata=_spec(_integer(ge=0, le=1000)))
+    allow_hosts: tuple[str, ...] = field(default=(), metadata=_spec(
+        _listed(_text(), _hosts), listed=True))
+    deny_hosts: tuple[str, ...] = field(default=(), metadata=_spec(
+        _listed(_text(), _hosts), listed=True))
+    update_services: tuple[str, ...] = field(default=(), metadata=_spec(
+        _listed(_text(_service_url), _unique), listed=True))
+    _secret: Secret = field(init=False, repr=False, default=Secret(""))
 
-    name: str
-    url: str
-    api: Literal["rest", "xmlrpc"] = "rest"
-    username: str = Field(min_length=1)
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    password_credential: str | None = None
-    post_types: tuple[str, ...] = ("post",)
-    self_pings: bool = False
-    prefer: Literal["webmention", "pingback", "both"] = "webmention"
-    trackback_discovery: bool = False
-    max_trackbacks_per_post: int = Field(default=10, ge=0, le=1000)
-    allow_hosts: tuple[str, ...] = ()
-    deny_hosts: tuple[str, ...] = ()
-    update_services: tuple[ServiceUrl, ...] = ()
+    def __post_init__(self) -> None:
+        _validate(self)
+        object.__setattr__(self, "_secret", self._read_password())
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("use letters, digits, '.', '_' or '-' (at most 64), e.g. \"blog\"")
-        return value
-
-    @field_validator("username", "password_credential")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROLS.search(value):
-            raise ValueError("must not contain control characters (CR, LF, NUL, ESC ...)")
-        return value
-
-    @field_validator("password_file")
-    @classmethod
-    def _password_path(cls, value: Path | None) -> Path | None:
-        _no_nul(value)
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        _http_url(value, _SITE_URL, "must be the site's address, http(s)://host[/path], "
-                  "without query or fragment, e.g. \"https://blog.example.org\"",
-                  "use username and password_file")
-        return value.rstrip("/")
-
-    @field_validator("update_services")
-    @classmethod
-    def _services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(value))
-
-    @field_validator("allow_hosts", "deny_hosts")
-    @classmethod
-    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in value:
-            if not re.match(r"^[A-Za-z0-9*?.\-\[\]:]+$", pattern) or "/" in pattern:
-                raise ValueError(f"{_shown(pattern)} is not a host pattern; write e.g. "
-                                 "\"*.example.org\" or \"blog.example.com\"")
-        return value
-
-    @field_validator("post_types")
-    @classmethod
-    def _post_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or any(not re.match(r"^[a-z0-9_-]{1,20}$", t) for t in value):
-            raise ValueError('must list post type names such as ["post", "page"]')
-        return tuple(dict.fromkeys(value))
-
-    @model_validator(mode="after")
-    def _one_password(self) -> SiteSettings:
+    def _read_password(self) -> Secret:
         given = [self.password, self.password_file, self.password_credential]
         if sum(value is not None for value in given) != 1:
-            raise ValueError(
-                "set exactly one of password, password_file or password_credential (an "
-                "Application Password, Users > Profile > Application Passwords)"
-            )
-        if self.password_credential is not None:
-            folder = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not folder:
-                raise ValueError("password_credential needs systemd's LoadCredential= "
-                                 "(CREDENTIALS_DIRECTORY is not set); use password_file "
-                                 "outside systemd")
-            self._read_secret(Path(folder) / self.password_credential, "password_credential")
-        elif self.password_file is not None:
-            self._read_secret(self.password_file, "password_file")
-        return self
-
-    def _read_secret(self, path: Path, key: str) -> None:
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"{key} {path}: cannot read it ({exc.strerror})") from None
-        if not secret:
-            raise ValueError(f"{key} {path} is empty")
-        object.__setattr__(self, "password", SecretStr(secret))
+            raise _bad("set exactly one of password, password_file or password_credential (an "
+                       "Application Password, Users > Profile > Application Passwords)")
+        if self.password is not None:
+            return self.password
+        if self.password_file is not None:
+            return _read_secret(self.password_file, "password_file")
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            raise _bad("password_credential needs systemd's LoadCredential= "
+                       "(CREDENTIALS_DIRECTORY is not set); use password_file outside systemd")
+        return _read_secret(Path(folder) / str(self.password_credential), "password_credential")
 
     def secret(self) -> str:
         """The Application Password, for the one place that sends it."""
-        if self.password is None:  # unreachable after validation; kept for the type checker
-            raise ConfigError(f"site {self.name}: no password")
-        return self.password.get_secret_value()
+        return self._secret.reveal()
 
 
-class Settings(BaseModel):
+def _read_secret(path: Path, key: str) -> Secret:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise _bad(f"{key} {path}: cannot read it ({exc.strerror})") from None
+    if not secret:
+        raise _bad(f"{key} {path} is empty")
+    return Secret(secret)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
     """Everything wpnotify reads from its configuration."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    state_file: Path = field(default=Path("wpnotify.sqlite3"), metadata=_spec(_path))
+    poll_interval: float = field(default=300.0, metadata=_spec(_real(ge=5, le=86400)))
+    http: HttpSettings = field(default_factory=HttpSettings, metadata=_spec(
+        _table(HttpSettings), table=HttpSettings))
+    retry: RetrySettings = field(default_factory=RetrySettings, metadata=_spec(
+        _table(RetrySettings), table=RetrySettings))
+    sites: tuple[SiteSettings, ...] = field(metadata=_spec(_listed(
+        _table(SiteSettings), _some_sites,
+        hint="; write one [[sites]] table per site, as in config.example.toml"), listed=True))
 
-    state_file: Path = Path("wpnotify.sqlite3")
-    poll_interval: float = Field(default=300.0, ge=5, le=86400)
-    http: HttpSettings = HttpSettings()
-    retry: RetrySettings = RetrySettings()
-    sites: tuple[SiteSettings, ...]
-
-    @field_validator("state_file")
-    @classmethod
-    def _state_path(cls, value: Path) -> Path:
-        _no_nul(value)
-        return value
-
-    @field_validator("sites")
-    @classmethod
-    def _some_sites(cls, value: tuple[SiteSettings, ...]) -> tuple[SiteSettings, ...]:
-        # Not Field(min_length=1): pydantic counts only the sites that validated, so one bad
-        # site also reported "should have at least 1 item". This runs only when all are good.
-        if not value:
-            raise ValueError("add at least one [[sites]] table (see config.example.toml)")
-        return value
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
+    def __post_init__(self) -> None:
+        _validate(self)
         names = [site.name for site in self.sites]
         for name in names:
             if names.count(name) > 1:
-                raise ValueError(f"two [[sites]] are named {name!r}; names must be unique")
-        return self
+                raise _bad(f"two [[sites]] are named {name!r}; names must be unique")
 
     def site(self, name: str) -> SiteSettings:
         for site in self.sites:
@@ -284,6 +570,8 @@ class Settings(BaseModel):
         known = ", ".join(s.name for s in self.sites)
         raise ConfigError(f"no site named {name!r} in the configuration (known: {known})")
 
+
+# --- Reading the file and the environment ----------------------------------------------------
 
 def config_path(option: Path | None, environ: Mapping[str, str]) -> Path:
     """Which file to read: --config, then $WPNOTIFY_CONFIG, then /etc/wpnotify/config.toml."""
@@ -313,9 +601,10 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
     _resolve_paths(raw, path.resolve().parent)
     merged = _laid_over(raw, overrides(os.environ if environ is None else environ))
     try:
-        return Settings(**merged)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe(exc)}") from None
+        settings: Settings = _build(Settings, merged)
+    except InvalidSettings as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return settings
 
 
 ENV_PREFIX = "WPNOTIFY_"
@@ -331,35 +620,20 @@ def overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.upper().startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
-        fields: Mapping[str, Any] = Settings.model_fields
+        fields = _fields_of(Settings)
         if path[0] not in fields:
             continue
         table = found
         for key in path[:-1]:
-            fields = _fields_of(fields[key].annotation) if key in fields else {}
+            fields = _fields_of(fields[key].metadata["table"]) if key in fields else {}
             table = table.setdefault(key, {})
             if not isinstance(table, dict):
                 break  # WPNOTIFY_HTTP and WPNOTIFY_HTTP__X: the whole table wins
         else:
             key = path[-1]
-            complex_value = key in fields and _is_complex(fields[key].annotation)
+            complex_value = key in fields and fields[key].metadata["json"]
             table[key] = _decoded(name, value) if complex_value else value
     return found
-
-
-def _fields_of(annotation: Any) -> Mapping[str, Any]:
-    """The keys of a table setting (none for a plain value)."""
-    return annotation.model_fields if _is_model(annotation) else {}
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _is_complex(annotation: Any) -> bool:
-    """A table or a list: given as JSON in the environment."""
-    origin = typing.get_origin(annotation)
-    return _is_model(annotation) or origin in (tuple, list, dict)
 
 
 def _decoded(name: str, value: str) -> Any:
@@ -394,31 +668,3 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     for site in sites if isinstance(sites, list) else []:  # else validation names the key
         if isinstance(site, dict) and isinstance(site.get("password_file"), str):
             site["password_file"] = str(base / os.path.expanduser(site["password_file"]))
-
-
-def describe(exc: ValidationError) -> str:
-    """One line naming each bad key and what it needs; never echoes a value (it may be secret),
-    and should a message quote a URL, its user name and password are cut out."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error["loc"])
-        key = key.replace(".[", "[") or "(top level)"
-        if error["type"] == "extra_forbidden":
-            parts.append(f"unknown key {key} (a typo? every key is in config.example.toml)")
-        elif error["type"] == "missing":
-            parts.append(f"{key} is required")
-        else:
-            message = error["msg"].removeprefix("Value error, ") + _hint(key, error["type"])
-            parts.append(f"{key}: {redact(message)}")
-    return "; ".join(parts)
-
-
-def _hint(key: str, kind: str) -> str:
-    """The fix for pydantic's shape errors, which say only what the input should have been."""
-    if key == "sites" and kind in ("tuple_type", "list_type"):
-        return "; write one [[sites]] table per site, as in config.example.toml"
-    if kind in ("tuple_type", "list_type"):
-        return '; write a list, e.g. ["a", "b"]'
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return "; write a table of keys, as in config.example.toml"
-    return ""
