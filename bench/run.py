@@ -433,7 +433,8 @@ def print_start_up(figures: dict[str, float], baseline: dict[str, float] | None)
         before = ("" if baseline is None else
                   f"  baseline {baseline[name] * 1000:6.0f} ms, "
                   f"current / baseline {seconds / baseline[name]:.2f}")
-        print(f"  {name:<15} {seconds * 1000:6.0f} ms  ({verdict}){before}")
+        shown = f"({verdict})" if baseline is None else f"{f'({verdict})':<25}"
+        print(f"  {name:<15} {seconds * 1000:6.0f} ms  {shown}{before}")
 
 
 # --- report ---------------------------------------------------------------------------------
