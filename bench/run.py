@@ -18,12 +18,18 @@ request and last answer. Then an idle poll's requests, and `history --post`, an 
 each whole command as `python -m wpnotify`, the best of 7 runs after one warm-up, against its
 target. Exit status 1 when a delivery check fails.
 
+With `--baseline DIR` (another checkout of wpnotify, e.g. a `git worktree` of an older commit)
+that version's backfill runs too, on the same posts and receivers, alternately with this one
+(`--repeat N` pairs), and its start-up figures are timed beside these: a before-and-after
+measured in one run, where a busy neighbour slows both alike.
+
 Needs root (a MariaDB database, /etc/wordpress) and sends to loopback addresses only.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -49,6 +55,42 @@ FIRST_RECEIVER = 101
 PORT = 8080
 
 
+@dataclass(frozen=True)
+class Version:
+    """A wpnotify to run as `python -m wpnotify`: this checkout, as the caller set it up
+    (PYTHONPATH included), or a baseline checkout. `-m` puts the working directory first on
+    sys.path, so a baseline runs from outside this checkout with PYTHONPATH its own."""
+    name: str
+    checkout: Path | None = None
+
+    def environment(self) -> dict[str, str] | None:
+        return None if self.checkout is None else {**os.environ, "PYTHONPATH": str(self.checkout)}
+
+    def cwd(self, folder: Path) -> Path | None:
+        return None if self.checkout is None else folder
+
+
+CURRENT = Version("wpnotify")
+
+
+def baseline_of(path: str) -> Version:
+    """The checkout given by --baseline, once a probe has shown that its package is the one
+    imported (not this checkout's, nor the venv's editable install)."""
+    checkout = Path(path).resolve()
+    if not (checkout / "wpnotify" / "__init__.py").is_file():
+        raise SystemExit(f"bench: --baseline {path}: no wpnotify/__init__.py there "
+                         "(give a checkout of wpnotify, e.g. a git worktree)")
+    version = Version("wpnotify (baseline)", checkout)
+    probe = subprocess.run([sys.executable, "-c", "import wpnotify; print(wpnotify.__file__)"],
+                           env=version.environment(), cwd=tempfile.gettempdir(),
+                           capture_output=True, text=True, check=False)
+    found = probe.stdout.strip()
+    if probe.returncode != 0 or not Path(found).resolve().is_relative_to(checkout):
+        raise SystemExit(f"bench: --baseline {path}: python imports wpnotify from "
+                         f"{found or probe.stderr.strip()[-200:]!r}, not from there")
+    return version
+
+
 @dataclass
 class Measure:
     wall: float
@@ -59,14 +101,15 @@ class Measure:
     started: float  # wall clock (time.time()), to place the receivers' first and last
 
 
-def measured(command: list[str], folder: Path) -> Measure:
+def measured(command: list[str], folder: Path, version: Version = CURRENT) -> Measure:
     """Runs a command as its own process: wall time, its CPU time and peak RSS (wait4)."""
     out = folder / "out.txt"
     with out.open("wb") as sink:
         clock = time.time()
         started = time.monotonic()
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=version.environment(),
+                                cwd=version.cwd(folder))
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -74,13 +117,15 @@ def measured(command: list[str], folder: Path) -> Measure:
                    proc.returncode, out.read_text(errors="replace"), clock)
 
 
-def best_of(command: list[str], folder: Path, runs: int = 7) -> Measure:
+def best_of(command: list[str], folder: Path, runs: int = 7,
+            version: Version = CURRENT) -> Measure:
     """The fastest of ``runs`` runs after one warm-up: a start-up figure is what the command
     costs, not what the page cache or a busy neighbour added to one run."""
-    measured(command, folder)
-    best = min((measured(command, folder) for _ in range(runs)), key=lambda m: m.wall)
+    measured(command, folder, version)
+    best = min((measured(command, folder, version) for _ in range(runs)), key=lambda m: m.wall)
     if best.status != 0:
-        raise SystemExit(f"bench: {' '.join(command[2:])} failed:\n{best.output[-2000:]}")
+        raise SystemExit(f"bench: {' '.join(command[2:])} ({version.name}) failed:\n"
+                         f"{best.output[-2000:]}")
     return best
 
 
@@ -233,7 +278,8 @@ def run_core(site: Site, folder: Path) -> Measure:
     return measured(["php", str(script)], folder)
 
 
-def run_wpnotify(config: Path, folder: Path, profile: bool) -> Measure:
+def run_wpnotify(config: Path, folder: Path, profile: bool,
+                 version: Version = CURRENT) -> Measure:
     command = [sys.executable]
     if profile:  # every thread while it holds the interpreter lock (py-spy: pip install py-spy)
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -241,7 +287,59 @@ def run_wpnotify(config: Path, folder: Path, profile: bool) -> Measure:
                    "--output", str(folder / "wpnotify.prof"), "--", sys.executable]
     command += ["-m", "wpnotify", "--config", str(config), "backfill", "--site", "bench",
                 "--since", "2000-01-01"]
-    return measured(command, folder)
+    return measured(command, folder, version)
+
+
+@dataclass
+class Run:
+    """One sender's run: its measure, its delivery check, and what the receivers saw."""
+    name: str
+    measure: Measure
+    problems: list[str]
+    requests: int
+    span: tuple[float, float]  # the receivers' first request and last answer, from its start
+
+
+def backfill(version: Version, config: Path, site: Site, posts: list[Post], folder: Path,
+             profile: bool) -> Run:
+    """A backfill on freshly reset posts and receivers, from a fresh state file (every run of
+    every version starts from the same place)."""
+    for leftover in folder.glob(config.stem + ".sqlite3*"):
+        leftover.unlink()
+    reset_posts(site, posts)
+    receivers_call("/_reset", "POST")
+    print(f"bench: {version.name} backfill ...", flush=True)
+    ours = run_wpnotify(config, folder, profile and version == CURRENT, version)
+    stats = receivers_call("/_stats")
+    problems = delivery_problems(posts, stats)
+    if ours.status != 0:
+        problems.append(f"exit status {ours.status}: {ours.output.strip().splitlines()[-1:]}")
+    return Run(version.name, ours, problems, sum(stats["requests"].values()),
+               (stats["first"] - ours.started, stats["last"] - ours.started))
+
+
+def alternated(versions: dict[Version, Path], repeat: int, site: Site, posts: list[Post],
+               folder: Path, profile: bool) -> list[Run]:
+    """Each version's backfill ``repeat`` times, taking turns (baseline, current, baseline,
+    current), so that a busy neighbour slows them alike; runs are numbered when repeated."""
+    runs = []
+    for turn in range(repeat):
+        for version, config in versions.items():
+            run = backfill(version, config, site, posts, folder, profile)
+            if repeat > 1:
+                run.name += f" #{turn + 1}"
+            runs.append(run)
+    return runs
+
+
+def best(runs: list[Run], version: Version) -> Run:
+    """The version's fastest run, with the least peak memory of its runs (RSS varies a little
+    from run to run; the least is what the version needs)."""
+    mine = [r for r in runs if r.name.split(" #")[0] == version.name]
+    fastest = min(mine, key=lambda r: r.measure.wall)
+    peak = min(r.measure.peak_mb for r in mine)
+    return dataclasses.replace(fastest, name=version.name,
+                               measure=dataclasses.replace(fastest.measure, peak_mb=peak))
 
 
 def php_requests(site: Site, since: int) -> list[str]:
@@ -296,15 +394,21 @@ def history_at_scale(state: Path, rows: int, folder: Path, config: Path) -> dict
         found = store.history(post_id=post, limit=50)
         times.append(time.perf_counter() - started)
     store.close()
-    cli = best_of([sys.executable, "-m", "wpnotify", "--config", str(config), "history",
-                   "--post", str(post)], folder)
-    status = best_of([sys.executable, "-m", "wpnotify", "--config", str(config), "status"],
-                     folder)
     return {"rows": total, "found": len(found), "query_ms": statistics.median(times) * 1000,
-            "command_s": cli.wall, "status_s": status.wall}
+            "post": post, **reads(CURRENT, config, post, folder)}
 
 
-def start_up(folder: Path, history: dict[str, float] | None) -> dict[str, float]:
+def reads(version: Version, config: Path, post: int, folder: Path) -> dict[str, float]:
+    """`history --post` and `status`, whole commands, on ``config``'s (big) state file."""
+    cli = best_of([sys.executable, "-m", "wpnotify", "--config", str(config), "history",
+                   "--post", str(post)], folder, version=version)
+    status = best_of([sys.executable, "-m", "wpnotify", "--config", str(config), "status"],
+                     folder, version=version)
+    return {"command_s": cli.wall, "status_s": status.wall}
+
+
+def start_up(folder: Path, history: dict[str, float] | None,
+             version: Version = CURRENT) -> dict[str, float]:
     """The start-up figures: `--help` and `--version` (no configuration, no state file), and
     `history --post` and `status` on the big state file when there is one."""
     figures = {}
@@ -312,11 +416,12 @@ def start_up(folder: Path, history: dict[str, float] | None) -> dict[str, float]
         figures["history --post"] = history["command_s"]
         figures["status"] = history["status_s"]
     for flag in ("--help", "--version"):
-        figures[flag] = best_of([sys.executable, "-m", "wpnotify", flag], folder).wall
+        figures[flag] = best_of([sys.executable, "-m", "wpnotify", flag], folder,
+                                version=version).wall
     return figures
 
 
-def print_start_up(figures: dict[str, float]) -> None:
+def print_start_up(figures: dict[str, float], baseline: dict[str, float] | None) -> None:
     # Start-up is CPU-bound and short: on a busy machine every run is slowed, so the load is
     # printed with the figures for a reader to judge them by.
     print(f"start-up (whole command, python -m wpnotify, best of 7 after a warm-up; load "
@@ -325,7 +430,11 @@ def print_start_up(figures: dict[str, float]) -> None:
         target = START_UP_TARGETS.get(name)
         verdict = ("no target" if target is None else
                    f"target <= {target * 1000:.0f} ms: {'ok' if seconds <= target else 'over'}")
-        print(f"  {name:<15} {seconds * 1000:6.0f} ms  ({verdict})")
+        before = ("" if baseline is None else
+                  f"  baseline {baseline[name] * 1000:6.0f} ms, "
+                  f"current / baseline {seconds / baseline[name]:.2f}")
+        shown = f"({verdict})" if baseline is None else f"{f'({verdict})':<25}"
+        print(f"  {name:<15} {seconds * 1000:6.0f} ms  {shown}{before}")
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -345,10 +454,21 @@ def lower_bound(posts: list[Post], latency: float, per_host: int,
     return bound, total, busiest
 
 
-def row(name: str, m: Measure, count: int, problems: list[str]) -> str:
+def row(name: str, m: Measure, count: int, problems: list[str], width: int = 16) -> str:
     check = "exactly once" if not problems else "FAILED: " + "; ".join(problems)
-    return (f"| {name:<16} | {m.wall:8.2f} s | {count / m.wall:8.1f} | {m.cpu:7.2f} s | "
+    return (f"| {name:<{width}} | {m.wall:8.2f} s | {count / m.wall:8.1f} | {m.cpu:7.2f} s | "
             f"{m.peak_mb:6.1f} MB | {check} |")
+
+
+def print_against_baseline(ours: Run, before: Run, repeat: int) -> None:
+    each = "one run each" if repeat == 1 else f"best of {repeat} runs each, taken in turns"
+    print(f"current / baseline ({each}): wall {ours.measure.wall:.2f} / "
+          f"{before.measure.wall:.2f} s = {ours.measure.wall / before.measure.wall:.2f}x, "
+          f"CPU {ours.measure.cpu:.2f} / {before.measure.cpu:.2f} s = "
+          f"{ours.measure.cpu / before.measure.cpu:.2f}x, peak memory "
+          f"{ours.measure.peak_mb:.1f} / {before.measure.peak_mb:.1f} MB = "
+          f"{ours.measure.peak_mb / before.measure.peak_mb:.2f}x; receiver requests "
+          f"{ours.requests} / {before.requests}")
 
 
 # Innermost frames that are waits, not work (py-spy cannot always tell an idle thread).
@@ -396,6 +516,11 @@ def main() -> int:
     parser.add_argument("--skip-core", action="store_true", help="only wpnotify")
     parser.add_argument("--profile", action="store_true",
                         help="sample wpnotify with py-spy and print where its CPU went")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="another wpnotify checkout (e.g. a git worktree of an older "
+                             "commit) to run beside this one")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="wpnotify backfills per version, taken in turns (default 1)")
     args = parser.parse_args()
     for name, value, low, high in (("--posts", args.posts, 1, 100_000),
                                    ("--links", args.links, 0, 100),
@@ -403,9 +528,11 @@ def main() -> int:
                                    ("--latency", args.latency, 0, 10),
                                    ("--per-host", args.per_host, 1, 16),
                                    ("--concurrency", args.concurrency, 0, 256),
-                                   ("--history-rows", args.history_rows, 0, 100_000_000)):
+                                   ("--history-rows", args.history_rows, 0, 100_000_000),
+                                   ("--repeat", args.repeat, 1, 100)):
         if not low <= value <= high:
             parser.error(f"{name} must be from {low} to {high}, not {value}")
+    baseline = None if args.baseline is None else baseline_of(args.baseline)
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it sets up a throwaway WordPress site)")
     concurrency = args.concurrency or max(16, args.hosts * args.per_host)
@@ -432,19 +559,14 @@ def main() -> int:
         warm_up(site, site.workers)
         count = args.posts * (args.links + 1)
         config = config_for(folder, site, concurrency, args.per_host)
-        results: dict[str, tuple[Measure, list[str]]] = {}
-
-        reset_posts(site, posts)
-        receivers_call("/_reset", "POST")
-        print("bench: wpnotify backfill ...", flush=True)
-        ours = run_wpnotify(config, folder, args.profile)
-        stats = receivers_call("/_stats")
-        results["wpnotify"] = (ours, delivery_problems(posts, stats))
-        if ours.status != 0:
-            results["wpnotify"][1].append(f"exit status {ours.status}: "
-                                          f"{ours.output.strip().splitlines()[-1:]}")
-        ours_requests = sum(stats["requests"].values())
-        ours_span = (stats["first"] - ours.started, stats["last"] - ours.started)
+        versions = {CURRENT: config}
+        if baseline is not None:  # first in each pair; same settings, its own state file
+            versions = {baseline: config_for(folder, site, concurrency, args.per_host,
+                                             state="baseline.sqlite3"), **versions}
+        runs = alternated(versions, args.repeat, site, posts, folder, args.profile)
+        results = {r.name: (r.measure, r.problems) for r in runs}
+        best_ours = best(runs, CURRENT)
+        ours, ours_requests, ours_span = best_ours.measure, best_ours.requests, best_ours.span
 
         if not args.skip_core:
             reset_posts(site, posts)
@@ -459,16 +581,20 @@ def main() -> int:
             core_requests = sum(stats["requests"].values())
 
         requests, idle = idle_poll(site, config, folder)
-        history = big_poll = None
+        history = big_poll = baseline_history = None
         if args.history_rows:
             big = config_for(folder, site, concurrency, args.per_host, state="big.sqlite3")
             history = history_at_scale(folder / "state.sqlite3", args.history_rows, folder, big)
+            if baseline is not None:  # the same file, before the poll below writes to it
+                baseline_history = reads(baseline, big, int(history["post"]), folder)
             big_poll = idle_poll(site, big, folder)  # flat as the state file grows?
     finally:
         receivers.terminate()
         receivers.wait(10)
         site.stop()
     figures = start_up(folder, history)
+    baseline_figures = (None if baseline is None else
+                        start_up(folder, baseline_history, baseline))
 
     bound, total, busiest = lower_bound(posts, args.latency, args.per_host, concurrency)
     print()
@@ -477,11 +603,14 @@ def main() -> int:
           f"wpnotify: concurrency {concurrency}, per host {args.per_host}; "
           f"{os.cpu_count()} CPUs")
     print()
-    print("| sender           |     wall   | notif./s |    CPU    |   peak    | delivery |")
-    print("|------------------|------------|----------|-----------|-----------|----------|")
+    width = max(16, *(len(name) for name in results))
+    print(f"| {'sender':<{width}} |     wall   | notif./s |    CPU    |   peak    | delivery |")
+    print(f"|-{'-' * width}-|------------|----------|-----------|-----------|----------|")
     for name, (m, problems) in results.items():
-        print(row(name, m, count, problems))
+        print(row(name, m, count, problems, width))
     print()
+    if baseline is not None:
+        print_against_baseline(best_ours, best(runs, baseline), args.repeat)
     print(f"receiver requests: wpnotify {ours_requests}"
           + ("" if args.skip_core else f", WordPress core {core_requests}"))
     print(f"lower bound: {bound:.2f} s ({total} requests, {busiest} to the busiest host, "
@@ -507,7 +636,7 @@ def main() -> int:
         print(f"idle poll on that state file: {len(big_requests)} request(s), "
               f"{big_idle.wall:.2f} s, {big_idle.cpu:.2f} s CPU, {big_idle.peak_mb:.1f} MB; "
               f"`status`: {history['status_s'] * 1000:.0f} ms")
-    print_start_up(figures)
+    print_start_up(figures, baseline_figures)
     if args.profile:
         print_profile(folder / "wpnotify.prof")
     shutil.rmtree(folder, ignore_errors=True)
