@@ -7,7 +7,6 @@ bidi overrides that disguise what is shown, so every human-readable output escap
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, TextIO
@@ -41,8 +40,11 @@ def _escape_values(logger: Any, method: str, event: MutableMapping[str, Any]
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
-    """Sets up structlog for a command that logs. Imported here, not at the top: commands
-    that only read (history, status, --help) never log, and skip its start-up cost."""
+    """Sets up structlog for a command that logs. It and logging are imported here, not at
+    the top: commands that only read (history, status, --help) never log, and skip their
+    start-up cost."""
+    import logging
+
     import structlog
 
     stream = stream or sys.stderr

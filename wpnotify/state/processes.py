@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from pathlib import Path
+
+
+def _host() -> str:
+    """This machine's name, as gethostname(2) gives it (without loading the socket module
+    into every command that opens the state)."""
+    return os.uname().nodename
 
 
 def process_token(pid: int) -> str | None:
@@ -16,13 +21,13 @@ def process_token(pid: int) -> str | None:
     except OSError:
         return None
     start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name
-    return f"{socket.gethostname()}:{pid}:{start}"
+    return f"{_host()}:{pid}:{start}"
 
 
 @functools.cache
 def this_process() -> str:
     """This process's token (cached: it cannot change while it runs)."""
-    return process_token(os.getpid()) or f"{socket.gethostname()}:{os.getpid()}:?"
+    return process_token(os.getpid()) or f"{_host()}:{os.getpid()}:?"
 
 
 def process_dead(token: str | None) -> bool:
@@ -31,6 +36,6 @@ def process_dead(token: str | None) -> bool:
         return False
     host, _, rest = token.partition(":")
     pid, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit() or start == "?":
+    if host != _host() or not pid.isdigit() or start == "?":
         return False  # another machine's claim, or no /proc: only its age can tell
     return process_token(int(pid)) != token
