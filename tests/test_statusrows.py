@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from wpnotify import pingback, trackback, webmention, weblogupdates
+from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.errors import SendError
 from wpnotify.state import Notification, Status
 from wpnotify.statusrows import ANSWER_CHARS, MAX_ROWS, NO_REASON, post_rows, status_row
