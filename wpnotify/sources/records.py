@@ -14,6 +14,8 @@ from typing import Any
 
 from wpnotify.answer import Answer, listing
 
+MAX_TARGET = 2000  # the bridge keeps a row's target to this many characters
+
 #: Takes what one answer named: the newest deletion, and the newest Send again request.
 Heard = Callable[[datetime | None, int | None], None]
 
@@ -152,6 +154,8 @@ def resend_list(site: str, items: Any, since: int) -> list[ResendRequest]:
         number, post = _number(item, "id"), _number(item, "post")
         kind, target = item.value("kind", str, "a string", required=True), \
             item.value("target", str, "a string", required=True)
+        if len(kind) > 64 or len(target) > MAX_TARGET:
+            item.fail(f"whose kind or target is longer than the bridge stores ({MAX_TARGET})")
         if number > since:
             found.append(ResendRequest(number, post, kind, target, item.text("requested_gmt")))
     return sorted(found, key=lambda request: request.id)
@@ -160,6 +164,8 @@ def resend_list(site: str, items: Any, since: int) -> list[ResendRequest]:
 def _number(item: Answer, key: str) -> int:
     """An ID sent as a JSON number (``Answer.id`` also takes digits in a string, as XML-RPC
     sends them; the bridge's REST routes never do)."""
+    if isinstance(item.fields.get(key), float):
+        item.fail(f"whose {key} is not a whole number")
     item.value(key, int, "a number", required=True)
     return item.id(key)
 
