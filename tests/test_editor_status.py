@@ -6,7 +6,7 @@ retry budget so that the same run sends it. Stand-in sites, a real state file.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ class EditorSite(StandinSource):
     list names ``newest``), and a status route that fails ``failures`` times, refuses
     ``refuse``, and runs ``during`` while a push is in flight."""
 
-    def __init__(self, requests: list[ResendRequest] = (), newest: int | None = None,  # type: ignore[assignment]  # read only
+    def __init__(self, requests: Sequence[ResendRequest] = (), newest: int | None = None,
                  failures: int = 0) -> None:
         self.requests = list(requests)
         self.newest = newest
