@@ -16,9 +16,15 @@ from standins import StandinSource
 from structlog.testing import capture_logs
 
 from wpnotify import statusrows
-from wpnotify.errors import SourceError
+from wpnotify.errors import BridgeTooOld, SourceError
 from wpnotify.http import Http
-from wpnotify.sending.pinged import PINGED_BATCHES, STATUS_BATCH, STATUS_EVERY, PingedMirror
+from wpnotify.sending.pinged import (
+    NO_ROUTE_RECHECK,
+    PINGED_BATCHES,
+    STATUS_BATCH,
+    STATUS_EVERY,
+    PingedMirror,
+)
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.sources import Changes, Deleted, ResendRequest
@@ -166,6 +172,37 @@ def test_a_site_without_the_bridge_keeps_its_marks(tmp_path: Path) -> None:
     plan(store, range(1, 3))
     mirror_of(store, site).flush(final=True)
     assert site.pushes == [] and len(store.status_waiting("s", 10)) == 2
+
+
+class OlderBridge(EditorSite):
+    """A bridge 1.1: no status route."""
+
+    def record_status_many(self, posts: Mapping[int, list[dict[str, Any]]],
+                           resend_seen: int) -> list[int]:
+        self.pushes.append((dict(posts), resend_seen))
+        raise BridgeTooOld("https://s.example has no /wpnotify/v1/statuses route: its "
+                           "wpnotify bridge is older than 1.2")
+
+
+def test_an_older_bridge_costs_no_request_at_every_cycle(tmp_path: Path) -> None:
+    """Its marks are dropped (kept, every poll would make a failing request), and it is
+    asked again after NO_ROUTE_RECHECK, in case it was updated."""
+    store, site = opened(tmp_path), OlderBridge()
+    clock = [100.0]
+    mirror = mirror_of(store, site, clock=lambda: clock[0])
+    plan(store, range(1, 3 * STATUS_BATCH))
+    with capture_logs() as logs:
+        mirror.flush(final=True)
+    assert len(site.pushes) == 1 and store.status_waiting("s", 10) == []
+    assert [e["event"] for e in logs] == ["wordpress.no_status_route"]
+    plan(store, range(200, 202))
+    clock[0] += NO_ROUTE_RECHECK / 2
+    mirror.flush(final=True)
+    assert len(site.pushes) == 1 and store.status_waiting("s", 10) == []
+    plan(store, range(300, 302))
+    clock[0] += NO_ROUTE_RECHECK
+    mirror.flush(final=True)
+    assert len(site.pushes) == 2
 
 
 def test_a_long_backlog_goes_over_several_cycles(tmp_path: Path) -> None:

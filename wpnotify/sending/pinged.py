@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from wpnotify import statusrows
-from wpnotify.errors import SourceError, WpnotifyError
+from wpnotify.errors import BridgeTooOld, SourceError, WpnotifyError
 from wpnotify.state import PingedOutbox, SiteLog, StatusOutbox
 
 if TYPE_CHECKING:  # the protocol only: sending never calls into a source's package
@@ -34,6 +34,7 @@ STATUS_BATCH = 50  # posts whose status rows go in one request (the bridge takes
 STATUS_EVERY = 10.0  # seconds between status pushes within a cycle; its end always pushes:
 # a post's rows change with every claim and outcome, so a long backfill tells WordPress now
 # and then, not at every pinged write-back
+NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
 
 log = structlog.get_logger("wpnotify.sender")
 
@@ -70,6 +71,8 @@ class PingedMirror:
         self.stopping = stopping  # a daemon's shutdown: one request at most, the rest waits
         self.clock = clock
         self._statuses_at: float | None = None  # when status rows were last handed over
+        self._no_status_route: dict[str, float] = {}  # sites whose bridge is older than
+        # 1.2, and when that was found: asked again after NO_ROUTE_RECHECK (an update)
         self._worker: ThreadPoolExecutor | None = None  # tells WordPress, off the send loop
         self._unflushed = 0  # links sent since WordPress was last told
         self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
@@ -165,10 +168,23 @@ class PingedMirror:
                 return
             if not budget.take():
                 return
+            if self.clock() - self._no_status_route.get(site, -NO_ROUTE_RECHECK) < \
+                    NO_ROUTE_RECHECK:
+                self.store.status_told(site, marks)  # nothing to show them: not kept
+                continue
             found = self.store.post_rows(site, [post for post, _ in marks])
             rows = {post: statusrows.post_rows(found.get(post, ())) for post, _ in marks}
             try:
                 refused = source.record_status_many(rows, seen)
+            except BridgeTooOld as exc:
+                # Kept, the marks would cost a failing request at every cycle, an idle
+                # poll's too; once updated, the bridge gets each post's rows at its next
+                # change.
+                log.warning("wordpress.no_status_route", site=site, error=str(exc),
+                            detail="the editor shows no statuses until the bridge is updated")
+                self._no_status_route[site] = self.clock()
+                self.store.status_told(site, marks)
+                continue
             except SourceError as exc:
                 log.warning("wordpress.record_status_failed", site=site, posts=len(rows),
                             error=str(exc),

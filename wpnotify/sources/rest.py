@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 import structlog
 
 from wpnotify.answer import MAX_ID_DIGITS, Answer, listing, stamp
-from wpnotify.errors import PostGone, SendError, SourceError
+from wpnotify.errors import BridgeTooOld, PostGone, SendError, SourceError
 from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
 from wpnotify.sources.base import OVERLAP, WATCHED_STATUSES, record_each
@@ -381,7 +381,7 @@ class RestSource:
         except SourceError as exc:
             if "no such REST route" not in str(exc):
                 raise
-            raise SourceError(f"{self.site.url} has no {route} route: its wpnotify bridge is "
+            raise BridgeTooOld(f"{self.site.url} has no {route} route: its wpnotify bridge is "
                               "older than 1.2, so the editor cannot show notification statuses "
                               "or take Send again; update wordpress/wpnotify-bridge.php (and "
                               "its folder) from this wpnotify") from None
