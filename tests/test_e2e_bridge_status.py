@@ -118,7 +118,8 @@ def test_rows_are_bounded_cleaned_and_returned_as_plain_text(world: World) -> No
     an answer comes back as the same plain string; the meta is not in core's REST `meta`."""
     post = post_of(world, world.author_a, "Bounded rows")
     rows = [row(f"http://127.0.0.19:8080/{i}", "sent") for i in range(250)]
-    rows[0] = row("http://127.0.0.19:8080/0", answer="y" * 1000, extra="dropped", endpoint="e" * 3000)
+    rows[0] = row("http://127.0.0.19:8080/0", answer="y" * 1000, extra="dropped",
+                  endpoint="e" * 3000)
     rows[1] = row("http://127.0.0.19:8080/1", answer=HOSTILE)
     rows.insert(2, row("http://127.0.0.19:8080/odd", "exploded"))
     answer = world.author_a.ok("POST", "/wpnotify/v1/statuses", {"posts": {str(post): rows}})
@@ -235,7 +236,8 @@ def test_send_trackbacks_to_field_round_trips_through_the_posts_route(world: Wor
     expected = ["http://127.0.0.19:8080/one", "https://127.0.0.19:8080/two"]
     assert saved["wpnotify_to_ping"] == "\n".join(expected)
     assert source.pings(post)["to_ping"] == expected
-    assert a.ok("GET", f"/wp/v2/posts/{post}?context=edit")["wpnotify_to_ping"] == "\n".join(expected)
+    read = a.ok("GET", f"/wp/v2/posts/{post}?context=edit")
+    assert read["wpnotify_to_ping"] == "\n".join(expected)
     assert world.author_b.call("POST", f"/wp/v2/posts/{post}", {"wpnotify_to_ping": ""})[0] == 403
     assert source.pings(post)["to_ping"] == expected
 
@@ -279,7 +281,7 @@ def test_posts_list_column_and_classic_meta_box_show_escaped_rows(
         world: World, classic_on_request: str) -> None:
     """The posts list shows author A a compact summary for A's post and nothing for B's; the
     classic editor's meta box lists A's rows escaped, with Send again on the failed one only,
-    and loads classic.js with wp-api-fetch."""
+    and loads classic.js with wp-api-fetch (in the classic editor only)."""
     a, b = world.author_a, world.author_b
     mine, theirs = post_of(world, a, "Column mine"), post_of(world, b, "Column theirs")
     hostile_target = 'http://127.0.0.19:8080/"><img src=x onerror=alert(1)>'
@@ -291,7 +293,7 @@ def test_posts_list_column_and_classic_meta_box_show_escaped_rows(
         row(f"http://127.0.0.19:8080/b{i}", "sent") for i in range(7)]}})
     browser = Browser(world.source, a.login, a.password)
     listing = browser.get("/wp-admin/edit.php?post_type=post&orderby=ID&order=desc")
-    assert "column-wpnotify_links" in listing
+    assert "column-wpnotify_links" in listing and "wpnotify-bridge/classic.css" in listing
     assert "2 sent · 1 failed · 1 waiting" in listing and "7 sent" not in listing
     page = browser.get(f"/wp-admin/post.php?post={mine}&action=edit&{classic_on_request}")
     assert 'id="wpnotify-links"' in page and "Links and trackbacks (wpnotify)" in page
@@ -299,5 +301,6 @@ def test_posts_list_column_and_classic_meta_box_show_escaped_rows(
     assert "&lt;b&gt;kind&lt;/b&gt;" in page and "<b>kind</b>" not in page
     assert page.count('class="button button-small wpnotify-resend"') == 1
     assert "wpnotify-bridge/classic.js" in page and "api-fetch" in page
+    assert "wpnotify-bridge/editor.css" in page and "wpnotify-bridge/classic.css" in page
     block = browser.get(f"/wp-admin/post.php?post={mine}&action=edit")
     assert "wpnotify-bridge/classic.js" not in block

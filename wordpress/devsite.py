@@ -165,6 +165,7 @@ class Site:
             update_option('timezone_string', {php_str(self.timezone)});
             update_option('gmt_offset', '');
             update_option('ping_sites', '');  // no Ping-o-Matic from a test site
+            update_option('show_avatars', 0);  // and no Gravatar images in a test browser
             return true;
             """,
             installing=True,

@@ -9,6 +9,7 @@
  *              post (status rows), shows them in the editors and the posts list, and records
  *              "Send again" requests for wpnotify to take at its next poll.
  * Version:     1.2
+ * Requires PHP: 7.4
  * License:     GPL-2.0-or-later
  *
  * Install as a must-use plugin: copy this file and the wpnotify-bridge/ folder beside it (the
@@ -486,7 +487,7 @@ function write_raw_option( string $name, $value ): bool {
  */
 function request_resend( \WP_Post $post, string $kind, string $target ) {
 	global $wpdb;
-	$lock = 'wpnotify_resend_' . DB_NAME . '_' . $wpdb->prefix;
+	$lock = 'wpnotify_resend_' . md5( DB_NAME . '|' . $wpdb->prefix );  // lock names: <= 64 chars
 	if ( '1' !== (string) $wpdb->get_var( $wpdb->prepare( 'SELECT GET_LOCK(%s, 10)', $lock ) ) ) {
 		return new \WP_Error( 'wpnotify_busy', 'Too many Send again requests at once; try again.', array( 'status' => 503 ) );
 	}
@@ -636,6 +637,9 @@ add_action(
 						return implode( "\n", pings_of( $post )['to_ping'] );
 					},
 					'update_callback' => function ( $value, $object ) {
+						if ( null === $value ) {
+							return true;  // null leaves the list as it is
+						}
 						$post = get_post( $object instanceof \WP_Post ? $object->ID : ( $object->ID ?? 0 ) );
 						if ( ! $post || ! current_user_can( 'edit_post', $post->ID ) ) {
 							return new \WP_Error( 'rest_cannot_edit', 'Sorry, you are not allowed to edit this post.', array( 'status' => rest_authorization_required_code() ) );
@@ -823,22 +827,34 @@ add_action(
 	}
 );
 
+/** The classic screens' styles: editor.css (the badges, shared with the panel) and classic.css. */
+function enqueue_classic_styles(): void {
+	foreach ( array( 'editor', 'classic' ) as $name ) {
+		$style = asset( "$name.css" );
+		if ( $style ) {
+			wp_enqueue_style( "wpnotify-$name", $style[0], array(), $style[1] );
+		}
+	}
+}
+
 add_action(
 	'admin_enqueue_scripts',
 	function ( $hook ) {
 		$screen = get_current_screen();
-		if ( ! in_array( $hook, array( 'post.php', 'post-new.php' ), true ) || ! $screen
-			|| $screen->is_block_editor() || ! in_array( $screen->post_type, shown_post_types(), true ) ) {
+		if ( ! $screen || ! in_array( $screen->post_type, shown_post_types(), true ) ) {
+			return;
+		}
+		if ( 'edit.php' === $hook ) {
+			enqueue_classic_styles();
+		}
+		if ( ! in_array( $hook, array( 'post.php', 'post-new.php' ), true ) || $screen->is_block_editor() ) {
 			return;
 		}
 		$script = asset( 'classic.js' );
 		if ( $script ) {
 			wp_enqueue_script( 'wpnotify-classic', $script[0], array( 'wp-api-fetch' ), $script[1], true );
 		}
-		$style = asset( 'editor.css' );
-		if ( $style ) {
-			wp_enqueue_style( 'wpnotify-editor', $style[0], array(), $style[1] );
-		}
+		enqueue_classic_styles();
 	}
 );
 
