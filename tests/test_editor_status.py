@@ -6,6 +6,7 @@ retry budget so that the same run sends it. Stand-in sites, a real state file.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from wpnotify.sending.pinged import (
     PINGED_BATCHES,
     STATUS_BATCH,
     STATUS_BATCHES_WITHIN,
+    STATUS_BYTES,
     STATUS_EVERY,
     PingedMirror,
 )
@@ -397,3 +399,17 @@ def test_the_first_poll_takes_no_request_made_before_it(tmp_path: Path) -> None:
     service_for(store, site).read(SETTINGS.sites[0])
     service_for(store, site).read(SETTINGS.sites[0])
     assert site.asked == [] and store.resend_seen("s") == 3
+
+
+def test_a_request_stays_small_enough_for_wordpress(tmp_path: Path) -> None:
+    """Posts with many long rows go in several requests, under STATUS_BYTES each."""
+    store, site = opened(tmp_path), EditorSite()
+    with store.atomic():
+        for post in range(1, 4):
+            for i in range(200):
+                store.add("s", post, "pingback", f"https://t.example/{post}/{i}/" + "x" * 1900,
+                          f"https://s.example/{post}", NOW)
+    mirror_of(store, site).flush(final=True)
+    assert [sorted(rows) for rows, _ in site.pushes] == [[2, 3], [1]]
+    assert all(len(json.dumps(rows)) <= STATUS_BYTES for rows, _ in site.pushes)
+    assert store.status_waiting("s", 10) == []

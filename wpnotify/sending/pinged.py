@@ -12,11 +12,12 @@ across restarts too.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -35,6 +36,7 @@ STATUS_EVERY = 1.0  # seconds between status pushes within a cycle, of the posts
 # notifications are all done (the others' rows change with each claim and outcome); the
 # cycle's end pushes every marked post. So a backfill's rows go while it sends, and its end
 # waits for the last posts only.
+STATUS_BYTES = 1024 * 1024  # a request's rows at most (PHP takes 8 MB by default)
 STATUS_BATCHES_WITHIN = 2  # requests of those at most, while the sending goes on
 NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
 
@@ -182,9 +184,10 @@ class PingedMirror:
 
     def _push_statuses(self, site: str, source: Source, marks: list[StatusMark],
                        seen: int) -> bool:
-        """One request; False when it failed (the marks wait for the next cycle)."""
-        found = self.store.post_rows(site, [post for post, _ in marks])
-        rows = {post: statusrows.post_rows(found.get(post, ())) for post, _ in marks}
+        """One request, of these posts while its body stays under STATUS_BYTES (the rest
+        go in the next); False when it failed (the marks wait for the next cycle)."""
+        rows = self._rows_within(site, marks)
+        marks = [mark for mark in marks if mark[0] in rows]
         try:
             refused = source.record_status_many(rows, seen)
         except BridgeTooOld as exc:
@@ -204,3 +207,18 @@ class PingedMirror:
                          detail="deleted posts, or posts the user may not edit")
         self.store.status_told(site, marks)
         return True
+
+    def _rows_within(self, site: str, marks: list[StatusMark]) -> dict[int, list[Any]]:
+        """The posts' rows, in the marks' order, as many as fit STATUS_BYTES of JSON (one at
+        least): a post of 200 long rows must not make a request WordPress refuses for its
+        size, at every cycle, holding back every other post."""
+        found = self.store.post_rows(site, [post for post, _ in marks])
+        rows: dict[int, list[Any]] = {}
+        size = 0
+        for post, _ in marks:
+            mine = statusrows.post_rows(found.get(post, ()))
+            size += len(json.dumps(mine))
+            if rows and size > STATUS_BYTES:
+                break
+            rows[post] = mine
+        return rows
