@@ -86,6 +86,13 @@ def css(driver: Any, selector: str, seconds: float = 30) -> Any:
     return wait(driver, visible, seconds, selector)
 
 
+def press(driver: Any, element: Any) -> None:
+    """Clicks ``element`` itself: a click at its coordinates may land on whatever the editor's
+    still-settling sidebar moved there meanwhile (once it was "Move to trash")."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();",
+                          element)
+
+
 def save(driver: Any, name: str, element: Any = None) -> Path:
     """A screenshot (of ``element`` alone when given) in tests/artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -147,10 +154,11 @@ def open_panel(driver: Any) -> Any:
 
     shown = driver.find_elements(By.CSS_SELECTOR, ".wpnotify-panel")
     if not [e for e in shown if e.is_displayed()]:
-        css(driver, 'button[data-label="Post"], button[data-tab-id="edit-post/document"]').click()
+        press(driver, css(driver, 'button[data-label="Post"], '
+                                  'button[data-tab-id="edit-post/document"]'))
     toggle = css(driver, ".wpnotify-panel .components-panel__body-toggle")
     if toggle.get_attribute("aria-expanded") != "true":
-        toggle.click()
+        press(driver, toggle)
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".wpnotify-status"),
          what="the panel's content")
     return css(driver, ".wpnotify-panel")
@@ -180,6 +188,9 @@ def refresh_until(driver: Any, check: Callable[[list[dict[str, str]]], bool],
             return current
         button = d.find_elements("css selector", ".wpnotify-panel .wpnotify-refresh")
         if button and button[0].is_enabled():
-            button[0].click()
+            press(d, button[0])
         return None
-    return list(wait(driver, refreshed, seconds, what))
+    try:
+        return list(wait(driver, refreshed, seconds, what))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the rows: {rows(driver)}") from None
