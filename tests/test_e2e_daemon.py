@@ -60,7 +60,7 @@ def test_check_reports_each_real_problem_with_its_fix(sites: dict[str, devsite.S
     source, plain = sites["source"], sites["plain"]
     good = make_wpnotify([("good", source, source.app_password)])
     proc = good.run("check")
-    assert "ok: site good:" in proc.stdout and "bridge 1.1 installed" in proc.stdout
+    assert "ok: site good:" in proc.stdout and "bridge 1.2 installed" in proc.stdout
     assert "state file" in proc.stdout and proc.stderr.count("problem:") == 0
 
     bad = make_wpnotify([("nobridge", plain, plain.app_password),

@@ -343,7 +343,7 @@ def test_bridge_lists_and_records_pings_over_xmlrpc(sites: dict[str, devsite.Sit
     rpc = xmlrpc.client.ServerProxy(f"{source.url}/xmlrpc.php")
     pings = rpc.wpnotify.getPings(1, "admin", source.app_password, post)
     assert pings["to_ping"] == ["http://127.0.0.19:8080/x", "http://127.0.0.19:8080/x2"]
-    assert pings["pinged"] == [] and pings["bridge"] == "1.1"
+    assert pings["pinged"] == [] and pings["bridge"] == "1.2"
     after = rpc.wpnotify.addPinged(1, "admin", source.app_password, post, ["http://127.0.0.19:8080/x"])
     assert after["to_ping"] == ["http://127.0.0.19:8080/x2"]
     assert after["pinged"] == ["http://127.0.0.19:8080/x"]

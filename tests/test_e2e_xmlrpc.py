@@ -128,7 +128,7 @@ def test_check_over_xmlrpc_finds_the_bridge_or_its_absence(sites: dict[str, devs
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
     good = xmlrpc_tool(tmp_path / "a", "xr-good", sites["source"])
-    assert "bridge 1.1 installed" in good.run("check").stdout
+    assert "bridge 1.2 installed" in good.run("check").stdout
     plain = xmlrpc_tool(tmp_path / "b", "xr-plain", sites["plain"])
     proc = plain.run("check", check=False)
     assert proc.returncode == 1 and "the wpnotify bridge is not installed" in proc.stderr

@@ -13,6 +13,7 @@ import pytest
 from test_sender import make_world
 
 from wpnotify import cli, sending
+from wpnotify.errors import WpnotifyError
 from wpnotify.sending.pinged import PINGED_BATCH, PingedMirror
 from wpnotify.state.sqlite import SqliteState
 
@@ -41,11 +42,26 @@ def test_a_delivery_leaves_the_process_wide_switch_interval_alone(tmp_path: Path
 
 
 @pytest.mark.usefixtures("switch_interval")
-def test_the_cli_entry_point_tunes_the_process_for_sending() -> None:
-    """The 1 ms switch interval the bench measured is set once, by the entry point."""
+@pytest.mark.parametrize(("command", "tuned"), [(["poll"], True), (["backfill", "--help"], False),
+                                                (["history"], False), (["--version"], False)])
+def test_the_cli_tunes_the_process_only_for_the_commands_that_send(
+        command: list[str], tuned: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1 ms switch interval the bench measured is set by the entry point, and only where
+    something is sent (the service is stopped there, before any network)."""
+    import wpnotify.service
+
+    def no_service(*args: object, **kwargs: object) -> None:
+        raise WpnotifyError("stopped before the service opened")
+
+    monkeypatch.setattr(wpnotify.service, "open_service", no_service)
+    (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "config.toml").write_text(
+        'state_file = "state.sqlite3"\n[[sites]]\nname = "blog"\nurl = "https://blog.example"\n'
+        'username = "admin"\npassword_file = "pw"\n')
     with pytest.raises(SystemExit):
-        cli.main(["--version"])
-    assert sys.getswitchinterval() == pytest.approx(sending.SWITCH_INTERVAL)
+        cli.main(["--config", str(tmp_path / "config.toml"), *command])
+    expected = sending.SWITCH_INTERVAL if tuned else 0.005
+    assert sys.getswitchinterval() == pytest.approx(expected)
 
 
 class Bridge:

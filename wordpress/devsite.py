@@ -135,7 +135,7 @@ class Site:
         mu.mkdir(parents=True)
         shutil.copy(HERE / "devsite-loopback.php", mu / "devsite-loopback.php")
         if self.bridge:
-            shutil.copy(HERE / "wpnotify-bridge.php", mu / "wpnotify-bridge.php")
+            self.set_bridge(True)
         salts = "".join(
             f"define('{k}', '{secrets.token_hex(24)}');\n"
             for k in ("AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
@@ -165,6 +165,7 @@ class Site:
             update_option('timezone_string', {php_str(self.timezone)});
             update_option('gmt_offset', '');
             update_option('ping_sites', '');  // no Ping-o-Matic from a test site
+            update_option('show_avatars', 0);  // and no Gravatar images in a test browser
             return true;
             """,
             installing=True,
@@ -183,12 +184,15 @@ class Site:
         return ETC / f"config-{self.host}.php"
 
     def set_bridge(self, present: bool) -> None:
-        """Installs or removes the bridge on a set-up site (takes effect on the next request)."""
-        target = self.root / "mu-plugins" / "wpnotify-bridge.php"
+        """Installs or removes the bridge, its PHP file and its folder of editor scripts, on
+        a set-up site (takes effect on the next request)."""
+        mu = self.root / "mu-plugins"
+        shutil.rmtree(mu / "wpnotify-bridge", ignore_errors=True)
         if present:
-            shutil.copy(HERE / "wpnotify-bridge.php", target)
+            shutil.copy(HERE / "wpnotify-bridge.php", mu / "wpnotify-bridge.php")
+            shutil.copytree(HERE / "wpnotify-bridge", mu / "wpnotify-bridge")
         else:
-            target.unlink(missing_ok=True)
+            (mu / "wpnotify-bridge.php").unlink(missing_ok=True)
         self.bridge = present
 
     # --- running ------------------------------------------------------------------------
@@ -198,11 +202,14 @@ class Site:
             return
         if port_open(self.host, self.port):
             raise DevsiteError(f"{self.host}:{self.port} is already taken by another server")
-        env = dict(os.environ, PHP_CLI_SERVER_WORKERS=str(self.workers))
+        # The router serves the must-use plugins' scripts, which live outside WP_ROOT.
+        env = dict(os.environ, PHP_CLI_SERVER_WORKERS=str(self.workers),
+                   WPNOTIFY_DEVSITE_MU=str(self.root / "mu-plugins"))
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            ["php", "-S", f"{self.host}:{self.port}", "-t", str(WP_ROOT)],
+            ["php", "-S", f"{self.host}:{self.port}", "-t", str(WP_ROOT),
+             str(HERE / "devsite-router.php")],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

@@ -20,9 +20,9 @@ import click
 from wpnotify import __version__, logs
 from wpnotify.errors import WpnotifyError
 from wpnotify.logs import printable
-from wpnotify.service import Service, kind_names, open_service, status_names, tune
 
 if TYPE_CHECKING:
+    from wpnotify.service import Service
     from wpnotify.settings import Settings
 
 FORMATS = ("table", "json", "csv")
@@ -88,9 +88,25 @@ def service_of(ctx: click.Context, *, network: bool, logging: bool = False,
                settings: Settings | None = None) -> Iterator[Service]:
     """The service on the configured state file; with ``network``, also the HTTP seam and
     the sites' sources (closed again when the command ends)."""
+    from wpnotify.service import open_service, tune  # here: `--help` never pays for it
+
     settings = settings or settings_of(ctx, logging=logging)
+    if network:
+        tune()  # process-wide, and only the commands that send need it
     with open_service(settings, network=network) as service:
         yield service
+
+
+def kind_names() -> Sequence[str]:
+    from wpnotify.service import kind_names
+
+    return kind_names()
+
+
+def status_names() -> Sequence[str]:
+    from wpnotify.service import status_names
+
+    return status_names()
 
 
 def echo(lines: Iterable[str | tuple[str, bool]]) -> None:
@@ -124,7 +140,8 @@ def run(ctx: click.Context) -> None:
     from wpnotify.daemon import Daemon, exclusive  # APScheduler: only the daemon needs it
 
     settings = settings_of(ctx, logging=True)
-    with exclusive(settings.state_file), open_service(settings, network=True) as service:
+    with exclusive(settings.state_file), service_of(ctx, network=True,
+                                                    settings=settings) as service:
         Daemon(settings, service).serve()
 
 
@@ -279,7 +296,6 @@ def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place where errors become messages and exit codes."""
-    tune()
     try:
         code = cli.main(args=argv, prog_name="wpnotify", standalone_mode=False)
     except WpnotifyError as exc:
