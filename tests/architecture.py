@@ -27,7 +27,8 @@ LAYERS: dict[str, list[str]] = {
     "service": ["service.*"],
     "middle": ["sending.*", "plan", "attempt", "kinds", "kind", "linkpayload", "discovery",
                "webmention", "pingback", "trackback", "weblogupdates",
-               "sources.*", "state.*"],
+               "sources.*", "state.*",
+               "statusrows"],  # the bridge's status rows, from the state's records
     "bottom": ["wpnotify", "http", "connections", "settings", "errors", "urls", "markup",
                "answer", "rpc", "times", "logs"],
 }

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from wpnotify.sources import Changes, Deleted, Post, SiteInfo
+from wpnotify.sources import Changes, Deleted, Post, ResendRequest, SiteInfo
 
 
 class StandinSource:
@@ -46,6 +46,13 @@ class StandinSource:
 
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None:
         raise self._unasked("record_pinged_many")
+
+    def record_status_many(self, posts: Mapping[int, list[dict[str, Any]]],
+                           resend_seen: int) -> list[int]:
+        raise self._unasked("record_status_many")
+
+    def resend_requests(self, since: int) -> list[ResendRequest]:
+        raise self._unasked("resend_requests")
 
     def check(self) -> tuple[SiteInfo, dict[str, Any] | None]:
         raise self._unasked("check")

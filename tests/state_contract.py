@@ -329,4 +329,93 @@ def test_scheduled_posts_come_due_at_their_time(state: State) -> None:
     assert state.scheduled_due("s", NOW + timedelta(minutes=1)) == [2]
 
 
+def waiting_posts(state: State, site: str = "s") -> list[int]:
+    return [post for post, _ in state.status_waiting(site, 100)]
+
+
+def test_every_change_to_a_notification_marks_its_post(state: State) -> None:
+    """Planned, claimed, released, finished, deferred, settled, requeued, kind changed:
+    each marks the post for a status push, whoever made the change."""
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    state.add("s", 2, "webmention", "https://u/", "https://s/2", NOW)
+    state.add("other", 1, "pingback", "https://t/", "https://s/1", NOW)
+    assert sorted(waiting_posts(state)) == [1, 2] and waiting_posts(state, "other") == [1]
+    first, second = state.history(site="s", post_id=1)[0].id, state.history(post_id=2)[0].id
+    changes: list[Callable[[], object]] = [
+        lambda: state.claim(first, NOW), lambda: state.release(first),
+        lambda: state.defer(first, NOW, NOW, "host down", "host-unreachable"),
+        lambda: state.claim(first, NOW),
+        lambda: state.finish(first, Status.FAILED, NOW, error="fault 0", error_code="fault-0"),
+        lambda: state.requeue(ids=[first]),
+        lambda: state.requeue_for_resend("s", 1, "pingback", "https://t/", NOW),
+        lambda: state.settle("s", "pingback", "https://t/", NOW, "covered"),
+        lambda: state.set_kind(second, "pingback"),
+        lambda: state.resend(second, NOW, {})]
+    for change in changes:
+        state.status_told("s", state.status_waiting("s", 100))
+        assert waiting_posts(state) == []
+        change()
+        assert waiting_posts(state), change
+
+
+def test_the_most_recently_changed_posts_are_told_first(state: State) -> None:
+    for post in (3, 1, 2):
+        state.add("s", post, "pingback", f"https://t/{post}", "https://s/", NOW)
+    state.finish(state.history(post_id=3)[0].id, Status.SENT, NOW)
+    assert waiting_posts(state) == [3, 2, 1]
+    assert [post for post, _ in state.status_waiting("s", 2)] == [3, 2]
+
+
+def test_a_post_changed_while_its_push_was_in_flight_is_pushed_again(state: State) -> None:
+    """No lost update: the mark read before the push is removed only if unchanged."""
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    state.add("s", 2, "pingback", "https://t/", "https://s/2", NOW)
+    read = state.status_waiting("s", 100)
+    state.claim(state.history(post_id=1)[0].id, NOW)  # while WordPress was being told
+    state.status_told("s", read)
+    assert waiting_posts(state) == [1]
+    state.status_told("s", state.status_waiting("s", 100))
+    assert waiting_posts(state) == []
+
+
+def test_a_posts_rows_are_every_kind_oldest_first(state: State) -> None:
+    state.add("s", 1, "webmention", "https://t/", "https://s/1", NOW + timedelta(seconds=1))
+    state.add("s", 1, "trackback", "https://tb/", "https://s/1", NOW)
+    state.add("s", 2, "pingback", "https://t/", "https://s/2", NOW)
+    state.add("other", 1, "pingback", "https://t/", "https://s/1", NOW)
+    rows = state.post_rows("s", [1, 3])
+    assert list(rows) == [1]
+    assert [(n.kind, n.target) for n in rows[1]] == [("trackback", "https://tb/"),
+                                                     ("webmention", "https://t/")]
+
+
+def test_a_resend_request_requeues_with_a_fresh_budget(state: State) -> None:
+    state.add("s", 1, "trackback", "https://tb/", "https://s/1", NOW)
+    n = state.history()[0]
+    state.claim(n.id, NOW)
+    assert not state.requeue_for_resend("s", 1, "trackback", "https://tb/", NOW)  # in flight
+    state.finish(n.id, Status.FAILED, NOW, endpoint="https://tb/", error="refused",
+                 error_code="refused")
+    later = NOW + timedelta(hours=1)
+    assert state.requeue_for_resend("s", 1, "trackback", "https://tb/", later)
+    again = state.get(n.id)
+    assert again is not None
+    assert (again.status, again.attempts, again.next_attempt_at, again.error,
+            again.error_code) == (Status.PENDING, 0, later, None, None)
+    assert [d.id for d in state.due(later, ["s"])] == [n.id]
+    assert not state.requeue_for_resend("s", 1, "pingback", "https://tb/", later)  # no such
+    assert not state.requeue_for_resend("other", 1, "trackback", "https://tb/", later)
+    state.claim(n.id, later)
+    state.finish(n.id, Status.SENT, later)
+    assert not state.requeue_for_resend("s", 1, "trackback", "https://tb/", later)  # sent
+
+
+def test_resend_seen_is_kept_per_site_and_never_moves_back(state: State) -> None:
+    assert state.resend_seen("s") == 0
+    state.set_resend_seen("s", 7)
+    state.set_resend_seen("s", 5)
+    state.record_poll("s", NOW, cursor=NOW)
+    assert (state.resend_seen("s"), state.resend_seen("other")) == (7, 0)
+
+
 __all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]

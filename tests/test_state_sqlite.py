@@ -62,7 +62,9 @@ def test_a_new_file_gets_every_migration_recorded(store: SqliteState) -> None:
                                         (3, "deletions seen"),
                                         (4, "history of one post without its site"),
                                         (5, "a site's queue without its history"),
-                                        (6, "WordPress's pinged lists still to be told")]
+                                        (6, "WordPress's pinged lists still to be told"),
+                                        (7, "notification statuses still to be told, and "
+                                            "Send again requests taken")]
 
 
 def test_the_status_enum_is_the_files_check_constraint(store: SqliteState) -> None:

@@ -29,6 +29,11 @@ class PostGone(SourceError):
     nothing left to record on it, which is no failure of the site."""
 
 
+class BridgeTooOld(SourceError):
+    """The site's bridge has no route for this (a version before the one that added it):
+    asking again will not help until the bridge is updated."""
+
+
 class SendError(WpnotifyError):
     """One notification could not be delivered.
 

@@ -1,15 +1,18 @@
-"""WordPress's `pinged` lists, kept in step with what was sent: the one place that writes back
-to WordPress.
+"""WordPress's `pinged` lists and the editor's status rows, kept in step with what was sent:
+the one place that writes back to WordPress.
 
 Sent links go to the state file's outbox with their outcome (in the dispatcher's transaction),
 and are told to WordPress through the bridge, as core would add them, PINGED_BATCH links a
-request, on a thread of their own so that sending never waits for WordPress. What cannot be
-told (WordPress down, no bridge yet) stays in the outbox for the next cycle, across restarts
-too.
+request, on a thread of their own so that sending never waits for WordPress. After them, the
+posts whose notifications changed (the state marks them itself) get their full status rows
+(wpnotify.statusrows), STATUS_BATCH posts a request, with the newest Send again request taken.
+What cannot be told (WordPress down, no bridge yet) stays in the outboxes for the next cycle,
+across restarts too.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -17,8 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from wpnotify.errors import SourceError, WpnotifyError
-from wpnotify.state import PingedOutbox, SiteLog
+from wpnotify import statusrows
+from wpnotify.errors import BridgeTooOld, SourceError, WpnotifyError
+from wpnotify.state import PingedOutbox, SiteLog, StatusOutbox
 
 if TYPE_CHECKING:  # the protocol only: sending never calls into a source's package
     from wpnotify.sources import Source
@@ -26,12 +30,32 @@ if TYPE_CHECKING:  # the protocol only: sending never calls into a source's pack
 PINGED_BATCH = 50  # sent links told to WordPress in one request; small, so the last is quick
 PINGED_BATCHES = 20  # requests per site and flush at most: a long backlog (a bridge installed
 # after months) goes over several cycles instead of holding one cycle's end
+STATUS_BATCH = 50  # posts whose status rows go in one request (the bridge takes 100)
+STATUS_EVERY = 10.0  # seconds between status pushes within a cycle; its end always pushes:
+# a post's rows change with every claim and outcome, so a long backfill tells WordPress now
+# and then, not at every pinged write-back
+NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
 
 log = structlog.get_logger("wpnotify.sender")
 
 
-class Outbox(PingedOutbox, SiteLog, Protocol):
-    """What the mirror needs of the state: the outbox, and whether a site has the bridge."""
+class Outbox(PingedOutbox, StatusOutbox, SiteLog, Protocol):
+    """What the mirror needs of the state: the outboxes, and whether a site has the bridge."""
+
+
+class _Budget:
+    """Requests to one site in one flush: PINGED_BATCHES per outbox, and once shutting
+    down, one at most, the rest waits."""
+
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self.stopping = stopping
+        self.made = 0
+
+    def take(self) -> bool:
+        if self.made and self.stopping():
+            return False
+        self.made += 1
+        return True
 
 
 class PingedMirror:
@@ -40,10 +64,15 @@ class PingedMirror:
     (``close``); the mirror decides when to write back."""
 
     def __init__(self, store: Outbox, sources: Mapping[str, Source],
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.sources = sources
         self.stopping = stopping  # a daemon's shutdown: one request at most, the rest waits
+        self.clock = clock
+        self._statuses_at: float | None = None  # when status rows were last handed over
+        self._no_status_route: dict[str, float] = {}  # sites whose bridge is older than
+        # 1.2, and when that was found: asked again after NO_ROUTE_RECHECK (an update)
         self._worker: ThreadPoolExecutor | None = None  # tells WordPress, off the send loop
         self._unflushed = 0  # links sent since WordPress was last told
         self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
@@ -70,48 +99,98 @@ class PingedMirror:
         """The cycle ended: WordPress is told what was sent (and what an earlier cycle could
         not tell it); returns once that is done."""
         try:
-            self.flush()
+            self.flush(final=True)
         finally:
             if self._worker is not None:
                 self._worker.shutdown(wait=True)
             self._worker = None
             self._told = set()
 
-    def flush(self) -> None:
-        """Hands every delivered site's outbox to the mirror's thread (or, outside a cycle,
-        empties it here)."""
+    def flush(self, final: bool = False) -> None:
+        """Hands every delivered site's outboxes to the mirror's thread (or, outside a cycle,
+        empties them here): the pinged lists always, the status rows at the cycle's end
+        (``final``) and at most every STATUS_EVERY seconds before it."""
         self._unflushed = 0
+        now = self.clock()
+        statuses = (final or self._statuses_at is None
+                    or now - self._statuses_at >= STATUS_EVERY)
+        if statuses:
+            self._statuses_at = now
         for site in sorted(self._told):
             source = self.sources.get(site)
             if source is None:
                 continue
             if self._worker is not None:
-                self._worker.submit(self._tell, site, source)
+                self._worker.submit(self._tell, site, source, statuses)
             else:
-                self._tell(site, source)
+                self._tell(site, source, statuses)
 
-    def _tell(self, site: str, source: Source) -> None:
-        """Empties one site's outbox, a batch at a time (PINGED_BATCHES at most); stops at
+    def _tell(self, site: str, source: Source, statuses: bool = True) -> None:
+        """Empties one site's outboxes, the pinged lists first, a batch at a time; stops at
         the first failure (the rest waits). Never raises: it runs beside the sending."""
         try:
             state = self.store.site(site)
             if state is not None and state.bridge is False:
-                return  # no bridge: the links wait until it is installed
-            for batch in range(PINGED_BATCHES):
-                if batch and self.stopping():
-                    return  # shutting down: one request at most, the rest waits
-                if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH)):
-                    return
-                try:
-                    source.record_pinged_many(waiting)
-                except SourceError as exc:
-                    log.warning("wordpress.record_pinged_failed", site=site,
-                                posts=len(waiting), error=str(exc),
-                                detail="kept; WordPress is told again at the next cycle")
-                    return
-                self.store.pinged_told(site, waiting)
+                return  # no bridge: the links and rows wait until it is installed
+            budget = _Budget(self.stopping)
+            if self._tell_pinged(site, source, budget) and statuses:
+                self._tell_statuses(site, source, budget)
         except WpnotifyError as exc:
-            log.warning("wordpress.record_pinged_failed", site=site, error=str(exc),
+            log.warning("wordpress.write_back_failed", site=site, error=str(exc),
                         detail="kept; WordPress is told again at the next cycle")
         except Exception:  # noqa: BLE001 (a bug here must not stop the sending)
-            log.exception("wordpress.record_pinged_failed", site=site)
+            log.exception("wordpress.write_back_failed", site=site)
+
+    def _tell_pinged(self, site: str, source: Source, budget: _Budget) -> bool:
+        """Sent links to WordPress's pinged lists; False when it stopped short (a failure,
+        or shutting down)."""
+        for _ in range(PINGED_BATCHES):
+            if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH)):
+                return True
+            if not budget.take():
+                return False
+            try:
+                source.record_pinged_many(waiting)
+            except SourceError as exc:
+                log.warning("wordpress.record_pinged_failed", site=site,
+                            posts=len(waiting), error=str(exc),
+                            detail="kept; WordPress is told again at the next cycle")
+                return False
+            self.store.pinged_told(site, waiting)
+        return True
+
+    def _tell_statuses(self, site: str, source: Source, budget: _Budget) -> None:
+        """The marked posts' status rows (every notification of each, every kind), newest
+        changes first. A mark is removed only if its post did not change meanwhile."""
+        seen = self.store.resend_seen(site)
+        for _ in range(PINGED_BATCHES):
+            if not (marks := self.store.status_waiting(site, STATUS_BATCH)):
+                return
+            if not budget.take():
+                return
+            if self.clock() - self._no_status_route.get(site, -NO_ROUTE_RECHECK) < \
+                    NO_ROUTE_RECHECK:
+                self.store.status_told(site, marks)  # nothing to show them: not kept
+                continue
+            found = self.store.post_rows(site, [post for post, _ in marks])
+            rows = {post: statusrows.post_rows(found.get(post, ())) for post, _ in marks}
+            try:
+                refused = source.record_status_many(rows, seen)
+            except BridgeTooOld as exc:
+                # Kept, the marks would cost a failing request at every cycle, an idle
+                # poll's too; once updated, the bridge gets each post's rows at its next
+                # change.
+                log.warning("wordpress.no_status_route", site=site, error=str(exc),
+                            detail="the editor shows no statuses until the bridge is updated")
+                self._no_status_route[site] = self.clock()
+                self.store.status_told(site, marks)
+                continue
+            except SourceError as exc:
+                log.warning("wordpress.record_status_failed", site=site, posts=len(rows),
+                            error=str(exc),
+                            detail="kept; WordPress is told again at the next cycle")
+                return
+            if refused:  # deleted, or not the user's: nothing would take them later either
+                log.info("wordpress.status_refused", site=site, posts=refused[:20],
+                         detail="deleted posts, or posts the user may not edit")
+            self.store.status_told(site, marks)

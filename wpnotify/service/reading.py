@@ -23,7 +23,7 @@ from wpnotify.errors import SourceError
 from wpnotify.linkpayload import LinkPayload
 from wpnotify.service.recording import Recorder, isolated
 from wpnotify.settings import SiteSettings
-from wpnotify.sources import OVERLAP, Changes, Deleted, Post, Source
+from wpnotify.sources import OVERLAP, Changes, Deleted, Post, ResendRequest, Source
 from wpnotify.state import SiteState, State, Status
 from wpnotify.times import whole_second, wp_text
 
@@ -86,6 +86,7 @@ class SiteReading:
             changes = self.source.changed(state.cursor, state.baseline)
             reading = self._read_posts(self._changes(changes), state.cursor)
             deletions_seen = self._follow_deletions(changes, state)
+            self._take_resends(changes)
             # Asked of the bridge itself, once per poll that read posts (an idle poll stays
             # one request); a post whose lists were not read is no sign of a missing bridge.
             bridge = self._bridge(reading.bridge) if reading.posts else None
@@ -227,3 +228,45 @@ class SiteReading:
             log.info("webmention.resend", site=name, post=post_id, target=row.target,
                      reason=why)
 
+    # --- Send again, asked for in WordPress ---------------------------------------------------
+
+    def _take_resends(self, changes: Changes) -> None:
+        """Send again requests made in WordPress since the last taken: each named notification
+        is queued again with a fresh retry budget, due now, so this run's sending takes it;
+        the newest request taken is noted in the same unit of work (never without its
+        requeues). Asked only when the poll's reading named a newer request, so an idle poll
+        costs no request; an answer that cannot be read is asked for again at the next poll,
+        without failing this one."""
+        name, newest = self.site.name, changes.newest_resend
+        seen = self.store.resend_seen(name)
+        if newest is None or newest <= seen:
+            return
+        try:
+            requests = self.source.resend_requests(seen)
+        except SourceError as exc:
+            log.warning("site.resend_unreadable", site=name, error=str(exc),
+                        detail="asked again at the next poll")
+            return
+        with self.store.atomic():
+            for request in requests:
+                self._resend(request)
+            # None listed (posts this user may not edit): nothing to take up to the header's.
+            self.store.set_resend_seen(name, requests[-1].id if requests else newest)
+
+    def _resend(self, request: ResendRequest) -> None:
+        """Queues one requested notification again, or says why not."""
+        name = self.site.name
+        where = {"site": name, "post": request.post, "kind": request.kind,
+                 "target": request.target, "request": request.id}
+        if self.store.requeue_for_resend(name, request.post, request.kind, request.target,
+                                         self.now):
+            log.info("notification.resend_requested", **where,
+                     detail="queued again from WordPress's Send again, with a fresh retry "
+                            "budget")
+            return
+        found = [n for n in self.store.history(site=name, post_id=request.post,
+                                               kind=request.kind, limit=100_000)
+                 if n.target == request.target]
+        why = (f"it is {found[0].status.value}, nothing to send again" if found
+               else "wpnotify has no such notification")
+        log.warning("notification.resend_skipped", **where, detail=why)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wpnotify.sources.base import OVERLAP, WATCHED_STATUSES, Source, record_each
-from wpnotify.sources.records import Changes, Deleted, Post, SiteInfo, settled
+from wpnotify.sources.records import Changes, Deleted, Post, ResendRequest, SiteInfo, settled
 
-__all__ = ["OVERLAP", "WATCHED_STATUSES", "Changes", "Deleted", "Post", "SiteInfo", "Source",
-           "make_source", "record_each", "settled"]
+__all__ = ["OVERLAP", "WATCHED_STATUSES", "Changes", "Deleted", "Post", "ResendRequest",
+           "SiteInfo", "Source", "make_source", "record_each", "settled"]
 
 if TYPE_CHECKING:  # for the annotations only: importing a record needs no HTTP client
     from wpnotify.http import Http

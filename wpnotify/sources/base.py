@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from wpnotify.errors import PostGone
-from wpnotify.sources.records import Changes, Deleted, Post, SiteInfo
+from wpnotify.sources.records import Changes, Deleted, Post, ResendRequest, SiteInfo
 
 # Published and scheduled posts, and the statuses a published post can leave for (so that
 # Webmention receivers can be told it is gone).
@@ -23,7 +23,12 @@ OVERLAP = timedelta(hours=1, seconds=1)
 
 class Source(Protocol):
     """What the service needs of a site, over REST (``rest.RestSource``) or XML-RPC
-    (``xmlrpc.XmlrpcSource``). Times are aware UTC datetimes."""
+    (``xmlrpc.XmlrpcSource``). Times are aware UTC datetimes.
+
+    ``record_status_many`` replaces posts' status rows (wpnotify.statusrows) in WordPress and
+    returns the posts it refused (deleted, or not the user's to edit); ``resend_requests``
+    reads the Send again requests after ``since`` (worth asking only when
+    ``Changes.newest_resend`` is newer)."""
 
     def info(self) -> SiteInfo: ...
     def newest_modified(self) -> datetime | None: ...
@@ -36,6 +41,9 @@ class Source(Protocol):
     def deletions(self, since: datetime) -> list[Deleted]: ...
     def record_pinged(self, post_id: int, urls: list[str]) -> None: ...
     def record_pinged_many(self, posts: Mapping[int, list[str]]) -> None: ...
+    def record_status_many(self, posts: Mapping[int, list[dict[str, Any]]],
+                           resend_seen: int) -> list[int]: ...
+    def resend_requests(self, since: int) -> list[ResendRequest]: ...
     def check(self) -> tuple[SiteInfo, dict[str, Any] | None]: ...
     def bridge(self) -> bool: ...
 

@@ -14,6 +14,11 @@ from typing import Any
 
 from wpnotify.answer import Answer, listing
 
+MAX_TARGET = 2000  # the bridge keeps a row's target to this many characters
+
+#: Takes what one answer named: the newest deletion, and the newest Send again request.
+Heard = Callable[[datetime | None, int | None], None]
+
 
 @dataclass(frozen=True)
 class Post:
@@ -77,6 +82,18 @@ class SiteInfo:
     home: str
 
 
+@dataclass(frozen=True)
+class ResendRequest:
+    """A Send again request made in WordPress (the bridge's route 4): send this post's
+    notification of ``kind`` to ``target`` again. ``id`` grows with each request."""
+
+    id: int
+    post: int
+    kind: str
+    target: str
+    requested_gmt: str  # as the bridge wrote it; shown only
+
+
 class Changes:
     """The posts changed since a time, read page by page as this is iterated (once), and
     what the site said on the way about deletions: a REST site with the bridge names its
@@ -84,18 +101,21 @@ class Changes:
     anything to ask for (an idle poll stays one request). A source that cannot say
     (``tells_deletions`` False, XML-RPC) leaves the question open: ask every time.
 
-    ``newest_deletion`` is complete once the posts have been read."""
+    ``newest_deletion`` is complete once the posts have been read. So is ``newest_resend``,
+    the newest Send again request the bridge names (None: none, or a source that cannot
+    tell; such a source has no requests to read either)."""
 
-    def __init__(self, posts: Iterable[Post] = (), *, tells_deletions: bool = False) -> None:
+    def __init__(self, posts: Iterable[Post] = (), *, tells_deletions: bool = False,
+                 newest_resend: int | None = None) -> None:
         self.tells_deletions = tells_deletions
         self.newest_deletion: datetime | None = None
+        self.newest_resend = newest_resend
         self._posts: Iterator[Post] = iter(posts)
 
     @classmethod
-    def reading(cls, read: Callable[[Callable[[datetime | None], None]], Iterator[Post]]
-                ) -> Changes:
+    def reading(cls, read: Callable[[Heard], Iterator[Post]]) -> Changes:
         """Changes from a site that tells its deletions: ``read`` gets the function to hand
-        each answer's newest deletion to."""
+        each answer's newest deletion and newest Send again request to."""
         changes = cls(tells_deletions=True)
         changes._posts = read(changes._heard)
         return changes
@@ -103,9 +123,11 @@ class Changes:
     def __iter__(self) -> Iterator[Post]:
         return self._posts
 
-    def _heard(self, stamp: datetime | None) -> None:
+    def _heard(self, stamp: datetime | None, resend: int | None = None) -> None:
         if stamp is not None and (self.newest_deletion is None or stamp > self.newest_deletion):
             self.newest_deletion = stamp
+        if resend is not None and (self.newest_resend is None or resend > self.newest_resend):
+            self.newest_resend = resend
 
     def may_have_deleted(self, since: datetime) -> bool:
         """Whether posts may have been deleted for good after ``since``, by what the site
@@ -121,6 +143,31 @@ def deleted_list(site: str, items: Any, read_at: datetime | None = None) -> list
              for item in listing(site, "the list of deleted posts", items or [])]
     return [Deleted(i.id(), i.text("type", "post"), i.text("link"), i.stamp("deleted_gmt"),
                     read_at) for i in found]
+
+
+def resend_list(site: str, items: Any, since: int) -> list[ResendRequest]:
+    """The bridge's Send again requests after ``since``, oldest first, checked (see
+    wpnotify.answer): IDs are numbers, kinds and targets text."""
+    found = []
+    for raw in listing(site, "the list of Send again requests", items):
+        item = Answer(site, "a Send again request", raw)
+        number, post = _number(item, "id"), _number(item, "post")
+        kind, target = item.value("kind", str, "a string", required=True), \
+            item.value("target", str, "a string", required=True)
+        if len(kind) > 64 or len(target) > MAX_TARGET:
+            item.fail(f"whose kind or target is longer than the bridge stores ({MAX_TARGET})")
+        if number > since:
+            found.append(ResendRequest(number, post, kind, target, item.text("requested_gmt")))
+    return sorted(found, key=lambda request: request.id)
+
+
+def _number(item: Answer, key: str) -> int:
+    """An ID sent as a JSON number (``Answer.id`` also takes digits in a string, as XML-RPC
+    sends them; the bridge's REST routes never do)."""
+    if isinstance(item.fields.get(key), float):
+        item.fail(f"whose {key} is not a whole number")
+    item.value(key, int, "a number", required=True)
+    return item.id(key)
 
 
 def bridge_status(site: str, status: Any) -> dict[str, Any]:

@@ -9,19 +9,29 @@ to every answer the time of the newest deletion (``X-Wpnotify-Deleted``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import structlog
 
-from wpnotify.answer import Answer, listing, stamp
-from wpnotify.errors import PostGone, SendError, SourceError
+from wpnotify.answer import MAX_ID_DIGITS, Answer, listing, stamp
+from wpnotify.errors import BridgeTooOld, PostGone, SendError, SourceError
 from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
 from wpnotify.sources.base import OVERLAP, WATCHED_STATUSES, record_each
-from wpnotify.sources.records import Changes, Deleted, Post, SiteInfo, bridge_status, deleted_list
+from wpnotify.sources.records import (
+    Changes,
+    Deleted,
+    Heard,
+    Post,
+    ResendRequest,
+    SiteInfo,
+    bridge_status,
+    deleted_list,
+    resend_list,
+)
 from wpnotify.times import http_date, whole_second, wp_text, wp_time
 
 log = structlog.get_logger("wpnotify.wordpress")
@@ -32,7 +42,9 @@ FIRST_PAGE = 20  # posts in a backfill's first page
 CREDENTIAL_CODES = frozenset({"incorrect_password", "invalid_username", "invalid_email",
                               "rest_not_logged_in", "rest_forbidden_context",
                               "rest_cannot_view", "rest_forbidden"})
-Heard = Callable[[datetime | None], None]  # takes the newest deletion an answer names
+STATUS_ANSWER_BYTES = 1024 * 1024  # the bridge's answer to a status push: a count and ids
+RESEND_BYTES = 4 * 1024 * 1024  # its list of Send again requests: 1,000 at most, ~2 KB each
+RESEND_CAP = 500  # requests taken per poll; the rest at the next one (the header says so)
 
 
 class RestSource:
@@ -56,16 +68,17 @@ class RestSource:
         return self._decode(self._request(route, params, post=post))
 
     def _request(self, route: str, params: dict[str, Any] | None = None, *,
-                 post: dict[str, Any] | None = None) -> Response:
+                 post: dict[str, Any] | None = None, max_bytes: int | None = None
+                 ) -> Response:
         url = self._url(route, params)
         auth = (self.site.username, self.site.secret())
         try:
             if post is None:
-                resp = self.http.get(url, auth=auth, max_bytes=64 * 1024 * 1024,
+                resp = self.http.get(url, auth=auth, max_bytes=max_bytes or 64 * 1024 * 1024,
                                      trusted=True)
             else:
                 resp = self.http.post(url, json_body=post, auth=auth,
-                                      max_bytes=1024 * 1024, trusted=True)
+                                      max_bytes=max_bytes or 1024 * 1024, trusted=True)
         except SendError as exc:
             raise SourceError(f"cannot reach {self.site.url}: {exc.message}") from None
         return resp
@@ -143,7 +156,7 @@ class RestSource:
                               **params})
         items = listing(self.site.url, "the post list", self._decode(resp))
         if heard is not None:
-            heard(deletion_mark(resp))
+            heard(deletion_mark(resp), resend_mark(resp))
         read_at = http_date(resp.header("Date"))
         return [_post(self.site.url, item, read_at) for item in items]
 
@@ -237,7 +250,7 @@ class RestSource:
             "context": "edit", "_fields": "id,modified_gmt", "per_page": self.per_page,
             "status": WATCHED_STATUSES, **params})
         items = self._decode(resp)
-        heard(deletion_mark(resp))
+        heard(deletion_mark(resp), resend_mark(resp))
         answers = [Answer(self.site.url, "a post", item)
                    for item in listing(self.site.url, "the post list", items)]
         return [(post.id(), post.stamp("modified_gmt")) for post in answers]
@@ -327,7 +340,51 @@ class RestSource:
                         posts=[p for p in refused[:20] if isinstance(p, int)],
                         detail="deleted posts, or posts the user may not edit")
 
+    # --- the editor's status rows and its Send again requests (bridge 1.2) -----------------
 
+    def record_status_many(self, posts: Mapping[int, list[dict[str, Any]]],
+                           resend_seen: int) -> list[int]:
+        """Replaces these posts' status rows in WordPress (route 1; the caller sends at most
+        50 posts a request, the bridge takes 100), with the newest Send again request taken;
+        returns the posts it refused (deleted, or not the user's to edit)."""
+        body = {"posts": {str(k): list(v) for k, v in posts.items()},
+                "resend_seen": resend_seen}
+        resp = self._bridge_request("/wpnotify/v1/statuses", post=body,
+                                    max_bytes=STATUS_ANSWER_BYTES)
+        answer = Answer(self.site.url, "an answer to the status rows", resp)
+        answer.value("recorded", int, "a number", required=True)
+        refused = answer.value("refused", list, "a list", required=True)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in refused):
+            answer.fail("whose refused holds something else than post IDs")
+        return list(refused)
+
+    def resend_requests(self, since: int) -> list[ResendRequest]:
+        """The Send again requests after ``since`` (route 4), oldest first, RESEND_CAP at
+        most: a poll takes those, and the next poll the rest (the header still names a newer
+        one)."""
+        items = self._bridge_request("/wpnotify/v1/resend", {"since": since},
+                                     max_bytes=RESEND_BYTES)
+        found = resend_list(self.site.url, items, since)
+        return found[:RESEND_CAP]
+
+    def _bridge_request(self, route: str, params: dict[str, Any] | None = None, *,
+                        post: dict[str, Any] | None = None, max_bytes: int) -> Any:
+        """A bridge 1.2 route: its answer decoded, or one SourceError that says what went
+        wrong (an older bridge, an answer cut off at ``max_bytes``)."""
+        resp = self._request(route, params, post=post, max_bytes=max_bytes)
+        if resp.truncated:
+            raise SourceError(f"{self.site.url} answered {route} with more than "
+                              f"{max_bytes // 1024} KB, more than the wpnotify bridge sends "
+                              "(a plugin changing WordPress's answers?)")
+        try:
+            return self._decode(resp)
+        except SourceError as exc:
+            if "no such REST route" not in str(exc):
+                raise
+            raise BridgeTooOld(f"{self.site.url} has no {route} route: its wpnotify bridge is "
+                              "older than 1.2, so the editor cannot show notification statuses "
+                              "or take Send again; update wordpress/wpnotify-bridge.php (and "
+                              "its folder) from this wpnotify") from None
 
 
 def _count(header: str | None, fallback: int) -> int:
@@ -342,6 +399,15 @@ def deletion_mark(resp: Response) -> datetime | None:
     when there is none, or when it is not a WordPress time (then nothing is asked for)."""
     text = resp.header("X-Wpnotify-Deleted")
     return wp_time(text) if text and stamp(text) else None
+
+
+def resend_mark(resp: Response) -> int | None:
+    """The newest Send again request the bridge names in an answer (``X-Wpnotify-Resend``);
+    None when there is none, or when it is no request number (then nothing is asked for)."""
+    text = (resp.header("X-Wpnotify-Resend") or "").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS):
+        return None
+    return int(text)
 
 
 def _param(moment: datetime) -> str:

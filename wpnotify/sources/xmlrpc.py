@@ -5,7 +5,9 @@ Built on python-wordpress-xmlrpc, wrapped twice: its requests go through wpnotif
 Python 3.10+ (``collections.Iterable`` is gone; the stock ``process_result`` fails on every
 list). It returns the same post records as the REST source and behaves the same way, with two
 differences: XML-RPC has no "modified after" filter, so changes are read newest first until
-the cursor is passed; and posts come with their raw content, not the rendered HTML.
+the cursor is passed; and posts come with their raw content, not the rendered HTML. A third:
+the editor's notification statuses and its Send again (bridge 1.2) are REST routes only, so
+this source tells no statuses (``record_status_many`` sends nothing) and reads no requests.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from wpnotify.errors import PostGone, SendError, SourceError
 from wpnotify.http import Http
 from wpnotify.settings import SiteSettings
 from wpnotify.sources.base import OVERLAP, WATCHED_STATUSES, record_each
-from wpnotify.sources.records import Changes, Deleted, Post, SiteInfo, bridge_status, deleted_list
+from wpnotify.sources.records import (
+    Changes,
+    Deleted,
+    Post,
+    ResendRequest,
+    SiteInfo,
+    bridge_status,
+    deleted_list,
+)
 from wpnotify.times import http_date, whole_second, wp_text
 
 REPLY_CAP = 64 * 1024 * 1024
@@ -348,6 +358,19 @@ class XmlrpcSource:
         """One call per post: XML-RPC sites are the rare case, and their bridge calls are
         made after the sends, never between them."""
         record_each(self, posts)
+
+    def record_status_many(self, posts: Mapping[int, list[dict[str, Any]]],
+                           resend_seen: int) -> list[int]:
+        """Nothing is sent, and nothing is refused: the bridge takes status rows over REST
+        only (its XML-RPC methods are the pinged lists and deletions), so an XML-RPC site's
+        editor shows no statuses and no Send again. The marks are done with all the same:
+        kept, they would only grow."""
+        return []
+
+    def resend_requests(self, since: int) -> list[ResendRequest]:
+        """None: Send again needs the REST source (see record_status_many). Never asked:
+        XML-RPC changes name no request (``Changes.newest_resend`` stays None)."""
+        return []
 
     def deletions(self, since: datetime) -> list[Deleted]:
         """Posts deleted for good after ``since`` (bridge only; one call per poll)."""

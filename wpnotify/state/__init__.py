@@ -1,5 +1,6 @@
 """The state: what wpnotify remembers between runs (sites' cursors, the notifications and
-their history, hosts' pacing, WordPress's pinged lists still to be told).
+their history, hosts' pacing, WordPress's pinged lists and statuses still to be told,
+the Send again requests taken).
 
 Callers use the records and the protocols here, and get a state from ``open_state``; a
 backend's connection, SQL and errors stay inside it (only ``sqlite*.py`` know SQLite).
@@ -15,14 +16,18 @@ from wpnotify.state.protocols import (
     LinkKey,
     PingedOutbox,
     Queue,
+    Resends,
     SiteLog,
     State,
+    StatusMark,
+    StatusOutbox,
     UnitOfWork,
 )
 from wpnotify.state.records import HostState, Notification, SiteState, Status
 
 __all__ = ["History", "HostPacing", "HostState", "LinkKey", "Notification", "PingedOutbox",
-           "Queue", "SiteLog", "SiteState", "State", "Status", "UnitOfWork", "open_state"]
+           "Queue", "Resends", "SiteLog", "SiteState", "State", "Status", "StatusMark",
+           "StatusOutbox", "UnitOfWork", "open_state"]
 
 
 def open_state(path: Path) -> State:

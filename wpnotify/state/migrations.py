@@ -66,23 +66,46 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             queued_at TEXT NOT NULL,
             PRIMARY KEY (site, post_id, url));
     """),
+    (7, "notification statuses still to be told, and Send again requests taken", """
+        -- A post whose notifications changed since WordPress was last told their statuses.
+        -- Every change to a notification marks its post (the triggers: no caller can forget),
+        -- replacing its mark with a new one: ``seq`` is a change number, never reused
+        -- (AUTOINCREMENT), so a push removes a mark only if the post did not change again
+        -- while it was in flight (no lost update), and the newest changes go first. Kept
+        -- short: the whole schema fits the file's first page.
+        CREATE TABLE status_outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            site TEXT NOT NULL, post_id INTEGER NOT NULL,
+            UNIQUE (site, post_id));
+        CREATE INDEX status_outbox_site ON status_outbox (site);
+        CREATE TRIGGER status_on_insert AFTER INSERT ON notifications BEGIN
+            REPLACE INTO status_outbox (site, post_id) VALUES (NEW.site, NEW.post_id); END;
+        CREATE TRIGGER status_on_update AFTER UPDATE ON notifications BEGIN
+            REPLACE INTO status_outbox (site, post_id) VALUES (NEW.site, NEW.post_id); END;
+        -- The posts notified before: their statuses are told too, after newer changes.
+        INSERT INTO status_outbox (site, post_id)
+            SELECT DISTINCT site, post_id FROM notifications ORDER BY site, post_id;
+        ALTER TABLE sites ADD COLUMN resend_seen INTEGER;  -- newest Send again request taken
+    """),
 )
 LATEST = MIGRATIONS[-1][0]
 
 
 def migrate(version: Callable[[], int], atomic: Callable[[], AbstractContextManager[None]],
-            execute: Callable[[str, tuple[object, ...]], object]) -> None:
+            execute: Callable[[str, tuple[object, ...]], object],
+            statements: Callable[[str], list[str]]) -> None:
     """Applies the missing migrations: ``version`` reads the file's schema version (and
-    refuses a newer one), ``atomic`` opens a write unit, ``execute`` runs one statement."""
+    refuses a newer one), ``atomic`` opens a write unit, ``execute`` runs one statement,
+    ``statements`` splits a migration into them (the backend's parser knows where a trigger
+    ends)."""
     if version() == LATEST:
         return
     for number, name, sql in MIGRATIONS:
         with atomic():
             if version() >= number:
                 continue  # done by another process while this one waited for the lock
-            for statement in sql.split(";"):
-                if statement.strip():
-                    execute(statement, ())
+            for statement in statements(sql):
+                execute(statement, ())
             execute("INSERT INTO migrations VALUES (?, ?, ?)",
                     (number, name, iso(datetime.now(UTC))))
             execute(f"PRAGMA user_version = {number:d}", ())

@@ -102,6 +102,49 @@ class PingedOutbox(UnitOfWork, Protocol):
     def pinged_told(self, site: str, posts: dict[int, list[str]]) -> None: ...
 
 
+#: (post_id, seq): a post whose statuses WordPress has not been told, as of change ``seq``.
+StatusMark = tuple[int, int]
+
+
+class StatusOutbox(UnitOfWork, Protocol):
+    """Posts whose notifications changed since WordPress was last told their statuses. Every
+    change to a notification marks its post (the backend does it, so no caller can forget);
+    a mark is removed only if the post did not change again since it was read."""
+
+    def status_waiting(self, site: str, limit: int) -> list[StatusMark]:
+        """Up to ``limit`` marked posts of a site, the most recently changed first."""
+        ...
+
+    def post_rows(self, site: str, post_ids: list[int]) -> dict[int, list[Notification]]:
+        """Every notification of these posts (every kind), oldest first, by post; a post
+        with none is missing."""
+        ...
+
+    def status_told(self, site: str, marks: list[StatusMark]) -> None:
+        """WordPress was told these posts' rows as of these marks: removes the marks that
+        are unchanged (a post changed meanwhile stays marked)."""
+        ...
+
+    def resend_seen(self, site: str) -> int:
+        """The newest Send again request of the site already taken (0: none yet)."""
+        ...
+
+
+class Resends(StatusOutbox, Protocol):
+    """Send again requests from WordPress: each puts one notification back in the queue."""
+
+    def requeue_for_resend(self, site: str, post_id: int, kind: str, target: str,
+                           now: datetime) -> bool:
+        """Puts this notification back in the queue with a fresh retry budget, due ``now``:
+        pending, attempts 0, error cleared. False when there is no such notification, or it
+        is being sent or was sent (nothing to send again)."""
+        ...
+
+    def set_resend_seen(self, site: str, request_id: int) -> None:
+        """Notes the newest request taken (never moves back)."""
+        ...
+
+
 class History(Protocol):
     """What was sent, for `history`, `status` and `retry`."""
 
@@ -117,7 +160,7 @@ class History(Protocol):
                 since: datetime | None = None) -> int: ...
 
 
-class State(Queue, SiteLog, HostPacing, PingedOutbox, History, Protocol):
+class State(Queue, SiteLog, HostPacing, PingedOutbox, Resends, History, Protocol):
     """An open state, every part of it: what a backend implements and the factory returns."""
 
     def require_writable(self) -> None:

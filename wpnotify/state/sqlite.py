@@ -17,8 +17,15 @@ from pathlib import Path
 from wpnotify.errors import StateError
 from wpnotify.state import sqlite_rows
 from wpnotify.state.migrations import LATEST, migrate
-from wpnotify.state.records import HostState, SiteState
-from wpnotify.state.sqlite_files import connect, connect_read_only, state_error, writable
+from wpnotify.state.protocols import StatusMark
+from wpnotify.state.records import HostState, Notification, SiteState
+from wpnotify.state.sqlite_files import (
+    connect,
+    connect_read_only,
+    state_error,
+    statements,
+    writable,
+)
 from wpnotify.state.sqlite_queue import SqliteQueue
 from wpnotify.times import iso, wp_text
 
@@ -40,7 +47,7 @@ class SqliteState(SqliteQueue):
             return cls._open_read_only(path)
         try:
             state = cls(connect(path), path)
-            migrate(state._version, state.atomic, state.db.execute)
+            migrate(state._version, state.atomic, state.db.execute, statements)
         except sqlite3.Error as exc:
             raise state_error(path, exc, "use") from None
         return state
@@ -146,3 +153,48 @@ class SqliteState(SqliteQueue):
     def pinged_told(self, site: str, posts: dict[int, list[str]]) -> None:
         self._write_many("DELETE FROM pinged_outbox WHERE site = ? AND post_id = ? AND url = ?",
                          [(site, post, url) for post, urls in posts.items() for url in urls])
+
+    # --- statuses WordPress should show, and its Send again requests -------------------------
+    # The marks are written by the file's triggers (migration 7) with every change to a
+    # notification.
+
+    def status_waiting(self, site: str, limit: int) -> list[StatusMark]:
+        rows = self._rows("SELECT post_id, seq FROM status_outbox WHERE site = ? "
+                          "ORDER BY seq DESC LIMIT ?", (site, limit))
+        return [(row[0], row[1]) for row in rows]
+
+    def post_rows(self, site: str, post_ids: list[int]) -> dict[int, list[Notification]]:
+        found: dict[int, list[Notification]] = {}
+        for start in range(0, len(post_ids), 500):  # SQLite's limit on parameters
+            chunk = post_ids[start:start + 500]
+            for n in self._notifications(
+                    f"SELECT * FROM notifications WHERE site = ? AND post_id IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY created_at, id", (site, *chunk)):
+                found.setdefault(n.post_id, []).append(n)
+        return found
+
+    def status_told(self, site: str, marks: list[StatusMark]) -> None:
+        self._write_many("DELETE FROM status_outbox WHERE site = ? AND post_id = ? AND seq = ?",
+                         [(site, post, seq) for post, seq in marks])
+
+    def resend_seen(self, site: str) -> int:
+        rows = self._rows("SELECT resend_seen FROM sites WHERE name = ?", (site,))
+        value = rows[0][0] if rows else None
+        return value if isinstance(value, int) and value > 0 else 0
+
+    def set_resend_seen(self, site: str, request_id: int) -> None:
+        with self.atomic():
+            self.db.execute("INSERT OR IGNORE INTO sites (name) VALUES (?)", (site,))
+            self.db.execute("UPDATE sites SET resend_seen = MAX(COALESCE(resend_seen, 0), ?) "
+                            "WHERE name = ?", (int(request_id), site))
+
+    def requeue_for_resend(self, site: str, post_id: int, kind: str, target: str,
+                           now: datetime) -> bool:
+        return self._write(
+            """UPDATE notifications SET status = 'pending', attempts = 0,
+                   next_attempt_at = :now, updated_at = :now, error = NULL, error_code = NULL,
+                   claimed_by = NULL
+               WHERE site = :site AND post_id = :post AND kind = :kind AND target = :target
+                 AND status IN ('pending', 'failed', 'skipped')""",
+            {"now": iso(now), "site": site, "post": post_id, "kind": kind,
+             "target": target}) == 1

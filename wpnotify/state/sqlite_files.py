@@ -111,3 +111,18 @@ def repair_command(path: Path, sql: str) -> str:
     """A shell command that repairs the file by hand, for an error message to name."""
     quoted = f'"{sql}"' if not set(sql) & set('"$`\\!') else shlex.quote(sql)
     return f"sqlite3 {shlex.quote(str(path))} {quoted}"
+
+
+def statements(sql: str) -> list[str]:
+    """A migration's statements: split at each ";" that ends one (a trigger's body holds
+    several, between BEGIN and END)."""
+    found, pending = [], ""
+    for part in sql.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"a migration ends inside a statement: {pending.strip()[:60]!r}")
+    return found
