@@ -90,9 +90,10 @@ def row(kind: str, target: str, status: str, answer: str | None = None,
             **more}
 
 
-def push(site: devsite.Site, post_id: int, rows: list[dict[str, Any]]) -> None:
+def push(site: devsite.Site, post_id: int, rows: list[dict[str, Any]],
+         resend_seen: int = 0) -> None:
     answer = rest(site, "POST", "/wpnotify/v1/statuses",
-                  {"posts": {str(post_id): rows}, "resend_seen": 0})
+                  {"posts": {str(post_id): rows}, "resend_seen": resend_seen})
     assert answer == {"recorded": 1, "refused": []}, answer
 
 
@@ -125,7 +126,8 @@ def click_send_again(driver: Any, target: str) -> None:
 def test_the_panel_shows_rows_as_text_and_sends_a_failed_one_again(
         sites: dict[str, devsite.Site], driver: Any, author: int) -> None:
     """Rows pushed through route 1 show with their badges; a hostile answer stays text; only
-    the failed row offers Send again, which turns it to Queued and records a request."""
+    the failed row offers Send again, which turns it to Queued and records a request; a save
+    reads the rows again."""
     source = sites["source"]
     post = source.create_post(post_title="Rows pushed by hand", post_author=author)
     later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
@@ -149,7 +151,7 @@ def test_the_panel_shows_rows_as_text_and_sends_a_failed_one_again(
     assert [each["resend"] for each in (linked, hostile, busy)] == [False, True, False]
     assert all(each["time"] for each in shown.values()), shown
     assert not driver.find_elements("css selector", ".wpnotify-panel img")
-    browser.save(driver, "panel-pushed-rows", browser.css(driver, ".interface-complementary-area"))
+    browser.save(driver, "panel-pushed-rows", browser.css(driver, ".wpnotify-panel"))
 
     click_send_again(driver, "http://127.0.0.1:9/tb/hostile")
     browser.wait(driver, lambda d: by_target(browser.rows(d))["http://127.0.0.1:9/tb/hostile"]
@@ -160,6 +162,15 @@ def test_the_panel_shows_rows_as_text_and_sends_a_failed_one_again(
     assert [(r["kind"], r["target"]) for r in requests if r["post"] == post] == [
         ("trackback", "http://127.0.0.1:9/tb/hostile")]
     assert not driver.find_elements("css selector", ".wpnotify-panel .wpnotify-error")
+
+    # wpnotify takes the request and reports the trackback sent; saving the post (no
+    # Refresh) reads the rows again.
+    push(source, post, [row("trackback", "http://127.0.0.1:9/tb/hostile", "sent", "accepted")],
+         resend_seen=max(r["id"] for r in requests))
+    type_trackbacks(driver, "http://127.0.0.1:9/tb/later")
+    update(driver)
+    browser.wait(driver, lambda d: [(r["badge"], r["answer"]) for r in browser.rows(d)] == [
+        ("Sent", "accepted")], 8, "the rows read again after the save")  # before the 20 s
 
 
 def test_an_author_can_neither_read_nor_resend_another_authors_rows(
@@ -191,7 +202,10 @@ add_filter('rest_pre_dispatch', function ($result, $server, $request) {{
         return new WP_Error('wpnotify_test', "The bridge is\\nbroken for a test.",
                             ['status' => 500]);
     }}
-    return new WP_REST_Response(['rows' => 'not a list']);
+    if ('{mode}' === 'shape') {{ return new WP_REST_Response(['rows' => 'not a list']); }}
+    return new WP_REST_Response(['rows' => [null, 5, 'x', ['status' => 5],
+        ['status' => 'constructor', 'kind' => '__proto__', 'target' => ['a' => 1],
+         'answer' => ['<b>x</b>'], 'next_at' => 'soon', 'sent_at' => 7]]]);
 }}, 10, 3);
 """
 
@@ -199,7 +213,8 @@ add_filter('rest_pre_dispatch', function ($result, $server, $request) {{
 def test_the_panel_shows_a_broken_bridge_in_one_line_and_keeps_working(
         sites: dict[str, devsite.Site], driver: Any, author: int) -> None:
     """An error answer and an answer of the wrong shape each show as one line in the panel;
-    the field stays usable; once the route works again, the empty state shows."""
+    rows of every wrong type render as text or not at all; the field stays usable; once the
+    route works again, the empty state shows."""
     source = sites["source"]
     post = source.create_post(post_title="No rows yet", post_author=author, post_status="draft")
     browser.open_editor(driver, source, post)
@@ -216,6 +231,12 @@ def test_the_panel_shows_a_broken_bridge_in_one_line_and_keeps_working(
                 "css selector", ".wpnotify-panel .wpnotify-error") if says in e.text],
                 what=f"the error line ({mode})")[0]
             assert "\n" not in error.text
+        plugin.write_text(BREAK.format(mode="odd"))  # rows of every wrong type
+        browser.press(driver, browser.css(driver, ".wpnotify-panel .wpnotify-refresh"))
+        odd = browser.wait(driver, browser.rows, what="the one row with a status")
+        assert odd == [{"status": "constructor", "kind": "__proto__", "badge": "constructor",
+                        "target": "", "answer": "", "time": "", "resend": False}], odd
+        assert not driver.find_elements("css selector", ".wpnotify-panel .wpnotify-error")
         browser.css(driver, ".wpnotify-panel .wpnotify-to-ping textarea").send_keys(
             "http://127.0.0.1:9/tb/still-typed")
     finally:
@@ -263,7 +284,8 @@ def test_an_author_queues_a_trackback_sees_results_and_sends_a_refused_one_again
             driver, lambda r: by_target(r).get(second, {}).get("badge") == "Failed",
             "the refused trackback Failed")
         assert trackbacks.refuse in by_target(failed)[second]["answer"]
-        panel = browser.css(driver, ".interface-complementary-area")
+        driver.execute_script("document.activeElement.blur();")  # no focus ring in the picture
+        panel = browser.css(driver, ".wpnotify-panel")
         print(f"\nscreenshots: {browser.save(driver, 'editor-panel', panel)}", end=" ")
 
         trackbacks.refuse = None

@@ -56,6 +56,11 @@
 		return typeof value === 'string' ? value : '';
 	}
 
+	/** ``table``'s own label for ``name`` (never an inherited "constructor"), or the name. */
+	function label( table, name ) {
+		return Object.prototype.hasOwnProperty.call( table, name ) ? table[ name ] : text( name );
+	}
+
 	/**
 	 * An ISO time as the rest of the editor shows times (the site's time zone, named, in the
 	 * user's locale, through wp.date), or the browser's own rendering where wp.date is absent.
@@ -95,15 +100,15 @@
 	}
 
 	function badge( row ) {
-		var label = BADGES[ row.status ] || row.status;
+		var shown = label( BADGES, row.status );
 		var retry = row.status === 'pending' ? localTime( row.next_at ) : '';
 		if ( retry ) {
-			label = __( 'Retrying at' ) + ' ' + retry;
+			shown = __( 'Retrying at' ) + ' ' + retry;
 		}
 		return el(
 			'span',
 			{ className: 'wpnotify-badge wpnotify-status-' + row.status.replace( /[^a-z]/g, '' ) },
-			label
+			shown
 		);
 	}
 
@@ -117,7 +122,7 @@
 			el(
 				'div',
 				{ className: 'wpnotify-row-head' },
-				el( 'span', { className: 'wpnotify-kind' }, KINDS[ row.kind ] || text( row.kind ) ),
+				el( 'span', { className: 'wpnotify-kind' }, label( KINDS, row.kind ) ),
 				' ',
 				badge( row )
 			),
