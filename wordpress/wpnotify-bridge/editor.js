@@ -31,9 +31,10 @@
 	var useDispatch = wp.data.useDispatch;
 	var Button = wp.components.Button;
 	var TextareaControl = wp.components.TextareaControl;
-	var __ = ( wp.i18n && wp.i18n.__ ) || function ( text ) {
-		return text;
-	};
+	/** Text in the bridge's own text domain (as its PHP), when wp.i18n is there. */
+	function __( words ) {
+		return wp.i18n ? wp.i18n.__( words, 'wpnotify' ) : words;
+	}
 
 	var REFRESH_MS = 20000;
 	var KINDS = {
@@ -103,7 +104,10 @@
 		var shown = label( BADGES, row.status );
 		var retry = row.status === 'pending' ? localTime( row.next_at ) : '';
 		if ( retry ) {
-			shown = __( 'Retrying at' ) + ' ' + retry;
+			/* translators: %s: when wpnotify tries again (a date and time) */
+			shown = __( 'Retrying at %s' ).replace( '%s', function () {
+				return retry;
+			} );
 		}
 		return el(
 			'span',
