@@ -275,6 +275,11 @@ def test_an_author_queues_a_trackback_sees_results_and_sends_a_refused_one_again
         browser.refresh_until(driver, lambda r: [(e["target"], e["badge"]) for e in r] in (
             [(link, "Sent"), (first, "Sent")], [(first, "Sent"), (link, "Sent")]),
             "both rows Sent")
+        browser.wait(driver, lambda d: browser.css(
+            d, ".wpnotify-panel .wpnotify-to-ping textarea").get_attribute("value") == "",
+            10, "the sent trackback gone from the field, as after a reload")
+        assert not driver.execute_script(
+            "return wp.data.select('core/editor').isEditedPostDirty();")
 
         trackbacks.refuse = "Trackbacks from strangers are not welcome here"
         type_trackbacks(driver, second)

@@ -151,6 +151,39 @@
 		);
 	}
 
+	/**
+	 * Drops the trackbacks the rows show as sent from "Send trackbacks to", as a reload of the
+	 * page would (the bridge moved them from to_ping to pinged when wpnotify reported them),
+	 * without marking the post as changed. Only while the author has not edited the field;
+	 * cosmetic, so any surprise in the editor's store leaves the field as it is.
+	 */
+	function forgetSent( rows ) {
+		try {
+			var editor = wp.data.select( 'core/editor' );
+			var type = editor.getCurrentPostType();
+			var id = editor.getCurrentPostId();
+			var core = wp.data.select( 'core' );
+			var record = core.getEntityRecord( 'postType', type, id );
+			var edits = core.getEntityRecordEdits( 'postType', type, id ) || {};
+			if ( ! record || typeof record.wpnotify_to_ping !== 'string' || 'wpnotify_to_ping' in edits ) {
+				return;
+			}
+			var sent = rows.filter( function ( row ) {
+				return row.kind === 'trackback' && row.status === 'sent';
+			} ).map( function ( row ) {
+				return row.target;
+			} );
+			var urls = record.wpnotify_to_ping.split( /\s+/ ).filter( Boolean );
+			var left = urls.filter( function ( url ) {
+				return sent.indexOf( url ) === -1;
+			} );
+			if ( left.length < urls.length ) {
+				wp.data.dispatch( 'core' ).receiveEntityRecords( 'postType', type,
+					Object.assign( {}, record, { wpnotify_to_ping: left.join( '\n' ) } ) );
+			}
+		} catch ( e ) {}
+	}
+
 	/** The rows' state: loads them, reloads after each save and every 20 s, sends again. */
 	function useRows( postId, saved ) {
 		var state = useState( { rows: null, error: '', loading: false, busy: '' } );
@@ -178,6 +211,7 @@
 				.then( function ( rows ) {
 					if ( ticket === latest.current ) {
 						update( { rows: rows, error: '', loading: false } );
+						forgetSent( rows );
 					}
 				} )
 				.catch( function ( error ) {
