@@ -14,6 +14,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -136,19 +137,25 @@ def test_the_panel_shows_rows_as_text_and_sends_a_failed_one_again(
         row("trackback", "http://127.0.0.1:9/tb/hostile", "failed", HOSTILE, code="refused"),
         row("webmention", "http://127.0.0.1:9/busy", "pending", "the endpoint answered 503",
             next_at=later),
+        row("pingback", "http://127.0.0.1:9/private", "skipped", "a private address"),
+        row("weblogupdates", "http://127.0.0.1:9/RPC2", "sending"),
     ])
     browser.open_editor(driver, source, post)
     browser.open_panel(driver)
-    shown = by_target(browser.wait(driver, lambda d: len(browser.rows(d)) == 3 and
-                                   browser.rows(d), what="three rows"))
-    linked, hostile, busy = (shown[f"http://127.0.0.1:9/{name}"]
-                             for name in ("linked", "tb/hostile", "busy"))
+    shown = by_target(browser.wait(driver, lambda d: len(browser.rows(d)) == 5 and
+                                   browser.rows(d), what="five rows"))
+    linked, hostile, busy, private, service = (
+        shown[f"http://127.0.0.1:9/{name}"]
+        for name in ("linked", "tb/hostile", "busy", "private", "RPC2"))
     assert (linked["kind"], linked["badge"], linked["answer"]) == ("Pingback", "Sent",
                                                                    "registered")
     assert (hostile["kind"], hostile["badge"], hostile["answer"]) == ("Trackback", "Failed",
                                                                       HOSTILE)
     assert busy["badge"].startswith("Retrying at "), busy
-    assert [each["resend"] for each in (linked, hostile, busy)] == [False, True, False]
+    assert (private["badge"], service["kind"], service["badge"], service["answer"]) == (
+        "Skipped", "Update service", "Sending", "")
+    assert [each["resend"] for each in (linked, hostile, busy, private, service)] == [
+        False, True, False, True, False]
     assert all(each["time"] for each in shown.values()), shown
     assert not driver.find_elements("css selector", ".wpnotify-panel img")
     browser.save(driver, "panel-pushed-rows", browser.css(driver, ".wpnotify-panel"))
@@ -257,7 +264,8 @@ add_filter('use_block_editor_for_post', '__return_false');
 
 
 def test_an_author_queues_a_trackback_sees_results_and_sends_a_refused_one_again(
-        sites: dict[str, devsite.Site], driver: Any, author: int, make_wpnotify: Any) -> None:
+        sites: dict[str, devsite.Site], driver: Any, author: int, make_wpnotify: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's scenario: in the block editor, a post with a link (a pingback) and a
     trackback typed into "Send trackbacks to"; publish; a poll; both rows Sent. A second
     trackback the receiver refuses: Failed with its message; Send again: Queued; once the
@@ -291,7 +299,7 @@ def test_an_author_queues_a_trackback_sees_results_and_sends_a_refused_one_again
         assert trackbacks.refuse in by_target(failed)[second]["answer"]
         driver.execute_script("document.activeElement.blur();")  # no focus ring in the picture
         panel = browser.css(driver, ".wpnotify-panel")
-        print(f"\nscreenshots: {browser.save(driver, 'editor-panel', panel)}", end=" ")
+        shots = [browser.save(driver, "editor-panel", panel)]
 
         trackbacks.refuse = None
         click_send_again(driver, second)
@@ -301,8 +309,10 @@ def test_an_author_queues_a_trackback_sees_results_and_sends_a_refused_one_again
         assert trackbacks.received == ["/tb/first", "/tb/second", "/tb/second"]
         browser.refresh_until(driver, lambda r: by_target(r)[second]["badge"] == "Sent",
                               "the trackback sent again Sent")
-        print(browser.save(driver, "editor-panel-sent", panel), end=" ")
-    print(classic_screenshot(driver, source, post, [link, first, second]))
+        shots.append(browser.save(driver, "editor-panel-sent", panel))
+    shots.append(classic_screenshot(driver, source, post, [link, first, second]))
+    with capsys.disabled():
+        print(f"\nscreenshots: {' '.join(map(str, shots))}")
 
 
 def write_and_publish(driver: Any, site: devsite.Site, link: str, trackback: str) -> int:
@@ -359,7 +369,8 @@ def update(driver: Any) -> None:
         " return !e.isSavingPost() && !e.isEditedPostDirty();"), what="the post saved")
 
 
-def classic_screenshot(driver: Any, site: devsite.Site, post_id: int, targets: list[str]) -> str:
+def classic_screenshot(driver: Any, site: devsite.Site, post_id: int,
+                       targets: list[str]) -> Path:
     """The classic editor's meta box for the post (the classic editor forced for one page
     load by a test-only must-use plugin), with every target shown; its screenshot's path."""
     from selenium.webdriver.common.by import By
@@ -376,4 +387,4 @@ def classic_screenshot(driver: Any, site: devsite.Site, post_id: int, targets: l
         plugin.unlink(missing_ok=True)
     for target in targets:
         assert target in box.text, box.text
-    return str(browser.save(driver, "classic-meta-box", box))
+    return browser.save(driver, "classic-meta-box", box)
