@@ -366,6 +366,20 @@ def test_the_most_recently_changed_posts_are_told_first(state: State) -> None:
     assert [post for post, _ in state.status_waiting("s", 2)] == [3, 2]
 
 
+def test_settled_marks_are_of_posts_with_nothing_waiting_or_in_flight(state: State) -> None:
+    for post in (1, 2, 3):
+        state.add("s", post, "pingback", "https://t/", f"https://s/{post}", NOW)
+    state.add("s", 1, "trackback", "https://tb/", "https://s/1", NOW)
+    for n in state.history(site="s"):
+        if n.post_id == 1 or (n.post_id == 2):
+            state.claim(n.id, NOW)
+            if n.kind != "trackback":
+                state.finish(n.id, Status.SENT if n.post_id == 1 else Status.FAILED, NOW)
+    # post 1: one sent, one in flight; post 2: failed (done); post 3: pending
+    assert [post for post, _ in state.status_waiting("s", 10, settled=True)] == [2]
+    assert sorted(post for post, _ in state.status_waiting("s", 10)) == [1, 2, 3]
+
+
 def test_a_post_changed_while_its_push_was_in_flight_is_pushed_again(state: State) -> None:
     """No lost update: the mark read before the push is removed only if unchanged."""
     state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)

@@ -222,23 +222,29 @@ def test_shutting_down_makes_one_request_at_most(tmp_path: Path) -> None:
     assert len(site.pushes) == 1
 
 
-def test_within_a_cycle_rows_go_now_and_then_and_always_at_its_end(tmp_path: Path) -> None:
-    """Rows change with every claim and outcome: a pinged write-back mid-cycle takes them
-    along at most every STATUS_EVERY seconds; the cycle's end always does."""
+def test_within_a_cycle_done_posts_go_now_and_then_and_all_at_its_end(tmp_path: Path
+                                                                       ) -> None:
+    """A post's rows change with every claim and outcome: a pinged write-back mid-cycle
+    takes along the posts whose notifications are all done, at most every STATUS_EVERY
+    seconds; the cycle's end takes every marked post."""
     store, site = opened(tmp_path), EditorSite()
     clock = [100.0]
     mirror = mirror_of(store, site, clock=lambda: clock[0])
-    plan(store, range(1, 2))
+    plan(store, range(1, 3))
+    first, second = (store.history(post_id=post)[0].id for post in (1, 2))
+    store.finish(first, Status.SENT, NOW)
     mirror.flush()
-    plan(store, range(2, 3))
+    assert [list(rows) for rows, _ in site.pushes] == [[1]]  # 2 is still pending
+    store.finish(second, Status.FAILED, NOW, error="refused", error_code="refused")
     clock[0] += STATUS_EVERY / 2
     mirror.flush()
-    assert [list(rows) for rows, _ in site.pushes] == [[1]]
+    assert len(site.pushes) == 1
     clock[0] += STATUS_EVERY
     mirror.flush()
     plan(store, range(3, 4))
     mirror.flush(final=True)
     assert [list(rows) for rows, _ in site.pushes] == [[1], [2], [3]]
+    assert site.pushes[-1][0][3][0]["status"] == "pending"
 
 
 def test_an_xmlrpc_site_tells_no_statuses_and_makes_no_request(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import structlog
 
 from wpnotify import statusrows
 from wpnotify.errors import BridgeTooOld, SourceError, WpnotifyError
-from wpnotify.state import PingedOutbox, SiteLog, StatusOutbox
+from wpnotify.state import PingedOutbox, SiteLog, StatusMark, StatusOutbox
 
 if TYPE_CHECKING:  # the protocol only: sending never calls into a source's package
     from wpnotify.sources import Source
@@ -31,9 +31,10 @@ PINGED_BATCH = 50  # sent links told to WordPress in one request; small, so the 
 PINGED_BATCHES = 20  # requests per site and flush at most: a long backlog (a bridge installed
 # after months) goes over several cycles instead of holding one cycle's end
 STATUS_BATCH = 50  # posts whose status rows go in one request (the bridge takes 100)
-STATUS_EVERY = 10.0  # seconds between status pushes within a cycle; its end always pushes:
-# a post's rows change with every claim and outcome, so a long backfill tells WordPress now
-# and then, not at every pinged write-back
+STATUS_EVERY = 1.0  # seconds between status pushes within a cycle, of the posts whose
+# notifications are all done (the others' rows change with each claim and outcome); the
+# cycle's end pushes every marked post. So a backfill's rows go while it sends, and its end
+# waits for the last posts only.
 NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
 
 log = structlog.get_logger("wpnotify.sender")
@@ -108,14 +109,16 @@ class PingedMirror:
 
     def flush(self, final: bool = False) -> None:
         """Hands every delivered site's outboxes to the mirror's thread (or, outside a cycle,
-        empties them here): the pinged lists always, the status rows at the cycle's end
-        (``final``) and at most every STATUS_EVERY seconds before it."""
+        empties them here): the pinged lists always; the status rows of every marked post
+        at the cycle's end (``final``), and before it, at most every STATUS_EVERY seconds,
+        of the posts whose notifications are all done."""
         self._unflushed = 0
         now = self.clock()
-        statuses = (final or self._statuses_at is None
-                    or now - self._statuses_at >= STATUS_EVERY)
-        if statuses:
-            self._statuses_at = now
+        statuses: bool | None = None  # no status rows; False: of settled posts; True: all
+        if final:
+            statuses = True
+        elif self._statuses_at is None or now - self._statuses_at >= STATUS_EVERY:
+            statuses, self._statuses_at = False, now
         for site in sorted(self._told):
             source = self.sources.get(site)
             if source is None:
@@ -125,7 +128,7 @@ class PingedMirror:
             else:
                 self._tell(site, source, statuses)
 
-    def _tell(self, site: str, source: Source, statuses: bool = True) -> None:
+    def _tell(self, site: str, source: Source, statuses: bool | None = True) -> None:
         """Empties one site's outboxes, the pinged lists first, a batch at a time; stops at
         the first failure (the rest waits). Never raises: it runs beside the sending."""
         try:
@@ -133,8 +136,8 @@ class PingedMirror:
             if state is not None and state.bridge is False:
                 return  # no bridge: the links and rows wait until it is installed
             budget = _Budget(self.stopping)
-            if self._tell_pinged(site, source, budget) and statuses:
-                self._tell_statuses(site, source, budget)
+            if self._tell_pinged(site, source, budget) and statuses is not None:
+                self._tell_statuses(site, source, budget, settled=not statuses)
         except WpnotifyError as exc:
             log.warning("wordpress.write_back_failed", site=site, error=str(exc),
                         detail="kept; WordPress is told again at the next cycle")
@@ -159,38 +162,44 @@ class PingedMirror:
             self.store.pinged_told(site, waiting)
         return True
 
-    def _tell_statuses(self, site: str, source: Source, budget: _Budget) -> None:
+    def _tell_statuses(self, site: str, source: Source, budget: _Budget, settled: bool
+                       ) -> None:
         """The marked posts' status rows (every notification of each, every kind), newest
-        changes first. A mark is removed only if its post did not change meanwhile."""
+        changes first; ``settled``: of the posts whose notifications are all done only. A
+        mark is removed only if its post did not change meanwhile."""
         seen = self.store.resend_seen(site)
         for _ in range(PINGED_BATCHES):
-            if not (marks := self.store.status_waiting(site, STATUS_BATCH)):
+            if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled)):
                 return
             if not budget.take():
                 return
             if self.clock() - self._no_status_route.get(site, -NO_ROUTE_RECHECK) < \
                     NO_ROUTE_RECHECK:
                 self.store.status_told(site, marks)  # nothing to show them: not kept
-                continue
-            found = self.store.post_rows(site, [post for post, _ in marks])
-            rows = {post: statusrows.post_rows(found.get(post, ())) for post, _ in marks}
-            try:
-                refused = source.record_status_many(rows, seen)
-            except BridgeTooOld as exc:
-                # Kept, the marks would cost a failing request at every cycle, an idle
-                # poll's too; once updated, the bridge gets each post's rows at its next
-                # change.
-                log.warning("wordpress.no_status_route", site=site, error=str(exc),
-                            detail="the editor shows no statuses until the bridge is updated")
-                self._no_status_route[site] = self.clock()
-                self.store.status_told(site, marks)
-                continue
-            except SourceError as exc:
-                log.warning("wordpress.record_status_failed", site=site, posts=len(rows),
-                            error=str(exc),
-                            detail="kept; WordPress is told again at the next cycle")
+            elif not self._push_statuses(site, source, marks, seen):
                 return
+
+    def _push_statuses(self, site: str, source: Source, marks: list[StatusMark],
+                       seen: int) -> bool:
+        """One request; False when it failed (the marks wait for the next cycle)."""
+        found = self.store.post_rows(site, [post for post, _ in marks])
+        rows = {post: statusrows.post_rows(found.get(post, ())) for post, _ in marks}
+        try:
+            refused = source.record_status_many(rows, seen)
+        except BridgeTooOld as exc:
+            # Kept, the marks would cost a failing request at every cycle, an idle poll's
+            # too; once updated, the bridge gets each post's rows at its next change.
+            log.warning("wordpress.no_status_route", site=site, error=str(exc),
+                        detail="the editor shows no statuses until the bridge is updated")
+            self._no_status_route[site] = self.clock()
+        except SourceError as exc:
+            log.warning("wordpress.record_status_failed", site=site, posts=len(rows),
+                        error=str(exc), detail="kept; WordPress is told again at the next "
+                                               "cycle")
+            return False
+        else:
             if refused:  # deleted, or not the user's: nothing would take them later either
                 log.info("wordpress.status_refused", site=site, posts=refused[:20],
                          detail="deleted posts, or posts the user may not edit")
-            self.store.status_told(site, marks)
+        self.store.status_told(site, marks)
+        return True

@@ -111,8 +111,11 @@ class StatusOutbox(UnitOfWork, Protocol):
     change to a notification marks its post (the backend does it, so no caller can forget);
     a mark is removed only if the post did not change again since it was read."""
 
-    def status_waiting(self, site: str, limit: int) -> list[StatusMark]:
-        """Up to ``limit`` marked posts of a site, the most recently changed first."""
+    def status_waiting(self, site: str, limit: int, *, settled: bool = False
+                       ) -> list[StatusMark]:
+        """Up to ``limit`` marked posts of a site, the most recently changed first;
+        ``settled``: only posts none of whose notifications waits or is being sent (their
+        rows will not change again soon)."""
         ...
 
     def post_rows(self, site: str, post_ids: list[int]) -> dict[int, list[Notification]]:

@@ -158,8 +158,12 @@ class SqliteState(SqliteQueue):
     # The marks are written by the file's triggers (migration 7) with every change to a
     # notification.
 
-    def status_waiting(self, site: str, limit: int) -> list[StatusMark]:
-        rows = self._rows("SELECT post_id, seq FROM status_outbox WHERE site = ? "
+    def status_waiting(self, site: str, limit: int, *, settled: bool = False
+                       ) -> list[StatusMark]:
+        only = ("AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.site = o.site AND "
+                "n.post_id = o.post_id AND n.status IN ('pending', 'sending'))"
+                if settled else "")
+        rows = self._rows(f"SELECT post_id, seq FROM status_outbox o WHERE site = ? {only} "
                           "ORDER BY seq DESC LIMIT ?", (site, limit))
         return [(row[0], row[1]) for row in rows]
 
