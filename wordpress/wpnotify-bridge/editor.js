@@ -165,7 +165,8 @@
 			var core = wp.data.select( 'core' );
 			var record = core.getEntityRecord( 'postType', type, id );
 			var edits = core.getEntityRecordEdits( 'postType', type, id ) || {};
-			if ( ! record || typeof record.wpnotify_to_ping !== 'string' || 'wpnotify_to_ping' in edits ) {
+			var typed = 'wpnotify_to_ping' in edits;
+			if ( ! record || typeof record.wpnotify_to_ping !== 'string' || typed ) {
 				return;
 			}
 			var sent = rows.filter( function ( row ) {
@@ -232,6 +233,9 @@
 			} )
 				.then( function ( answer ) {
 					var fresh = answer && typeof answer.status === 'string' ? answer : null;
+					if ( ! alive.current ) {
+						return;
+					}
 					setView( function ( old ) {
 						var rows = ( old.rows || [] ).map( function ( each ) {
 							if ( each.kind !== row.kind || each.target !== row.target ) {
