@@ -22,6 +22,7 @@ from wpnotify.sending.pinged import (
     NO_ROUTE_RECHECK,
     PINGED_BATCHES,
     STATUS_BATCH,
+    STATUS_BATCHES_WITHIN,
     STATUS_EVERY,
     PingedMirror,
 )
@@ -245,6 +246,19 @@ def test_within_a_cycle_done_posts_go_now_and_then_and_all_at_its_end(tmp_path: 
     mirror.flush(final=True)
     assert [list(rows) for rows, _ in site.pushes] == [[1], [2], [3]]
     assert site.pushes[-1][0][3][0]["status"] == "pending"
+
+
+def test_within_a_cycle_a_long_backlog_costs_two_requests_a_second(tmp_path: Path) -> None:
+    """The sending goes on meanwhile; the rest waits for the cycle's end."""
+    store, site = opened(tmp_path), EditorSite()
+    plan(store, range(1, 5 * STATUS_BATCH + 1))
+    with store.atomic():
+        for n in store.history(site="s", limit=1000):
+            store.finish(n.id, Status.SENT, NOW)
+    mirror_of(store, site, clock=lambda: 100.0).flush()
+    assert len(site.pushes) == STATUS_BATCHES_WITHIN
+    mirror_of(store, site, clock=lambda: 100.0).flush(final=True)
+    assert len(site.pushes) == 5
 
 
 def test_an_xmlrpc_site_tells_no_statuses_and_makes_no_request(tmp_path: Path) -> None:

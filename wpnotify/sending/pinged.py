@@ -35,6 +35,7 @@ STATUS_EVERY = 1.0  # seconds between status pushes within a cycle, of the posts
 # notifications are all done (the others' rows change with each claim and outcome); the
 # cycle's end pushes every marked post. So a backfill's rows go while it sends, and its end
 # waits for the last posts only.
+STATUS_BATCHES_WITHIN = 2  # requests of those at most, while the sending goes on
 NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
 
 log = structlog.get_logger("wpnotify.sender")
@@ -168,7 +169,7 @@ class PingedMirror:
         changes first; ``settled``: of the posts whose notifications are all done only. A
         mark is removed only if its post did not change meanwhile."""
         seen = self.store.resend_seen(site)
-        for _ in range(PINGED_BATCHES):
+        for _ in range(STATUS_BATCHES_WITHIN if settled else PINGED_BATCHES):
             if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled)):
                 return
             if not budget.take():
