@@ -131,32 +131,12 @@ def test_the_panel_shows_rows_as_text_and_sends_a_failed_one_again(
     reads the rows again."""
     source = sites["source"]
     post = source.create_post(post_title="Rows pushed by hand", post_author=author)
-    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-    push(source, post, [
-        row("pingback", "http://127.0.0.1:9/linked", "sent", "registered"),
-        row("trackback", "http://127.0.0.1:9/tb/hostile", "failed", HOSTILE, code="refused"),
-        row("webmention", "http://127.0.0.1:9/busy", "pending", "the endpoint answered 503",
-            next_at=later),
-        row("pingback", "http://127.0.0.1:9/private", "skipped", "a private address"),
-        row("weblogupdates", "http://127.0.0.1:9/RPC2", "sending"),
-    ])
+    push(source, post, hand_rows())
     browser.open_editor(driver, source, post)
     browser.open_panel(driver)
     shown = by_target(browser.wait(driver, lambda d: len(browser.rows(d)) == 5 and
                                    browser.rows(d), what="five rows"))
-    linked, hostile, busy, private, service = (
-        shown[f"http://127.0.0.1:9/{name}"]
-        for name in ("linked", "tb/hostile", "busy", "private", "RPC2"))
-    assert (linked["kind"], linked["badge"], linked["answer"]) == ("Pingback", "Sent",
-                                                                   "registered")
-    assert (hostile["kind"], hostile["badge"], hostile["answer"]) == ("Trackback", "Failed",
-                                                                      HOSTILE)
-    assert busy["badge"].startswith("Retrying at "), busy
-    assert (private["badge"], service["kind"], service["badge"], service["answer"]) == (
-        "Skipped", "Update service", "Sending", "")
-    assert [each["resend"] for each in (linked, hostile, busy, private, service)] == [
-        False, True, False, True, False]
-    assert all(each["time"] for each in shown.values()), shown
+    check_pushed_rows(shown)
     assert not driver.find_elements("css selector", ".wpnotify-panel img")
     browser.save(driver, "panel-pushed-rows", browser.css(driver, ".wpnotify-panel"))
 
@@ -178,6 +158,37 @@ def test_the_panel_shows_rows_as_text_and_sends_a_failed_one_again(
     update(driver)
     browser.wait(driver, lambda d: [(r["badge"], r["answer"]) for r in browser.rows(d)] == [
         ("Sent", "accepted")], 8, "the rows read again after the save")  # before the 20 s
+
+
+def hand_rows() -> list[dict[str, Any]]:
+    """One row of each status but queued, one with a hostile answer."""
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return [
+        row("pingback", "http://127.0.0.1:9/linked", "sent", "registered"),
+        row("trackback", "http://127.0.0.1:9/tb/hostile", "failed", HOSTILE, code="refused"),
+        row("webmention", "http://127.0.0.1:9/busy", "pending", "the endpoint answered 503",
+            next_at=later),
+        row("pingback", "http://127.0.0.1:9/private", "skipped", "a private address"),
+        row("weblogupdates", "http://127.0.0.1:9/RPC2", "sending"),
+    ]
+
+
+def check_pushed_rows(shown: dict[str, dict[str, str]]) -> None:
+    """The rows of the panel test as a person reads them: kinds, badges, answers (the hostile
+    one as text), times, and Send again only on the failed and the skipped row."""
+    linked, hostile, busy, private, service = (
+        shown[f"http://127.0.0.1:9/{name}"]
+        for name in ("linked", "tb/hostile", "busy", "private", "RPC2"))
+    assert (linked["kind"], linked["badge"], linked["answer"]) == ("Pingback", "Sent",
+                                                                   "registered")
+    assert (hostile["kind"], hostile["badge"], hostile["answer"]) == ("Trackback", "Failed",
+                                                                      HOSTILE)
+    assert busy["badge"].startswith("Retrying at "), busy
+    assert (private["badge"], service["kind"], service["badge"], service["answer"]) == (
+        "Skipped", "Update service", "Sending", "")
+    assert [each["resend"] for each in (linked, hostile, busy, private, service)] == [
+        False, True, False, True, False]
+    assert all(each["time"] for each in shown.values()), shown
 
 
 def test_an_author_can_neither_read_nor_resend_another_authors_rows(
@@ -289,30 +300,38 @@ def test_an_author_queues_a_trackback_sees_results_and_sends_a_refused_one_again
         assert not driver.execute_script(
             "return wp.data.select('core/editor').isEditedPostDirty();")
 
-        trackbacks.refuse = "Trackbacks from strangers are not welcome here"
-        type_trackbacks(driver, second)
-        update(driver)
-        tool.run("poll")
-        failed = browser.refresh_until(
-            driver, lambda r: by_target(r).get(second, {}).get("badge") == "Failed",
-            "the refused trackback Failed")
-        assert trackbacks.refuse in by_target(failed)[second]["answer"]
-        driver.execute_script("document.activeElement.blur();")  # no focus ring in the picture
-        panel = browser.css(driver, ".wpnotify-panel")
-        shots = [browser.save(driver, "editor-panel", panel)]
-
-        trackbacks.refuse = None
-        click_send_again(driver, second)
-        browser.wait(driver, lambda d: by_target(browser.rows(d))[second]["badge"] == "Queued",
-                     what="the row Queued")
-        tool.run("poll")
-        assert trackbacks.received == ["/tb/first", "/tb/second", "/tb/second"]
-        browser.refresh_until(driver, lambda r: by_target(r)[second]["badge"] == "Sent",
-                              "the trackback sent again Sent")
-        shots.append(browser.save(driver, "editor-panel-sent", panel))
+        shots = refuse_then_send_again(driver, tool, trackbacks, second)
     shots.append(classic_screenshot(driver, source, post, [link, first, second]))
     with capsys.disabled():
         print(f"\nscreenshots: {' '.join(map(str, shots))}")
+
+
+def refuse_then_send_again(driver: Any, tool: Wpnotify, trackbacks: Trackbacks,
+                           second: str) -> list[Path]:
+    """The scenario's second half: a trackback refused, Failed with the receiver's message;
+    Send again once the receiver accepts: Queued, then Sent. Returns the screenshots."""
+    trackbacks.refuse = "Trackbacks from strangers are not welcome here"
+    type_trackbacks(driver, second)
+    update(driver)
+    tool.run("poll")
+    failed = browser.refresh_until(
+        driver, lambda r: by_target(r).get(second, {}).get("badge") == "Failed",
+        "the refused trackback Failed")
+    assert trackbacks.refuse in by_target(failed)[second]["answer"]
+    driver.execute_script("document.activeElement.blur();")  # no focus ring in the picture
+    panel = browser.css(driver, ".wpnotify-panel")
+    shots = [browser.save(driver, "editor-panel", panel)]
+
+    trackbacks.refuse = None
+    click_send_again(driver, second)
+    browser.wait(driver, lambda d: by_target(browser.rows(d))[second]["badge"] == "Queued",
+                 what="the row Queued")
+    tool.run("poll")
+    assert trackbacks.received == ["/tb/first", "/tb/second", "/tb/second"]
+    browser.refresh_until(driver, lambda r: by_target(r)[second]["badge"] == "Sent",
+                          "the trackback sent again Sent")
+    shots.append(browser.save(driver, "editor-panel-sent", panel))
+    return shots
 
 
 def write_and_publish(driver: Any, site: devsite.Site, link: str, trackback: str) -> int:
