@@ -53,20 +53,25 @@ class _TrackbackHandler(QuietHandler):
 
 
 @pytest.fixture(scope="module")
-def author(sites: dict[str, devsite.Site]) -> int:
-    return browser.make_user(sites["source"], "ann", PASSWORD)
-
-
-@pytest.fixture(scope="module")
-def driver(sites: dict[str, devsite.Site], author: int) -> Iterator[Any]:
-    """A headless Chromium logged in to the source site as the author "ann"."""
+def chromium_ready() -> None:
+    """Skips (fails in CI) before any site is set up when the browser cannot run."""
     problem = browser.browser_missing()
     if problem and os.environ.get("CI"):
         pytest.fail(f"CI must run the browser tests: {problem}")
     if problem:
         pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def author(chromium_ready: None, sites: dict[str, devsite.Site]) -> int:
+    return browser.make_user(sites["source"], "editor-ann", PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def driver(sites: dict[str, devsite.Site], author: int) -> Iterator[Any]:
+    """A headless Chromium logged in to the source site as the author "editor-ann"."""
     with browser.chromium() as chromium:
-        browser.log_in(chromium, sites["source"], "ann", PASSWORD)
+        browser.log_in(chromium, sites["source"], "editor-ann", PASSWORD)
         yield chromium
 
 
@@ -196,7 +201,7 @@ def test_an_author_can_neither_read_nor_resend_another_authors_rows(
     """From the author's own editor (cookie and nonce), another author's post answers 403 to
     both routes the panel uses, and no request is recorded for it."""
     source = sites["source"]
-    other = browser.make_user(source, "bob", PASSWORD + " bob")
+    other = browser.make_user(source, "editor-bob", PASSWORD + " bob")
     theirs = source.create_post(post_title="Bob's post", post_author=other)
     push(source, theirs, [row("trackback", "http://127.0.0.1:9/tb/bob", "failed", "refused")])
     mine = source.create_post(post_title="Ann's post", post_author=author)
