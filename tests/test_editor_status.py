@@ -6,7 +6,7 @@ retry budget so that the same run sends it. Stand-in sites, a real state file.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from wpnotify.sending.pinged import (
 )
 from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
-from wpnotify.sources import Changes, Deleted, ResendRequest
+from wpnotify.sources import Changes, Deleted, Post, ResendRequest
 from wpnotify.state import Status
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
@@ -380,3 +380,20 @@ def test_a_request_for_a_row_sent_meanwhile_is_not_sent_twice(tmp_path: Path) ->
     [skipped] = [e for e in logs if e["event"] == "notification.resend_skipped"]
     assert skipped["detail"] == "it is sent, nothing to send again"
     assert store.resend_seen("s") == 1
+
+
+def test_the_first_poll_takes_no_request_made_before_it(tmp_path: Path) -> None:
+    """A fresh state has none of the notifications they name: not one warning each."""
+    store = SqliteState.open(tmp_path / "state.sqlite3")
+
+    class FirstPoll(EditorSite):
+        def newest_modified(self) -> datetime | None:
+            return wp_time("2026-11-26T12:39:00")
+
+        def scheduled(self) -> Iterator[Post]:
+            return iter(())
+
+    site = FirstPoll([ResendRequest(3, 7, "trackback", "https://tb.example/", "")], newest=3)
+    service_for(store, site).read(SETTINGS.sites[0])
+    service_for(store, site).read(SETTINGS.sites[0])
+    assert site.asked == [] and store.resend_seen("s") == 3

@@ -127,8 +127,11 @@ class SiteReading:
         cursor = self.source.newest_modified() or whole_second(self.now)
         # Later polls ask from a little before the cursor (sources.OVERLAP), so the posts of
         # that window are remembered as archive, not news.
-        baseline = [(p.id, p.modified_gmt) for p in self.source.changed(cursor)
+        changes = self.source.changed(cursor)
+        baseline = [(p.id, p.modified_gmt) for p in changes
                     if p.status == "publish" and p.modified_gmt is not None]
+        if changes.newest_resend:  # made before: of notifications this state never had
+            self.store.set_resend_seen(self.site.name, changes.newest_resend)
         for post in self.source.scheduled():
             self._watch(post)
         # Deletions are asked for strictly after this mark, to the second: a post deleted later
