@@ -747,12 +747,29 @@ function local_time( ?string $iso ): string {
 	return $stamp ? wp_date( get_option( 'date_format' ) . ' ' . get_option( 'time_format' ), $stamp ) : '';
 }
 
+/** A kind's or a status's name for people, as the block editor's panel shows it. */
+function label( string $name ): string {
+	$labels = array(
+		'pingback'      => __( 'Pingback', 'wpnotify' ),
+		'trackback'     => __( 'Trackback', 'wpnotify' ),
+		'webmention'    => __( 'Webmention', 'wpnotify' ),
+		'weblogupdates' => __( 'Update service', 'wpnotify' ),
+		'sent'          => __( 'Sent', 'wpnotify' ),
+		'failed'        => __( 'Failed', 'wpnotify' ),
+		'skipped'       => __( 'Skipped', 'wpnotify' ),
+		'pending'       => __( 'Waiting', 'wpnotify' ),
+		'sending'       => __( 'Sending', 'wpnotify' ),
+		'queued'        => __( 'Queued', 'wpnotify' ),
+	);
+	return $labels[ $name ] ?? $name;
+}
+
 /** One row of the meta box; every value escaped (they come from receivers' answers). */
 function render_row( int $post_id, array $row ): void {
 	$when = $row['sent_at'] ?? $row['updated_at'];
 	echo '<tr class="wpnotify-row" data-post="' . esc_attr( (string) $post_id ) . '" data-kind="'
 		. esc_attr( $row['kind'] ) . '" data-target="' . esc_attr( $row['target'] ) . '">';
-	echo '<td class="wpnotify-kind">' . esc_html( $row['kind'] ) . '</td>';
+	echo '<td class="wpnotify-kind">' . esc_html( label( $row['kind'] ) ) . '</td>';
 	echo '<td class="wpnotify-target">';
 	if ( is_http_url( $row['target'] ) ) {
 		echo '<a href="' . esc_url( $row['target'] ) . '" rel="noopener noreferrer">' . esc_html( $row['target'] ) . '</a>';
@@ -760,7 +777,7 @@ function render_row( int $post_id, array $row ): void {
 		echo esc_html( $row['target'] );
 	}
 	echo '</td><td><span class="wpnotify-badge wpnotify-status-' . esc_attr( $row['status'] ) . '">'
-		. esc_html( $row['status'] ) . '</span></td>';
+		. esc_html( label( $row['status'] ) ) . '</span></td>';
 	echo '<td class="wpnotify-answer">' . esc_html( (string) $row['answer'] )
 		. ( $row['code'] ? ' <code>' . esc_html( $row['code'] ) . '</code>' : '' ) . '</td>';
 	echo '<td class="wpnotify-time">' . ( $when ? '<time datetime="' . esc_attr( $when ) . '">'

@@ -7,10 +7,14 @@
 ( function () {
 	'use strict';
 
+	var LABELS = { queued: 'Queued', sent: 'Sent', failed: 'Failed', skipped: 'Skipped',
+		pending: 'Waiting', sending: 'Sending' };
+
 	function setStatus( row, status ) {
 		var badge = row.querySelector( '.wpnotify-badge' );
 		if ( badge ) {
-			badge.textContent = status;
+			badge.textContent = Object.prototype.hasOwnProperty.call( LABELS, status ) ?
+				LABELS[ status ] : status;
 			badge.className = 'wpnotify-badge wpnotify-status-' + status.replace( /[^a-z]/g, '' );
 		}
 	}
