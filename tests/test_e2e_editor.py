@@ -412,3 +412,36 @@ def classic_screenshot(driver: Any, site: devsite.Site, post_id: int,
     for target in targets:
         assert target in box.text, box.text
     return browser.save(driver, "classic-meta-box", box)
+
+
+def test_the_classic_meta_box_sends_a_failed_one_again(
+        sites: dict[str, devsite.Site], driver: Any, author: int) -> None:
+    """In the classic editor, Send again on the failed row (classic.js, through wp.apiFetch
+    with the REST nonce) turns its badge to Queued, drops the button and records the request;
+    the sent row has no button."""
+    from selenium.webdriver.common.by import By
+
+    source = sites["source"]
+    post = source.create_post(post_title="Classic rows", post_author=author)
+    sent, failed = "http://127.0.0.1:9/tb/classic-sent", "http://127.0.0.1:9/tb/classic-failed"
+    push(source, post, [row("trackback", sent, "sent", "accepted"),
+                        row("trackback", failed, "failed", "Trackbacks are closed")])
+    newest = rest(source, "GET", "/wpnotify/v1/resend&since=0")
+    plugin = source.root / "mu-plugins" / "wpnotify-test-classic.php"
+    plugin.write_text(CLASSIC)
+    try:
+        driver.get(f"{source.url}/wp-admin/post.php?post={post}&action=edit")
+        rows = browser.wait(driver, lambda d: d.find_elements(
+            By.CSS_SELECTOR, "#wpnotify-links .wpnotify-row") or None, what="the box's rows")
+    finally:
+        plugin.unlink(missing_ok=True)
+    shown = {r.get_attribute("data-target"): r for r in rows}
+    assert shown[sent].find_elements(By.CSS_SELECTOR, ".wpnotify-resend") == []
+    assert shown[failed].find_element(By.CSS_SELECTOR, ".wpnotify-badge").text == "Failed"
+    browser.press(driver, shown[failed].find_element(By.CSS_SELECTOR, ".wpnotify-resend"))
+    browser.wait(driver, lambda d: shown[failed].find_element(
+        By.CSS_SELECTOR, ".wpnotify-badge").text == "Queued", what="the row Queued")
+    assert shown[failed].find_elements(By.CSS_SELECTOR, ".wpnotify-resend") == []
+    requests = rest(source, "GET", f"/wpnotify/v1/resend&since={len(newest) and newest[-1]['id']}")
+    assert [(r["post"], r["kind"], r["target"]) for r in requests] == [
+        (post, "trackback", failed)]

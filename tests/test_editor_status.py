@@ -111,10 +111,10 @@ def expected_rows(store: SqliteState, post: int) -> list[dict[str, Any]]:
 # --- the mirror ---------------------------------------------------------------------------
 
 
-def test_marked_posts_rows_go_fifty_a_request_with_the_newest_request_taken(
+def test_marked_posts_rows_go_a_batch_a_request_with_the_newest_request_taken(
         tmp_path: Path) -> None:
     store, site = opened(tmp_path), EditorSite()
-    plan(store, range(1, 121))
+    plan(store, range(1, 2 * STATUS_BATCH + 21))
     store.add("s", 3, "webmention", "https://w.example/", "https://s.example/3", NOW,
               status=Status.SKIPPED, error="no endpoint", error_code="no-endpoint")
     store.set_resend_seen("s", 9)
@@ -122,7 +122,7 @@ def test_marked_posts_rows_go_fifty_a_request_with_the_newest_request_taken(
     assert [len(rows) for rows, _ in site.pushes] == [STATUS_BATCH, STATUS_BATCH, 20]
     assert {seen for _, seen in site.pushes} == {9}
     told = {post: rows for batch, _ in site.pushes for post, rows in batch.items()}
-    assert sorted(told) == list(range(1, 121))
+    assert sorted(told) == list(range(1, 2 * STATUS_BATCH + 21))
     assert all(told[post] == expected_rows(store, post) for post in told)
     assert [row["kind"] for row in told[3]] == ["pingback", "webmention"]  # every kind
     assert store.status_waiting("s", 10) == []

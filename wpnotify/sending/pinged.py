@@ -13,10 +13,12 @@ across restarts too.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -31,13 +33,14 @@ if TYPE_CHECKING:  # the protocol only: sending never calls into a source's pack
 PINGED_BATCH = 50  # sent links told to WordPress in one request; small, so the last is quick
 PINGED_BATCHES = 20  # requests per site and flush at most: a long backlog (a bridge installed
 # after months) goes over several cycles instead of holding one cycle's end
-STATUS_BATCH = 50  # posts whose status rows go in one request (the bridge takes 100)
-STATUS_EVERY = 1.0  # seconds between status pushes within a cycle, of the posts whose
+STATUS_BATCH = 100  # posts whose status rows go in one request (the most the bridge takes:
+# each request costs WordPress its start-up, so fewer and fuller is cheaper)
+STATUS_EVERY = 0.5  # seconds between status pushes within a cycle, of the posts whose
 # notifications are all done (the others' rows change with each claim and outcome); the
 # cycle's end pushes every marked post. So a backfill's rows go while it sends, and its end
 # waits for the last posts only.
 STATUS_BYTES = 1024 * 1024  # a request's rows at most (PHP takes 8 MB by default)
-STATUS_BATCHES_WITHIN = 2  # requests of those at most, while the sending goes on
+STATUS_BATCHES_WITHIN = 3  # requests of those at most, while the sending goes on
 NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
 
 log = structlog.get_logger("wpnotify.sender")
@@ -49,17 +52,19 @@ class Outbox(PingedOutbox, StatusOutbox, SiteLog, Protocol):
 
 class _Budget:
     """Requests to one site in one flush: PINGED_BATCHES per outbox, and once shutting
-    down, one at most, the rest waits."""
+    down, one at most, the rest waits. Shared by the flush's two threads."""
 
     def __init__(self, stopping: Callable[[], bool]) -> None:
         self.stopping = stopping
         self.made = 0
+        self._lock = threading.Lock()
 
     def take(self) -> bool:
-        if self.made and self.stopping():
-            return False
-        self.made += 1
-        return True
+        with self._lock:
+            if self.made and self.stopping():
+                return False
+            self.made += 1
+            return True
 
 
 class PingedMirror:
@@ -77,13 +82,19 @@ class PingedMirror:
         self._statuses_at: float | None = None  # when status rows were last handed over
         self._no_status_route: dict[str, float] = {}  # sites whose bridge is older than
         # 1.2, and when that was found: asked again after NO_ROUTE_RECHECK (an update)
-        self._worker: ThreadPoolExecutor | None = None  # tells WordPress, off the send loop
+        # WordPress is told off the send loop, on two threads: the pinged lists on one, the
+        # status rows on the other, so that neither waits for the other's requests (one
+        # thread fell behind a busy backfill, and its queue held up the cycle's end).
+        self._worker: ThreadPoolExecutor | None = None
+        self._status_worker: ThreadPoolExecutor | None = None
         self._unflushed = 0  # links sent since WordPress was last told
         self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
 
     def open(self) -> None:
-        """A cycle begins: write-backs go to the mirror's own thread until ``close``."""
+        """A cycle begins: write-backs go to the mirror's own threads until ``close``."""
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wpnotify-pinged")
+        self._status_worker = ThreadPoolExecutor(max_workers=1,
+                                                 thread_name_prefix="wpnotify-status")
 
     def include(self, sites: Iterable[str]) -> None:
         """These sites are delivered in this cycle: their outboxes are emptied at its end (a
@@ -105,9 +116,10 @@ class PingedMirror:
         try:
             self.flush(final=True)
         finally:
-            if self._worker is not None:
-                self._worker.shutdown(wait=True)
-            self._worker = None
+            for worker in (self._worker, self._status_worker):
+                if worker is not None:
+                    worker.shutdown(wait=True)
+            self._worker = self._status_worker = None
             self._told = set()
 
     def flush(self, final: bool = False) -> None:
@@ -126,21 +138,27 @@ class PingedMirror:
             source = self.sources.get(site)
             if source is None:
                 continue
-            if self._worker is not None:
-                self._worker.submit(self._tell, site, source, statuses)
-            else:
-                self._tell(site, source, statuses)
+            budget = _Budget(self.stopping)
+            jobs: list[tuple[ThreadPoolExecutor | None, Callable[[], object]]] = [
+                (self._worker, partial(self._tell_pinged, site, source, budget))]
+            if statuses is not None:
+                jobs.append((self._status_worker, partial(
+                    self._tell_statuses, site, source, budget, settled=not statuses)))
+            for worker, job in jobs:
+                if worker is not None:
+                    worker.submit(self._tell, site, job)
+                else:
+                    self._tell(site, job)
 
-    def _tell(self, site: str, source: Source, statuses: bool | None = True) -> None:
-        """Empties one site's outboxes, the pinged lists first, a batch at a time; stops at
-        the first failure (the rest waits). Never raises: it runs beside the sending."""
+    def _tell(self, site: str, job: Callable[[], object]) -> None:
+        """Runs one outbox's write-back for a site with the bridge (without it, the links
+        and rows wait until it is installed); a batch at a time, it stops at the first
+        failure (the rest waits). Never raises: it runs beside the sending."""
         try:
             state = self.store.site(site)
             if state is not None and state.bridge is False:
-                return  # no bridge: the links and rows wait until it is installed
-            budget = _Budget(self.stopping)
-            if self._tell_pinged(site, source, budget) and statuses is not None:
-                self._tell_statuses(site, source, budget, settled=not statuses)
+                return
+            job()
         except WpnotifyError as exc:
             log.warning("wordpress.write_back_failed", site=site, error=str(exc),
                         detail="kept; WordPress is told again at the next cycle")
