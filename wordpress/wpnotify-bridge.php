@@ -77,6 +77,8 @@ function status(): array {
 		'core_pingbacks'    => (bool) has_action( 'do_all_pings', 'do_all_pingbacks' ),
 		'core_trackbacks'   => (bool) has_action( 'do_all_pings', 'do_all_trackbacks' ),
 		'default_pingbacks' => (bool) get_option( 'default_pingback_flag' ),
+		// Since 1.2: whether the editor scripts' folder is installed (no panel without it).
+		'editor_assets'     => null !== asset( 'editor.js' ),
 	);
 }
 
