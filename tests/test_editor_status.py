@@ -384,6 +384,25 @@ def test_a_request_for_a_row_sent_meanwhile_is_not_sent_twice(tmp_path: Path) ->
     assert store.resend_seen("s") == 1
 
 
+def test_a_request_for_a_row_sent_meanwhile_still_tells_wordpress_it_was_taken(
+        tmp_path: Path) -> None:
+    """The bridge shows the row "queued" until a push carries the request taken: a request
+    that queues nothing (sent meanwhile) still sends that post's rows, with resend_seen."""
+    store, site = opened(tmp_path), EditorSite()
+    number = failed_trackback(store, "https://tb.example/7/trackback/")
+    store.requeue(ids=[number])
+    store.claim(number, NOW)
+    store.finish(number, Status.SENT, NOW)
+    mirror_of(store, site).flush(final=True)  # WordPress has the sent row; nothing marked
+    assert store.status_waiting("s", 10) == [] and len(site.pushes) == 1
+    site.requests = [ResendRequest(1, 7, "trackback", "https://tb.example/7/trackback/", "")]
+    site.newest = 1
+    service_for(store, site).read(SETTINGS.sites[0])
+    mirror_of(store, site).flush(final=True)
+    rows, seen = site.pushes[-1]
+    assert len(site.pushes) == 2 and seen == 1 and rows[7][0]["status"] == "sent"
+
+
 def test_the_first_poll_takes_no_request_made_before_it(tmp_path: Path) -> None:
     """A fresh state has none of the notifications they name: not one warning each."""
     store = SqliteState.open(tmp_path / "state.sqlite3")

@@ -194,6 +194,18 @@ class SqliteState(SqliteQueue):
 
     def requeue_for_resend(self, site: str, post_id: int, kind: str, target: str,
                            now: datetime) -> bool:
+        with self.atomic():
+            if self._requeue_one(site, post_id, kind, target, now):
+                return True
+            # Sent or being sent meanwhile: nothing changes, yet WordPress shows the row
+            # "queued" until told the request was taken, so its post is marked all the same.
+            self._write("REPLACE INTO status_outbox (site, post_id) SELECT site, post_id "
+                        "FROM notifications WHERE site = ? AND post_id = ? AND kind = ? AND "
+                        "target = ?", (site, post_id, kind, target))
+            return False
+
+    def _requeue_one(self, site: str, post_id: int, kind: str, target: str,
+                     now: datetime) -> bool:
         return self._write(
             """UPDATE notifications SET status = 'pending', attempts = 0,
                    next_attempt_at = :now, updated_at = :now, error = NULL, error_code = NULL,
