@@ -176,7 +176,8 @@ def test_only_users_who_may_edit_the_post_read_or_resend(world: World) -> None:
 def test_send_again_queues_a_failed_row_until_wpnotify_has_taken_it(world: World) -> None:
     """A failed row resent shows "queued" with its request time; the request is listed for
     its author (not for B) and named in X-Wpnotify-Resend on an ordinary posts list; a sent
-    row is a 409, an unknown one a 404; resend_seen pushed shows the pushed status again."""
+    row is a 409, an unknown one a 404; resend_seen pushed by the author is ignored, pushed by
+    wpnotify's account (an editor or admin) shows the pushed status again."""
     a, b = world.author_a, world.author_b
     post = post_of(world, a, "Send again")
     failed, sent = "http://127.0.0.19:8080/f", "http://127.0.0.19:8080/s"
@@ -197,7 +198,11 @@ def test_send_again_queues_a_failed_row_until_wpnotify_has_taken_it(world: World
         status, _, _ = a.call("POST", f"/wpnotify/v1/posts/{post}/resend",
                               {"kind": "trackback", "target": target})
         assert status == code, target
+    # An author may push rows for their own post, but not move the site-wide resend_seen:
     a.ok("POST", "/wpnotify/v1/statuses", {"resend_seen": newest, "posts": {
+        str(post): [row(failed, "failed"), row(sent, "sent")]}})
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["queued", "sent"]
+    world.admin.ok("POST", "/wpnotify/v1/statuses", {"resend_seen": newest, "posts": {
         str(post): [row(failed, "pending", attempts=0), row(sent, "sent")]}})
     got = status_of(a, post)
     assert [r["status"] for r in got["rows"]] == ["pending", "sent"]
@@ -304,3 +309,17 @@ def test_posts_list_column_and_classic_meta_box_show_escaped_rows(
     assert "wpnotify-bridge/editor.css" in page and "wpnotify-bridge/classic.css" in page
     block = browser.get(f"/wp-admin/post.php?post={mine}&action=edit")
     assert "wpnotify-bridge/classic.js" not in block
+
+
+def test_resend_seen_never_passes_the_newest_request(world: World) -> None:
+    """A resend_seen beyond the newest request (a bug, or a hostile push) is cut to it: a
+    request made after it still shows "queued" until wpnotify takes it."""
+    a = world.author_a
+    post = post_of(world, a, "Seen too far")
+    target = "http://127.0.0.19:8080/far"
+    world.admin.ok("POST", "/wpnotify/v1/statuses",
+                   {"resend_seen": 10**15, "posts": {str(post): [row(target)]}})
+    queued = a.ok("POST", f"/wpnotify/v1/posts/{post}/resend",
+                  {"kind": "trackback", "target": target})
+    assert queued["status"] == "queued"
+    assert world.admin.ok("GET", "/wpnotify/v1/status")["editor_assets"] is True

@@ -560,9 +560,18 @@ function push_statuses( \WP_REST_Request $request ) {
 		store_rows( $post->ID, $rows );
 		++$recorded;
 	}
+	/*
+	 * resend_seen is site-wide and only grows: an author (who may push rows for their own
+	 * posts) must not move it, or every queued row of the site would show as taken, and
+	 * could be sent again at will, for good. Only a user who may edit others' posts (as
+	 * wpnotify's account must) moves it, and never past the newest request made.
+	 */
 	$seen = $request['resend_seen'];
-	if ( is_numeric( $seen ) && (int) $seen > (int) get_option( RESEND_SEEN, 0 ) ) {
-		update_option( RESEND_SEEN, (int) $seen );
+	if ( is_numeric( $seen ) && current_user_can( 'edit_others_posts' ) ) {
+		$seen = min( (int) $seen, (int) get_option( RESEND_LAST_ID, 0 ) );
+		if ( $seen > (int) get_option( RESEND_SEEN, 0 ) ) {
+			update_option( RESEND_SEEN, $seen );
+		}
 	}
 	return array(
 		'recorded' => $recorded,
