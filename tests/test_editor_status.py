@@ -7,6 +7,7 @@ retry budget so that the same run sends it. Stand-in sites, a real state file.""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -432,3 +433,22 @@ def test_a_request_stays_small_enough_for_wordpress(tmp_path: Path) -> None:
     assert [sorted(rows) for rows, _ in site.pushes] == [[2, 3], [1]]
     assert all(len(json.dumps(rows)) <= STATUS_BYTES for rows, _ in site.pushes)
     assert store.status_waiting("s", 10) == []
+
+
+def test_requests_that_queue_nothing_cost_no_read_of_the_post_history(tmp_path: Path) -> None:
+    """500 requests (a poll's most) for sent links of a post with 2,000: each is explained by
+    its own key, not by reading the post's whole history (that took minutes at 20,000)."""
+    store = opened(tmp_path)
+    with store.atomic():
+        for i in range(2000):
+            store.add("s", 7, "pingback", f"https://t.example/{i}", "https://s.example/7", NOW,
+                      status=Status.SENT)
+    site = EditorSite([ResendRequest(i, 7, "pingback", f"https://t.example/{i}", "")
+                       for i in range(1, 501)], newest=500)
+    started = time.perf_counter()
+    with capture_logs() as logs:
+        service_for(store, site).read(SETTINGS.sites[0])
+    assert time.perf_counter() - started < 3.0
+    skipped = [e for e in logs if e["event"] == "notification.resend_skipped"]
+    assert len(skipped) == 500 and skipped[0]["detail"] == "it is sent, nothing to send again"
+    assert store.resend_seen("s") == 500

@@ -145,6 +145,11 @@ class Resends(StatusOutbox, Protocol):
         the request taken."""
         ...
 
+    def status_of(self, site: str, post_id: int, kind: str, target: str) -> Status | None:
+        """That one notification's status (None: there is none), found by its key: a
+        request that queues nothing is explained without reading the post's history."""
+        ...
+
     def set_resend_seen(self, site: str, request_id: int) -> None:
         """Notes the newest request taken (never moves back)."""
         ...

@@ -18,7 +18,7 @@ from wpnotify.errors import StateError
 from wpnotify.state import sqlite_rows
 from wpnotify.state.migrations import LATEST, migrate
 from wpnotify.state.protocols import StatusMark
-from wpnotify.state.records import HostState, Notification, SiteState
+from wpnotify.state.records import HostState, Notification, SiteState, Status
 from wpnotify.state.sqlite_files import (
     connect,
     connect_read_only,
@@ -203,6 +203,11 @@ class SqliteState(SqliteQueue):
                         "FROM notifications WHERE site = ? AND post_id = ? AND kind = ? AND "
                         "target = ?", (site, post_id, kind, target))
             return False
+
+    def status_of(self, site: str, post_id: int, kind: str, target: str) -> Status | None:
+        rows = self._rows("SELECT status FROM notifications WHERE site = ? AND post_id = ? "
+                          "AND kind = ? AND target = ?", (site, post_id, kind, target))
+        return Status(rows[0][0]) if rows else None
 
     def _requeue_one(self, site: str, post_id: int, kind: str, target: str,
                      now: datetime) -> bool:
