@@ -115,7 +115,8 @@ class StatusOutbox(UnitOfWork, Protocol):
                        ) -> list[StatusMark]:
         """Up to ``limit`` marked posts of a site, the most recently changed first;
         ``settled``: only posts none of whose notifications waits or is being sent (their
-        rows will not change again soon)."""
+        rows will not change again soon), among the most recently changed few thousand (a
+        backend may look no deeper: the cycle's end pushes every marked post)."""
         ...
 
     def post_rows(self, site: str, post_ids: list[int]) -> dict[int, list[Notification]]:
