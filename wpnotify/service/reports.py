@@ -144,8 +144,8 @@ def _editor_warnings(name: str, bridge: dict[str, Any]) -> list[str]:
         if isinstance(version, str) else ()
     if len(found) == 2 and found < STATUS_BRIDGE:
         return [f"site {name}: bridge {version} is older than 1.2, so the editors show no "
-                f"notification statuses and no Send again (wpnotify keeps sending); update: "
-                f"{BRIDGE_FIX}"]
+                f"notification statuses and no Send again (wpnotify keeps sending; posts it "
+                f"notifies meanwhile show theirs from their next change); update: {BRIDGE_FIX}"]
     if bridge.get("editor_assets") is False:
         return [f"site {name}: the bridge's folder wpnotify-bridge/ is missing beside "
                 "wpnotify-bridge.php, so the editors show no Links and trackbacks panel; "
