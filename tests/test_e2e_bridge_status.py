@@ -323,3 +323,41 @@ def test_resend_seen_never_passes_the_newest_request(world: World) -> None:
                   {"kind": "trackback", "target": target})
     assert queued["status"] == "queued"
     assert world.admin.ok("GET", "/wpnotify/v1/status")["editor_assets"] is True
+
+
+def _cookie_call(browser: Browser, method: str, path: str, body: Any,
+                 nonce: str | None = None) -> int:
+    """The HTTP status of a REST request made with the browser's login cookies only (as a
+    page on another site could make it), or with the REST nonce too (as the editors do)."""
+    request = urllib.request.Request(
+        f"{browser.site.url}/wp-json{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"X-WP-Nonce": nonce} if nonce else {})})
+    try:
+        with browser.opener.open(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_cookies_without_the_rest_nonce_are_nobody(world: World) -> None:
+    """Cross-site request forgery: author A's login cookies without the wp_rest nonce read no
+    rows, send nothing again and write no "Send trackbacks to" (401, nothing changed); with
+    the nonce, as the editors send it, the same Send again is taken."""
+    a, source = world.author_a, world.source
+    post = source.create_post(post_title="Forged", post_author=a.user_id,
+                              to_ping="http://127.0.0.19:8080/kept")
+    target = "http://127.0.0.19:8080/forged"
+    a.ok("POST", "/wpnotify/v1/statuses", {"posts": {str(post): [row(target)]}})
+    browser = Browser(source, a.login, a.password)
+    resend = {"kind": "trackback", "target": target}
+    for method, path, body in (("GET", f"/wpnotify/v1/posts/{post}/status", None),
+                               ("POST", f"/wpnotify/v1/posts/{post}/resend", resend),
+                               ("POST", f"/wp/v2/posts/{post}", {"wpnotify_to_ping": ""})):
+        assert _cookie_call(browser, method, path, body) == 401, path
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["failed"]
+    assert source.pings(post)["to_ping"] == ["http://127.0.0.19:8080/kept"]
+    nonce = browser.get("/wp-admin/admin-ajax.php?action=rest-nonce").strip()
+    assert _cookie_call(browser, "POST", f"/wpnotify/v1/posts/{post}/resend", resend,
+                        nonce) == 200
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["queued"]
