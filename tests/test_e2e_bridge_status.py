@@ -361,3 +361,23 @@ def test_cookies_without_the_rest_nonce_are_nobody(world: World) -> None:
     assert _cookie_call(browser, "POST", f"/wpnotify/v1/posts/{post}/resend", resend,
                         nonce) == 200
     assert [r["status"] for r in status_of(a, post)["rows"]] == ["queued"]
+
+
+def test_a_post_no_longer_public_sends_nothing_again(world: World) -> None:
+    """A failed trackback of a post made private, a draft, password-protected or trashed
+    since: Send again is a 409 (it would carry the post's title and excerpt), nothing is
+    recorded; published again, it is taken."""
+    a, source = world.author_a, world.source
+    post = post_of(world, a, "Left the public")
+    target = "http://127.0.0.19:8080/hidden"
+    a.ok("POST", "/wpnotify/v1/statuses", {"posts": {str(post): [row(target)]}})
+    resend = {"kind": "trackback", "target": target}
+    for change in ({"post_status": "private"}, {"post_status": "draft"},
+                   {"post_status": "publish", "post_password": "secret"},
+                   {"post_status": "trash", "post_password": ""}):
+        source.update_post(post, **change)
+        status, _, error = a.call("POST", f"/wpnotify/v1/posts/{post}/resend", resend)
+        assert (status, error["code"]) == (409, "wpnotify_not_public"), change
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["failed"]
+    source.update_post(post, post_status="publish")
+    assert a.ok("POST", f"/wpnotify/v1/posts/{post}/resend", resend)["status"] == "queued"

@@ -485,10 +485,15 @@ function write_raw_option( string $name, $value ): bool {
 
 /**
  * Records a Send again request for a row that exists and failed or was skipped; answers the
- * row as route 2 shows it, or a WP_Error (404, 409, 503).
+ * row as route 2 shows it, or a WP_Error (404, 409 also for a post not public, 503).
  */
 function request_resend( \WP_Post $post, string $kind, string $target ) {
 	global $wpdb;
+	// wpnotify notifies from published posts only: a trackback sent again from a post made
+	// private, a draft or trashed since would carry its title and excerpt to the receiver.
+	if ( 'publish' !== $post->post_status || '' !== (string) $post->post_password ) {
+		return new \WP_Error( 'wpnotify_not_public', 'Only a published post without a password can send again.', array( 'status' => 409 ) );
+	}
 	$lock = 'wpnotify_resend_' . md5( DB_NAME . '|' . $wpdb->prefix );  // lock names: <= 64 chars
 	if ( '1' !== (string) $wpdb->get_var( $wpdb->prepare( 'SELECT GET_LOCK(%s, 10)', $lock ) ) ) {
 		return new \WP_Error( 'wpnotify_busy', 'Too many Send again requests at once; try again.', array( 'status' => 503 ) );
