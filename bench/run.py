@@ -375,10 +375,11 @@ def idle_poll(site: Site, config: Path, folder: Path) -> tuple[list[str], Measur
     return php_requests(site, start), idle
 
 
-def history_at_scale(state: Path, rows: int, folder: Path, config: Path) -> dict[str, float]:
-    """`history --post` on a copy of the state file grown to ``rows`` notifications (the copy
-    is ``config``'s state file)."""
-    big = folder / "big.sqlite3"
+def grown(state: Path, rows: int, big: Path) -> int:
+    """A copy of ``state`` at ``big`` grown to ``rows`` notifications (sent pingbacks, six a
+    post, a minute apart); returns the count. Those rows stand for old history WordPress was
+    told about long ago: the status marks their inserts made (schema 7's triggers) are
+    cleared, or every later poll would push them (to posts the bench's WordPress lacks)."""
     shutil.copy(state, big)
     with sqlite3.connect(big) as db:
         have = db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
@@ -394,11 +395,20 @@ def history_at_scale(state: Path, rows: int, folder: Path, config: Path) -> dict
                    strftime('%Y-%m-%dT%H:%M:%fZ', '2020-01-01', '+' || (i * 60) || ' seconds'),
                    'http://127.0.0.1/rpc', 'registered'
             FROM n""")
-        total = db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'status_outbox'").fetchone():
+            db.execute("DELETE FROM status_outbox WHERE post_id >= 1000000")
+        total: int = db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
+    return total
+
+
+def history_at_scale(state: Path, rows: int, folder: Path, config: Path) -> dict[str, float]:
+    """`history --post` on a copy of the state file grown to ``rows`` notifications (the copy
+    is ``config``'s state file)."""
+    total = grown(state, rows, folder / "big.sqlite3")
     sys.path.insert(0, str(ROOT))
     from wpnotify.state import open_state
 
-    store = open_state(big)
+    store = open_state(folder / "big.sqlite3")
     post = 1000000 + (rows // 12)
     times = []
     for _ in range(7):
@@ -599,8 +609,12 @@ def main() -> int:
         if args.history_rows:
             big = config_for(folder, site, concurrency, args.per_host, state="big.sqlite3")
             history = history_at_scale(folder / "state.sqlite3", args.history_rows, folder, big)
-            if baseline is not None:  # the same file, before the poll below writes to it
-                baseline_history = reads(baseline, big, int(history["post"]), folder)
+            if baseline is not None:  # its own file: a newer schema is refused by older code
+                big_before = config_for(folder, site, concurrency, args.per_host,
+                                        state="big-baseline.sqlite3")
+                grown(folder / "baseline.sqlite3", args.history_rows,
+                      folder / "big-baseline.sqlite3")
+                baseline_history = reads(baseline, big_before, int(history["post"]), folder)
             big_poll = idle_poll(site, big, folder)  # flat as the state file grows?
     finally:
         receivers.terminate()

@@ -424,6 +424,15 @@ def test_a_resend_request_requeues_with_a_fresh_budget(state: State) -> None:
     assert not state.requeue_for_resend("s", 1, "trackback", "https://tb/", later)  # sent
 
 
+def test_a_post_can_be_marked_without_a_change(state: State) -> None:
+    """A Send again request that changed nothing still owes WordPress a push."""
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    state.status_told("s", state.status_waiting("s", 100))
+    state.mark_status("s", 1)
+    state.mark_status("s", 5)  # a post wpnotify has no notification of
+    assert sorted(waiting_posts(state)) == [1, 5] and waiting_posts(state, "other") == []
+
+
 def test_resend_seen_is_kept_per_site_and_never_moves_back(state: State) -> None:
     assert state.resend_seen("s") == 0
     state.set_resend_seen("s", 7)

@@ -375,6 +375,7 @@ def test_a_request_for_a_row_sent_meanwhile_is_not_sent_twice(tmp_path: Path) ->
     store.requeue(ids=[number])
     store.claim(number, NOW)
     store.finish(number, Status.SENT, NOW)
+    store.status_told("s", store.status_waiting("s", 10))  # WordPress was told it is sent
     site = EditorSite([ResendRequest(1, 7, "trackback", "https://tb.example/7/trackback/", "")],
                       newest=1)
     with capture_logs() as logs:
@@ -383,6 +384,23 @@ def test_a_request_for_a_row_sent_meanwhile_is_not_sent_twice(tmp_path: Path) ->
     [skipped] = [e for e in logs if e["event"] == "notification.resend_skipped"]
     assert skipped["detail"] == "it is sent, nothing to send again"
     assert store.resend_seen("s") == 1
+    # WordPress shows the row "queued" until told the request was taken: the post goes in
+    # the next push, with its rows as history has them and the request taken.
+    assert [post for post, _ in store.status_waiting("s", 10)] == [7]
+    mirror_of(store, site).flush(final=True)
+    [(posts, seen)] = site.pushes
+    assert seen == 1 and [row["status"] for row in posts[7]] == ["sent"]
+
+
+def test_a_request_for_a_notification_wpnotify_lacks_empties_that_posts_rows(
+        tmp_path: Path) -> None:
+    """wpnotify has nothing of it (a state file started anew): WordPress is told the post
+    has no rows, so the editor and `history` agree and nothing stays "queued"."""
+    store = opened(tmp_path)
+    site = EditorSite([ResendRequest(4, 9, "trackback", "https://tb.example/", "")], newest=4)
+    service_for(store, site).read(SETTINGS.sites[0])
+    mirror_of(store, site).flush(final=True)
+    assert site.pushes == [({9: []}, 4)]
 
 
 def test_a_request_for_a_row_sent_meanwhile_still_tells_wordpress_it_was_taken(

@@ -305,6 +305,22 @@ class Site:
             " 'pinged' => array_values(array_filter(get_pung($p) ?: [], 'strlen'))];"
         ))
 
+    def editor_rows(self, post_id: int) -> list[dict[str, Any]]:
+        """The post's status rows as its editor shows them (the bridge's status route, read
+        as the admin)."""
+        return list(self.php(
+            "wp_set_current_user(1);\n"
+            "$r = rest_do_request(new WP_REST_Request('GET', "
+            f"'/wpnotify/v1/posts/{int(post_id)}/status'));\n"
+            "return $r->is_error() ? [] : $r->get_data()['rows'];"
+        ))
+
+    def set_admin_password(self) -> str:
+        """A new random password for the admin, for a person to log in to a demo blog."""
+        password = secrets.token_urlsafe(12)
+        self.php(f"wp_set_password({php_str(password)}, 1); return true;")
+        return password
+
     def run_cron(self) -> None:
         """One real wp-cron.php request, as a visitor's page load would trigger."""
         import urllib.request
@@ -368,8 +384,14 @@ def demo(workdir: Path, keep: bool) -> int:
                       f"{comment['approved'] == '0'}")
         print("==> wpnotify history:", flush=True)
         subprocess.run(wpnotify + ["history"], env=env, check=True)
+        print("==> what the post's editor shows (Links and trackbacks), from the bridge:")
+        for row in source.editor_rows(post_id):
+            print(f"    {row['kind']:<9} {row['status']:<7} {row['target']}: {row['answer']}")
         if keep:
-            print(f"==> the blogs stay up at {source.url} and {target.url}; Ctrl-C stops them")
+            print(f"==> the blogs stay up at {source.url} and {target.url}; Ctrl-C stops them.\n"
+                  f"    See the panel: {source.url}/wp-admin/post.php?post={post_id}&action=edit"
+                  f"\n    (user admin, password {source.set_admin_password()}, this demo's "
+                  "only)", flush=True)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

@@ -271,3 +271,7 @@ class SiteReading:
         why = (f"it is {found.value}, nothing to send again" if found is not None
                else "wpnotify has no such notification")
         log.warning("notification.resend_skipped", **where, detail=why)
+        # The row shows "queued" until WordPress is told this request was taken, and no
+        # change to a notification will tell it: the post's rows (those wpnotify has) go at
+        # the next push all the same.
+        self.store.mark_status(name, request.post)

@@ -133,6 +133,11 @@ class StatusOutbox(UnitOfWork, Protocol):
         """The newest Send again request of the site already taken (0: none yet)."""
         ...
 
+    def mark_status(self, site: str, post_id: int) -> None:
+        """Marks a post whose notifications did not change, so that WordPress is told its
+        rows (and the newest Send again request taken) at the next push all the same."""
+        ...
+
 
 class Resends(StatusOutbox, Protocol):
     """Send again requests from WordPress: each puts one notification back in the queue."""

@@ -191,6 +191,9 @@ class SqliteState(SqliteQueue):
         self._write_many("DELETE FROM status_outbox WHERE site = ? AND post_id = ? AND seq = ?",
                          [(site, post, seq) for post, seq in marks])
 
+    def mark_status(self, site: str, post_id: int) -> None:
+        self._write("REPLACE INTO status_outbox (site, post_id) VALUES (?, ?)", (site, post_id))
+
     def resend_seen(self, site: str) -> int:
         rows = self._rows("SELECT resend_seen FROM sites WHERE name = ?", (site,))
         value = rows[0][0] if rows else None
