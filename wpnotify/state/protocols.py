@@ -146,9 +146,7 @@ class Resends(StatusOutbox, Protocol):
                            now: datetime) -> bool:
         """Puts this notification back in the queue with a fresh retry budget, due ``now``:
         pending, attempts 0, error cleared. False when there is no such notification, or it
-        is being sent or was sent (nothing to send again); then its post, if it has it, is
-        marked all the same: WordPress shows the row queued until its rows are pushed with
-        the request taken."""
+        is being sent or was sent (nothing to send again)."""
         ...
 
     def status_of(self, site: str, post_id: int, kind: str, target: str) -> Status | None:

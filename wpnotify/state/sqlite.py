@@ -205,25 +205,13 @@ class SqliteState(SqliteQueue):
             self.db.execute("UPDATE sites SET resend_seen = MAX(COALESCE(resend_seen, 0), ?) "
                             "WHERE name = ?", (int(request_id), site))
 
-    def requeue_for_resend(self, site: str, post_id: int, kind: str, target: str,
-                           now: datetime) -> bool:
-        with self.atomic():
-            if self._requeue_one(site, post_id, kind, target, now):
-                return True
-            # Sent or being sent meanwhile: nothing changes, yet WordPress shows the row
-            # "queued" until told the request was taken, so its post is marked all the same.
-            self._write("REPLACE INTO status_outbox (site, post_id) SELECT site, post_id "
-                        "FROM notifications WHERE site = ? AND post_id = ? AND kind = ? AND "
-                        "target = ?", (site, post_id, kind, target))
-            return False
-
     def status_of(self, site: str, post_id: int, kind: str, target: str) -> Status | None:
         rows = self._rows("SELECT status FROM notifications WHERE site = ? AND post_id = ? "
                           "AND kind = ? AND target = ?", (site, post_id, kind, target))
         return Status(rows[0][0]) if rows else None
 
-    def _requeue_one(self, site: str, post_id: int, kind: str, target: str,
-                     now: datetime) -> bool:
+    def requeue_for_resend(self, site: str, post_id: int, kind: str, target: str,
+                           now: datetime) -> bool:
         return self._write(
             """UPDATE notifications SET status = 'pending', attempts = 0,
                    next_attempt_at = :now, updated_at = :now, error = NULL, error_code = NULL,
