@@ -38,7 +38,7 @@ class FineSite:
     """Stands in for the WordPress source: every site answers, bridge installed."""
 
     def check(self) -> tuple[SiteInfo, dict[str, Any]]:
-        return SiteInfo("Blog", "https://blog.example"), {"bridge": "1.1"}
+        return SiteInfo("Blog", "https://blog.example"), {"bridge": "1.2", "editor_assets": True}
 
 
 def write_config(tmp_path: Path, url: str, mode: int) -> Path:
@@ -114,3 +114,34 @@ def test_any_access_by_group_or_others_warns(tmp_path: Path, mode: int) -> None:
     warnings = reports.config_warnings(
         load_settings(write_config(tmp_path, "https://blog.example", mode)))
     assert len(warnings) == 1 and f"(mode {mode:04o}); chmod 600" in warnings[0]
+
+
+@pytest.mark.parametrize("status,expected", [
+    ({"bridge": "1.1"}, "bridge 1.1 is older than 1.2, so the editors show no notification "
+                        "statuses"),
+    ({"bridge": "1.0"}, "and the folder wordpress/wpnotify-bridge/"),
+    ({"bridge": "1.2", "editor_assets": False}, "the bridge's folder wpnotify-bridge/ is "
+                                                "missing"),
+])
+def test_a_bridge_that_cannot_show_statuses_is_named(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path, status: dict[str, Any],
+                                                     expected: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: sending works with a bridge 1.1 or without the editor scripts' folder, but
+    the editors show no statuses; `check` says so (a warning, exit 0) and how to fix it."""
+    site = FineSite()
+    monkeypatch.setattr(site, "check", lambda: (SiteInfo("Blog", "https://blog.example"),
+                                                status))
+    monkeypatch.setattr(sources, "make_source", lambda http, s, per_page=100: site)
+    code, out, err = run_check(capsys, write_config(tmp_path, "https://blog.example", 0o600))
+    warnings = [line for line in err.splitlines() if line.startswith("warning: site blog:")]
+    assert code == 0 and len(warnings) == 1 and expected in warnings[0], err
+    assert f"bridge {status['bridge']} installed" in out
+
+
+def test_a_current_bridge_with_its_folder_raises_no_editor_warning(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "make_source", lambda http, s, per_page=100: FineSite())
+    code, _, err = run_check(capsys, write_config(tmp_path, "https://blog.example", 0o600))
+    assert code == 0 and "warning" not in err, err

@@ -176,7 +176,8 @@ def test_only_users_who_may_edit_the_post_read_or_resend(world: World) -> None:
 def test_send_again_queues_a_failed_row_until_wpnotify_has_taken_it(world: World) -> None:
     """A failed row resent shows "queued" with its request time; the request is listed for
     its author (not for B) and named in X-Wpnotify-Resend on an ordinary posts list; a sent
-    row is a 409, an unknown one a 404; resend_seen pushed shows the pushed status again."""
+    row is a 409, an unknown one a 404; resend_seen pushed by the author is ignored, pushed by
+    wpnotify's account (an editor or admin) shows the pushed status again."""
     a, b = world.author_a, world.author_b
     post = post_of(world, a, "Send again")
     failed, sent = "http://127.0.0.19:8080/f", "http://127.0.0.19:8080/s"
@@ -197,7 +198,11 @@ def test_send_again_queues_a_failed_row_until_wpnotify_has_taken_it(world: World
         status, _, _ = a.call("POST", f"/wpnotify/v1/posts/{post}/resend",
                               {"kind": "trackback", "target": target})
         assert status == code, target
+    # An author may push rows for their own post, but not move the site-wide resend_seen:
     a.ok("POST", "/wpnotify/v1/statuses", {"resend_seen": newest, "posts": {
+        str(post): [row(failed, "failed"), row(sent, "sent")]}})
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["queued", "sent"]
+    world.admin.ok("POST", "/wpnotify/v1/statuses", {"resend_seen": newest, "posts": {
         str(post): [row(failed, "pending", attempts=0), row(sent, "sent")]}})
     got = status_of(a, post)
     assert [r["status"] for r in got["rows"]] == ["pending", "sent"]
@@ -304,3 +309,75 @@ def test_posts_list_column_and_classic_meta_box_show_escaped_rows(
     assert "wpnotify-bridge/editor.css" in page and "wpnotify-bridge/classic.css" in page
     block = browser.get(f"/wp-admin/post.php?post={mine}&action=edit")
     assert "wpnotify-bridge/classic.js" not in block
+
+
+def test_resend_seen_never_passes_the_newest_request(world: World) -> None:
+    """A resend_seen beyond the newest request (a bug, or a hostile push) is cut to it: a
+    request made after it still shows "queued" until wpnotify takes it."""
+    a = world.author_a
+    post = post_of(world, a, "Seen too far")
+    target = "http://127.0.0.19:8080/far"
+    world.admin.ok("POST", "/wpnotify/v1/statuses",
+                   {"resend_seen": 10**15, "posts": {str(post): [row(target)]}})
+    queued = a.ok("POST", f"/wpnotify/v1/posts/{post}/resend",
+                  {"kind": "trackback", "target": target})
+    assert queued["status"] == "queued"
+    assert world.admin.ok("GET", "/wpnotify/v1/status")["editor_assets"] is True
+
+
+def _cookie_call(browser: Browser, method: str, path: str, body: Any,
+                 nonce: str | None = None) -> int:
+    """The HTTP status of a REST request made with the browser's login cookies only (as a
+    page on another site could make it), or with the REST nonce too (as the editors do)."""
+    request = urllib.request.Request(
+        f"{browser.site.url}/wp-json{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"X-WP-Nonce": nonce} if nonce else {})})
+    try:
+        with browser.opener.open(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_cookies_without_the_rest_nonce_are_nobody(world: World) -> None:
+    """Cross-site request forgery: author A's login cookies without the wp_rest nonce read no
+    rows, send nothing again and write no "Send trackbacks to" (401, nothing changed); with
+    the nonce, as the editors send it, the same Send again is taken."""
+    a, source = world.author_a, world.source
+    post = source.create_post(post_title="Forged", post_author=a.user_id,
+                              to_ping="http://127.0.0.19:8080/kept")
+    target = "http://127.0.0.19:8080/forged"
+    a.ok("POST", "/wpnotify/v1/statuses", {"posts": {str(post): [row(target)]}})
+    browser = Browser(source, a.login, a.password)
+    resend = {"kind": "trackback", "target": target}
+    for method, path, body in (("GET", f"/wpnotify/v1/posts/{post}/status", None),
+                               ("POST", f"/wpnotify/v1/posts/{post}/resend", resend),
+                               ("POST", f"/wp/v2/posts/{post}", {"wpnotify_to_ping": ""})):
+        assert _cookie_call(browser, method, path, body) == 401, path
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["failed"]
+    assert source.pings(post)["to_ping"] == ["http://127.0.0.19:8080/kept"]
+    nonce = browser.get("/wp-admin/admin-ajax.php?action=rest-nonce").strip()
+    assert _cookie_call(browser, "POST", f"/wpnotify/v1/posts/{post}/resend", resend,
+                        nonce) == 200
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["queued"]
+
+
+def test_a_post_no_longer_public_sends_nothing_again(world: World) -> None:
+    """A failed trackback of a post made private, a draft, password-protected or trashed
+    since: Send again is a 409 (it would carry the post's title and excerpt), nothing is
+    recorded; published again, it is taken."""
+    a, source = world.author_a, world.source
+    post = post_of(world, a, "Left the public")
+    target = "http://127.0.0.19:8080/hidden"
+    a.ok("POST", "/wpnotify/v1/statuses", {"posts": {str(post): [row(target)]}})
+    resend = {"kind": "trackback", "target": target}
+    for change in ({"post_status": "private"}, {"post_status": "draft"},
+                   {"post_status": "publish", "post_password": "secret"},
+                   {"post_status": "trash", "post_password": ""}):
+        source.update_post(post, **change)
+        status, _, error = a.call("POST", f"/wpnotify/v1/posts/{post}/resend", resend)
+        assert (status, error["code"]) == (409, "wpnotify_not_public"), change
+    assert [r["status"] for r in status_of(a, post)["rows"]] == ["failed"]
+    source.update_post(post, post_status="publish")
+    assert a.ok("POST", f"/wpnotify/v1/posts/{post}/resend", resend)["status"] == "queued"

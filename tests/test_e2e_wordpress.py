@@ -550,3 +550,19 @@ def test_an_idle_poll_is_one_small_request(sites: dict[str, devsite.Site],
     start = source.log_path.stat().st_size
     tool.run("poll")
     assert len(_requests_after(source, start)) == 1
+    # Bridge 1.2: a Send again request makes every answer carry X-Wpnotify-Resend; the poll
+    # that sees it newer asks for the requests, and the polls after it are idle again.
+    asked = source.php(f"""
+        \\Wpnotify\\Bridge\\store_rows({post}, [['kind' => 'trackback', 'status' => 'failed',
+            'target' => 'http://127.0.0.19:8080/idle-resend']]);
+        wp_set_current_user(1);
+        $row = \\Wpnotify\\Bridge\\request_resend(get_post({post}), 'trackback',
+                                                   'http://127.0.0.19:8080/idle-resend');
+        return is_wp_error($row) ? $row->get_error_message() : $row['status'];""")
+    assert asked == "queued", asked
+    start = source.log_path.stat().st_size
+    tool.run("poll")
+    assert any("wpnotify/v1/resend" in line for line in _requests_after(source, start))
+    start = source.log_path.stat().st_size
+    tool.run("poll")
+    assert len(_requests_after(source, start)) == 1

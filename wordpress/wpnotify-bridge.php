@@ -77,6 +77,8 @@ function status(): array {
 		'core_pingbacks'    => (bool) has_action( 'do_all_pings', 'do_all_pingbacks' ),
 		'core_trackbacks'   => (bool) has_action( 'do_all_pings', 'do_all_trackbacks' ),
 		'default_pingbacks' => (bool) get_option( 'default_pingback_flag' ),
+		// Since 1.2: whether the editor scripts' folder is installed (no panel without it).
+		'editor_assets'     => null !== asset( 'editor.js' ),
 	);
 }
 
@@ -483,10 +485,15 @@ function write_raw_option( string $name, $value ): bool {
 
 /**
  * Records a Send again request for a row that exists and failed or was skipped; answers the
- * row as route 2 shows it, or a WP_Error (404, 409, 503).
+ * row as route 2 shows it, or a WP_Error (404, 409 also for a post not public, 503).
  */
 function request_resend( \WP_Post $post, string $kind, string $target ) {
 	global $wpdb;
+	// wpnotify notifies from published posts only: a trackback sent again from a post made
+	// private, a draft or trashed since would carry its title and excerpt to the receiver.
+	if ( 'publish' !== $post->post_status || '' !== (string) $post->post_password ) {
+		return new \WP_Error( 'wpnotify_not_public', 'Only a published post without a password can send again.', array( 'status' => 409 ) );
+	}
 	$lock = 'wpnotify_resend_' . md5( DB_NAME . '|' . $wpdb->prefix );  // lock names: <= 64 chars
 	if ( '1' !== (string) $wpdb->get_var( $wpdb->prepare( 'SELECT GET_LOCK(%s, 10)', $lock ) ) ) {
 		return new \WP_Error( 'wpnotify_busy', 'Too many Send again requests at once; try again.', array( 'status' => 503 ) );
@@ -558,9 +565,18 @@ function push_statuses( \WP_REST_Request $request ) {
 		store_rows( $post->ID, $rows );
 		++$recorded;
 	}
+	/*
+	 * resend_seen is site-wide and only grows: an author (who may push rows for their own
+	 * posts) must not move it, or every queued row of the site would show as taken, and
+	 * could be sent again at will, for good. Only a user who may edit others' posts (as
+	 * wpnotify's account must) moves it, and never past the newest request made.
+	 */
 	$seen = $request['resend_seen'];
-	if ( is_numeric( $seen ) && (int) $seen > (int) get_option( RESEND_SEEN, 0 ) ) {
-		update_option( RESEND_SEEN, (int) $seen );
+	if ( is_numeric( $seen ) && current_user_can( 'edit_others_posts' ) ) {
+		$seen = min( (int) $seen, (int) get_option( RESEND_LAST_ID, 0 ) );
+		if ( $seen > (int) get_option( RESEND_SEEN, 0 ) ) {
+			update_option( RESEND_SEEN, $seen );
+		}
 	}
 	return array(
 		'recorded' => $recorded,

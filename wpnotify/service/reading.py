@@ -267,10 +267,8 @@ class SiteReading:
                      detail="queued again from WordPress's Send again, with a fresh retry "
                             "budget")
             return
-        found = [n for n in self.store.history(site=name, post_id=request.post,
-                                               kind=request.kind, limit=100_000)
-                 if n.target == request.target]
-        why = (f"it is {found[0].status.value}, nothing to send again" if found
+        found = self.store.status_of(name, request.post, request.kind, request.target)
+        why = (f"it is {found.value}, nothing to send again" if found is not None
                else "wpnotify has no such notification")
         log.warning("notification.resend_skipped", **where, detail=why)
         # The row shows "queued" until WordPress is told this request was taken, and no

@@ -21,8 +21,9 @@ from wpnotify.times import iso, wp_text
 if TYPE_CHECKING:
     from wpnotify.sources import Source
 
-BRIDGE_FIX = ("copy wordpress/wpnotify-bridge.php into the site's wp-content/mu-plugins/ "
-              "(see README \"The bridge\")")
+BRIDGE_FIX = ("copy wordpress/wpnotify-bridge.php and the folder wordpress/wpnotify-bridge/ "
+              "into the site's wp-content/mu-plugins/ (see README \"The bridge\")")
+STATUS_BRIDGE = (1, 2)  # the first bridge that keeps statuses and takes Send again
 
 
 class Reported(SiteLog, History, Protocol):
@@ -131,6 +132,25 @@ def _check_site(site: SiteSettings, source: Source, result: CheckReport) -> None
     else:
         result.notes.append(f"site {site.name}: bridge {bridge.get('bridge')} installed, "
                             "WordPress's own sending is off")
+        if site.api == "rest":  # over XML-RPC the editors show no statuses anyway
+            result.warnings.extend(_editor_warnings(site.name, bridge))
+
+
+def _editor_warnings(name: str, bridge: dict[str, Any]) -> list[str]:
+    """What keeps the editors from showing statuses and Send again, while sending works: a
+    bridge older than 1.2, or a 1.2 without its folder of editor scripts."""
+    version = bridge.get("bridge")
+    found = tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) \
+        if isinstance(version, str) else ()
+    if len(found) == 2 and found < STATUS_BRIDGE:
+        return [f"site {name}: bridge {version} is older than 1.2, so the editors show no "
+                f"notification statuses and no Send again (wpnotify keeps sending; posts it "
+                f"notifies meanwhile show theirs from their next change); update: {BRIDGE_FIX}"]
+    if bridge.get("editor_assets") is False:
+        return [f"site {name}: the bridge's folder wpnotify-bridge/ is missing beside "
+                "wpnotify-bridge.php, so the editors show no Links and trackbacks panel; "
+                "copy wordpress/wpnotify-bridge/ into wp-content/mu-plugins/ too"]
+    return []
 
 
 def config_warnings(settings: Settings) -> list[str]:

@@ -115,7 +115,8 @@ class StatusOutbox(UnitOfWork, Protocol):
                        ) -> list[StatusMark]:
         """Up to ``limit`` marked posts of a site, the most recently changed first;
         ``settled``: only posts none of whose notifications waits or is being sent (their
-        rows will not change again soon)."""
+        rows will not change again soon), among the most recently changed few thousand (a
+        backend may look no deeper: the cycle's end pushes every marked post)."""
         ...
 
     def post_rows(self, site: str, post_ids: list[int]) -> dict[int, list[Notification]]:
@@ -146,6 +147,11 @@ class Resends(StatusOutbox, Protocol):
         """Puts this notification back in the queue with a fresh retry budget, due ``now``:
         pending, attempts 0, error cleared. False when there is no such notification, or it
         is being sent or was sent (nothing to send again)."""
+        ...
+
+    def status_of(self, site: str, post_id: int, kind: str, target: str) -> Status | None:
+        """That one notification's status (None: there is none), found by its key: a
+        request that queues nothing is explained without reading the post's history."""
         ...
 
     def set_resend_seen(self, site: str, request_id: int) -> None:
