@@ -67,6 +67,12 @@ function record_pinged( \WP_Post $post, array $urls ): array {
 	return pings_of( get_post( $post->ID ) );
 }
 
+/** The post, if it exists and the current user may edit it; null otherwise. */
+function editable_post( $id ): ?\WP_Post {
+	$post = get_post( (int) $id );
+	return $post && current_user_can( 'edit_post', $post->ID ) ? $post : null;
+}
+
 function is_http_url( string $url ): bool {
 	return (bool) preg_match( '#^https?://#i', $url );
 }
@@ -146,11 +152,8 @@ add_action(
 				'wpnotify',
 				array(
 					'get_callback' => function ( $data ) {
-						$post = get_post( $data['id'] );
-						if ( ! $post || ! current_user_can( 'edit_post', $post->ID ) ) {
-							return null;
-						}
-						return pings_of( $post ) + array( 'status_summary' => summary( display_rows( $post->ID ) ) );
+						$post = editable_post( $data['id'] );
+						return $post ? pings_of( $post ) + array( 'status_summary' => summary( display_rows( $post->ID ) ) ) : null;
 					},
 					'schema'       => array(
 						'description' => 'to_ping and pinged lists, and a summary of the status rows (wpnotify bridge).',
@@ -160,6 +163,7 @@ add_action(
 					),
 				)
 			);
+			register_to_ping_field( $type );
 		}
 
 		register_rest_route(
@@ -637,41 +641,39 @@ function shown_post_types(): array {
 	);
 }
 
+/** The writable `wpnotify_to_ping` field of a REST post type: the block editor's "Send trackbacks to". */
+function register_to_ping_field( string $type ): void {
+	register_rest_field(
+		$type,
+		'wpnotify_to_ping',
+		array(
+			'get_callback'    => function ( $data ) {
+				$post = editable_post( $data['id'] );
+				return $post ? implode( "\n", pings_of( $post )['to_ping'] ) : null;
+			},
+			'update_callback' => function ( $value, $object ) {
+				if ( null === $value ) {
+					return true;  // null leaves the list as it is
+				}
+				$post = editable_post( $object->ID ?? 0 );
+				if ( ! $post ) {
+					return new \WP_Error( 'rest_cannot_edit', 'Sorry, you are not allowed to edit this post.', array( 'status' => rest_authorization_required_code() ) );
+				}
+				write_to_ping( $post, (string) $value );
+				return true;
+			},
+			'schema'          => array(
+				'description' => 'URLs to send trackbacks to, one a line (to_ping; wpnotify bridge).',
+				'type'        => array( 'string', 'null' ),
+				'context'     => array( 'edit' ),
+			),
+		)
+	);
+}
+
 add_action(
 	'rest_api_init',
 	function () {
-		foreach ( get_post_types( array( 'show_in_rest' => true ) ) as $type ) {
-			register_rest_field(
-				$type,
-				'wpnotify_to_ping',
-				array(
-					'get_callback'    => function ( $data ) {
-						$post = get_post( $data['id'] );
-						if ( ! $post || ! current_user_can( 'edit_post', $post->ID ) ) {
-							return null;
-						}
-						return implode( "\n", pings_of( $post )['to_ping'] );
-					},
-					'update_callback' => function ( $value, $object ) {
-						if ( null === $value ) {
-							return true;  // null leaves the list as it is
-						}
-						$post = get_post( $object instanceof \WP_Post ? $object->ID : ( $object->ID ?? 0 ) );
-						if ( ! $post || ! current_user_can( 'edit_post', $post->ID ) ) {
-							return new \WP_Error( 'rest_cannot_edit', 'Sorry, you are not allowed to edit this post.', array( 'status' => rest_authorization_required_code() ) );
-						}
-						write_to_ping( $post, (string) $value );
-						return true;
-					},
-					'schema'          => array(
-						'description' => 'URLs to send trackbacks to, one a line (to_ping; wpnotify bridge).',
-						'type'        => array( 'string', 'null' ),
-						'context'     => array( 'edit' ),
-					),
-				)
-			);
-		}
-
 		$may_edit_posts = function () {
 			return current_user_can( 'edit_posts' );
 		};
