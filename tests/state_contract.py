@@ -444,9 +444,6 @@ def test_resend_seen_is_kept_per_site_and_never_moves_back(state: State) -> None
     assert (state.resend_seen("s"), state.resend_seen("other")) == (7, 0)
 
 
-__all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]
-
-
 def test_claim_many_claims_only_what_is_still_pending(state: State, backend: Backend) -> None:
     for target in ("a", "b", "c"):
         state.add("s", 1, "pingback", f"https://t/{target}", "https://s/1", NOW)
@@ -556,3 +553,92 @@ def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> No
         order.append("first")
     thread.join(10)
     assert order == ["first", "second"]
+
+
+# --- sites stored by `wpnotify sites` ------------------------------------------------------
+
+BLOG = {"url": "https://blog.example", "username": "u", "password_file": "/etc/pw",
+        "post_types": ["post", "page"], "self_pings": True, "max_trackbacks_per_post": 3}
+
+
+def test_a_stored_sites_settings_round_trip_as_a_dict(state: State) -> None:
+    assert state.stored_sites() == []
+    assert state.store_site("blog", BLOG, NOW)
+    [entry] = state.stored_sites()
+    assert (entry.name, entry.config, entry.disabled) == ("blog", BLOG, False)
+    assert entry.added_at == entry.updated_at == NOW
+
+
+def test_a_second_site_of_the_same_name_is_refused(state: State) -> None:
+    assert state.store_site("blog", BLOG, NOW)
+    assert not state.store_site("blog", {**BLOG, "url": "https://other.example"},
+                                NOW + timedelta(hours=1))
+    [entry] = state.stored_sites()
+    assert entry.config == BLOG and entry.added_at == NOW
+
+
+def test_stored_sites_come_by_name(state: State) -> None:
+    for name in ("c", "a", "b"):
+        state.store_site(name, BLOG, NOW)
+    assert [entry.name for entry in state.stored_sites()] == ["a", "b", "c"]
+
+
+def test_removing_a_stored_site_keeps_its_history(state: State) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state.add("blog", 1, "pingback", "https://t/1", "https://blog.example/1", NOW)
+    assert state.remove_site("blog")
+    assert state.stored_sites() == []
+    assert not state.remove_site("blog")
+    assert len(state.history(site="blog")) == 1
+
+
+def test_a_stored_site_is_disabled_and_enabled_again(state: State) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state.set_site_disabled("blog", True, NOW + timedelta(minutes=1))
+    [entry] = state.stored_sites()
+    assert entry.disabled and entry.config == BLOG
+    assert entry.updated_at == NOW + timedelta(minutes=1) and entry.added_at == NOW
+    state.set_site_disabled("blog", False, NOW + timedelta(minutes=2))
+    [entry] = state.stored_sites()
+    assert not entry.disabled and entry.config == BLOG
+
+
+def test_a_configuration_files_site_is_disabled_by_a_flag_row(state: State) -> None:
+    state.set_site_disabled("toml", True, NOW)
+    [entry] = state.stored_sites()
+    assert (entry.name, entry.config, entry.disabled) == ("toml", None, True)
+    assert not state.remove_site("toml")  # a flag is no stored site
+    state.set_site_disabled("toml", False, NOW)
+    assert state.stored_sites() == []  # enabled: nothing left to keep
+
+
+def test_adding_over_a_left_over_flag_stores_the_site_enabled(state: State) -> None:
+    state.set_site_disabled("blog", True, NOW)
+    assert state.store_site("blog", BLOG, NOW)
+    [entry] = state.stored_sites()
+    assert entry.config == BLOG and not entry.disabled
+
+
+@pytest.mark.parametrize("config", ['["a list"]', "{not json", "7"])
+def test_a_stored_site_that_cannot_be_read_names_its_repair(state: State, config: str) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state._write("UPDATE site_settings SET config = ? WHERE name = ?",  # type: ignore[attr-defined]
+                 (config, "blog"))
+    with pytest.raises(StateError) as caught:
+        state.stored_sites()
+    message = str(caught.value)
+    assert "'blog'" in message and "wpnotify sites remove blog" in message
+    assert "\n" not in message
+    assert state.remove_site("blog") and state.stored_sites() == []  # the repair works
+
+
+def test_a_stored_site_with_an_unreadable_time_names_its_repair(state: State) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state._write("UPDATE site_settings SET added_at = ? WHERE name = ?",  # type: ignore[attr-defined]
+                 ("yesterday", "blog"))
+    with pytest.raises(StateError, match="sites remove blog"):
+        state.stored_sites()
+
+
+# Last, so that every test above is exported (a backend's module imports *).
+__all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]
