@@ -1,7 +1,9 @@
 """``wpnotify run``: a thin loop around ``Service`` on APScheduler 3.
 
 Each site is polled every ``poll_interval`` (never two polls of one site at once; missed runs
-coalesce), and due retries are sent every RETRY_TICK seconds. All jobs run on one worker thread,
+coalesce), and due retries are sent every RETRY_TICK seconds. Every ``sites_refresh`` seconds the
+sites in effect are read again (`wpnotify sites`): a new site gets its poll job, a removed or
+disabled one loses it, a changed one its source. All jobs run on one worker thread,
 so the store and the HTTP client are never used concurrently. SIGTERM or SIGINT stops new work;
 the job in flight finishes its current notification (within GRACE seconds) and the state is left
 with nothing in flight. An exclusive lock beside the state file keeps a second daemon out.
@@ -77,6 +79,8 @@ class Daemon:
         self.stopped = service.stop_event
         self._busy = threading.Lock()
         self._failing: dict[str, tuple[int, float]] = {}  # site -> (failed polls, not before)
+        self._scheduler: BackgroundScheduler | None = None
+        self._left_out: set[tuple[str, str]] = set()  # (site, problem) logged already
 
     def stop(self, *_signal: Any) -> None:
         if not self.stopped.is_set():
@@ -119,6 +123,42 @@ class Daemon:
     def send_due(self) -> None:
         self.service.send_due()
 
+    def _poll(self, name: str) -> None:
+        """The poll job of a site, by name: it reads the site's settings as they are now."""
+        site = next((s for s in self.service.settings.sites if s.name == name), None)
+        if site is not None:  # gone since the job was due: nothing to do
+            self.poll_site(site)
+
+    def _schedule(self, name: str) -> None:
+        if self._scheduler is None:  # not serving
+            return
+        self._scheduler.add_job(self._job, "interval", seconds=self.settings.poll_interval,
+                                args=[f"poll:{name}", lambda: self._poll(name)],
+                                id=f"poll:{name}", next_run_time=utcnow(),
+                                replace_existing=True)
+
+    def refresh_sites(self) -> None:
+        """Picks up the sites added, removed, disabled or changed in the state (`wpnotify
+        sites`), without a restart: one query. Runs as a job, so between polls: a poll in
+        progress finishes before its site goes."""
+        change = self.service.refresh_sites()
+        for site, problem in change.problems:
+            if (site, problem) not in self._left_out:
+                log.error("site.left_out", site=site, problem=problem)
+        self._left_out = set(change.problems)
+        if not (change.added or change.removed or change.changed):
+            return
+        for name in change.removed:
+            self._failing.pop(name, None)
+            if self._scheduler is not None and self._scheduler.get_job(f"poll:{name}"):
+                self._scheduler.remove_job(f"poll:{name}")
+        for name in change.added:
+            self._schedule(name)
+        for name in change.changed:
+            self._failing.pop(name, None)  # a new URL or password: ask it again now
+        log.info("sites.changed", added=change.added, removed=change.removed,
+                 changed=change.changed)
+
     def serve(self) -> None:
         """Runs until stop(); installs SIGTERM and SIGINT handlers. Refuses a state file it
         could only read: every poll would fail after reading the sites."""
@@ -127,16 +167,18 @@ class Daemon:
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC")
-        for site in self.settings.sites:
-            scheduler.add_job(self._job, "interval", seconds=self.settings.poll_interval,
-                              args=[f"poll:{site.name}", lambda s=site: self.poll_site(s)],
-                              id=f"poll:{site.name}", next_run_time=utcnow())
+        self._scheduler = scheduler
+        self._left_out = set(self.service.found.problems())  # logged when the service opened
+        for site in self.service.settings.sites:
+            self._schedule(site.name)
         scheduler.add_job(self._job, "interval", seconds=RETRY_TICK,
                           args=["retries", self.send_due], id="retries")
+        scheduler.add_job(self._job, "interval", seconds=self.settings.sites_refresh,
+                          args=["sites", self.refresh_sites], id="sites")
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         scheduler.start()
-        log.info("daemon.started", sites=[s.name for s in self.settings.sites],
+        log.info("daemon.started", sites=[s.name for s in self.service.settings.sites],
                  poll_interval_s=self.settings.poll_interval)
         try:
             while not self.stopped.wait(1.0):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Planned,
         PollReport,
         Post,
+        SiteRow,
         SiteStatus,
     )
 
@@ -88,6 +89,32 @@ def status_table(sites: list[SiteStatus]) -> list[str]:
         if site["last_error"]:
             block.append(f"  last error: {site['last_error']}")
         lines.extend(printable(line) for line in block)
+    return lines
+
+
+def sites_json(rows: list[SiteRow]) -> str:
+    """ensure_ascii: every control character is escaped."""
+    return json.dumps([row.as_dict() for row in rows], indent=2)
+
+
+def sites_table(rows: list[SiteRow]) -> list[str]:
+    """One line per site; each problem on its own line below it (they are long)."""
+    if not rows:
+        return ["no sites: add a [[sites]] table to the configuration file, or add one with "
+                "wpnotify sites add"]
+    header = ("NAME", "FROM", "API", "STATE", "URL")
+    table = [header] + [
+        tuple(printable(text) for text in (
+            row.name, row.origin, row.api or "?", "enabled" if row.enabled else "disabled",
+            clip(redact(row.url or "?"), 60)))
+        for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width)
+                       for text, width in zip(table[0], widths, strict=True)).rstrip()]
+    for row, line in zip(rows, table[1:], strict=True):
+        lines.append("  ".join(text.ljust(width)
+                               for text, width in zip(line, widths, strict=True)).rstrip())
+        lines.extend(printable(f"  problem: {problem}") for problem in row.problems)
     return lines
 
 
