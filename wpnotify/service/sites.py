@@ -76,7 +76,7 @@ class Sites:
             raise ConfigError(f"site {name!r} is disabled; enable it with: "
                               f"wpnotify sites enable {name}")
         if row is not None and row.problems and row.origin == STATE:
-            raise ConfigError(f"site {name!r} is left out: {row.problems[0]}")
+            raise ConfigError(f"site {name!r}: {row.problems[0]}")
         return self.settings.site(name)
 
     def known(self, name: str) -> None:
