@@ -240,12 +240,14 @@ def test_refresh_swaps_in_the_sites_their_sources_and_their_trust(folder: Path) 
     store = open_state(folder / "state.sqlite3")
     http = Http(settings.http, trusted_origins=[settings.sites[0].url])
     service = Service(settings, store, http, sources=make_sources(settings, http))
+    sender = service.sender
     raw = {"name": "blog", "url": "http://127.0.0.1:8080", "username": "u",
            "password_file": str(folder / "pw")}
     service.add_site(raw)
     change = service.refresh_sites()
     assert (change.added, change.removed, change.changed) == (["blog"], [], [])
     assert set(service.sources) == {"toml", "blog"}
+    assert service.sender is sender and set(sender.mirror.sources) == {"toml", "blog"}
     assert ("http", "127.0.0.1", 8080) in http.pool.trusted
     first = service.sources["blog"]
     assert not service.refresh_sites().added and service.sources["blog"] is first

@@ -96,6 +96,12 @@ class Dispatcher:
         self.discoveries: Discoveries | None = None  # while a cycle runs
         self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
 
+    def use_sites(self, settings: Settings, sources: Mapping[str, Source]) -> None:
+        """The sites changed (a daemon's refresh, between cycles): the next cycle tells
+        these sources' WordPress what was sent. What the mirror learnt of the others stays."""
+        self.settings = settings
+        self.mirror.sources = sources
+
     @contextmanager
     def cycle(self) -> Iterator[None]:
         """One discovery cache for every delivery inside (a backfill's pages); at its end,

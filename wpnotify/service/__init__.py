@@ -370,5 +370,6 @@ class Service:
                             else make_source(self.http, site) for name, site in new.items()}
             self.http.trust(site.url for site in found.settings.sites)
         self.settings = found.settings
-        self.__dict__.pop("sender", None)  # the next cycle's sender sees the new sources
+        if "sender" in self.__dict__:  # made already: it keeps what it learnt of the sites
+            self.sender.use_sites(self.settings, self.sources)
         return change
