@@ -292,10 +292,9 @@ class Http:
             sent["Authorization"] = f"Basic {token}"
         return body, sent
 
-    def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
-                  body: bytes | None, headers: dict[str, str], watch: _Deadline,
-                  url: str) -> _Exchange:
-        watch.attach(connection)
+    def _connect(self, connection: GuardedConnection, watch: _Deadline, url: str) -> None:
+        """Connects a new connection (a kept-alive one only gets the hop's time left); every
+        failure becomes the SendError that says whether to retry."""
         remaining = max(watch.deadline - time.monotonic(), 0.1)
         try:
             if connection.sock is None:
@@ -328,6 +327,12 @@ class Http:
                                 permanent=False) from None
             raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
                             permanent=False, unreachable=True) from None
+
+    def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
+                  body: bytes | None, headers: dict[str, str], watch: _Deadline,
+                  url: str) -> _Exchange:
+        watch.attach(connection)
+        self._connect(connection, watch, url)
         try:
             connection.request(method, target, body=body, headers=headers)
             return _Exchange(self.pool, key, connection, connection.getresponse())
