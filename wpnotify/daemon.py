@@ -1,11 +1,15 @@
 """``wpnotify run``: a thin loop around ``Service`` on APScheduler 3.
 
 Each site is polled every ``poll_interval`` (never two polls of one site at once; missed runs
-coalesce), and due retries are sent every RETRY_TICK seconds. All jobs run on one worker thread,
-so the store and the HTTP client are never used concurrently. SIGTERM or SIGINT stops new work;
-the job in flight finishes its current notification (within GRACE seconds) and the state is left
-with nothing in flight. An exclusive lock beside the state file keeps a second daemon out.
-"""
+coalesce), and due notifications are sent every RETRY_TICK seconds (a third of worker_lease if
+shorter). All jobs run on one worker thread, so the store and the HTTP client are never used
+concurrently. SIGTERM or SIGINT stops new work; the job in flight finishes its current
+notification (within GRACE seconds) and the state is left with nothing in flight.
+
+Workers sharing one state (several daemons on one database) share the work: each polls the
+sites whose lease it holds, no more than its fair share, and every third of a lease gives up
+what is beyond its share and takes over what a stopped worker left in flight (``share_work``).
+On a SQLite file, an exclusive lock beside it keeps a second daemon out."""
 
 from __future__ import annotations
 
@@ -151,7 +155,9 @@ class Daemon:
             scheduler.add_job(self._job, "interval", seconds=self.settings.poll_interval,
                               args=[f"poll:{site.name}", lambda s=site: self.poll_site(s)],
                               id=f"poll:{site.name}", next_run_time=utcnow())
-        scheduler.add_job(self._job, "interval", seconds=RETRY_TICK,
+        # Also how soon workers sharing a state join in sending what another one queued.
+        scheduler.add_job(self._job, "interval",
+                          seconds=min(RETRY_TICK, self.settings.worker_lease / 3),
                           args=["retries", self.send_due], id="retries")
         scheduler.add_job(self._job, "interval",
                           seconds=self.settings.worker_lease / 3,
