@@ -640,5 +640,5 @@ def test_a_stored_site_with_an_unreadable_time_names_its_repair(state: State) ->
         state.stored_sites()
 
 
-# Last, so that every test above is exported (a backend's module imports *).
+# Last: every test above is exported (a test below this line would silently not run).
 __all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]
