@@ -289,3 +289,19 @@ def test_the_sender_reports_notifications_taken_over(tmp_path: Path) -> None:
     world["sender"].deliver(["s"])
     assert ("takeover", 1) in recorded.heard
     assert not [name for name, _ in recorded.heard if name == "attempt"]
+
+
+def test_an_ipv6_address_is_served(store: SqliteState) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    service = Service(settings_of("a"), store, clock=lambda: NOW)
+    try:
+        context = service.metrics("[::1]:0", healthy_within=60)
+        server = context.__enter__()
+    except WpnotifyError as exc:
+        pytest.skip(f"::1 cannot be bound here: {exc}")
+    try:
+        assert server.address[0] == "::1"
+        assert get(server, "/healthz")[::2] == (200, "ok\n")
+    finally:
+        context.__exit__(None, None, None)
