@@ -34,7 +34,7 @@ def state(backend: Backend) -> State:
     return backend.open()
 
 
-def in_a_minute(attempts: int) -> datetime:
+def in_a_minute(attempts: int, interrupted_before: bool) -> datetime:
     return NOW + timedelta(minutes=1)
 
 
@@ -163,12 +163,14 @@ def test_a_notification_that_keeps_killing_its_sender_backs_off_then_fails(
     state.add("s", 1, "pingback", "https://hostile.example/", "https://s/1", NOW)
     (row,) = state.due(NOW)
     now, token = NOW, dead_process()
+    told: list[bool] = []
     for attempt in range(1, len(delays) + 2):
         assert [n.id for n in state.due(now)] == [row.id]
         assert state.claim(row.id, now)
         backend.forge_claim(row.id, token)
 
-        def again(attempts: int, now: datetime = now) -> datetime | None:
+        def again(attempts: int, before: bool, now: datetime = now) -> datetime | None:
+            told.append(before)
             return next_attempt(interrupted, attempts, now, delays, jitter=lambda: 1.0)
 
         if attempt <= len(delays):
@@ -183,6 +185,7 @@ def test_a_notification_that_keeps_killing_its_sender_backs_off_then_fails(
             now += timedelta(seconds=delays[attempt - 1])
         else:
             assert state.recover_interrupted(now, timedelta(minutes=10), again) == (0, 1)
+    assert told == [False, True, True, True]  # whether the attempt before was interrupted too
     done = state.get(row.id)
     assert done is not None
     assert (done.status, done.attempts, done.error_code) == (Status.FAILED, 4, "interrupted")
@@ -464,4 +467,116 @@ def test_resend_seen_is_kept_per_site_and_never_moves_back(state: State) -> None
     assert (state.resend_seen("s"), state.resend_seen("other")) == (7, 0)
 
 
+def test_claim_many_claims_only_what_is_still_pending(state: State, backend: Backend) -> None:
+    for target in ("a", "b", "c"):
+        state.add("s", 1, "pingback", f"https://t/{target}", "https://s/1", NOW)
+    a, b, c = (n.id for n in state.due(NOW))
+    rival = backend.open()
+    assert rival.claim(b, NOW)
+    lease = NOW + timedelta(seconds=30)
+    assert state.claim_many([a, b, c], NOW, lease) == {a, c}
+    assert state.claim_many([], NOW, lease) == set()
+    mine = state.get(a)
+    assert mine is not None and (mine.status, mine.attempts, mine.claimed_by) == (
+        Status.SENDING, 1, this_process())
+    assert sorted(t for t, _ in state.in_flight(NOW)) == ["https://t/a", "https://t/b",
+                                                          "https://t/c"]
+
+
+def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(state: State,
+                                                             backend: Backend) -> None:
+    """A worker on another machine (its process cannot be checked) loses its claims once its
+    lease has passed, not before, whatever ``older_than`` says; the first interruption is
+    told apart from a repeated one."""
+    state.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    assert state.claim_many([row.id], NOW, NOW + timedelta(seconds=30)) == {row.id}
+    backend.forge_claim(row.id, "elsewhere.example:4242:77")
+    seen: list[bool] = []
+
+    def at_once(attempts: int, before: bool) -> datetime:
+        seen.append(before)
+        return NOW + timedelta(seconds=31)
+
+    assert state.recover_interrupted(NOW + timedelta(seconds=29), timedelta(minutes=10),
+                                     at_once) == (0, 0)
+    assert [t for t, _ in state.in_flight(NOW + timedelta(seconds=29))] == ["https://t/a"]
+    assert state.in_flight(NOW + timedelta(seconds=31)) == []  # expired: not in flight
+    assert state.recover_interrupted(NOW + timedelta(seconds=31), timedelta(minutes=10),
+                                     at_once) == (1, 0)
+    assert seen == [False]
+    again = state.get(row.id)
+    assert again is not None and (again.status, again.claimed_by) == (Status.PENDING, None)
+    assert [n.id for n in state.due(NOW + timedelta(seconds=31))] == [row.id]
+
+
+def test_a_site_is_polled_by_one_worker_at_a_time(state: State, backend: Backend) -> None:
+    rival = backend.open()
+    until = NOW + timedelta(seconds=30)
+    assert state.take_site("blog", "w1", NOW, until)
+    assert state.take_site("blog", "w1", NOW, until)  # its own: kept
+    assert not rival.take_site("blog", "w2", NOW + timedelta(seconds=29), until)
+    assert rival.take_site("blog", "w2", until, until + timedelta(seconds=30))  # expired
+    assert not state.take_site("blog", "w1", until, until + timedelta(seconds=30))
+    state.release_site("blog", "w1")  # not its own any more: no effect
+    assert not state.take_site("blog", "w1", until, until + timedelta(seconds=30))
+    rival.release_site("blog", "w2")
+    assert state.take_site("blog", "w1", until, until + timedelta(seconds=30))
+
+
+def test_a_heartbeat_renews_a_workers_leases_and_leave_frees_its_sites(state: State) -> None:
+    state.join("w1", NOW)
+    state.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    assert state.claim_many([row.id], NOW, NOW + timedelta(seconds=30)) == {row.id}
+    assert state.take_site("blog", "w1", NOW, NOW + timedelta(seconds=30))
+    assert state.take_site("news", "w1", NOW, NOW + timedelta(seconds=30))
+    me = this_process()
+    later = NOW + timedelta(seconds=20)
+    assert state.renew(me, later, later + timedelta(seconds=30)) == []
+    assert state.renew("w1", later, later + timedelta(seconds=30)) == ["blog", "news"]
+    sent = state.get(row.id)
+    assert sent is not None and sent.lease_until == later + timedelta(seconds=30)
+    (w1, mine) = sorted(state.workers(later), key=lambda w: w.id != "w1")
+    assert (w1.id, w1.sites, w1.sending, w1.seen_at) == ("w1", ("blog", "news"), 0, later)
+    assert (mine.id, mine.sending) == (me, 1)
+    state.leave("w1")
+    assert [w.id for w in state.workers(later)] == [me]
+    assert state.take_site("blog", "w2", later, later + timedelta(seconds=30))
+
+
+def test_workers_gone_for_good_are_forgotten_with_their_sites(state: State) -> None:
+    state.join("old", NOW)
+    state.join("new", NOW + timedelta(minutes=5))
+    assert state.take_site("blog", "old", NOW, NOW + timedelta(days=1))
+    assert state.forget_workers(NOW + timedelta(minutes=1)) == 1
+    assert [w.id for w in state.workers(NOW)] == ["new"]
+    assert state.take_site("blog", "new", NOW, NOW + timedelta(seconds=30))
+
+
+def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> None:
+    """What one claiming unit reads stays true until it commits: a rival's unit waits."""
+    import threading
+
+    rival = backend.open()
+    inside, entered = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def second() -> None:
+        inside.wait(5)
+        with rival.claiming():
+            entered.set()
+            order.append("second")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with state.claiming():
+        inside.set()
+        assert not entered.wait(0.3)
+        order.append("first")
+    thread.join(10)
+    assert order == ["first", "second"]
+
+
+# Last: every test above is exported (a test below this line would silently not run).
 __all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]

@@ -64,7 +64,9 @@ def test_a_new_file_gets_every_migration_recorded(store: SqliteState) -> None:
                                         (5, "a site's queue without its history"),
                                         (6, "WordPress's pinged lists still to be told"),
                                         (7, "notification statuses still to be told, and "
-                                            "Send again requests taken")]
+                                            "Send again requests taken"),
+                                        (8, "workers sharing the state: leases, and sites "
+                                            "kept in the state")]
 
 
 def test_the_status_enum_is_the_files_check_constraint(store: SqliteState) -> None:
@@ -204,5 +206,5 @@ def test_a_late_claim_in_an_old_unit_counts_no_stale_time(store: SqliteState) ->
     (row,) = store.due(NOW)
     store.claim(row.id, NOW)
     assert store.recover_interrupted(NOW + timedelta(minutes=9, seconds=59),
-                                     timedelta(minutes=10), lambda n: NOW) == (0, 0)
+                                     timedelta(minutes=10), lambda n, b: NOW) == (0, 0)
     assert iso(store.get(row.id).updated_at) == iso(NOW)  # type: ignore[union-attr]  # exists

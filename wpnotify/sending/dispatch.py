@@ -231,23 +231,28 @@ class Dispatcher:
         return True
 
     def _recover(self, now: datetime) -> None:
-        """Rows an earlier run left in flight (it crashed, or was killed): each counts as an
-        attempt and waits the back-off like any failure, so one that keeps killing its
-        sender ends failed instead of being retried at once by every restart."""
+        """Rows left in flight by a worker that stopped (it crashed, was killed, or its lease
+        ran out): each counts as an attempt. The first interruption of a notification goes
+        again at once (another worker takes over a killed one's work); a repeated one waits
+        the back-off like any failure, so one that keeps killing its sender ends failed
+        instead of being retried at once by every restart."""
         interrupted = SendError("interrupted while sending", code="interrupted",
                                 permanent=False)
-        queued, failed = self.store.recover_interrupted(
-            now, INTERRUPTED_AFTER,
-            lambda attempts: next_attempt(interrupted, attempts, now, self.rules.delays,
-                                          self.rules.jitter))
+
+        def again(attempts: int, interrupted_before: bool) -> datetime | None:
+            when = next_attempt(interrupted, attempts, now, self.rules.delays,
+                                self.rules.jitter)
+            return when if when is None or interrupted_before else now
+
+        queued, failed = self.store.recover_interrupted(now, INTERRUPTED_AFTER, again)
         if queued:
             self.events.takeover(queued)
             log.warning("notifications.interrupted", count=queued,
-                        detail="left in flight by an earlier run that died; sent again after "
-                               "the usual back-off")
+                        detail="left in flight by a worker that stopped; sent again (at once "
+                               "the first time, after the back-off when it happens again)")
         if failed:
             log.error("notifications.interrupted_failed", count=failed,
-                      detail="left in flight by an earlier run that died, on their last "
+                      detail="left in flight by a worker that stopped, on their last "
                              "attempt; failed (see history, error_code interrupted)")
 
     def _attempt(self, discoveries: Discoveries, n: Notification, cleared: bool,

@@ -109,6 +109,10 @@ def check(settings: Settings, open_state: Callable[[], State],
         result.notes.append(f"state file {settings.state_file}: writable")
     except StateError as exc:
         result.problems.append(str(exc))
+    if settings.http.proxy:
+        result.notes.append(f"requests go through the proxy {settings.http.proxy}, which must "
+                            "itself refuse CONNECT to private, loopback and link-local "
+                            "addresses (README: Sending through an egress proxy)")
     for site in settings.sites:
         _check_site(site, sources[site.name], result)
     return result
@@ -155,7 +159,8 @@ def _editor_warnings(name: str, bridge: dict[str, Any]) -> list[str]:
 
 def config_warnings(settings: Settings) -> list[str]:
     """What the configuration alone shows to be unsafe, found before anything is contacted:
-    an Application Password that other local users can read, or one that would cross the
+    an Application Password (or the proxy's password) that other local users can read, or one
+    that would cross the
     network in clear text (Basic auth over http:// to a host that is not this machine)."""
     warnings = []
     for site in settings.sites:
@@ -165,6 +170,9 @@ def config_warnings(settings: Settings) -> list[str]:
             warnings.append(f"site {site.name}: {site.url} is plain http:// to another host, so "
                             "the Application Password would cross the network in clear text; "
                             "use https://")
+    if settings.http.proxy_password_file is not None:
+        warnings.extend(line.replace("site [http]: password_file", "[http] proxy_password_file")
+                        for line in _file_warning("[http]", settings.http.proxy_password_file))
     return warnings
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wpnotify.state.protocols import (
+    Fleet,
     History,
     HostPacing,
     LinkKey,
@@ -18,16 +19,25 @@ from wpnotify.state.protocols import (
     Queue,
     Resends,
     SiteLog,
+    SiteRegistry,
     State,
     StatusMark,
     StatusOutbox,
     UnitOfWork,
 )
-from wpnotify.state.records import HostState, Notification, SiteState, Status
+from wpnotify.state.records import (
+    HostState,
+    Notification,
+    SiteEntry,
+    SiteState,
+    Status,
+    WorkerState,
+)
 
-__all__ = ["History", "HostPacing", "HostState", "LinkKey", "Notification", "PingedOutbox",
-           "Queue", "Resends", "SiteLog", "SiteState", "State", "Status", "StatusMark",
-           "StatusOutbox", "UnitOfWork", "open_state"]
+__all__ = ["Fleet", "History", "HostPacing", "HostState", "LinkKey", "Notification",
+           "PingedOutbox", "Queue", "Resends", "SiteEntry", "SiteLog", "SiteRegistry",
+           "SiteState", "State", "Status", "StatusMark", "StatusOutbox", "UnitOfWork",
+           "WorkerState", "open_state"]
 
 
 def open_state(path: Path) -> State:

@@ -87,6 +87,26 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             SELECT DISTINCT site, post_id FROM notifications ORDER BY site, post_id;
         ALTER TABLE sites ADD COLUMN resend_seen INTEGER;  -- newest Send again request taken
     """),
+    (8, "workers sharing the state: leases, and sites kept in the state", """
+        -- A worker's claim runs until lease_until, renewed by its heartbeat; once past,
+        -- another worker takes the notification over. NULL: claimed by an older wpnotify.
+        ALTER TABLE notifications ADD COLUMN lease_until TEXT;
+        -- Which worker polls a site, until when (renewed likewise).
+        ALTER TABLE sites ADD COLUMN lease_holder TEXT;
+        ALTER TABLE sites ADD COLUMN lease_until TEXT;
+        -- Workers by their claim token (host:pid:start); seen_at: the latest heartbeat.
+        -- No comment inside a CREATE: SQLite keeps its text, and the schema stays within
+        -- the file's first page.
+        CREATE TABLE workers (id TEXT PRIMARY KEY, started_at TEXT NOT NULL,
+            seen_at TEXT NOT NULL);
+        -- Sites added by `wpnotify sites add` (config: JSON, never a password), and the
+        -- disabled flag of any site (config NULL for one from the configuration file).
+        CREATE TABLE site_settings (name TEXT PRIMARY KEY, config TEXT,
+            disabled INTEGER NOT NULL DEFAULT 0, added_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL);
+        -- A lease's renewal marks its post for WordPress like any change to its row (the
+        -- triggers of migration 7): a post being sent is told again at its cycle's end.
+    """),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -12,7 +12,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from wpnotify.state.records import HostState, Notification, SiteState, Status
+from wpnotify.state.records import (
+    HostState,
+    Notification,
+    SiteEntry,
+    SiteState,
+    Status,
+    WorkerState,
+)
 
 #: (site, post_id, target): a link of a post, whatever kind notified it.
 LinkKey = tuple[str, int, str]
@@ -60,8 +67,22 @@ class Queue(UnitOfWork, Protocol):
 
     def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None: ...
 
+    def claim_many(self, ids: list[int], now: datetime, lease_until: datetime) -> set[int]:
+        """Claims, for this process, those of these notifications that are still pending and
+        not locked by another worker's transaction at this moment (skipped, never waited
+        for): status sending, attempts + 1, claimed_by this process, the lease until
+        ``lease_until``. One statement; returns the IDs claimed."""
+        ...
+
     def recover_interrupted(self, now: datetime, older_than: timedelta,
-                            again: Callable[[int], datetime | None]) -> tuple[int, int]: ...
+                            again: Callable[[int, bool], datetime | None]) -> tuple[int, int]:
+        """Puts back rows left ``sending`` by a worker that stopped: their lease has
+        expired, or (a claim without a lease) they are older than ``older_than``, or their
+        claimer is a process of this host that no longer runs. ``again(attempts,
+        interrupted_before)`` says when each goes again (None: its budget is spent, failed);
+        ``interrupted_before``: its previous attempt was interrupted too. Returns (queued
+        again, failed)."""
+        ...
 
 
 class SiteLog(UnitOfWork, Protocol):
@@ -180,7 +201,77 @@ class History(Protocol):
                 since: datetime | None = None) -> int: ...
 
 
-class State(Queue, SiteLog, HostPacing, PingedOutbox, Resends, History, Protocol):
+class Fleet(UnitOfWork, Protocol):
+    """Workers sharing one state: who runs, which site's poll each holds, and the leases on
+    what they send. A lease is an expiry time that its worker renews while it runs; once it
+    has passed, another worker may take over what it covered."""
+
+    def claiming(self) -> AbstractContextManager[None]:
+        """A unit of work (as ``atomic``) that no other ``claiming`` unit overlaps, in any
+        process: what ``in_flight`` and ``hosts`` read inside it stays true until it commits,
+        so claims made on it keep the fleet within its per-host limits. Keep it short."""
+        ...
+
+    def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:
+        """(target, claimed_by) of every notification being sent under a live lease (or a
+        claim without one), by any worker."""
+        ...
+
+    def join(self, worker: str, now: datetime) -> None:
+        """Records a worker as running (or seen again)."""
+        ...
+
+    def renew(self, worker: str, now: datetime, until: datetime) -> list[str]:
+        """A worker's heartbeat: seen ``now``; the leases of what it sends and of the sites
+        it polls run until ``until``. Returns the sites it still holds."""
+        ...
+
+    def leave(self, worker: str) -> None:
+        """A worker stops: its sites are free at once, its row goes (what it was still
+        sending is left to ``recover_interrupted``)."""
+        ...
+
+    def take_site(self, site: str, worker: str, now: datetime, until: datetime) -> bool:
+        """The poll of ``site`` for ``worker`` until ``until``, unless another worker holds
+        it under a live lease; True when ``worker`` holds it now."""
+        ...
+
+    def release_site(self, site: str, worker: str) -> None:
+        """Gives up ``worker``'s hold on a site (no effect when it holds none)."""
+        ...
+
+    def workers(self, now: datetime) -> list[WorkerState]:
+        """The workers recorded, the most recently seen first, with what each holds."""
+        ...
+
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Removes the rows of workers not seen since ``seen_before`` (gone for good), and
+        frees their sites; returns how many."""
+        ...
+
+
+class SiteRegistry(UnitOfWork, Protocol):
+    """Sites kept in the state (`wpnotify sites`), beside those of the configuration file."""
+
+    def stored_sites(self) -> list[SiteEntry]:
+        """Every stored site and flag, by name."""
+        ...
+
+    def store_site(self, name: str, config: dict[str, Any], now: datetime) -> bool:
+        """Adds a site; False when one of that name is stored already (nothing changed)."""
+        ...
+
+    def remove_site(self, name: str) -> bool:
+        """Removes a stored site (its notifications and history stay); False: none."""
+        ...
+
+    def set_site_disabled(self, name: str, disabled: bool, now: datetime) -> None:
+        """Disables (or enables again) a site, stored or from the configuration file."""
+        ...
+
+
+class State(Queue, SiteLog, HostPacing, PingedOutbox, Resends, History, Fleet, SiteRegistry,
+            Protocol):
     """An open state, every part of it: what a backend implements and the factory returns."""
 
     def require_writable(self) -> None:

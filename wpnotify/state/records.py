@@ -44,6 +44,7 @@ class Notification:
     sent_at: datetime | None
     next_attempt_at: datetime | None
     claimed_by: str | None = None
+    lease_until: datetime | None = None  # while being sent: until when its claim holds
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for the renderers (the payload left out): times in the state file's
@@ -85,3 +86,29 @@ class HostState:
 
     wordpress: bool = False
     not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """A wpnotify process sharing the state (a daemon, or a one-off command while it sends):
+    ``id`` is its claim token (host:pid:start), ``seen_at`` its latest heartbeat; ``sites``
+    the sites whose poll it holds, ``sending`` how many notifications it is sending."""
+
+    id: str
+    started_at: datetime
+    seen_at: datetime
+    sites: tuple[str, ...]
+    sending: int
+
+
+@dataclass(frozen=True)
+class SiteEntry:
+    """A site stored in the state by `wpnotify sites add`, or the stored flag of a site from
+    the configuration file (``config`` None). ``config`` holds the site's settings as plain
+    values, never a password: a password file's path or a systemd credential's name."""
+
+    name: str
+    config: dict[str, Any] | None
+    disabled: bool
+    added_at: datetime
+    updated_at: datetime

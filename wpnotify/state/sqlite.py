@@ -19,6 +19,8 @@ from wpnotify.state import sqlite_rows
 from wpnotify.state.migrations import LATEST, migrate
 from wpnotify.state.protocols import StatusMark
 from wpnotify.state.records import HostState, Notification, SiteState, Status
+from wpnotify.state.sql_fleet import FleetSql
+from wpnotify.state.sql_sites import SitesSql
 from wpnotify.state.sqlite_files import (
     connect,
     connect_read_only,
@@ -32,9 +34,10 @@ from wpnotify.times import iso, wp_text
 SETTLED_WINDOW = 2000  # marks looked at for settled posts (see status_waiting)
 
 
-class SqliteState(SqliteQueue):
+class SqliteState(SqliteQueue, FleetSql, SitesSql):
     """The state in one SQLite file (see the module's docstring); the queue and the history
-    are in ``SqliteQueue``, the unit of work in ``SqliteFile``."""
+    are in ``SqliteQueue``, the unit of work in ``SqliteFile``, the workers' leases and the
+    stored sites in ``FleetSql`` and ``SitesSql`` (SQL both backends share)."""
 
     @classmethod
     def open(cls, path: Path) -> SqliteState:

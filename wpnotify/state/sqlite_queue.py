@@ -93,10 +93,25 @@ class SqliteQueue(SqliteFile):
                    updated_at = ?, claimed_by = ? WHERE id = ? AND status = 'pending'""",
             (iso(now), this_process(), notification_id)) == 1
 
+    def claim_many(self, ids: list[int], now: datetime, lease_until: datetime) -> set[int]:
+        """One statement for a batch (SQLite's writer lock already keeps other processes
+        out while it runs, so nothing is ever locked to skip)."""
+        if not ids:
+            return set()
+        with self.atomic():
+            rows = self.db.execute(
+                f"""UPDATE notifications SET status = 'sending', attempts = attempts + 1,
+                        updated_at = ?, claimed_by = ?, lease_until = ?
+                    WHERE id IN ({','.join('?' * len(ids))}) AND status = 'pending'
+                    RETURNING id""",
+                (iso(now), this_process(), iso(lease_until), *ids)).fetchall()
+        return {row[0] for row in rows}
+
     def release(self, notification_id: int) -> None:
         """Gives back a claim on which nothing was sent (the host was busy)."""
         self._write("""UPDATE notifications SET status = 'pending', attempts = attempts - 1,
-                           claimed_by = NULL WHERE id = ? AND status = 'sending'""",
+                           claimed_by = NULL, lease_until = NULL
+                       WHERE id = ? AND status = 'sending'""",
                     (notification_id,))
 
     def finish(self, notification_id: int, status: Status, now: datetime, *,
@@ -155,24 +170,31 @@ class SqliteQueue(SqliteFile):
             (iso(now), iso(until), reason, code, notification_id))
 
     def recover_interrupted(self, now: datetime, older_than: timedelta,
-                            again: Callable[[int], datetime | None]) -> tuple[int, int]:
-        """Puts back rows left ``sending`` by a process that died mid-request: once the
-        claiming process is known dead (same host), else once the claim is older than
-        ``older_than`` (no request lives that long). Returns (queued again, given up).
+                            again: Callable[[int, bool], datetime | None]) -> tuple[int, int]:
+        """Puts back rows left ``sending`` by a worker that stopped: its lease has expired
+        (another machine's worker, killed or cut off), or, for a claim without a lease (an
+        older wpnotify's), it is older than ``older_than`` (no request lives that long), or
+        the claiming process is known dead (same host: at once). Returns (queued again,
+        given up).
 
-        The interrupted attempt counts (``claim`` counted it) and waits like any failed one,
-        ``again(attempts)`` deciding when, or that the budget is spent (None: failed). A
-        target that kills its sender is then not tried at once by every restart, forever,
-        ahead of everything else. In doubt, wpnotify sends again: receivers deduplicate
-        (pingback fault 48, WordPress's "already a ping from that URL"), and both count as
-        sent. The history says what happened (error_code ``interrupted``).
+        The interrupted attempt counts (``claim`` counted it), and ``again(attempts,
+        interrupted_before)`` decides when it goes again, or that the budget is spent (None:
+        failed): the caller sends a first interruption again at once (a worker was killed:
+        another takes its work over) and backs off a repeated one, so a target that kills
+        its sender is not tried by every restart, forever, ahead of everything else. In
+        doubt, wpnotify sends again: receivers deduplicate (pingback fault 48, WordPress's
+        "already a ping from that URL"), and both count as sent. The history says what
+        happened (error_code ``interrupted``).
         """
         with self.atomic():
-            rows = self.db.execute("SELECT id, claimed_by, updated_at, attempts FROM "
-                                   "notifications WHERE status = 'sending'").fetchall()
-            stale = [(row[0], row[3]) for row in rows
-                     if row[2] < iso(now - older_than) or process_dead(row[1])]
-            plans = [(i, attempts, again(attempts)) for i, attempts in stale]
+            rows = self.db.execute("SELECT id, claimed_by, updated_at, attempts, lease_until, "
+                                   "error_code FROM notifications WHERE status = 'sending'"
+                                   ).fetchall()
+            stamp, old = iso(now), iso(now - older_than)
+            stale = [(row[0], row[3], row[5] == "interrupted") for row in rows
+                     if (row[4] < stamp if row[4] is not None else row[2] < old)
+                     or process_dead(row[1])]
+            plans = [(i, attempts, again(attempts, before)) for i, attempts, before in stale]
             self._requeue_interrupted(now, [(i, n, w) for i, n, w in plans if w is not None])
             failed = [(i, n) for i, n, when in plans if when is None]
             self._fail_interrupted(now, failed)
@@ -182,7 +204,8 @@ class SqliteQueue(SqliteFile):
                              ) -> None:
         self.db.executemany(
             """UPDATE notifications SET status = 'pending', next_attempt_at = ?, error = ?,
-                   error_code = 'interrupted', updated_at = ?, claimed_by = NULL
+                   error_code = 'interrupted', updated_at = ?, claimed_by = NULL,
+                   lease_until = NULL
                WHERE id = ? AND status = 'sending'""",
             [(iso(when), f"attempt {attempts} was interrupted: the sending process died "
               "or was killed while sending it; tried again later in case it was lost",
@@ -191,7 +214,8 @@ class SqliteQueue(SqliteFile):
     def _fail_interrupted(self, now: datetime, spent: list[tuple[int, int]]) -> None:
         self.db.executemany(
             """UPDATE notifications SET status = 'failed', next_attempt_at = NULL,
-                   error = ?, error_code = 'interrupted', updated_at = ?, claimed_by = NULL
+                   error = ?, error_code = 'interrupted', updated_at = ?, claimed_by = NULL,
+                   lease_until = NULL
                WHERE id = ? AND status = 'sending'""",
             [(f"interrupted: the sending process died or was killed while sending it "
               f"(attempt {attempts}, the last the retry schedule allows): a restart "

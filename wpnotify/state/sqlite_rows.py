@@ -15,7 +15,7 @@ from wpnotify.state.records import HostState, Notification, SiteState, Status
 from wpnotify.state.sqlite_files import repair_command, sql_text
 from wpnotify.times import parse_iso, wp_time
 
-_TIMES = ("created_at", "updated_at", "sent_at", "next_attempt_at")
+_TIMES = ("created_at", "updated_at", "sent_at", "next_attempt_at", "lease_until")
 
 
 def notification(row: sqlite3.Row, path: Path) -> Notification:

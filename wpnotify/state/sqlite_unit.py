@@ -112,6 +112,10 @@ class SqliteFile:
             finally:
                 self._depth = 0
 
+    def _exclusive(self) -> None:
+        """Nothing to take: a unit of work holds SQLite's one writer lock from BEGIN
+        IMMEDIATE to COMMIT, which keeps every other process's units out already."""
+
     def _rows(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """Every read goes through here: a damaged file is one StateError, not a traceback."""
         with self._lock:
