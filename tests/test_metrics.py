@@ -277,18 +277,23 @@ def test_the_sender_reports_each_attempt_and_each_pass(tmp_path: Path,
     assert sum(name == "alive" for name, _ in recorded.heard) >= 2  # each pass of the loop
 
 
-def test_the_sender_reports_notifications_taken_over(tmp_path: Path) -> None:
-    """Rows another run left in flight, put back in the queue: a takeover."""
+def test_the_sender_reports_notifications_taken_over(tmp_path: Path,
+                                                     httpserver: HTTPServer) -> None:
+    """Rows another worker left in flight, put back in the queue (and sent): a takeover."""
     world = make_world(tmp_path)
     recorded = Recorded()
     world["sender"].events = recorded
     store: SqliteState = world["store"]
-    queue(world, "https://t.example/a")
+    queue(world, pingable(httpserver, "/a"))
+    httpserver.expect_request("/xmlrpc.php", method="POST").respond_with_data(
+        b"<?xml version='1.0'?><methodResponse><params><param><value><string>ok</string>"
+        b"</value></param></params></methodResponse>", content_type="text/xml")
     store.claim(store.due(world["clock"]())[0].id, world["clock"]())
     world["clock"].now += timedelta(minutes=11)
     world["sender"].deliver(["s"])
-    assert ("takeover", 1) in recorded.heard
-    assert not [name for name, _ in recorded.heard if name == "attempt"]
+    assert [value for name, value in recorded.heard if name == "takeover"] == [1]
+    assert [value[:2] for name, value in recorded.heard if name == "attempt"] == [
+        ("pingback", "sent")]
 
 
 def test_an_ipv6_address_is_served(store: SqliteState) -> None:
