@@ -21,11 +21,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from wpnotify.errors import ConfigError, StateError, WpnotifyError
+from wpnotify.events import NO_EVENTS, Events, Fanout
 from wpnotify.settings import NO_SITES  # loaded already: every command reads the settings
 from wpnotify.state import Notification, State, Status, open_state
 
 if TYPE_CHECKING:  # for the annotations; the renderers take these names from here too
     from wpnotify.http import Http
+    from wpnotify.metrics import MetricsServer
     from wpnotify.plan import Known, Planned
     from wpnotify.sending.backlog import Tally
     from wpnotify.sending.dispatch import Dispatcher
@@ -188,7 +190,8 @@ class Service:
     ``sources``: one per configured site, by name (``make_sources`` builds them); a test
     passes stand-ins. Without ``http`` and ``sources`` it answers only what the state knows.
     ``stop()`` (a daemon's shutdown) cuts waits short and starts no new send; ``sleep`` and
-    ``stopping`` replace that for a test.
+    ``stopping`` replace that for a test. ``events`` hears of attempts and progress (the
+    metrics, the watchdog); ``watch`` adds a listener before the work starts."""
 
     ``settings`` holds the sites in effect; ``configured``, the configuration file's (default:
     the same), from which ``refresh_sites`` works them out again; ``found``: what
@@ -199,7 +202,8 @@ class Service:
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] | None = None,
                  stopping: Callable[[], bool] | None = None,
-                 configured: Settings | None = None, found: Sites | None = None) -> None:
+                 events: Events = NO_EVENTS, configured: Settings | None = None,
+                 found: Sites | None = None) -> None:
         from wpnotify.service.sites import in_effect
 
         self.settings = settings
@@ -212,6 +216,26 @@ class Service:
         self.stop_event = threading.Event()
         self.sleep = sleep or self._pause
         self.stopping = stopping or self.stop_event.is_set
+        self.events = Fanout(events)
+
+    def watch(self, listener: Events) -> None:
+        """Adds a listener to this service's events (the daemon's, as it starts)."""
+        self.events.add(listener)
+
+    @contextmanager
+    def metrics(self, listen: str, healthy_within: float) -> Iterator[MetricsServer]:
+        """Serves /metrics and /healthz on ``listen`` while inside, fed by this service's
+        events and reading its state; a port that cannot be had is a WpnotifyError."""
+        from wpnotify.metrics import Metrics, MetricsServer
+
+        watcher = Metrics([site.name for site in self.settings.sites], self.store,
+                          self.clock, healthy_within)
+        server = MetricsServer(listen, watcher)
+        self.watch(watcher)
+        try:
+            yield server
+        finally:
+            server.close()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -228,7 +252,7 @@ class Service:
         if self.http is None:
             raise WpnotifyError("internal: this service was opened without the network")
         return Dispatcher(self.settings, self.store, self.http, self.sources, self.clock,
-                          self.sleep, self.stopping)
+                          self.sleep, self.stopping, self.events)
 
     def require_writable(self) -> None:
         """Raises StateError when the state was opened read-only (before a command writes)."""
