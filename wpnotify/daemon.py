@@ -115,7 +115,7 @@ class Daemon:
         self._busy = threading.Lock()
         self._failing: dict[str, tuple[int, float]] = {}  # site -> (failed polls, not before)
         self._share = len(service.settings.sites)  # sites this worker may poll (share_work sets it)
-        self._scheduler: BackgroundScheduler | None = None
+        self._jobs: BackgroundScheduler | None = None  # the scheduler, while serving
         self._left_out: set[tuple[str, str]] = set()  # (site, problem) logged already
 
     def stop(self, *_signal: Any) -> None:
@@ -189,9 +189,9 @@ class Daemon:
             self.poll_site(site)
 
     def _schedule(self, name: str) -> None:
-        if self._scheduler is None:  # not serving
+        if self._jobs is None:  # not serving
             return
-        self._scheduler.add_job(self._job, "interval", seconds=self.settings.poll_interval,
+        self._jobs.add_job(self._job, "interval", seconds=self.settings.poll_interval,
                                 args=[f"poll:{name}", lambda: self._poll(name)],
                                 id=f"poll:{name}", next_run_time=utcnow(),
                                 replace_existing=True)
@@ -209,8 +209,8 @@ class Daemon:
             return
         for name in change.removed:
             self._failing.pop(name, None)
-            if self._scheduler is not None and self._scheduler.get_job(f"poll:{name}"):
-                self._scheduler.remove_job(f"poll:{name}")
+            if self._jobs is not None and self._jobs.get_job(f"poll:{name}"):
+                self._jobs.remove_job(f"poll:{name}")
             self.service.release_site(name)  # no lease kept on a site no one should poll
         for name in change.added:
             self._schedule(name)
@@ -252,7 +252,7 @@ class Daemon:
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC")
-        self._scheduler = scheduler
+        self._jobs = scheduler
         self._left_out = set(self.service.found.problems())  # logged when the service opened
         for site in self.service.settings.sites:
             self._schedule(site.name)

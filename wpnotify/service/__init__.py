@@ -191,7 +191,7 @@ class Service:
     passes stand-ins. Without ``http`` and ``sources`` it answers only what the state knows.
     ``stop()`` (a daemon's shutdown) cuts waits short and starts no new send; ``sleep`` and
     ``stopping`` replace that for a test. ``events`` hears of attempts and progress (the
-    metrics, the watchdog); ``watch`` adds a listener before the work starts."""
+    metrics, the watchdog); ``watch`` adds a listener before the work starts.
 
     ``settings`` holds the sites in effect; ``configured``, the configuration file's (default:
     the same), from which ``refresh_sites`` works them out again; ``found``: what
