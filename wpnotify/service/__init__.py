@@ -228,7 +228,7 @@ class Service:
         events and reading its state; a port that cannot be had is a WpnotifyError."""
         from wpnotify.metrics import Metrics, MetricsServer
 
-        watcher = Metrics([site.name for site in self.settings.sites], self.store,
+        watcher = Metrics(lambda: [site.name for site in self.settings.sites], self.store,
                           self.clock, healthy_within)
         server = MetricsServer(listen, watcher)
         self.watch(watcher)
