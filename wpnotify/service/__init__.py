@@ -95,10 +95,10 @@ def client(settings: Settings) -> Http:
 
 @contextmanager
 def open_service(settings: Settings, *, network: bool = True) -> Iterator[Service]:
-    """The service on the configured state file, closed again on leaving. ``network``: with
-    the HTTP seam and the sites' sources (for poll, backfill, the daemon); without, for the
-    commands that only read or write the state (history, status, retry)."""
-    state = open_state(settings.state_file)
+    """The service on the configured state (file or database), closed again on leaving.
+    ``network``: with the HTTP seam and the sites' sources (for poll, backfill, the daemon);
+    without, for the commands that only read or write the state (history, status, retry)."""
+    state = open_state(settings.state_location)
     try:
         if not network:
             yield Service(settings, state)
@@ -114,12 +114,12 @@ def open_service(settings: Settings, *, network: bool = True) -> Iterator[Servic
 
 def check(settings: Settings) -> CheckReport:
     """Validates what can be validated without sending anything: the configuration, the
-    state file (it may be the problem, so it is not opened first), and each site."""
+    state (it may be the problem, so it is not opened first), and each site."""
     from wpnotify.service import reports
 
     http = client(settings)
     try:
-        return reports.check(settings, lambda: open_state(settings.state_file),
+        return reports.check(settings, lambda: open_state(settings.state_location),
                              make_sources(settings, http))
     finally:
         http.close()
