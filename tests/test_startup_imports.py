@@ -25,7 +25,8 @@ print("\\n" + json.dumps(sorted(sys.modules)), file=sys.stderr)
 
 HEAVY_FOR_READING = ("wpnotify.sending", "wpnotify.sources", "wpnotify.http", "wpnotify.kinds",
                      "structlog", "logging", "socket", "apscheduler", "xmlrpc", "email",
-                     "concurrent.futures")
+                     "concurrent.futures",
+                     "psycopg")  # only a PostgreSQL state loads it
 
 
 def imported(args: list[str], cwd: Path) -> set[str]:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -284,8 +287,6 @@ def test_times_are_stored_as_the_files_sortable_text(store: PostgresState,
 
 def test_an_unreadable_value_names_a_psql_repair_that_works(store: PostgresState,
                                                             backend: PostgresBackend) -> None:
-    import subprocess
-
     store.record_poll("blog", NOW, cursor=NOW)
     with psycopg.connect(backend.url, autocommit=True) as db:
         db.execute("UPDATE sites SET cursor = 'garbage'")
@@ -332,3 +333,56 @@ def test_a_user_without_write_grants_is_refused_before_it_starts(store: Postgres
     finally:
         store._depth = 0  # noqa: SLF001
         store.conn.execute("ROLLBACK")
+
+
+def wpnotify(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WPNOTIFY_")}
+    return subprocess.run([sys.executable, "-m", "wpnotify", "--config", str(config), *args],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_the_commands_run_on_a_state_url(store: PostgresState, backend: PostgresBackend,
+                                         tmp_path: Path) -> None:
+    """history, status, retry, poll and check through the real CLI on the database; the
+    URL's password is in none of their output. The site is on loopback port 9, where
+    nothing listens: the poll fails and is recorded, and no request leaves the machine."""
+    store.add("blog", 7, "pingback", "https://t.example/a", "http://127.0.0.1:9/p", NOW,
+              status=Status.FAILED, error="fault 0", error_code="fault-0")
+    config = tmp_path / "config.toml"
+    config.write_text(f'state_url = "{backend.url.replace("postgres@", "postgres:hunter2@")}"\n'
+                      '[http]\nallow_private_addresses = true\n[[sites]]\nname = "blog"\n'
+                      'url = "http://127.0.0.1:9"\nusername = "u"\npassword = "pw"\n')
+    shown = f"state database {backend.url}"
+    runs = {args: wpnotify(config, *args.split()) for args in (
+        "history --format json", "retry --all-failed", "poll", "status", "check")}
+    assert all("hunter2" not in p.stdout + p.stderr for p in runs.values())
+    assert "https://t.example/a" in runs["history --format json"].stdout
+    assert runs["retry --all-failed"].returncode == 0
+    assert store.history()[0].status == Status.PENDING
+    assert runs["poll"].returncode == 1 and "Traceback" not in runs["poll"].stderr
+    site = store.site("blog")
+    assert site is not None and site.last_error and site.last_poll_at is not None
+    assert runs["status"].returncode == 0 and "blog" in runs["status"].stdout
+    assert f"ok: {shown}: writable" in runs["check"].stdout, runs["check"]
+    assert not (tmp_path / "wpnotify.sqlite3").exists()  # no SQLite file on the side
+
+
+def test_a_daemon_on_a_database_takes_no_file_lock(tmp_path: Path) -> None:
+    """Several workers share one database: `run` locks a state file only."""
+    from wpnotify.daemon import exclusive
+
+    with exclusive("postgresql://u@h/db"), exclusive("postgresql://u@h/db"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+    with exclusive(tmp_path / "s.sqlite3"):
+        assert (tmp_path / "s.sqlite3.lock").exists()
+
+
+def test_only_the_postgres_modules_know_psycopg() -> None:
+    """Callers see the protocols and records; the backend's connection stays inside it."""
+    import re
+
+    root = Path(__file__).parent.parent / "wpnotify"
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                   if re.search(r"^\s*(import psycopg|from psycopg)", p.read_text(), re.M))
+    assert users == ["state/postgres.py", "state/postgres_unit.py"], users
