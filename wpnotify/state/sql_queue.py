@@ -1,45 +1,31 @@
 """The notifications, in SQL both backends run as written: the queue (claim-then-send,
 outcomes, fallbacks, recovery after a crash) and the history read by `history`, `status` and
 `retry`. What differs by engine (claiming a batch, a refused kind, query-plan hints) is the
-backend's; see ``sql_fleet`` for what its unit of work gives."""
+backend's, as is its unit of work (``sql_unit``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wpnotify.errors import StateError
 from wpnotify.state import rows
 from wpnotify.state.processes import process_dead, this_process
 from wpnotify.state.protocols import LinkKey
 from wpnotify.state.records import Notification, Status
+from wpnotify.state.sql_unit import SqlUnit
 from wpnotify.times import iso, parse_iso
 
 
-class QueueSql:
+class QueueSql(SqlUnit):
     """The ``Queue`` and ``History`` parts of the state, less ``claim_many`` and
-    ``set_kind``."""
+    ``set_kind``, over the backend's unit of work."""
 
     # How ``due`` of given posts names the status column: SQLite's "+status" keeps its
     # planner off the status indexes, which would read every pending row of the site.
     _status_by_post = "status"
-
-    if TYPE_CHECKING:  # given by the backend's unit of work (see ``sql_fleet``)
-        label: str
-        kept: str
-
-        def repair(self, sql: str) -> str: ...
-
-        def _rows(self, sql: str, params: Any = ()) -> list[Any]: ...
-
-        def _write(self, sql: str, params: Any = ()) -> int: ...
-
-        def _write_many(self, sql: str, params: list[Any]) -> None: ...
-
-        def atomic(self) -> AbstractContextManager[None]: ...
 
     def _notifications(self, sql: str, params: Any = ()) -> list[Notification]:
         return [rows.notification(row, self) for row in self._rows(sql, params)]

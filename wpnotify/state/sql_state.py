@@ -1,44 +1,27 @@
 """Sites, hosts, WordPress's pinged lists, the statuses still to be told and the Send again
-requests, in SQL both backends run as written (see ``sql_fleet`` for what the backend's unit
-of work gives). Marking a post (``mark_status``) is the backend's: each has its own way of
+requests, in SQL both backends run as written, over the backend's unit of work
+(``sql_unit``). Marking a post (``mark_status``) is the backend's: each has its own way of
 replacing a mark with one of a fresh change number."""
 
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 from wpnotify.state import rows
 from wpnotify.state.protocols import StatusMark
 from wpnotify.state.records import HostState, Notification, SiteState, Status
+from wpnotify.state.sql_unit import SqlUnit
 from wpnotify.times import iso, wp_text
 
 SETTLED_WINDOW = 2000  # marks looked at for settled posts (see status_waiting)
 
 
-class StateSql:
+class StateSql(SqlUnit):
     """The ``SiteLog``, ``HostPacing``, ``PingedOutbox`` and ``Resends`` parts of the state,
-    less ``mark_status``."""
+    less ``mark_status``, over the backend's unit of work."""
 
     _chunk = 500  # post IDs in one query (SQLite's limit on parameters is the lowest)
-
-    if TYPE_CHECKING:  # given by the backend's unit of work (see ``sql_fleet``)
-        label: str
-        kept: str
-
-        def repair(self, sql: str) -> str: ...
-
-        def _rows(self, sql: str, params: Any = ()) -> list[Any]: ...
-
-        def _write(self, sql: str, params: Any = ()) -> int: ...
-
-        def _write_many(self, sql: str, params: list[Any]) -> None: ...
-
-        def atomic(self) -> AbstractContextManager[None]: ...
-
-        def _notifications(self, sql: str, params: Any = ()) -> list[Notification]: ...
 
     # --- sites ---------------------------------------------------------------------------
 
@@ -158,9 +141,10 @@ class StateSql:
         found: dict[int, list[Notification]] = {}
         for start in range(0, len(post_ids), self._chunk):
             chunk = post_ids[start:start + self._chunk]
-            for n in self._notifications(
+            for row in self._rows(
                     f"SELECT * FROM notifications WHERE site = ? AND post_id IN "
                     f"({','.join('?' * len(chunk))}) ORDER BY created_at, id", (site, *chunk)):
+                n = rows.notification(row, self)
                 found.setdefault(n.post_id, []).append(n)
         return found
 

@@ -55,6 +55,10 @@ class SqlUnit:
     def _run_many(self, sql: str, params: list[Any]) -> None:
         raise NotImplementedError
 
+    def repair(self, sql: str) -> str:
+        """The shell command that runs ``sql`` on this state (for a message to name)."""
+        raise NotImplementedError
+
     def _read_only_error(self) -> StateError:
         return StateError(f"cannot write {self.label}: it is read-only for this user")
 
