@@ -138,16 +138,18 @@ class PgConnection(SqlUnit):
         return isinstance(exc, psycopg.OperationalError) and (self.conn.broken or
                                                              self.conn.closed)
 
-    def _once_more(self, step: Callable[[], T]) -> T:
+    def _once_more(self, step: Callable[[], T], *, harmless: bool = True) -> T:
         """``step``, and, when the connection turns out lost (the server restarted, or ended
-        this session, since the last unit), ``step`` again on a new one. Only for what
-        starts afresh: a unit's BEGIN, a read outside a unit."""
+        this session, since the last unit), ``step`` again on a new one. For what starts
+        afresh: a unit's BEGIN, a read (``harmless``); and a write of its own, only when
+        the server says it had ended the session before it (else it may have been done)."""
         if self.conn.broken or self.conn.closed:
             self.conn = self._connect()
         try:
             return step()
         except psycopg.OperationalError as exc:
-            if not self._lost(exc):
+            ended = getattr(exc, "sqlstate", None) in ENDED
+            if not self._lost(exc) or not (harmless or ended):
                 raise
         self.conn = self._connect()
         return step()
@@ -183,6 +185,18 @@ class PgConnection(SqlUnit):
     def _run(self, sql: str, params: Any) -> int:
         return self._execute(sql, params).rowcount
 
+    def _write(self, sql: str, params: Any = ()) -> int:
+        """One statement outside a unit is a unit by itself (autocommit): one round trip to
+        the server instead of three (BEGIN, it, COMMIT)."""
+        with self._lock:
+            if self._depth:
+                return self._run(sql, params)
+            self._require_open()
+            try:
+                return self._once_more(lambda: self._run(sql, params), harmless=False)
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+
     def _run_many(self, sql: str, params: list[Any]) -> None:
         with self.conn.cursor() as cursor:
             cursor.executemany(placeholders(sql), params)
@@ -190,7 +204,7 @@ class PgConnection(SqlUnit):
     def _error(self, exc: Exception, doing: str = "write") -> StateError:
         reason = one_line(exc)
         code = getattr(exc, "sqlstate", None) or ""
-        if self._lost(exc) or code.startswith("08") or code in ("57P01", "57P02", "57P03"):
+        if self._lost(exc) or code.startswith("08") or code in ENDED:
             fix = (f"the connection to PostgreSQL was lost (nothing of this unit of work was "
                    f"kept); {START}")
         elif code == "42501":
@@ -205,6 +219,9 @@ class PgConnection(SqlUnit):
         return StateError(f"cannot {doing} {self.label}: {reason}; {fix}")
 
 
+# The server ended the session (an administrator, a shutdown, a restart): a statement that
+# meets one of these was never run.
+ENDED = frozenset({"57P01", "57P02", "57P03"})
 CLAIM_LOCK = 0x77706E63  # "wpnc": the claiming units' advisory lock (migrations use "wpnm")
 
 
