@@ -555,6 +555,5 @@ def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> No
     assert order == ["first", "second"]
 
 
-# Last: every test above is exported (the fleet's tests once stood below this line, and ran
-# on no backend).
+# Last: every test above is exported (a test below this line would silently not run).
 __all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]

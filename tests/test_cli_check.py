@@ -145,3 +145,23 @@ def test_a_current_bridge_with_its_folder_raises_no_editor_warning(
     monkeypatch.setattr(sources, "make_source", lambda http, s, per_page=100: FineSite())
     code, _, err = run_check(capsys, write_config(tmp_path, "https://blog.example", 0o600))
     assert code == 0 and "warning" not in err, err
+
+
+def test_check_names_the_proxy_and_a_readable_proxy_password(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        no_network: list[Any]) -> None:
+    """`[http] proxy`: check says requests go through it and what it must refuse; its
+    password file, like a site's, is a warning when others may read it (never its content)."""
+    monkeypatch.setattr(sources, "make_source", lambda http, s, per_page=100: FineSite())
+    config = write_config(tmp_path, "https://blog.example", 0o600)
+    secret = tmp_path / "proxy.password"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o644)
+    config.write_text('[http]\nproxy = "http://proxy.internal:3128"\nproxy_username = "f"\n'
+                      'proxy_password_file = "proxy.password"\n' + config.read_text())
+    code, out, err = run_check(capsys, config)
+    assert code == 0, err
+    assert "requests go through the proxy http://proxy.internal:3128, which must itself " \
+           "refuse CONNECT to private" in out
+    assert f"warning: [http] proxy_password_file {secret} is open to other users" in err
+    assert "hunter2" not in out + err and no_network == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import http.client
 import ipaddress
+import re
 import select
 import socket
 import ssl
@@ -22,6 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -88,12 +90,50 @@ class AddressGuard:
         """Every address of ``host``, all checked; one refused address refuses the host.
         ``trusted``: the connection is to a configured site's own origin, which may be
         private or loopback (WordPress itself always lets a site reach its own host)."""
-        infos = self._resolve(host, port, 0, socket.SOCK_STREAM)
-        found = list(dict.fromkeys(info[4][0] for info in infos))
+        found = self.resolve(host, port)
         for address in found:
             if not trusted and not self.allows(ipaddress.ip_address(address.split("%", 1)[0])):
                 raise AddressRefused(host, address)
         return found
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """Every address of ``host``, unchecked (for the operator's own proxy)."""
+        infos: list[Any] = self._resolve(host, port, 0, socket.SOCK_STREAM)
+        return list(dict.fromkeys(info[4][0] for info in infos))
+
+    def all_allowed(self, addresses: list[str]) -> bool:
+        """True when every address would pass without a site's exemption."""
+        return all(self.allows(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """An HTTP proxy that every connection is tunnelled through with CONNECT.
+    ``authorization``: the Proxy-Authorization header's value (a secret: kept out of repr)."""
+
+    host: str
+    port: int
+    authorization: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"{_authority(self.host, self.port)}"
+
+
+class ProxyFailed(Exception):
+    """The proxy did not open the tunnel: ``status`` is its answer's (None: no valid answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+PROXY_REPLY_CAP = 16 * 1024  # the proxy's status line and headers, at most
+_PROXY_STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: ([^\r\n]*))?\r?\n")
+
+
+def _authority(host: str, port: int) -> str:
+    """host:port as a request target writes it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Unreachable(Exception):
@@ -105,15 +145,18 @@ class ConnectTimeout(Exception):
 
 
 class GuardedConnection(http.client.HTTPConnection):
-    """An HTTP connection that opens its socket only to an address the guard allowed."""
+    """An HTTP connection that opens its socket only to an address the guard allowed; with a
+    ``proxy``, through a CONNECT tunnel to the same host name once the guard allowed it."""
 
     def __init__(self, host: str, port: int, guard: AddressGuard,
-                 connect_timeout: float, trusted: bool = False) -> None:
+                 connect_timeout: float, trusted: bool = False,
+                 proxy: Proxy | None = None) -> None:
         super().__init__(host, port, timeout=connect_timeout)
         self.guard = guard
         self.connect_timeout = connect_timeout
         self.trusted = trusted  # to a configured site's origin: private addresses allowed
         self.reused = False  # served a request before: the server may have closed it since
+        self.proxy = proxy
 
     def dropped(self) -> bool:
         """True when an idle connection cannot carry a request: the server closed it (or sent
@@ -128,26 +171,101 @@ class GuardedConnection(http.client.HTTPConnection):
             return True
 
     def connect(self) -> None:
-        try:
-            addresses = self.guard.addresses(self.host, self.port, self.trusted)
-        except socket.gaierror as exc:
-            raise Unreachable(f"cannot resolve {self.host}: {exc.strerror or exc}") from None
-        error: OSError | None = None
-        until = time.monotonic() + self.connect_timeout  # for all the addresses together
-        for address in addresses:
-            left = until - time.monotonic()
-            if left <= 0:
-                raise ConnectTimeout(f"connecting to {self.host} timed out")
-            try:
-                self.sock = socket.create_connection((address, self.port), left)
-            except TimeoutError:
-                raise ConnectTimeout(f"connecting to {self.host} timed out") from None
-            except OSError as exc:
-                error = exc
-                continue
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        """The guard runs first, on wpnotify's own resolution, proxy or not: a refused target
+        never reaches the proxy. A configured site's origin that only its exemption lets
+        through (a private or loopback address) is connected directly, never through the
+        proxy, which is told to refuse such addresses (README, "Sending through an egress
+        proxy")."""
+        until = time.monotonic() + self.connect_timeout  # proxy and CONNECT answer included
+        addresses = _resolved(self.host, lambda: self.guard.addresses(
+            self.host, self.port, self.trusted))
+        proxy = self.proxy
+        if proxy is None or (self.trusted and not self.guard.all_allowed(addresses)):
+            self.sock = _open(addresses, self.port, self.host, until)
             return
-        raise Unreachable(str(error.strerror if error and error.strerror else error))
+        shown = f"the proxy {proxy}"
+        try:
+            proxied = _resolved(shown, lambda: self.guard.resolve(proxy.host, proxy.port))
+            self.sock = _open(proxied, proxy.port, shown, until)
+        except ConnectTimeout as exc:
+            raise ProxyFailed(str(exc)) from None
+        except Unreachable as exc:
+            text = str(exc)
+            raise ProxyFailed(text if shown in text else f"cannot connect to {shown}: {text}"
+                              ) from None
+        try:
+            _tunnel(self.sock, _authority(self.host, self.port), proxy, until)
+        except OSError as exc:  # reset, or shut down by the request's deadline
+            raise ProxyFailed(f"the proxy {proxy} broke the connection: "
+                              f"{exc.strerror or exc}") from None
+
+
+def _resolved(name: str, resolve: Callable[[], list[str]]) -> list[str]:
+    try:
+        return resolve()
+    except socket.gaierror as exc:
+        raise Unreachable(f"cannot resolve {name}: {exc.strerror or exc}") from None
+
+
+def _open(addresses: list[str], port: int, name: str, until: float) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that answers before ``until``."""
+    error: OSError | None = None
+    for address in addresses:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise ConnectTimeout(f"connecting to {name} timed out")
+        try:
+            sock = socket.create_connection((address, port), left)
+        except TimeoutError:
+            raise ConnectTimeout(f"connecting to {name} timed out") from None
+        except OSError as exc:
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise Unreachable(str(error.strerror if error and error.strerror else error))
+
+
+def _tunnel(sock: socket.socket, target: str, proxy: Proxy, until: float) -> None:
+    """Asks the proxy for a tunnel to ``target`` (host:port) and reads its answer: at most
+    PROXY_REPLY_CAP bytes, all before ``until`` (a proxy that trickles is cut off too)."""
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if proxy.authorization is not None:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+    reply = bytearray()
+    while (end := reply.find(b"\r\n\r\n", max(len(reply) - 4096 - 3, 0))) < 0:
+        if len(reply) > PROXY_REPLY_CAP:
+            raise ProxyFailed(f"the proxy {proxy} answered CONNECT with more than "
+                              f"{PROXY_REPLY_CAP // 1024} KiB of headers")
+        left = until - time.monotonic()
+        if left <= 0:
+            raise ProxyFailed(f"the proxy {proxy} did not answer CONNECT in time")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            raise ProxyFailed(f"the proxy {proxy} did not answer CONNECT in time") from None
+        if not chunk:
+            raise ProxyFailed(f"the proxy {proxy} closed the connection without answering "
+                              "CONNECT")
+        reply += chunk
+    _proxy_answer(bytes(reply), end, proxy)
+
+
+def _proxy_answer(reply: bytes, end: int, proxy: Proxy) -> None:
+    """Checks the proxy's answer to CONNECT: a 2xx status and nothing after its headers (the
+    target cannot have spoken yet: the client speaks first, in HTTP and in TLS)."""
+    found = _PROXY_STATUS.match(reply)
+    if found is None:
+        raise ProxyFailed(f"the proxy {proxy} did not answer CONNECT with HTTP")
+    status = int(found.group(1))
+    reason = re.sub(r"[^\x20-\x7e]", "?", (found.group(2) or b"").decode("latin-1"))[:100]
+    if not 200 <= status < 300:
+        raise ProxyFailed(f"the proxy {proxy} refused the tunnel: {status} {reason}".rstrip(),
+                          status)
+    if len(reply) > end + 4:
+        raise ProxyFailed(f"the proxy {proxy} sent data before the tunnel was used")
 
 
 class GuardedTLSConnection(GuardedConnection):
@@ -177,8 +295,11 @@ class Pool:
     shared by threads, each connection used by one request at a time."""
 
     def __init__(self, guard: AddressGuard, hosts: int, per_host: int,
-                 trusted: frozenset[Key] = frozenset()) -> None:
+                 trusted: frozenset[Key] = frozenset(), proxy: Proxy | None = None) -> None:
+        """``proxy``: every new connection is a tunnel through it, one per connection, kept
+        by its target's key like a direct one (tunnels to different targets never mix)."""
         self.guard = guard
+        self.proxy = proxy
         self.hosts = hosts
         self.per_host = per_host
         self.trusted = trusted  # the configured sites' origins: see AddressGuard.addresses
@@ -209,7 +330,7 @@ class Pool:
             return connection
         scheme, host, port = key
         kind = GuardedTLSConnection if scheme == "https" else GuardedConnection
-        return kind(host, port, self.guard, connect_timeout, trusted=trusted)
+        return kind(host, port, self.guard, connect_timeout, trusted=trusted, proxy=self.proxy)
 
     def give_back(self, key: Key, connection: GuardedConnection) -> None:
         """Keeps a connection whose last answer was read to its end, for the next request."""

@@ -1,6 +1,7 @@
 """The one HTTP seam. Every request wpnotify makes goes through ``Http``, which owns the
 connections, the User-Agent, timeouts, body caps, the redirect policy and the private-address
-guard (``connections``). No cookies, no proxies or credentials from the environment.
+guard (``connections``). No cookies, no proxies or credentials from the environment: only the
+configured ``[http] proxy``, tunnelled through with CONNECT after the guard has run.
 
 Redirects are followed here, hop by hop, so every hop meets the same guard and credentials never
 follow a redirect to another host. Bodies are read up to a cap, decompressed up to the same cap
@@ -34,6 +35,8 @@ from wpnotify.connections import (
     GuardedConnection,
     Key,
     Pool,
+    Proxy,
+    ProxyFailed,
     Unreachable,
 )
 from wpnotify.errors import SendError
@@ -173,7 +176,8 @@ class Http:
         guard = AddressGuard(settings.allow_private_addresses, settings.allowed_networks, resolve)
         self.pool = Pool(guard, hosts=max(64, 2 * settings.concurrency),
                          per_host=settings.per_host_concurrency + 2,
-                         trusted=frozenset(_origin_keys(trusted_origins)))
+                         trusted=frozenset(_origin_keys(trusted_origins)),
+                         proxy=proxy_of(settings))
         self.headers = {**BASE_HEADERS, "User-Agent": settings.user_agent}
         self._watchdog = _Watchdog()
 
@@ -288,10 +292,9 @@ class Http:
             sent["Authorization"] = f"Basic {token}"
         return body, sent
 
-    def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
-                  body: bytes | None, headers: dict[str, str], watch: _Deadline,
-                  url: str) -> _Exchange:
-        watch.attach(connection)
+    def _connect(self, connection: GuardedConnection, watch: _Deadline, url: str) -> None:
+        """Connects a new connection (a kept-alive one only gets the hop's time left); every
+        failure becomes the SendError that says whether to retry."""
         remaining = max(watch.deadline - time.monotonic(), 0.1)
         try:
             if connection.sock is None:
@@ -310,6 +313,11 @@ class Http:
             connection.close()
             raise SendError(f"connecting to {_host(url)} timed out", code="connect-timeout",
                             permanent=False, unreachable=True) from None
+        except ProxyFailed as exc:
+            connection.close()
+            if watch.expired:
+                raise self._timeout(url) from None
+            raise _proxy_error(exc, url) from None
         except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
             connection.close()
             if watch.expired:
@@ -319,6 +327,12 @@ class Http:
                                 permanent=False) from None
             raise SendError(f"cannot connect to {_host(url)}: {_reason(exc)}", code="connect",
                             permanent=False, unreachable=True) from None
+
+    def _exchange(self, connection: GuardedConnection, key: Key, method: str, target: str,
+                  body: bytes | None, headers: dict[str, str], watch: _Deadline,
+                  url: str) -> _Exchange:
+        watch.attach(connection)
+        self._connect(connection, watch, url)
         try:
             connection.request(method, target, body=body, headers=headers)
             return _Exchange(self.pool, key, connection, connection.getresponse())
@@ -479,6 +493,36 @@ def _read(resp: http.client.HTTPResponse, cap: int) -> tuple[bytes, bool]:
         chunks.append(tail)
         size += len(tail)
     return b"".join(chunks)[:cap], size > cap
+
+
+def proxy_of(settings: HttpSettings) -> Proxy | None:
+    """The ``[http] proxy`` to tunnel through (None: connect directly), with its Basic
+    credentials when the settings give them."""
+    if not settings.proxy:
+        return None
+    parts = urlsplit(settings.proxy)
+    assert parts.hostname is not None and parts.port is not None  # settings checked both
+    authorization = None
+    if settings.proxy_username:
+        pair = f"{settings.proxy_username}:{settings.proxy_password()}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+    host = parts.hostname.encode("idna").decode("ascii")
+    return Proxy(host, parts.port, authorization)
+
+
+def _proxy_error(exc: ProxyFailed, url: str) -> SendError:
+    """What a failed tunnel means for the notification. 407 (credentials) and every other
+    failure of the proxy itself wait for a retry: fixing the proxy settings or the proxy
+    lets them go out. A 403 is the proxy's policy on this target (a private address after its
+    own lookup, a port it does not open), as final as wpnotify's own guard."""
+    message = f"cannot reach {_host(url)} through the proxy: {exc}"
+    if exc.status == 407:
+        return SendError(message + " (set or fix [http] proxy_username and "
+                         "proxy_password_file)", code="proxy-auth", permanent=False,
+                         unreachable=True)
+    if exc.status == 403:
+        return SendError(message, code="proxy-refused", permanent=True)
+    return SendError(message, code="proxy", permanent=False, unreachable=True)
 
 
 def _short(text: str) -> str:

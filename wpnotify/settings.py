@@ -351,6 +351,29 @@ def _service_url(value: str) -> str:
                      "update services take none")
 
 
+_PROXY = re.compile(r"^http://[^/\s?#]+/?$")
+
+
+def _proxy_url(value: str) -> str:
+    """``[http] proxy``: "" (none) or ``http://host:port``. Only plain-HTTP proxies: wpnotify
+    speaks CONNECT to them and TLS to the target inside the tunnel; a user name and password
+    in the URL are refused (they would be printed wherever the URL is), as are a path or query,
+    which a CONNECT proxy has no use for."""
+    if value == "":
+        return value
+    scheme = value.partition("://")[0].lower() if "://" in value else ""
+    if scheme and scheme != "http":
+        raise _bad("only http:// proxies are supported (https targets are tunnelled through "
+                   "them with CONNECT); https:// and socks proxies are not, e.g. "
+                   "\"http://proxy.internal:3128\"")
+    _http_url(value, _PROXY, "must be http://host:port, without path, query or fragment, e.g. "
+              "\"http://proxy.internal:3128\"",
+              "use [http] proxy_username and proxy_password_file")
+    if urlsplit(value).port is None:
+        raise _bad("give the proxy's port, e.g. \"http://proxy.internal:3128\"")
+    return value.rstrip("/")
+
+
 def _shown(value: str) -> str:
     """A config value quoted in a message, less anything before an '@' (a pasted URL's user
     name and password)."""
@@ -364,6 +387,13 @@ def _state_url(value: str) -> str:
     if not re.match(r"^postgres(ql)?://", value):
         raise _bad("must be a PostgreSQL URL, e.g. \"postgresql://wpnotify@127.0.0.1:5432/"
                    "wpnotify\" (for the SQLite file, set state_file instead)")
+    return value
+
+
+def _proxy_user(value: str) -> str:
+    # Sent as user:password in Basic credentials: a colon would move the split.
+    if ":" in value or _CONTROLS.search(value):
+        raise _bad("must not contain ':' or control characters")
     return value
 
 
@@ -473,9 +503,25 @@ class HttpSettings:
     wordpress_ping_interval: float = field(default=15.0, metadata=_spec(_real(ge=0, le=3600)))
     concurrency: int = field(default=16, metadata=_spec(_integer(ge=1, le=256)))
     per_host_concurrency: int = field(default=2, metadata=_spec(_integer(ge=1, le=16)))
+    proxy: str = field(default="", metadata=_spec(_text(_proxy_url)))
+    proxy_username: str = field(default="", metadata=_spec(_text(_proxy_user)))
+    proxy_password_file: Path | None = field(default=None, metadata=_spec(_optional(_path)))
+    _proxy_secret: Secret = field(init=False, repr=False, default=Secret(""))
 
     def __post_init__(self) -> None:
         _validate(self)
+        if bool(self.proxy_username) != (self.proxy_password_file is not None):
+            raise _bad("set both proxy_username and proxy_password_file (the proxy's "
+                       "credentials), or neither")
+        if self.proxy_username and not self.proxy:
+            raise _bad("proxy_username and proxy_password_file need [http] proxy")
+        if self.proxy_password_file is not None:
+            object.__setattr__(self, "_proxy_secret",
+                               _read_secret(self.proxy_password_file, "proxy_password_file"))
+
+    def proxy_password(self) -> str:
+        """The proxy's password, for the one place that sends it ("" when there is none)."""
+        return self._proxy_secret.reveal()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -561,6 +607,7 @@ class Settings:
     state_url: str | None = field(default=None, repr=False, metadata=_spec(
         _optional(_text(_state_url))))
     poll_interval: float = field(default=300.0, metadata=_spec(_real(ge=5, le=86400)))
+    worker_lease: float = field(default=30.0, metadata=_spec(_real(ge=3, le=3600)))
     http: HttpSettings = field(default_factory=HttpSettings, metadata=_spec(
         _table(HttpSettings), table=HttpSettings))
     retry: RetrySettings = field(default_factory=RetrySettings, metadata=_spec(
@@ -690,11 +737,14 @@ def _laid_over(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Makes state_file (default: next to the file) and password_file relative to the config
-    file's folder."""
+    """Makes state_file (default: next to the file), password_file and proxy_password_file
+    relative to the config file's folder."""
     raw.setdefault("state_file", "wpnotify.sqlite3")
     if isinstance(raw.get("state_file"), str):
         raw["state_file"] = str(base / os.path.expanduser(raw["state_file"]))
+    http = raw.get("http")
+    if isinstance(http, dict) and isinstance(http.get("proxy_password_file"), str):
+        http["proxy_password_file"] = str(base / os.path.expanduser(http["proxy_password_file"]))
     sites = raw.get("sites")
     for site in sites if isinstance(sites, list) else []:  # else validation names the key
         if isinstance(site, dict) and isinstance(site.get("password_file"), str):
