@@ -3,8 +3,8 @@ only the database has: its migrations and their lock, SKIP LOCKED claims, a lost
 its errors without the URL's password, read-only servers.
 
 Each module gets its own database (wpnotify_test_<pid>_<random>, dropped at the end), emptied
-between tests. Without a server on 127.0.0.1:5432 these tests are skipped, saying why; in CI
-(CI=true) they fail instead: CI must run them."""
+between tests (postgres_db.py). Without a server on 127.0.0.1:5432 these tests are skipped,
+saying why; in CI (CI=true) they fail instead: CI must run them."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
+from postgres_db import admin, drop_database, make_database
 from state_contract import *  # noqa: F403 (the contract's tests run here, against PostgreSQL)
 from state_contract import NOW
 
@@ -32,56 +32,16 @@ from wpnotify.state.postgres import PostgresState
 from wpnotify.state.postgres_unit import placeholders
 from wpnotify.state.processes import this_process
 
-SERVER = os.environ.get("WPNOTIFY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 TABLES = ("notifications, sites, scheduled, hosts, pinged_outbox, status_outbox, workers, "
           "site_settings")
 
-
-def admin(database: str = "postgres") -> Any:
-    return psycopg.connect(f"{SERVER}/{database}", autocommit=True, connect_timeout=3)
-
-
-@pytest.fixture(scope="session")
-def server() -> str:
-    try:
-        admin().close()
-    except psycopg.Error as exc:
-        problem = f"PostgreSQL does not answer at {SERVER} ({exc}); run scripts/setup"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {problem}")
-        pytest.skip(problem)
-    return SERVER
-
-
-def make_database(server: str) -> str:
-    name = f"wpnotify_test_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin() as db:
-        db.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-    return name
-
-
-def drop_database(name: str) -> None:
-    with admin() as db:
-        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.fixture()
-def fresh_database(server: str) -> Iterator[str]:
-    """A database of its own, with nothing in it yet (its URL)."""
-    name = make_database(server)
-    try:
-        yield f"{server}/{name}"
-    finally:
-        drop_database(name)
-
-
 @pytest.fixture(scope="module")
-def database(server: str) -> Iterator[str]:
+def database(postgres: str) -> Iterator[str]:
     """One migrated database for the module's tests (its URL), emptied before each."""
-    name = make_database(server)
+    name = make_database()
     try:
-        PostgresState.open(f"{server}/{name}").close()
-        yield f"{server}/{name}"
+        PostgresState.open(f"{postgres}/{name}").close()
+        yield f"{postgres}/{name}"
     finally:
         drop_database(name)
 
@@ -195,7 +155,7 @@ def free_port() -> int:
     ("127.0.0.1:5432/wpnotify_test_no_such_db", "create the database: createdb -h 127.0.0.1 "
                                                  "-p 5432 -U postgres wpnotify_test_no_such_db"),
     ("127.0.0.1:5432/postgres?user=wpnotify_test_no_such_role", "check the user name")])
-def test_a_connection_refused_names_the_fix_never_the_password(server: str, where: str,
+def test_a_connection_refused_names_the_fix_never_the_password(postgres: str, where: str,
                                                                fix: str) -> None:
     url = f"postgresql://postgres:hunter2-secret@{where.format(port=free_port())}"
     for given in (url, url.replace(":hunter2-secret@", "@") + (
