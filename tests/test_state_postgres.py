@@ -233,6 +233,19 @@ def test_a_lease_renewal_does_not_mark_the_post(store: PostgresState) -> None:
     assert [post for post, _ in store.status_waiting("s", 10)] == [1]
 
 
+def test_a_nul_from_the_network_is_stored_not_refused(store: PostgresState) -> None:
+    """PostgreSQL's text holds no NUL: a receiver's reply with one is kept with U+FFFD in
+    its place (SQLite keeps it as it is), and the outcome is recorded."""
+    store.add("s", 1, "pingback", "https://t/\0x", "https://s/1", NOW)
+    (row,) = store.due(NOW)
+    store.claim(row.id, NOW)
+    store.finish(row.id, Status.FAILED, NOW, error="refused: a\0b", response="x\0y")
+    done = store.get(row.id)
+    assert done is not None and done.status == Status.FAILED
+    assert (done.target, done.error, done.response) == ("https://t/\ufffdx", "refused: a\ufffdb",
+                                                       "x\ufffdy")
+
+
 def test_times_are_stored_as_the_files_sortable_text(store: PostgresState,
                                                      backend: PostgresBackend) -> None:
     store.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import Buffer
+from psycopg.types.string import StrDumperUnknown
 
 from wpnotify.errors import StateError
 from wpnotify.state.rows import shell_sql
@@ -40,6 +42,16 @@ def placeholders(sql: str) -> str:
             return token.replace("%", "%%")  # psycopg reads "%" inside literals too
         return f"%({found.group(1)})s"
     return _TOKENS.sub(one, sql)
+
+
+class NulFreeText(StrDumperUnknown):
+    """Text as psycopg sends it (its type left to the server), less NUL characters, which
+    PostgreSQL's text cannot hold and SQLite's can: one from the network (a receiver's
+    reply, a link) becomes U+FFFD instead of an error that would leave an outcome
+    unrecorded."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\0", "\ufffd") if "\0" in obj else obj)
 
 
 class PgRow:
@@ -120,10 +132,12 @@ class PgConnection(SqlUnit):
     def _connect(self) -> psycopg.Connection[Any]:
         """Autocommit: a read outside a unit is its own statement; a unit is BEGIN … COMMIT."""
         try:
-            return psycopg.connect(self._url, autocommit=True, row_factory=pg_rows,
+            conn = psycopg.connect(self._url, autocommit=True, row_factory=pg_rows,
                                    connect_timeout=CONNECT_TIMEOUT)
         except psycopg.Error as exc:
             raise connect_error(self.shown, exc) from None
+        conn.adapters.register_dumper(str, NulFreeText)
+        return conn
 
     def repair(self, sql: str) -> str:
         return shell_sql(f"psql {shlex.quote(self.shown)} -c", sql)
