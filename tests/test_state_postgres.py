@@ -292,6 +292,16 @@ def test_a_read_only_server_is_told_apart(fresh_database: str) -> None:
         state.close()
 
 
+def test_a_permission_refused_names_the_fix_for_what_was_being_done(store: PostgresState
+                                                                     ) -> None:
+    refused = psycopg.errors.InsufficientPrivilege("permission denied for schema public")
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE" in str(store._error(refused))  # noqa: SLF001
+    store._migrating = True  # noqa: SLF001 (as while the first command creates the tables)
+    message = str(store._error(refused, "use"))  # noqa: SLF001
+    assert message.startswith(f"cannot use state database {store.shown}: permission denied")
+    assert "run it as the database's owner" in message and "GRANT CREATE ON SCHEMA" in message
+
+
 def test_a_user_without_write_grants_is_refused_before_it_starts(store: PostgresState) -> None:
     store.conn.execute("BEGIN")
     try:

@@ -38,14 +38,13 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql):
         """Connects, and brings the schema to the latest version (the first command run on
         a new database creates it; workers starting at once take turns)."""
         state = cls(url)
+        state._migrating = True
         try:
             migrate(state._version, state.atomic, state._run, lambda sql: [sql], postgres=True)
-        except psycopg.Error as exc:
-            state.close()
-            raise state._error(exc, "use") from None
         except StateError:
             state.close()
             raise
+        state._migrating = False
         return state
 
     def _version(self) -> int:

@@ -118,6 +118,7 @@ class PgConnection(SqlUnit):
 
     kept = "database"
     _errors = (psycopg.Error,)
+    _migrating = False  # creating or changing the tables (which takes their owner)
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -221,6 +222,10 @@ class PgConnection(SqlUnit):
         if self._lost(exc) or code.startswith("08") or code in ENDED:
             fix = (f"the connection to PostgreSQL was lost (nothing of this unit of work was "
                    f"kept); {START}")
+        elif code == "42501" and self._migrating:
+            fix = ("the first wpnotify command on a database creates its tables: run it as "
+                   "the database's owner (createdb -O USER NAME makes one), or as the owner "
+                   "run: GRANT CREATE ON SCHEMA public TO USER")
         elif code == "42501":
             fix = grants_fix(self.shown)
         elif code == "25006":
