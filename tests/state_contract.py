@@ -194,6 +194,29 @@ def test_a_notification_that_keeps_killing_its_sender_backs_off_then_fails(
     assert state.due(now + timedelta(days=30)) == []
 
 
+def test_retries_due_counts_tried_pending_rows_whose_time_has_come(state: State) -> None:
+    """The metrics' due retries: pending, tried at least once, due by now; of one site."""
+    for post in range(1, 6):
+        state.add("s", post, "pingback", f"https://t/{post}", "https://s/", NOW)
+    state.add("other", 1, "pingback", "https://t/1", "https://s/", NOW)
+    rows = {n.post_id: n for n in state.due(NOW, ["s"])}
+    for post, status, wait in ((1, Status.PENDING, 5), (2, Status.PENDING, 60),
+                               (3, Status.FAILED, 0), (4, Status.SENT, 0)):
+        state.claim(rows[post].id, NOW)
+        state.finish(rows[post].id, status, NOW, error="x", error_code="x",
+                     next_attempt_at=NOW + timedelta(minutes=wait))
+    # Post 5 was never tried: put off (a host that failed moments ago) is no retry.
+    state.defer(rows[5].id, NOW, NOW + timedelta(minutes=1), "host down", "host-unreachable")
+    (other,) = state.due(NOW, ["other"])
+    state.claim(other.id, NOW)
+    state.finish(other.id, Status.PENDING, NOW, error="x", error_code="x",
+                 next_attempt_at=NOW)
+    assert state.retries_due("s", NOW) == 0
+    assert state.retries_due("s", NOW + timedelta(minutes=5)) == 1
+    assert state.retries_due("s", NOW + timedelta(hours=2)) == 2
+    assert state.retries_due("other", NOW) == 1 and state.retries_due("none", NOW) == 0
+
+
 def test_history_filters_and_orders_newest_first(state: State) -> None:
     for minute, (site, post, kind) in enumerate([("a", 1, "pingback"), ("a", 1, "trackback"),
                                                  ("a", 2, "pingback"), ("b", 1, "pingback")]):

@@ -390,6 +390,31 @@ def _state_url(value: str) -> str:
     return value
 
 
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%a-zA-Z0-9]+)\]|(?P<host>[A-Za-z0-9.-]+)):"
+                     r"(?P<port>[0-9]{1,5})$")
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` as (host, port): for ``metrics_listen``. The host is an
+    IPv4 or IPv6 address or a host name; port 0 takes any free port (tests)."""
+    found = _LISTEN.match(value)
+    port = int(found["port"]) if found else -1
+    if not found or port > 65535:
+        raise _bad('use "host:port" or "[ipv6]:port", e.g. "127.0.0.1:9464" or "[::1]:9464"')
+    host = found["v6"] or found["host"]
+    if found["v6"]:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _bad('the address in [...] is no IPv6 address; e.g. "[::1]:9464"') from None
+    return host, port
+
+
+def _listen(value: str) -> str:
+    listen_address(value)
+    return value
+
+
 def _proxy_user(value: str) -> str:
     # Sent as user:password in Basic credentials: a colon would move the split.
     if ":" in value or _CONTROLS.search(value):
@@ -615,6 +640,8 @@ class Settings:
     sites: tuple[SiteSettings, ...] = field(metadata=_spec(_listed(
         _table(SiteSettings), _some_sites,
         hint="; write one [[sites]] table per site, as in config.example.toml"), listed=True))
+    # The daemon's Prometheus /metrics and /healthz, e.g. "127.0.0.1:9464"; None: off.
+    metrics_listen: str | None = field(default=None, metadata=_spec(_optional(_text(_listen))))
 
     def __post_init__(self) -> None:
         _validate(self)

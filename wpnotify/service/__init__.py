@@ -21,10 +21,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from wpnotify.errors import WpnotifyError
+from wpnotify.events import NO_EVENTS, Events, Fanout
 from wpnotify.state import Notification, State, Status, open_state
 
 if TYPE_CHECKING:  # for the annotations; the renderers take these names from here too
     from wpnotify.http import Http
+    from wpnotify.metrics import MetricsServer
     from wpnotify.plan import Known, Planned
     from wpnotify.sending.backlog import Tally
     from wpnotify.sending.dispatch import Dispatcher
@@ -143,13 +145,15 @@ class Service:
     ``sources``: one per configured site, by name (``make_sources`` builds them); a test
     passes stand-ins. Without ``http`` and ``sources`` it answers only what the state knows.
     ``stop()`` (a daemon's shutdown) cuts waits short and starts no new send; ``sleep`` and
-    ``stopping`` replace that for a test."""
+    ``stopping`` replace that for a test. ``events`` hears of attempts and progress (the
+    metrics, the watchdog); ``watch`` adds a listener before the work starts."""
 
     def __init__(self, settings: Settings, store: State, http: Http | None = None, *,
                  sources: Mapping[str, Source] | None = None,
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] | None = None,
-                 stopping: Callable[[], bool] | None = None) -> None:
+                 stopping: Callable[[], bool] | None = None,
+                 events: Events = NO_EVENTS) -> None:
         self.settings = settings
         self.store = store
         self.http = http
@@ -158,6 +162,26 @@ class Service:
         self.stop_event = threading.Event()
         self.sleep = sleep or self._pause
         self.stopping = stopping or self.stop_event.is_set
+        self.events = Fanout(events)
+
+    def watch(self, listener: Events) -> None:
+        """Adds a listener to this service's events (the daemon's, as it starts)."""
+        self.events.add(listener)
+
+    @contextmanager
+    def metrics(self, listen: str, healthy_within: float) -> Iterator[MetricsServer]:
+        """Serves /metrics and /healthz on ``listen`` while inside, fed by this service's
+        events and reading its state; a port that cannot be had is a WpnotifyError."""
+        from wpnotify.metrics import Metrics, MetricsServer
+
+        watcher = Metrics([site.name for site in self.settings.sites], self.store,
+                          self.clock, healthy_within)
+        server = MetricsServer(listen, watcher)
+        self.watch(watcher)
+        try:
+            yield server
+        finally:
+            server.close()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -174,7 +198,7 @@ class Service:
         if self.http is None:
             raise WpnotifyError("internal: this service was opened without the network")
         return Dispatcher(self.settings, self.store, self.http, self.sources, self.clock,
-                          self.sleep, self.stopping)
+                          self.sleep, self.stopping, self.events)
 
     def require_writable(self) -> None:
         """Raises StateError when the state was opened read-only (before a command writes)."""
