@@ -30,7 +30,6 @@ from wpnotify.state import State, Status, open_state
 from wpnotify.state.migrations import LATEST, MIGRATIONS
 from wpnotify.state.postgres import PostgresState
 from wpnotify.state.postgres_unit import placeholders
-from wpnotify.state.processes import this_process
 
 TABLES = ("notifications, sites, scheduled, hosts, pinged_outbox, status_outbox, workers, "
           "site_settings")
@@ -217,20 +216,6 @@ def test_a_connection_lost_inside_a_unit_keeps_nothing(store: PostgresState) -> 
     assert "connection to PostgreSQL was lost" in str(caught.value)
     assert "nothing of this unit of work was kept" in str(caught.value)
     assert store.history() == []
-
-
-def test_a_lease_renewal_does_not_mark_the_post(store: PostgresState) -> None:
-    """The heartbeat renews every row a worker sends every few seconds; only a change of
-    what WordPress is shown marks the post (migration 8's trigger columns)."""
-    store.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
-    (row,) = store.due(NOW)
-    store.claim_many([row.id], NOW, NOW + timedelta(seconds=30))
-    store.status_told("s", store.status_waiting("s", 10))
-    store.renew(this_process(), NOW, NOW + timedelta(seconds=60))
-    assert store.get(row.id).lease_until == NOW + timedelta(seconds=60)  # type: ignore[union-attr]
-    assert store.status_waiting("s", 10) == []
-    store.finish(row.id, Status.SENT, NOW)
-    assert [post for post, _ in store.status_waiting("s", 10)] == [1]
 
 
 def test_a_nul_from_the_network_is_stored_not_refused(store: PostgresState) -> None:

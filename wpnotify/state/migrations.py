@@ -123,8 +123,14 @@ _SQLITE: tuple[tuple[int, str, str], ...] = (
         CREATE TABLE site_settings (name TEXT PRIMARY KEY, config TEXT,
             disabled INTEGER NOT NULL DEFAULT 0, added_at TEXT NOT NULL,
             updated_at TEXT NOT NULL);
-        -- A lease's renewal marks its post for WordPress like any change to its row (the
-        -- triggers of migration 7): a post being sent is told again at its cycle's end.
+        -- Every change to a row marks its post, but a lease's renewal (the heartbeat of a
+        -- worker, every few seconds for every row it sends) does not: only an update that
+        -- sets one of these columns fires the trigger.
+        DROP TRIGGER status_on_update;
+        CREATE TRIGGER status_on_update AFTER UPDATE OF site, post_id, kind, target, source,
+            status, attempts, endpoint, error, error_code, response, payload, created_at,
+            updated_at, sent_at, next_attempt_at, claimed_by ON notifications BEGIN
+            REPLACE INTO status_outbox (site, post_id) VALUES (NEW.site, NEW.post_id); END;
     """),
 )
 # PostgreSQL's SQL of the same versions (see the module's docstring for the types). Every
