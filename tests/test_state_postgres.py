@@ -167,6 +167,21 @@ def test_a_connection_refused_names_the_fix_never_the_password(postgres: str, wh
         assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://postgres:hun%zzter2@127.0.0.1:5432/wpnotify",  # libpq quotes the token
+    "postgresql://postgres@127.0.0.1:5432/wpnotify?password=hun%zzter2",
+    "postgresql://postgres:hunter2@[::1/wpnotify",  # libpq quotes the whole URL
+    "postgresql://postgres@127.0.0.1:5432/wpnotify?pass%77ord=hunter2&nosuch=1",
+    "postgresql://postgres:hunter2@127.0.0.1:99999/wpnotify"])
+def test_a_url_libpq_cannot_read_is_named_without_its_password(url: str) -> None:
+    with pytest.raises(StateError) as caught:
+        PostgresState.open(url)
+    message = str(caught.value)
+    assert "hunter2" not in message and "hun%zzter2" not in message, message
+    assert "\n" not in message and "state_url cannot be read" in message, message
+    assert "is PostgreSQL running" not in message, message  # not the fix for a typo
+
+
 def test_the_url_is_shown_without_its_password(backend: PostgresBackend) -> None:
     state = PostgresState.open(backend.url.replace("postgres@", "postgres:hunter2@"))
     try:

@@ -5,6 +5,7 @@ HTTP seam both use it."""
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 # Tab, CR and LF, which URL parsers (urlsplit, browsers) delete wherever they stand.
 _DELETED = str.maketrans("", "", "\t\r\n")
@@ -41,7 +42,43 @@ def shown_dsn(url: str) -> str:
         return redact(url)
     scheme, userinfo, rest, query = found.groups()
     user = (userinfo or "").partition(":")[0]
+    # libpq decodes a parameter's name too: "pass%77ord=" is a password.
     kept = [pair for pair in (query or "").lstrip("?").split("&")
-            if pair and pair.partition("=")[0].lower() not in _SECRET_PARAMS]
+            if pair and unquote(pair.partition("=")[0]).lower() not in _SECRET_PARAMS]
     return (scheme + (user + "@" if user else "") + rest
             + ("?" + "&".join(kept) if kept else ""))
+
+
+def dsn_secrets(url: str) -> list[str]:
+    """The passwords a database URL holds (in its user info, in ``password=``), as written
+    and percent-decoded, longest first: what ``scrub_dsn`` takes out of a message."""
+    url = url.translate(_DELETED)
+    found = _DSN.match(url)
+    if found is None:
+        return [url]  # not even a URL's shape: every bit of it may be the password
+    _, userinfo, _, query = found.groups()
+    written = [(userinfo or "").partition(":")[2]]
+    for pair in (query or "").lstrip("?").split("&"):
+        key, _, value = pair.partition("=")
+        if unquote(key).lower() in _SECRET_PARAMS:
+            written.append(value)
+    both = {form for text in written if text for form in (text, unquote(text)) if form}
+    return sorted(both, key=len, reverse=True)
+
+
+def scrub_dsn(text: str, url: str) -> str:
+    """``text`` (a driver's message, which may quote the URL or a part of it, such as libpq's
+    'invalid percent-encoded token: "<the password>"') without the URL and its passwords: a
+    quoted part holding one becomes "…", and so does the password wherever else it stands
+    (unless it is shorter than 4 characters, which would garble the message)."""
+    text = text.replace(url, shown_dsn(url))
+    secrets = dsn_secrets(url)
+    text = _QUOTED.sub(lambda found: '"…"' if any(s in found[1] for s in secrets)
+                       else found[0], text)
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "…")
+    return text
+
+
+_QUOTED = re.compile(r'"([^"]*)"')

@@ -18,7 +18,7 @@ from psycopg.types.string import StrDumperUnknown
 from wpnotify.errors import StateError
 from wpnotify.state.rows import shell_sql
 from wpnotify.state.sql_unit import SqlUnit
-from wpnotify.urls import shown_dsn
+from wpnotify.urls import scrub_dsn, shown_dsn
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 10  # seconds, for a server that does not answer at all
@@ -83,10 +83,17 @@ def pg_rows(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
     return lambda values: PgRow(values, names)
 
 
-def connect_error(shown: str, exc: psycopg.Error) -> StateError:
-    """A connection that could not be made, with the fix its reason asks for."""
-    reason = one_line(exc)
-    if re.search(r'database "[^"]*" does not exist', reason):
+def connect_error(url: str, exc: psycopg.Error) -> StateError:
+    """A connection that could not be made, with the fix its reason asks for. libpq quotes
+    the URL, or the part of it it could not read (a password with a stray "%"), in its
+    message: both are taken out."""
+    shown = shown_dsn(url)
+    reason = scrub_dsn(one_line(exc), url)
+    if isinstance(exc, psycopg.ProgrammingError) or reason.startswith("connection is bad:"):
+        fix = ("state_url cannot be read as a PostgreSQL URL: fix it in the configuration "
+               "(postgresql://USER@HOST:PORT/DATABASE; percent-encode a \"%\", \"@\" or "
+               "\"/\" in a name)")
+    elif re.search(r'database "[^"]*" does not exist', reason):
         fix = f"create the database: {create_command(shown)}"
     elif re.search(r"password|authentication|role \"|pg_hba", reason):
         fix = LOGIN
@@ -136,7 +143,7 @@ class PgConnection(SqlUnit):
             conn = psycopg.connect(self._url, autocommit=True, row_factory=pg_rows,
                                    connect_timeout=CONNECT_TIMEOUT)
         except psycopg.Error as exc:
-            raise connect_error(self.shown, exc) from None
+            raise connect_error(self._url, exc) from None
         conn.adapters.register_dumper(str, NulFreeText)
         return conn
 
