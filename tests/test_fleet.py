@@ -167,6 +167,25 @@ def test_a_heartbeat_renews_the_leases_and_leaving_frees_the_sites(where: str) -
     assert store.take_site("blog", "another:1:1", now(), now() + timedelta(seconds=9))
 
 
+def test_a_heartbeat_outlives_an_unexpected_error(where: str) -> None:
+    """A renewal that fails with anything (a driver's own error, a bug) is logged; the next
+    ones still run: a dead heartbeat thread would let the leases pass while the worker
+    works on, and another worker would send what it is sending."""
+    store = open_store(where)
+    renew, calls = store.renew, []
+
+    def flaky(worker: str, now: datetime, until: datetime) -> list[str]:
+        calls.append(now)
+        if len(calls) == 1:
+            raise RuntimeError("a driver's own error")
+        return renew(worker, now, until)
+
+    store.renew = flaky  # type: ignore[method-assign]  # (a renewal that fails once)
+    with Heartbeat(store, 3.0, lambda: datetime.now(UTC)):  # renews every second
+        time.sleep(2.5)
+    assert len(calls) >= 2, calls
+
+
 def config(tmp_path: Path, where: str, sites: int = 1) -> Path:
     path = tmp_path / "config.toml"
     key = "state_url" if where.startswith("postgres") else "state_file"

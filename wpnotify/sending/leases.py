@@ -84,9 +84,13 @@ class Heartbeat:
         while not self._stop.wait(self.every):
             try:
                 self.beat()
-            except StateError as error:
+            # Any error, not only the state's: a thread that died would leave the worker
+            # working on, its leases passing, and another worker sending what it sends.
+            except Exception as error:  # noqa: BLE001 (the heartbeat must outlive a bug)
                 if not failing:  # once per outage, not every few seconds
-                    log.error("worker.heartbeat_failed", error=str(error),
+                    log.error("worker.heartbeat_failed",
+                              error=str(error) if isinstance(error, StateError)
+                              else f"{type(error).__name__}: {error}",
                               detail="leases not renewed: once they pass, other workers "
                                      "take this one's work over")
                 failing = True
