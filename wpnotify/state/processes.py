@@ -1,5 +1,8 @@
-"""Who claimed a notification: ``host:pid:start-time`` of the sending process. The start time
-tells a reused pid apart, so a claim by a process that has died is recognised at once."""
+"""Who claimed a notification: ``host:pid:start-time:pid-namespace`` of the sending process.
+The start time tells a reused pid apart, so a claim by a process that has died is recognised
+at once. The pid namespace tells apart processes that share a host name but not their pids:
+containers on the host's network (docker --network host, a Kubernetes pod with hostNetwork)
+have the host's name, and a pid of one means nothing in another."""
 
 from __future__ import annotations
 
@@ -14,14 +17,24 @@ def _host() -> str:
     return os.uname().nodename
 
 
+@functools.cache
+def _pid_space() -> str:
+    """This process's pid namespace (the number of /proc/self/ns/pid), or "?" without it."""
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+    except OSError:
+        return "?"
+
+
 def process_token(pid: int) -> str | None:
-    """host:pid:start-time of a live process (None when it does not run, or no /proc)."""
+    """host:pid:start-time:namespace of a live process of this pid namespace (None when it
+    does not run, or no /proc)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     start = stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name
-    return f"{_host()}:{pid}:{start}"
+    return f"{_host()}:{pid}:{start}:{_pid_space()}"
 
 
 @functools.cache
@@ -31,11 +44,16 @@ def this_process() -> str:
 
 
 def process_dead(token: str | None) -> bool:
-    """True only when ``token`` names a process of this host that no longer runs."""
+    """True only when ``token`` names a process of this host and pid namespace that no
+    longer runs. A token without a namespace (an older wpnotify's) is judged by the rest."""
     if not token:
         return False
     host, _, rest = token.partition(":")
-    pid, _, start = rest.partition(":")
+    pid, _, rest = rest.partition(":")
+    start, _, space = rest.partition(":")
     if host != _host() or not pid.isdigit() or start == "?":
         return False  # another machine's claim, or no /proc: only its age can tell
-    return process_token(int(pid)) != token
+    if space and space != _pid_space():
+        return False  # another container's: its pid is not this one's to look up
+    alive = process_token(int(pid))
+    return alive is None or alive.split(":")[:3] != [host, pid, start]
