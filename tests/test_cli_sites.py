@@ -213,11 +213,13 @@ def test_history_and_retry_take_a_stored_site(capsys: pytest.CaptureFixture[str]
     assert "no site named 'nope'" in one_line_error(code, err, 2)
 
 
+@pytest.mark.parametrize("damage", ["[1]", "not json", "[" * 100_000 + "]" * 100_000],
+                         ids=["not an object", "not json", "nested too deep"])
 def test_a_damaged_stored_site_is_named_and_can_be_removed(
-        capsys: pytest.CaptureFixture[str], folder: Path) -> None:
+        capsys: pytest.CaptureFixture[str], folder: Path, damage: str) -> None:
     assert add(capsys, folder)[0] == 0
     store = open_state(folder / "state.sqlite3")
-    store._write("UPDATE site_settings SET config = '[1]'")  # type: ignore[attr-defined]
+    store._write("UPDATE site_settings SET config = ?", (damage,))  # type: ignore[attr-defined]
     store.close()
     code, _, err = wpnotify(capsys, folder, "status")
     assert "wpnotify sites remove blog" in one_line_error(code, err)

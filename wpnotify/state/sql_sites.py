@@ -69,7 +69,8 @@ def _entry(row: Any) -> SiteEntry:
             raise ValueError("its settings are not a JSON object")
         return SiteEntry(name, config, bool(int(row[2])), parse_iso(_text(row[3])),
                          parse_iso(_text(row[4])))
-    except (ValueError, TypeError) as exc:
+    # RecursionError: JSON nested deeper than Python's stack (a row edited by hand).
+    except (ValueError, TypeError, RecursionError) as exc:
         raise StateError(
             f"the state's stored site {name!r} cannot be read ({str(exc)[:60]}); remove it "
             f"with: wpnotify sites remove {name} (its history stays), then add it again "
