@@ -327,3 +327,45 @@ def test_a_site_added_while_serving_shows_at_the_next_reading(store: SqliteState
     assert second[("wpnotify_queue_notifications", (("site", "b"), ("status", "pending")))] == 1
     assert not any(dict(labels).get("site") == "a" for name, labels in second
                    if name == "wpnotify_queue_notifications")
+
+
+def test_clients_that_trickle_their_request_lose_their_slot_in_time(
+        store: SqliteState, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A slowloris: every slot taken by a client sending a byte at a time, each within the
+    socket's timeout. Each is cut off when its time for the whole request is up, and
+    /healthz answers again (a probe must not fail for as long as they trickle)."""
+    monkeypatch.setattr(metrics_module, "CLIENT_TIMEOUT", 2.0)
+    monkeypatch.setattr(metrics_module._Handler, "timeout", 2.0)
+    service = Service(settings_of("a"), store, clock=lambda: NOW)
+    stop = threading.Event()
+    with service.metrics("127.0.0.1:0", healthy_within=60) as server:
+        slow = [socket.create_connection(server.address) for _ in
+                range(metrics_module.MAX_CLIENTS)]
+
+        def trickle(sock: socket.socket) -> None:
+            try:
+                sock.sendall(b"GET /")
+                while not stop.wait(0.25):  # a byte well within each read's timeout
+                    sock.sendall(b"a")
+            except OSError:
+                pass  # cut off: what the test wants
+
+        threads = [threading.Thread(target=trickle, args=(s,), daemon=True) for s in slow]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.3)  # every slot is taken by now
+            deadline = time.monotonic() + 5.0
+            answered = None
+            while answered is None and time.monotonic() < deadline:
+                try:
+                    answered = get(server, "/healthz")[::2]
+                except (OSError, http.client.HTTPException):
+                    time.sleep(0.1)
+            assert answered == (200, "ok\n")
+        finally:
+            stop.set()
+            for sock in slow:
+                sock.close()
+    assert "Traceback" not in capfd.readouterr().err  # a torn request is left unanswered
