@@ -88,6 +88,78 @@ def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_typ
     handler.wfile.write(body)
 
 
+class Log:
+    """What every receiver saw, shared, in order."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[tuple[str, str, str]] = []  # (port, event, path)
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.total = 0
+        self.peak_total = 0
+        self.pings: list[tuple[str, str, float]] = []  # (port, target, monotonic time)
+
+    def enter(self, port: str, path: str) -> None:
+        with self.lock:
+            self.in_flight[port] += 1
+            self.total += 1
+            self.peak[port] = max(self.peak[port], self.in_flight[port])
+            self.peak_total = max(self.peak_total, self.total)
+            self.events.append((port, "start", path))
+            if path.startswith("ping "):
+                self.pings.append((port, path[5:], time.monotonic()))
+
+    def leave(self, port: str, path: str) -> None:
+        with self.lock:
+            self.in_flight[port] -= 1
+            self.total -= 1
+            self.events.append((port, "end", path))
+
+
+class CountingReceiver(ThreadingHTTPServer):
+    """Pages advertising /rpc; pingbacks answered after ``delay`` seconds; every request
+    entered in a shared ``Log`` (in flight per port, peaks, pings in order)."""
+
+    daemon_threads = True
+
+    def __init__(self, log: Log, delay: float = 0.0) -> None:
+        super().__init__(("127.0.0.1", 0), _CountingHandler)
+        self.log = log
+        self.delay = delay
+        self.port = str(self.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class _CountingHandler(BaseHTTPRequestHandler):
+    server: CountingReceiver
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _reply(self, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+        reply(self, 200, body, content_type, headers)
+
+    def do_GET(self) -> None:
+        self.server.log.enter(self.server.port, self.path)
+        time.sleep(self.server.delay)
+        self.server.log.leave(self.server.port, self.path)
+        self._reply(b"<html><body>a page</body></html>", "text/html",
+                    {"X-Pingback": self.server.url("/rpc")})
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        (_source, target), _ = xmlrpc.client.loads(body)
+        self.server.log.enter(self.server.port, f"ping {target}")
+        time.sleep(self.server.delay)
+        self.server.log.leave(self.server.port, f"ping {target}")
+        self._reply(xmlrpc.client.dumps(("ok",), methodresponse=True).encode(), "text/xml", {})
+
+
 @contextmanager
 def serving(server: ThreadingHTTPServer, poll: float = 0.5) -> Iterator[ThreadingHTTPServer]:
     """The server answering on a thread of its own; ``poll``: how soon it stops when asked."""

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-import xmlrpc.client
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from receivers import reply
+from receivers import CountingReceiver as Receiver
+from receivers import Log
 
 from wpnotify.http import Http
 from wpnotify.sending.dispatch import Dispatcher
@@ -25,74 +22,6 @@ from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.state.sqlite import SqliteState
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-class Log:
-    """What every receiver saw, shared, in order."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: list[tuple[str, str, str]] = []  # (port, event, path)
-        self.in_flight: Counter[str] = Counter()
-        self.peak: Counter[str] = Counter()
-        self.total = 0
-        self.peak_total = 0
-
-    def enter(self, port: str, path: str) -> None:
-        with self.lock:
-            self.in_flight[port] += 1
-            self.total += 1
-            self.peak[port] = max(self.peak[port], self.in_flight[port])
-            self.peak_total = max(self.peak_total, self.total)
-            self.events.append((port, "start", path))
-
-    def leave(self, port: str, path: str) -> None:
-        with self.lock:
-            self.in_flight[port] -= 1
-            self.total -= 1
-            self.events.append((port, "end", path))
-
-
-class Receiver(ThreadingHTTPServer):
-    """Pages advertising /rpc; pingbacks answered after ``delay`` seconds."""
-
-    daemon_threads = True
-
-    def __init__(self, log: Log, delay: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.log = log
-        self.delay = delay
-        self.port = str(self.server_address[1])
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _reply(self, body: bytes, content_type: str, headers: dict[str, str]) -> None:
-        reply(self, 200, body, content_type, headers)
-
-    def do_GET(self) -> None:
-        self.server.log.enter(self.server.port, self.path)
-        time.sleep(self.server.delay)
-        self.server.log.leave(self.server.port, self.path)
-        self._reply(b"<html><body>a page</body></html>", "text/html",
-                    {"X-Pingback": self.server.url("/rpc")})
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        (_source, target), _ = xmlrpc.client.loads(body)
-        self.server.log.enter(self.server.port, f"ping {target}")
-        time.sleep(self.server.delay)
-        self.server.log.leave(self.server.port, f"ping {target}")
-        self._reply(xmlrpc.client.dumps(("ok",), methodresponse=True).encode(), "text/xml", {})
 
 
 @pytest.fixture()

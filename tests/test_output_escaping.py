@@ -132,7 +132,7 @@ def test_poll_lines_escape_site_errors(capsys: pytest.CaptureFixture[str]) -> No
 def test_the_error_line_escapes_what_it_quotes(capsys: pytest.CaptureFixture[str],
                                                config: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(settings: object, store: object) -> None:
+    def broken(settings: object, store: object, now: object) -> None:
         raise StateError(f"state says {OSC52}\u202e")
 
     monkeypatch.setattr(reports, "status", broken)

@@ -150,12 +150,14 @@ def run(ctx: click.Context) -> None:
               show_default=True)
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
-    """Per site: last poll, cursor, bridge, notifications by status, next retry due."""
+    """Per site: last poll, cursor, bridge, notifications by status, next retry due, and the
+    worker polling it; then the workers sharing the state and what each holds."""
     from wpnotify import render
 
     with service_of(ctx, network=False) as service:
-        sites = service.status()
-    echo([render.status_json(sites)] if fmt == "json" else render.status_table(sites))
+        sites, workers = service.status(), service.workers()
+    echo([render.status_json(sites)] if fmt == "json"
+         else render.status_table(sites, workers))
 
 
 @cli.command()

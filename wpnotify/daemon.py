@@ -1,11 +1,15 @@
 """``wpnotify run``: a thin loop around ``Service`` on APScheduler 3.
 
 Each site is polled every ``poll_interval`` (never two polls of one site at once; missed runs
-coalesce), and due retries are sent every RETRY_TICK seconds. All jobs run on one worker thread,
-so the store and the HTTP client are never used concurrently. SIGTERM or SIGINT stops new work;
-the job in flight finishes its current notification (within GRACE seconds) and the state is left
-with nothing in flight. An exclusive lock beside the state file keeps a second daemon out.
-"""
+coalesce), and due notifications are sent every RETRY_TICK seconds (a third of worker_lease if
+shorter). All jobs run on one worker thread, so the store and the HTTP client are never used
+concurrently. SIGTERM or SIGINT stops new work; the job in flight finishes its current
+notification (within GRACE seconds) and the state is left with nothing in flight.
+
+Workers sharing one state (several daemons on one database) share the work: each polls the
+sites whose lease it holds, no more than its fair share, and every third of a lease gives up
+what is beyond its share and takes over what a stopped worker left in flight (``share_work``).
+On a SQLite file, an exclusive lock beside it keeps a second daemon out."""
 
 from __future__ import annotations
 
@@ -77,6 +81,7 @@ class Daemon:
         self.stopped = service.stop_event
         self._busy = threading.Lock()
         self._failing: dict[str, tuple[int, float]] = {}  # site -> (failed polls, not before)
+        self._share = len(settings.sites)  # sites this worker may poll (share_work sets it)
 
     def stop(self, *_signal: Any) -> None:
         if not self.stopped.is_set():
@@ -96,11 +101,12 @@ class Daemon:
                 log.exception("daemon.job_crashed", job=name)
 
     def poll_site(self, site: SiteSettings) -> None:
-        """Reads a site and sends its due notifications. A site that cannot be read is asked
-        less often, doubling the wait up to MAX_BACKOFF, until it answers again; its posts are
-        read then (the cursor did not move), so none is missed."""
+        """Reads a site and sends its due notifications, if this worker polls it (see
+        ``_mine``). A site that cannot be read is asked less often, doubling the wait up to
+        MAX_BACKOFF, until it answers again; its posts are read then (the cursor did not
+        move), so none is missed."""
         failures, not_before = self._failing.get(site.name, (0, 0.0))
-        if time.monotonic() < not_before:
+        if time.monotonic() < not_before or not self._mine(site.name):
             return
         report = self.service.read(site)
         if report.error is None:
@@ -116,8 +122,26 @@ class Daemon:
                     next_poll_in_s=round(wait))
         self.service.send_due([site.name])  # receivers may be up even if the site is not
 
+    def _mine(self, site: str) -> bool:
+        """Whether this worker polls ``site``: it holds the site's lease already, or takes it
+        (free, or its holder's lease passed) while it holds less than its fair share."""
+        held = self.service.heartbeat.held
+        if site not in held and len(held) >= self._share:
+            return False
+        return self.service.take_site(site)
+
     def send_due(self) -> None:
         self.service.send_due()
+
+    def share_work(self) -> None:
+        """Every third of a lease: gives up sites beyond this worker's fair share (a worker
+        joined), and takes over what workers that stopped left in flight, sending it now."""
+        self._share, released = self.service.balance()
+        if released:
+            log.info("sites.released", sites=released, share=self._share,
+                     detail="more workers share the state: another one polls these now")
+        if self.service.take_over():
+            self.service.send_due()
 
     def serve(self) -> None:
         """Runs until stop(); installs SIGTERM and SIGINT handlers. Refuses a state file it
@@ -131,22 +155,33 @@ class Daemon:
             scheduler.add_job(self._job, "interval", seconds=self.settings.poll_interval,
                               args=[f"poll:{site.name}", lambda s=site: self.poll_site(s)],
                               id=f"poll:{site.name}", next_run_time=utcnow())
-        scheduler.add_job(self._job, "interval", seconds=RETRY_TICK,
+        # Also how soon workers sharing a state join in sending what another one queued.
+        scheduler.add_job(self._job, "interval",
+                          seconds=min(RETRY_TICK, self.settings.worker_lease / 3),
                           args=["retries", self.send_due], id="retries")
+        scheduler.add_job(self._job, "interval",
+                          seconds=self.settings.worker_lease / 3,
+                          args=["share", self.share_work], id="share")
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        scheduler.start()
-        log.info("daemon.started", sites=[s.name for s in self.settings.sites],
-                 poll_interval_s=self.settings.poll_interval)
-        try:
-            while not self.stopped.wait(1.0):
-                pass
-        finally:
-            scheduler.shutdown(wait=False)
-            if self._busy.acquire(timeout=GRACE):
-                self._busy.release()
-                log.info("daemon.stopped")
-            else:
-                log.warning("daemon.stopped_with_work_in_flight",
-                            detail="rows left 'sending' count as an interrupted attempt: "
-                                   "the next run retries them after their back-off")
+        with self.service.working():  # a worker until it stops: its leases renewed
+            self._share = self.service.balance()[0]
+            scheduler.start()
+            log.info("daemon.started", sites=[s.name for s in self.settings.sites],
+                     poll_interval_s=self.settings.poll_interval,
+                     worker=self.service.heartbeat.worker)
+            try:
+                while not self.stopped.wait(1.0):
+                    pass
+            finally:
+                self._shut_down(scheduler)
+
+    def _shut_down(self, scheduler: BackgroundScheduler) -> None:
+        scheduler.shutdown(wait=False)
+        if self._busy.acquire(timeout=GRACE):
+            self._busy.release()
+            log.info("daemon.stopped")
+        else:
+            log.warning("daemon.stopped_with_work_in_flight",
+                        detail="rows left 'sending' count as an interrupted attempt: "
+                               "another worker, or the next run, sends them again")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         PollReport,
         Post,
         SiteStatus,
+        WorkerStatus,
     )
 
 HISTORY_FIELDS = ("id", "site", "post_id", "kind", "status", "attempts", "source", "target",
@@ -43,6 +44,9 @@ def poll(report: PollReport) -> list[Line]:
     for site in report.sites:
         if site.error:
             lines.append((printable(f"wpnotify: site {site.site}: {site.error}"), True))
+        elif site.busy:
+            lines.append((f"{site.site}: not read: another worker polls it now (`wpnotify "
+                          "status` shows which); its due notifications were sent", False))
         elif site.first_poll:
             lines.append((f"{site.site}: first poll; watching from now on (older posts are "
                           "for backfill)", False))
@@ -74,7 +78,7 @@ def status_json(sites: list[SiteStatus]) -> str:
     return json.dumps([site.as_dict() for site in sites], indent=2)
 
 
-def status_table(sites: list[SiteStatus]) -> list[str]:
+def status_table(sites: list[SiteStatus], workers: list[WorkerStatus]) -> list[str]:
     lines: list[str] = []
     for status in sites:
         site = status.as_dict()
@@ -85,9 +89,25 @@ def status_table(sites: list[SiteStatus]) -> list[str]:
                  f"{site['last_ok_at'] or 'never'}; cursor: {site['cursor'] or 'none'}",
                  f"  bridge: {bridge}", f"  notifications: {counts}",
                  f"  next retry: {site['next_retry_at'] or 'none due'}"]
+        if site["polled_by"]:
+            block.append(f"  polled by: {site['polled_by']}")
         if site["last_error"]:
             block.append(f"  last error: {site['last_error']}")
         lines.extend(printable(line) for line in block)
+    return lines + worker_lines(workers)
+
+
+def worker_lines(workers: list[WorkerStatus]) -> list[str]:
+    """The workers sharing the state (none listed when none ever ran)."""
+    if not workers:
+        return []
+    lines = [f"workers ({sum(w.alive for w in workers)} alive):"]
+    for status in workers:
+        w = status.as_dict()
+        state = "alive" if w["alive"] else "not seen within a lease (stopped or cut off)"
+        lines.append(printable(
+            f"  {w['worker']}: {state}; last seen {w['seen_at']}; polls "
+            f"{', '.join(w['sites']) or 'no site'}; sending {w['sending']}"))
     return lines
 
 

@@ -594,6 +594,7 @@ class Settings:
 
     state_file: Path = field(default=Path("wpnotify.sqlite3"), metadata=_spec(_path))
     poll_interval: float = field(default=300.0, metadata=_spec(_real(ge=5, le=86400)))
+    worker_lease: float = field(default=30.0, metadata=_spec(_real(ge=3, le=3600)))
     http: HttpSettings = field(default_factory=HttpSettings, metadata=_spec(
         _table(HttpSettings), table=HttpSettings))
     retry: RetrySettings = field(default_factory=RetrySettings, metadata=_spec(

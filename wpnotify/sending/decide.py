@@ -121,6 +121,9 @@ def decide(n: Notification, result: Result, host: HostState, now: datetime, rule
               else Status.PENDING)
     put_off = (status == Status.PENDING and error.unreachable
                and host_of(error.endpoint or n.target) == host_of(n.target))
+    if put_off and again is not None and (host.not_before is None or host.not_before < again):
+        # Held in the state, so that every worker sharing it waits for the same retry.
+        holds = (*holds, Hold(host_of(n.target), again))
     return Outcome(status, result.kind, result.endpoint, error=error, next_attempt_at=again,
                    holds=holds, brief=brief(error, again, now), put_off=put_off)
 

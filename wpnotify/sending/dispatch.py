@@ -5,6 +5,12 @@ host); this thread picks what is ready, claims it, and records outcomes in batch
 for the claims of a batch and one for the outcomes. A slow or dead host holds only its own
 slots: once a connection to it fails, the rest of its queue waits for the retry without a try.
 
+Several processes may send from one state (workers sharing a database, or a backfill beside
+the daemon). The per-host limits and holds are the fleet's: claims are made in a ``claiming``
+unit that no other process's overlaps, counting what the others have in flight to each host,
+and every hold is written to the state. A claim is leased (``leases``): a worker that dies
+loses it, and another sends the notification again.
+
 What an outcome means is ``decide``'s (pure); this module applies it to the state, in one
 place (``_apply``), and tells the ``pinged`` mirror what was sent.
 """
@@ -37,9 +43,11 @@ from wpnotify.sending.decide import (
     one_at_a_time,
     plain,
 )
+from wpnotify.sending.leases import lease_span, renew_every
 from wpnotify.sending.pinged import PingedMirror
 from wpnotify.settings import Settings
 from wpnotify.state import HostState, Notification, State
+from wpnotify.state.processes import this_process
 from wpnotify.times import iso
 
 if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
@@ -47,6 +55,7 @@ if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
+OTHERS_WAIT = 0.2  # seconds between looks while only other workers' requests hold the hosts
 
 log = structlog.get_logger("wpnotify.sender")
 
@@ -58,6 +67,7 @@ class _Run:
     """One delivery's working state, shared by the steps of its loop."""
 
     sites: list[str]
+    posts: set[int] | None
     feed: Feed | None
     backlog: Backlog
     pool: ThreadPoolExecutor
@@ -67,6 +77,8 @@ class _Run:
     busy: Counter[str] = field(default_factory=Counter)  # slots taken, by host
     hosts: Mapping[str, HostState] = field(default_factory=dict)  # as read for the claims
     done: list[Done] = field(default_factory=list)
+    # Hosts with room left for this worker only once other workers' requests end.
+    crowded: bool = False
     # Workers put their results here: cheaper than a waiter on every future each pass.
     completions: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
 
@@ -95,6 +107,9 @@ class Dispatcher:
         self.mirror = PingedMirror(store, sources, lambda: self.stopping())
         self.discoveries: Discoveries | None = None  # while a cycle runs
         self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
+        self.lease = lease_span(settings.worker_lease)
+        self.look_every = renew_every(settings.worker_lease)  # for expired leases, mid-run
+        self.worker = this_process()
 
     @contextmanager
     def cycle(self) -> Iterator[None]:
@@ -129,9 +144,12 @@ class Dispatcher:
         backlog = Backlog(self.store.due(now, sites, posts))
         limit = self.settings.http.concurrency
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
-            run = _Run(sites, feed, backlog, pool, now)
+            run = _Run(sites, posts, feed, backlog, pool, now)
+            looked = time.monotonic()
             while self._step(run):
-                pass
+                if time.monotonic() - looked >= self.look_every:
+                    looked = time.monotonic()
+                    self._take_over(run)
         run.tally.retrying += len(run.backlog)
         return run.tally
 
@@ -177,13 +195,13 @@ class Dispatcher:
     def _start(self, run: _Run) -> None:
         """Claims what is ready (one commit for the claims), then hands it to the workers."""
         limit = self.settings.http.concurrency
-        with self.store.atomic():
+        backlog = run.backlog
+        claims = bool(backlog.by_host) and len(run.running) < limit and not self.stopping()
+        # Claims take the fleet's claiming lock; a pass with nothing to claim only reads.
+        with self.store.claiming() if claims else self.store.atomic():
             run.now = now = self.clock()
-            backlog = run.backlog
             run.hosts = self.store.hosts(backlog.pace_keys()) if backlog.by_host else {}
-            claimed = (self._claim(run, now, limit)
-                       if backlog.by_host and len(run.running) < limit
-                       and not self.stopping() else [])
+            claimed = self._claim(run, now, limit) if claims else []
             # Kinds a fallback may not take (read here: workers never touch the store).
             rows = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
                                      if not kinds.sent_as_is(n.kind)])
@@ -199,16 +217,21 @@ class Dispatcher:
                             run.completions)
 
     def _claim(self, run: _Run, now: datetime, limit: int) -> list[Notification]:
-        """Claims what is ready, within the limits (the caller's transaction commits)."""
+        """Claims what is ready, within the limits, in the caller's claiming unit: the
+        per-host room counts this worker's requests in flight and, from the state, every
+        other worker's, so the limits hold for the fleet."""
         per_host = self.settings.http.per_host_concurrency
+        others = Counter(host_of(target) for target, worker in self.store.in_flight(now)
+                         if worker != self.worker)
 
         def room(host: str, n: Notification) -> int:
             alone = one_at_a_time(n, self._wordpress_host(host, run.hosts))
-            return (1 if alone else per_host) - run.busy[host]
+            return (1 if alone else per_host) - run.busy[host] - others[host]
 
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
-        # The others were claimed by another process first.
-        return [n for n in picked if self.store.claim(n.id, now)]
+        run.crowded = not picked and any(others[host] for host in run.backlog.by_host)
+        won = self.store.claim_many([n.id for n in picked], now, now + self.lease)
+        return [n for n in picked if n.id in won]  # the others went to another worker
 
     def _idle(self, run: _Run) -> bool:
         """Nothing in flight: waits for the feed's reader, or for the next host to become
@@ -223,10 +246,28 @@ class Dispatcher:
         pause = (next_ready - run.now).total_seconds()
         if pause > IN_CYCLE_WAIT:
             return False  # still pending; a later run sends them
-        self.sleep(max(pause, 0.0))
+        # Ready, but other workers' requests fill its hosts: look again in a moment.
+        self.sleep(max(pause, OTHERS_WAIT if run.crowded else 0.0))
         return True
 
-    def _recover(self, now: datetime) -> None:
+    def _take_over(self, run: _Run) -> None:
+        """Mid-run, every third of the lease: what a worker that stopped left in flight goes
+        back in the queue, and into this run's backlog (a long run must not leave a killed
+        worker's notifications waiting for its end)."""
+        now = self.clock()
+        if not self._recover(now):
+            return
+        known = {n.id for q in run.backlog.by_host.values() for n in q} | set(run.running)
+        for n in self.store.due(now, run.sites, run.posts):
+            if n.id not in known:
+                run.backlog.push(n)
+
+    def recover(self) -> int:
+        """Takes over what workers that stopped left in flight (see ``_recover``); returns
+        how many notifications went back in the queue."""
+        return self._recover(self.clock())
+
+    def _recover(self, now: datetime) -> int:
         """Rows left in flight by a worker that stopped (it crashed, was killed, or its lease
         ran out): each counts as an attempt. The first interruption of a notification goes
         again at once (another worker takes over a killed one's work); a repeated one waits
@@ -241,6 +282,8 @@ class Dispatcher:
             return when if when is None or interrupted_before else now
 
         queued, failed = self.store.recover_interrupted(now, INTERRUPTED_AFTER, again)
+        if not queued and not failed:
+            return 0
         if queued:
             log.warning("notifications.interrupted", count=queued,
                         detail="left in flight by a worker that stopped; sent again (at once "
@@ -249,6 +292,7 @@ class Dispatcher:
             log.error("notifications.interrupted_failed", count=failed,
                       detail="left in flight by a worker that stopped, on their last "
                              "attempt; failed (see history, error_code interrupted)")
+        return queued
 
     def _attempt(self, discoveries: Discoveries, n: Notification, cleared: bool,
                  taken: frozenset[str], completions: queue.SimpleQueue[Done]) -> None:

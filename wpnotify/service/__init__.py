@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +28,10 @@ if TYPE_CHECKING:  # for the annotations; the renderers take these names from he
     from wpnotify.plan import Known, Planned
     from wpnotify.sending.backlog import Tally
     from wpnotify.sending.dispatch import Dispatcher
+    from wpnotify.sending.leases import Heartbeat
     from wpnotify.service.backfilling import Backfill, OnPage, OnPlanned
     from wpnotify.service.reading import SiteReport
-    from wpnotify.service.reports import CheckReport, SiteStatus
+    from wpnotify.service.reports import CheckReport, SiteStatus, WorkerStatus
     from wpnotify.settings import Settings, SiteSettings
     from wpnotify.sources import Post, Source
 
@@ -39,10 +40,11 @@ if TYPE_CHECKING:  # for the annotations; the renderers take these names from he
 LAZY_NAMES = {"Backfill": "wpnotify.service.backfilling", "CheckReport": "wpnotify.service.reports",
               "Planned": "wpnotify.plan", "Post": "wpnotify.sources",
               "SiteReport": "wpnotify.service.reading", "SiteStatus": "wpnotify.service.reports",
+              "WorkerStatus": "wpnotify.service.reports",
               "Tally": "wpnotify.sending.backlog"}
 
 __all__ = ["Backfill", "CheckReport", "Notification", "Planned", "PollReport", "Post",
-           "Service", "SiteReport", "SiteStatus", "Tally", "check", "kind_names",
+           "Service", "SiteReport", "SiteStatus", "Tally", "WorkerStatus", "check", "kind_names",
            "make_sources", "open_service", "status_names", "tune", "utcnow"]
 
 
@@ -178,14 +180,83 @@ class Service:
         """Raises StateError when the state was opened read-only (before a command writes)."""
         self.store.require_writable()
 
+    # --- workers sharing the state -----------------------------------------------------------
+
+    @cached_property
+    def heartbeat(self) -> Heartbeat:
+        """This process as a worker: its leases kept alive while it works (``working``)."""
+        from wpnotify.sending.leases import Heartbeat
+
+        return Heartbeat(self.store, self.settings.worker_lease, self.clock)
+
+    def working(self) -> Heartbeat:
+        """``with service.working():`` this process is a worker meanwhile: it shows in
+        `status`, and its claims and sites stay its own until it leaves (or is killed and
+        its leases pass)."""
+        return self.heartbeat
+
+    def take_site(self, name: str) -> bool:
+        """The poll of a site for this worker (kept until released, while it works); False
+        when another worker holds it."""
+        from wpnotify.sending.leases import lease_span
+
+        now = self.clock()
+        heartbeat = self.heartbeat
+        if not self.store.take_site(name, heartbeat.worker, now,
+                                    now + lease_span(self.settings.worker_lease)):
+            return False
+        heartbeat.held = sorted({*heartbeat.held, name})
+        return True
+
+    def release_site(self, name: str) -> None:
+        heartbeat = self.heartbeat
+        self.store.release_site(name, heartbeat.worker)
+        heartbeat.held = [held for held in heartbeat.held if held != name]
+
+    def fair_share(self) -> int:
+        """How many sites this worker may hold: the sites shared out over the workers alive
+        (seen within a lease), rounded up, so that together they hold every site. Workers
+        gone for long (ten leases) are forgotten on the way."""
+        lease = timedelta(seconds=self.settings.worker_lease)
+        now = self.clock()
+        self.store.forget_workers(now - 10 * lease)
+        alive = [w for w in self.store.workers(now) if w.seen_at > now - lease]
+        return -(-len(self.settings.sites) // max(len(alive), 1))
+
+    def balance(self) -> tuple[int, list[str]]:
+        """Gives up the sites this worker holds beyond its fair share (the last by name),
+        so that a worker that joins gets its part; returns the share and the sites given
+        up."""
+        share = self.fair_share()
+        extra = sorted(self.heartbeat.beat())[share:]
+        for name in extra:
+            self.release_site(name)
+        return share, extra
+
+    def take_over(self) -> int:
+        """Puts back in the queue what workers that stopped left in flight; how many."""
+        return self.sender.recover()
+
     # --- the main job ----------------------------------------------------------------------
 
     def poll(self) -> PollReport:
         """One full cycle for every configured site."""
         self.store.require_writable()
-        reports = [self.read(site) for site in self.settings.sites]
-        tally = self.sender.deliver([site.name for site in self.settings.sites])
+        with self.working():
+            reports = [self._read_alone(site) for site in self.settings.sites]
+            tally = self.sender.deliver([site.name for site in self.settings.sites])
         return PollReport(reports, tally)
+
+    def _read_alone(self, site: SiteSettings) -> SiteReport:
+        """Reads a site unless another worker polls it (it holds its lease) at this moment."""
+        from wpnotify.service.reading import SiteReport
+
+        if not self.take_site(site.name):
+            return SiteReport(site.name, busy=True)
+        try:
+            return self.read(site)
+        finally:
+            self.release_site(site.name)
 
     def read(self, site: SiteSettings) -> SiteReport:
         """Reads one site's changes and queues their notifications; never raises SourceError."""
@@ -221,7 +292,8 @@ class Service:
         if dry_run:  # outside a sending cycle: no request to a receiver, nor to WordPress
             return backfiller.preview(since, until, post_ids)
         self.store.require_writable()
-        with self.sender.cycle():  # one discovery cache for the whole archive
+        # One discovery cache for the whole archive; a worker meanwhile (its claims leased).
+        with self.working(), self.sender.cycle():
             return backfiller.run(self.sender, since, until, post_ids)
 
     # --- what the state knows --------------------------------------------------------------
@@ -249,4 +321,11 @@ class Service:
         """Per configured site: last polls, cursor, bridge, counts, next retry."""
         from wpnotify.service import reports
 
-        return reports.status(self.settings, self.store)
+        return reports.status(self.settings, self.store, self.clock())
+
+    def workers(self) -> list[WorkerStatus]:
+        """The workers sharing the state (daemons, and commands while they send), with the
+        sites each polls and how many notifications each is sending."""
+        from wpnotify.service import reports
+
+        return reports.workers(self.settings, self.store, self.clock())

@@ -45,6 +45,7 @@ class SiteReport:
     posts: int = 0
     queued: int = 0
     first_poll: bool = False
+    busy: bool = False  # not read: another worker sharing the state polls it now
 
 
 @dataclass

@@ -8,14 +8,14 @@ import ipaddress
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from wpnotify.errors import SourceError, StateError
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.state import History, SiteLog, State
+from wpnotify.state import Fleet, History, SiteLog, State, WorkerState
 from wpnotify.times import iso, wp_text
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ BRIDGE_FIX = ("copy wordpress/wpnotify-bridge.php and the folder wordpress/wpnot
 STATUS_BRIDGE = (1, 2)  # the first bridge that keeps statuses and takes Send again
 
 
-class Reported(SiteLog, History, Protocol):
+class Reported(SiteLog, History, Fleet, Protocol):
     """What `status` reads of the state."""
 
 
@@ -44,6 +44,7 @@ class SiteStatus:
     bridge: bool | None
     notifications: dict[str, int]
     next_retry_at: datetime | None
+    polled_by: str | None = None  # the worker that holds its poll, when one does
 
     def as_dict(self) -> dict[str, Any]:
         """For `status --format json` and the table: times as the state file writes them
@@ -57,11 +58,33 @@ class SiteStatus:
             "bridge": self.bridge,
             "notifications": self.notifications,
             "next_retry_at": _text(self.next_retry_at, iso),
+            "polled_by": self.polled_by,
         }
 
 
-def status(settings: Settings, store: Reported) -> list[SiteStatus]:
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker sharing the state: alive when seen within a lease (``worker_lease``)."""
+
+    worker: WorkerState
+    alive: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        w = self.worker
+        return {"worker": w.id, "alive": self.alive, "started_at": iso(w.started_at),
+                "seen_at": iso(w.seen_at), "sites": list(w.sites), "sending": w.sending}
+
+
+def workers(settings: Settings, store: Reported, now: datetime) -> list[WorkerStatus]:
+    """The workers recorded in the state, the most recently seen first."""
+    lease = timedelta(seconds=settings.worker_lease)
+    return [WorkerStatus(w, w.seen_at > now - lease) for w in store.workers(now)]
+
+
+def status(settings: Settings, store: Reported, now: datetime) -> list[SiteStatus]:
     """Per configured site, from the state alone."""
+    holders = {site: w.worker.id for w in workers(settings, store, now) if w.alive
+               for site in w.worker.sites}
     report = []
     for site in settings.sites:
         state = store.site(site.name)
@@ -73,7 +96,8 @@ def status(settings: Settings, store: Reported) -> list[SiteStatus]:
             cursor=state.cursor if state else None,
             bridge=state.bridge if state else None,
             notifications={s.value: n for s, n in store.counts(site.name).items()},
-            next_retry_at=store.next_retry(site.name)))
+            next_retry_at=store.next_retry(site.name),
+            polled_by=holders.get(site.name)))
     return report
 
 
