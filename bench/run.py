@@ -373,6 +373,29 @@ def recreated(url: str, create: bool = True) -> None:
         raise SystemExit(f"bench: PostgreSQL at {shown(url)}: {first}") from None
 
 
+def postgres_cpu() -> float | None:
+    """CPU seconds the local PostgreSQL server has used so far: its live processes' own and
+    what its postmaster's exited children (the connections' backends) used; None when no
+    server's processes can be read here. A SQLite run's database work is in wpnotify's own
+    CPU time; this is PostgreSQL's counterpart."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, _, rest = text.partition(") ")
+        if not name.endswith("(postgres"):
+            continue
+        fields = rest.split()  # from field 3 (state): utime is field 14, cutime 16
+        found = True
+        total += int(fields[11]) + int(fields[12])
+        if fields[1] == "1":  # the postmaster: its reaped children too
+            total += int(fields[13]) + int(fields[14])
+    return total / ticks if found else None
+
+
 # --- the runs -------------------------------------------------------------------------------
 
 def run_core(site: Site, folder: Path) -> Measure:
@@ -416,6 +439,7 @@ class Run:
     requests: int
     span: tuple[float, float]  # the receivers' first request and last answer, from its start
     host_peak: int = 0  # the most requests any one receiver host had in flight at once
+    server_cpu: float | None = None  # the PostgreSQL server's CPU seconds during the run
 
 
 def backfill(sender: Sender, site: Site, posts: list[Post], folder: Path,
@@ -429,16 +453,20 @@ def backfill(sender: Sender, site: Site, posts: list[Post], folder: Path,
     reset_posts(site, posts)
     receivers_call("/_reset", "POST")
     print(f"bench: {sender.name} backfill ...", flush=True)
+    server_before = None if sender.database is None else postgres_cpu()
     ours = run_wpnotify(sender.config, folder,
                         profile and sender.version == CURRENT and sender.workers == 1,
                         sender.version, sender.workers)
+    server_after = None if server_before is None else postgres_cpu()
     stats = receivers_call("/_stats")
     problems = delivery_problems(posts, stats)
     host_peak = max(stats["peak"].values(), default=0)
     if ours.status != 0:
         problems.append(f"exit status {ours.status}: {ours.output.strip().splitlines()[-1:]}")
     return Run(sender.name, ours, problems, sum(stats["requests"].values()),
-               (stats["first"] - ours.started, stats["last"] - ours.started), host_peak)
+               (stats["first"] - ours.started, stats["last"] - ours.started), host_peak,
+               None if server_before is None or server_after is None
+               else server_after - server_before)
 
 
 def alternated(senders: list[Sender], repeat: int, site: Site, posts: list[Post],
@@ -634,7 +662,8 @@ def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: f
     fleet = [s for s in senders if s.version == CURRENT]
     by_name = {s.name: best(runs, s.name) for s in fleet}
     each = "one run each" if repeat == 1 else f"best of {repeat} runs each, taken in turns"
-    print(f"state and workers ({each}; CPU summed over a run's processes):")
+    print(f"state and workers ({each}; CPU summed over a run's processes; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
 
     def ratio(label: str, top: Sender, bottom: Sender, target: float) -> None:
         a, b = by_name[top.name].measure, by_name[bottom.name].measure
@@ -643,6 +672,11 @@ def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: f
         print(f"  {label}: wall {a.wall:.2f} / {b.wall:.2f} s = {a.wall / b.wall:.2f}x "
               f"(target <= {target}: {verdict(a.wall / b.wall <= target)}); CPU "
               f"{a.cpu:.2f} / {b.cpu:.2f} s = {a.cpu / b.cpu:.2f}x; peak memory {memory}")
+        servers = [(s.name, by_name[s.name].server_cpu) for s in (top, bottom)]
+        if any(cpu is not None for _, cpu in servers):
+            print("    the PostgreSQL server's CPU meanwhile (its work, outside wpnotify's): "
+                  + ", ".join(f"{cpu:.2f} s ({name.removeprefix('wpnotify, ')})"
+                              for name, cpu in servers if cpu is not None))
 
     sqlite_one = fleet[0]
     postgres = [s for s in fleet if s.database is not None]
