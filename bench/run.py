@@ -687,6 +687,12 @@ def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: f
         one = postgres[0] if postgres else sqlite_one
         backend = "PostgreSQL" if postgres else "SQLite"
         ratio(f"{many[0].workers} workers / 1 worker, {backend}", many[0], one, 1.0)
+    print("  where each one's time went (start-up and the first posts read / first request to "
+          "last answer / WordPress told, exit):")
+    for name, run in by_name.items():
+        first, last = run.span
+        print(f"    {name.removeprefix('wpnotify, '):<24} {first:.2f} / {last - first:.2f} / "
+              f"{run.measure.wall - last:.2f} s")
     fastest = min((r for r in runs if r.name.split(" #")[0] in by_name),
                   key=lambda r: r.measure.wall)
     print(f"  lower bound {bound:.2f} s: the fastest run took {fastest.measure.wall:.2f} s "
