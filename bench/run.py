@@ -377,7 +377,8 @@ def postgres_cpu() -> float | None:
     """CPU seconds the local PostgreSQL server has used so far: its live processes' own and
     what its postmaster's exited children (the connections' backends) used; None when no
     server's processes can be read here. A SQLite run's database work is in wpnotify's own
-    CPU time; this is PostgreSQL's counterpart."""
+    CPU time; this is PostgreSQL's counterpart (for the whole server: an exited backend's
+    time cannot be told by database)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total, found = 0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -674,7 +675,8 @@ def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: f
               f"{a.cpu:.2f} / {b.cpu:.2f} s = {a.cpu / b.cpu:.2f}x; peak memory {memory}")
         servers = [(s.name, by_name[s.name].server_cpu) for s in (top, bottom)]
         if any(cpu is not None for _, cpu in servers):
-            print("    the PostgreSQL server's CPU meanwhile (its work, outside wpnotify's): "
+            print("    the PostgreSQL server's CPU meanwhile (outside wpnotify's; the whole "
+                  "server's, other databases' work included): "
                   + ", ".join(f"{cpu:.2f} s ({name.removeprefix('wpnotify, ')})"
                               for name, cpu in servers if cpu is not None))
 
