@@ -7,7 +7,9 @@ contact):
     GET/HEAD /p/<anything>   a page advertising its pingback server (X-Pingback and <link>)
     POST /rpc                pingback.ping(source, target); a repeat gets fault 48
     POST /tb/<anything>      a TrackBack ping (form fields); success reply
-    GET /_stats              what every host received, as JSON (answered at once)
+    GET /_stats              what every host received, as JSON (answered at once), with
+                             each host's peak of requests in flight at once (from a request
+                             read to its answer written)
     POST /_reset             forgets it
 
 The paths are not WordPress's (xmlrpc.php, /trackback/), so wpnotify treats the hosts as the
@@ -17,6 +19,7 @@ unknown receivers they are, without WordPress's 15-second spacing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -24,6 +27,7 @@ import threading
 import time
 import xmlrpc.client
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -38,6 +42,8 @@ class Tally:
         self.lock = threading.Lock()
         self.pings: dict[tuple[str, str], list[str]] = {}
         self.requests: Counter[str] = Counter()  # "host METHOD" -> count
+        self.in_flight: Counter[str] = Counter()  # host -> requests being answered now
+        self.peak: Counter[str] = Counter()  # host -> the most it answered at once
         self.first = self.last = 0.0  # wall clock: the first request came, the last answer went
 
     def record(self, kind: str, target: str, source: str) -> bool:
@@ -50,12 +56,15 @@ class Tally:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {"pings": [[k, t, s] for (k, t), s in self.pings.items()],
-                    "requests": dict(self.requests), "first": self.first, "last": self.last}
+                    "requests": dict(self.requests), "peak": dict(self.peak),
+                    "first": self.first, "last": self.last}
 
     def reset(self) -> None:
         with self.lock:
             self.pings.clear()
             self.requests.clear()
+            self.in_flight.clear()
+            self.peak.clear()
             self.first = self.last = 0.0
 
 
@@ -80,15 +89,29 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def _count(self) -> None:
-        tally = self.server.tally
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        """A request being answered: counted, and in flight at its host until the answer
+        is written (or the client is gone), for the host's peak. The sender's per-host limit
+        covers at least this span, so the peak can only understate what it let through."""
+        tally, host = self.server.tally, self.server.host
         with tally.lock:
-            tally.requests[f"{self.server.host} {self.command}"] += 1
+            tally.requests[f"{host} {self.command}"] += 1
             tally.first = tally.first or time.time()
+            tally.in_flight[host] += 1
+            tally.peak[host] = max(tally.peak[host], tally.in_flight[host])
+        try:
+            yield
+        finally:
+            with tally.lock:
+                tally.in_flight[host] -= 1
 
     def _page(self, with_body: bool) -> None:
-        self._count()
-        time.sleep(self.server.latency)
+        with self._counted():
+            time.sleep(self.server.latency)
+            self._page_reply(with_body)
+
+    def _page_reply(self, with_body: bool) -> None:
         rpc = f"http://{self.server.host}:{PORT}/rpc"
         body = (f'<!DOCTYPE html><html><head><title>Page</title>'
                 f'<link rel="pingback" href="{rpc}"></head>'
@@ -112,8 +135,11 @@ class Handler(BaseHTTPRequestHandler):
             self.server.tally.reset()
             self._reply(204, b"", "text/plain", {})
             return
-        self._count()
-        time.sleep(self.server.latency)
+        with self._counted():
+            time.sleep(self.server.latency)
+            self._answer_post(body)
+
+    def _answer_post(self, body: bytes) -> None:
         if self.path == "/rpc":
             try:
                 (source, target), _ = xmlrpc.client.loads(body)

@@ -23,6 +23,18 @@ that version's backfill runs too, on the same posts and receivers, alternately w
 (`--repeat N` pairs), and its start-up figures are timed beside these: a before-and-after
 measured in one run, where a busy neighbour slows both alike.
 
+With `--state postgresql://USER@HOST:PORT/wpnotify_bench...` and `--workers N`, the one run
+compares the state backends and the fleet: wpnotify on SQLite with one process, on PostgreSQL
+with one, and on PostgreSQL with N `wpnotify backfill` processes started together on the same
+state (without --state: SQLite, N processes), taken in turns like --repeat's pairs. Each: wall
+time (the first start to the last exit), CPU summed over the processes, peak memory (the
+largest process's and the sum), the delivery check, and the most requests each receiver host
+had in flight at once; then PostgreSQL / SQLite (target <= 1.3), N workers / 1 (target <= 1.0)
+and whether every run took at least the lower bound. The database is created afresh before
+each PostgreSQL run and dropped at the end; only a name starting with `wpnotify_bench`, on a
+loopback address, is accepted. Exit status 1 also when a host had more requests in flight
+than --per-host.
+
 Every wpnotify runs with its bytecode compiled, as an installed package has it (a shell's
 PYTHONDONTWRITEBYTECODE is dropped for the runs). Needs root (a MariaDB database,
 /etc/wordpress) and sends to loopback addresses only.
@@ -35,6 +47,7 @@ import compileall
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -42,8 +55,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,27 +121,44 @@ def baseline_of(path: str) -> Version:
 @dataclass
 class Measure:
     wall: float
-    cpu: float
-    peak_mb: float
-    status: int
+    cpu: float  # summed over the processes
+    peak_mb: float  # the largest process's peak RSS
+    status: int  # the first non-zero exit status, or 0
     output: str
     started: float  # wall clock (time.time()), to place the receivers' first and last
+    peak_sum_mb: float = 0.0  # the processes' peaks added up (a bound on what they held)
+    processes: int = 1
 
 
-def measured(command: list[str], folder: Path, version: Version = CURRENT) -> Measure:
-    """Runs a command as its own process: wall time, its CPU time and peak RSS (wait4)."""
-    out = folder / "out.txt"
-    with out.open("wb") as sink:
+def measured(command: list[str], folder: Path, version: Version = CURRENT,
+             processes: int = 1) -> Measure:
+    """Runs a command as its own process, or ``processes`` copies started together: wall
+    time from the first start to the last exit, CPU time and peak RSS of each (wait4)."""
+    outs = [folder / ("out.txt" if n == 0 else f"out-{n}.txt") for n in range(processes)]
+    sinks = [out.open("wb") for out in outs]
+    try:
         clock = time.time()
         started = time.monotonic()
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=version.environment(),
-                                cwd=version.cwd(folder))
-        _, status, usage = os.wait4(proc.pid, 0)
+        procs = [subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=version.environment(),
+                                  cwd=version.cwd(folder)) for sink in sinks]
+        usages = []
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            usages.append(usage)
         wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                   proc.returncode, out.read_text(errors="replace"), clock)
+    finally:
+        for sink in sinks:
+            sink.close()
+    peaks = [u.ru_maxrss / 1024 for u in usages]
+    failed = [p.returncode for p in procs if p.returncode != 0]
+    # A failed process's output last, where a caller reads the error from.
+    output = "".join(out.read_text(errors="replace")
+                     for out, proc in sorted(zip(outs, procs, strict=True),
+                                             key=lambda pair: pair[1].returncode != 0))
+    return Measure(wall, sum(u.ru_utime + u.ru_stime for u in usages), max(peaks),
+                   failed[0] if failed else 0, output, clock, sum(peaks), processes)
 
 
 def best_of(command: list[str], folder: Path, runs: int = 7,
@@ -258,13 +290,18 @@ def delivery_problems(posts: list[Post], stats: dict[str, Any]) -> list[str]:
 
 
 def config_for(folder: Path, site: Site, concurrency: int, per_host: int,
-               state: str = "state.sqlite3") -> Path:
+               state: str = "state.sqlite3", state_url: str | None = None) -> Path:
+    """A configuration file in ``folder``, named after ``state``: the state is that SQLite
+    file there, or the PostgreSQL database at ``state_url``."""
     secret = folder / "app-password"
     secret.write_text(site.app_password)
     secret.chmod(0o600)
     path = folder / state.replace(".sqlite3", ".toml")
+    where = (f"state_url = {json.dumps(state_url)}" if state_url is not None
+             else f"state_file = {json.dumps(str(folder / state))}")
+    path.touch(0o600)  # a URL may hold a password
     path.write_text(f"""
-state_file = "{folder / state}"
+{where}
 
 [http]
 allowed_networks = ["127.0.0.0/8"]
@@ -280,6 +317,86 @@ password_file = "{secret}"
     return path
 
 
+# --- the PostgreSQL database -----------------------------------------------------------------
+
+LOOPBACK = re.compile(r"127(\.\d{1,3}){3}|::1|localhost")
+
+
+def bench_database(url: str) -> str:
+    """The --state URL, once it names a database the bench may drop: ``wpnotify_bench...``
+    on a loopback server (the bench sends nothing elsewhere). Raises ValueError saying why."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 (parsing it raises on a bad port)
+    except ValueError as error:
+        raise ValueError(f"not a URL ({error})") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("give a postgresql:// URL, e.g. "
+                         "postgresql://postgres@127.0.0.1:5432/wpnotify_bench")
+    name = parts.path.removeprefix("/")
+    if not re.fullmatch(r"wpnotify_bench[a-z0-9_]{0,40}", name):
+        raise ValueError(f"the database must be named wpnotify_bench... (lower case, digits, _), "
+                         f"not {name[:60]!r}: the bench drops it")
+    if not LOOPBACK.fullmatch(host):
+        raise ValueError(f"the server must be on a loopback address, not {host[:60]!r}")
+    return url
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for printing."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
+def recreated(url: str, create: bool = True) -> None:
+    """Drops the database of ``url`` (and whoever is still connected to it) and, unless
+    ``create`` is false, creates it empty; through the server's ``postgres`` database."""
+    try:
+        import psycopg
+    except ImportError:
+        raise SystemExit("bench: --state needs psycopg: "
+                         ".venv/bin/pip install 'psycopg[binary]'") from None
+    parts = urllib.parse.urlsplit(url)
+    name = parts.path.removeprefix("/")  # checked by bench_database: no quoting needed
+    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if create:
+                db.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SystemExit(f"bench: PostgreSQL at {shown(url)}: {first}") from None
+
+
+def postgres_cpu() -> float | None:
+    """CPU seconds the local PostgreSQL server has used so far: its live processes' own and
+    what its postmaster's exited children (the connections' backends) used; None when no
+    server's processes can be read here. A SQLite run's database work is in wpnotify's own
+    CPU time; this is PostgreSQL's counterpart (for the whole server: an exited backend's
+    time cannot be told by database)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, _, rest = text.partition(") ")
+        if not name.endswith("(postgres"):
+            continue
+        fields = rest.split()  # from field 3 (state): utime is field 14, cutime 16
+        found = True
+        total += int(fields[11]) + int(fields[12])
+        if fields[1] == "1":  # the postmaster: its reaped children too
+            total += int(fields[13]) + int(fields[14])
+    return total / ticks if found else None
+
+
 # --- the runs -------------------------------------------------------------------------------
 
 def run_core(site: Site, folder: Path) -> Measure:
@@ -291,7 +408,7 @@ def run_core(site: Site, folder: Path) -> Measure:
 
 
 def run_wpnotify(config: Path, folder: Path, profile: bool,
-                 version: Version = CURRENT) -> Measure:
+                 version: Version = CURRENT, workers: int = 1) -> Measure:
     command = [sys.executable]
     if profile:  # every thread while it holds the interpreter lock (py-spy: pip install py-spy)
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -299,7 +416,19 @@ def run_wpnotify(config: Path, folder: Path, profile: bool,
                    "--output", str(folder / "wpnotify.prof"), "--", sys.executable]
     command += ["-m", "wpnotify", "--config", str(config), "backfill", "--site", "bench",
                 "--since", "2000-01-01"]
-    return measured(command, folder, version)
+    return measured(command, folder, version, workers)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """One way to run wpnotify's backfill: a version, its configuration (a SQLite state file
+    or the PostgreSQL database ``database``, made afresh for each run) and how many processes
+    run it together."""
+    name: str
+    version: Version
+    config: Path
+    workers: int = 1
+    database: str | None = None
 
 
 @dataclass
@@ -310,48 +439,63 @@ class Run:
     problems: list[str]
     requests: int
     span: tuple[float, float]  # the receivers' first request and last answer, from its start
+    host_peak: int = 0  # the most requests any one receiver host had in flight at once
+    server_cpu: float | None = None  # the PostgreSQL server's CPU seconds during the run
 
 
-def backfill(version: Version, config: Path, site: Site, posts: list[Post], folder: Path,
+def backfill(sender: Sender, site: Site, posts: list[Post], folder: Path,
              profile: bool) -> Run:
-    """A backfill on freshly reset posts and receivers, from a fresh state file (every run of
-    every version starts from the same place)."""
-    for leftover in folder.glob(config.stem + ".sqlite3*"):
+    """A backfill on freshly reset posts and receivers, from a fresh state file or database
+    (every run of every sender starts from the same place)."""
+    for leftover in folder.glob(sender.config.stem + ".sqlite3*"):
         leftover.unlink()
+    if sender.database is not None:
+        recreated(sender.database)
     reset_posts(site, posts)
     receivers_call("/_reset", "POST")
-    print(f"bench: {version.name} backfill ...", flush=True)
-    ours = run_wpnotify(config, folder, profile and version == CURRENT, version)
+    print(f"bench: {sender.name} backfill ...", flush=True)
+    server_before = None if sender.database is None else postgres_cpu()
+    ours = run_wpnotify(sender.config, folder,
+                        profile and sender.version == CURRENT and sender.workers == 1,
+                        sender.version, sender.workers)
+    server_after = None if server_before is None else postgres_cpu()
     stats = receivers_call("/_stats")
     problems = delivery_problems(posts, stats)
+    host_peak = max(stats["peak"].values(), default=0)
     if ours.status != 0:
         problems.append(f"exit status {ours.status}: {ours.output.strip().splitlines()[-1:]}")
-    return Run(version.name, ours, problems, sum(stats["requests"].values()),
-               (stats["first"] - ours.started, stats["last"] - ours.started))
+    return Run(sender.name, ours, problems, sum(stats["requests"].values()),
+               (stats["first"] - ours.started, stats["last"] - ours.started), host_peak,
+               None if server_before is None or server_after is None
+               else server_after - server_before)
 
 
-def alternated(versions: dict[Version, Path], repeat: int, site: Site, posts: list[Post],
+def alternated(senders: list[Sender], repeat: int, site: Site, posts: list[Post],
                folder: Path, profile: bool) -> list[Run]:
-    """Each version's backfill ``repeat`` times, taking turns (baseline, current, baseline,
+    """Each sender's backfill ``repeat`` times, taking turns (baseline, current, baseline,
     current), so that a busy neighbour slows them alike; runs are numbered when repeated."""
     runs = []
     for turn in range(repeat):
-        for version, config in versions.items():
-            run = backfill(version, config, site, posts, folder, profile)
+        for sender in senders:
+            run = backfill(sender, site, posts, folder, profile)
             if repeat > 1:
                 run.name += f" #{turn + 1}"
             runs.append(run)
     return runs
 
 
-def best(runs: list[Run], version: Version) -> Run:
-    """The version's fastest run, with the least peak memory of its runs (RSS varies a little
-    from run to run; the least is what the version needs)."""
-    mine = [r for r in runs if r.name.split(" #")[0] == version.name]
-    fastest = min(mine, key=lambda r: r.measure.wall)
-    peak = min(r.measure.peak_mb for r in mine)
-    return dataclasses.replace(fastest, name=version.name,
-                               measure=dataclasses.replace(fastest.measure, peak_mb=peak))
+def best(runs: list[Run], name: str) -> Run:
+    """The sender's fastest run, with the least peak memory of its runs (RSS varies a little
+    from run to run; the least is what the sender needs). A run that failed its delivery
+    check counts only when all did (one that stopped early is no figure to compare)."""
+    mine = [r for r in runs if r.name.split(" #")[0] == name]
+    pool = [r for r in mine if not r.problems] or mine
+    fastest = min(pool, key=lambda r: r.measure.wall)
+    peak = min(r.measure.peak_mb for r in pool)
+    peak_sum = min(r.measure.peak_sum_mb for r in pool)
+    return dataclasses.replace(fastest, name=name, host_peak=max(r.host_peak for r in mine),
+                               measure=dataclasses.replace(fastest.measure, peak_mb=peak,
+                                                           peak_sum_mb=peak_sum))
 
 
 def php_requests(site: Site, since: int) -> list[str]:
@@ -459,12 +603,33 @@ def print_start_up(figures: dict[str, float], baseline: dict[str, float] | None)
         print(f"  {name:<15} {seconds * 1000:6.0f} ms  {shown}{before}")
 
 
+def fleet_senders(state: str | None, workers: int, config: Path,
+                  config_of: Callable[[str, str | None], Path]) -> list[Sender]:
+    """This checkout's senders: SQLite with one process; with a --state URL, PostgreSQL with
+    one; with --workers N > 1, N processes on PostgreSQL's state (SQLite's without a URL).
+    Alone, the first keeps the bench's old name, "wpnotify"."""
+    if state is None and workers == 1:
+        return [Sender(CURRENT.name, CURRENT, config)]
+    senders = [Sender("wpnotify, SQLite, 1 worker", CURRENT, config)]
+    if state is not None:
+        postgres = config_of("postgresql.sqlite3", state)
+        senders.append(Sender("wpnotify, PostgreSQL, 1 worker", CURRENT, postgres, 1, state))
+        if workers > 1:
+            senders.append(Sender(f"wpnotify, PostgreSQL, {workers} workers", CURRENT,
+                                  postgres, workers, state))
+    else:
+        senders.append(Sender(f"wpnotify, SQLite, {workers} workers", CURRENT,
+                              config_of("workers.sqlite3", None), workers))
+    return senders
+
+
 # --- report ---------------------------------------------------------------------------------
 
 def lower_bound(posts: list[Post], latency: float, per_host: int,
                 concurrency: int) -> tuple[float, int, int]:
     """The least time the requests can take: a pingback needs 2 (the page, the ping), a
-    trackback 1; each host takes per_host at a time, everything concurrency at a time."""
+    trackback 1; each host takes per_host at a time (over the whole fleet), everything
+    concurrency at a time (each process's own limit: pass it times the processes)."""
     per_host_requests: Counter[str] = Counter()
     for post in posts:
         for target in post.targets:
@@ -476,10 +641,70 @@ def lower_bound(posts: list[Post], latency: float, per_host: int,
     return bound, total, busiest
 
 
-def row(name: str, m: Measure, count: int, problems: list[str], width: int = 16) -> str:
+def row(name: str, m: Measure, count: int, problems: list[str], host_peak: int,
+        width: int = 16) -> str:
     check = "exactly once" if not problems else "FAILED: " + "; ".join(problems)
+    peak = (f"{m.peak_mb:6.1f} MB" if m.processes == 1 else
+            f"{m.peak_mb:.1f}, sum {m.peak_sum_mb:.1f} MB")
     return (f"| {name:<{width}} | {m.wall:8.2f} s | {count / m.wall:8.1f} | {m.cpu:7.2f} s | "
-            f"{m.peak_mb:6.1f} MB | {check} |")
+            f"{peak:>19} | {host_peak:9d} | {check} |")
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: float,
+                   per_host: int) -> bool:
+    """The state backends and the fleet side by side: PostgreSQL / SQLite with one worker
+    (target <= 1.3) and N workers / one (target <= 1.0), whether every run took at least the
+    lower bound (nothing skipped) and kept within the per-host limit. False when a host had
+    more in flight than --per-host."""
+    fleet = [s for s in senders if s.version == CURRENT]
+    by_name = {s.name: best(runs, s.name) for s in fleet}
+    each = "one run each" if repeat == 1 else f"best of {repeat} runs each, taken in turns"
+    print(f"state and workers ({each}; CPU summed over a run's processes; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
+
+    def ratio(label: str, top: Sender, bottom: Sender, target: float) -> None:
+        a, b = by_name[top.name].measure, by_name[bottom.name].measure
+        memory = (f"{a.peak_mb:.1f} / {b.peak_mb:.1f} MB" if a.processes == b.processes == 1
+                  else f"{a.peak_mb:.1f} (sum {a.peak_sum_mb:.1f}) / {b.peak_mb:.1f} MB")
+        print(f"  {label}: wall {a.wall:.2f} / {b.wall:.2f} s = {a.wall / b.wall:.2f}x "
+              f"(target <= {target}: {verdict(a.wall / b.wall <= target)}); CPU "
+              f"{a.cpu:.2f} / {b.cpu:.2f} s = {a.cpu / b.cpu:.2f}x; peak memory {memory}")
+        servers = [(s.name, by_name[s.name].server_cpu) for s in (top, bottom)]
+        if any(cpu is not None for _, cpu in servers):
+            print("    the PostgreSQL server's CPU meanwhile (outside wpnotify's; the whole "
+                  "server's, other databases' work included): "
+                  + ", ".join(f"{cpu:.2f} s ({name.removeprefix('wpnotify, ')})"
+                              for name, cpu in servers if cpu is not None))
+
+    sqlite_one = fleet[0]
+    postgres = [s for s in fleet if s.database is not None]
+    many = [s for s in fleet if s.workers > 1]
+    if postgres:
+        ratio("PostgreSQL / SQLite, 1 worker", postgres[0], sqlite_one, 1.3)
+    if many:
+        one = postgres[0] if postgres else sqlite_one
+        backend = "PostgreSQL" if postgres else "SQLite"
+        ratio(f"{many[0].workers} workers / 1 worker, {backend}", many[0], one, 1.0)
+    print("  where each one's time went (start-up and the first posts read / first request to "
+          "last answer / WordPress told, exit):")
+    for name, run in by_name.items():
+        first, last = run.span
+        print(f"    {name.removeprefix('wpnotify, '):<24} {first:.2f} / {last - first:.2f} / "
+              f"{run.measure.wall - last:.2f} s")
+    fastest = min((r for r in runs if r.name.split(" #")[0] in by_name),
+                  key=lambda r: r.measure.wall)
+    print(f"  lower bound {bound:.2f} s: the fastest run took {fastest.measure.wall:.2f} s "
+          f"({fastest.name}; less would mean work skipped): "
+          f"{verdict(fastest.measure.wall >= bound)}")
+    worst = max(runs, key=lambda r: r.host_peak)
+    within = worst.host_peak <= per_host
+    print(f"  per-host limit {per_host}: at most {worst.host_peak} request(s) in flight at one "
+          f"receiver host in any run ({worst.name}): {verdict(within)}")
+    return within
 
 
 def print_against_baseline(ours: Run, before: Run, repeat: int) -> None:
@@ -543,6 +768,14 @@ def main() -> int:
                              "commit) to run beside this one")
     parser.add_argument("--repeat", type=int, default=1,
                         help="wpnotify backfills per version, taken in turns (default 1)")
+    parser.add_argument("--state", metavar="URL",
+                        help="a PostgreSQL database to run wpnotify on too, beside SQLite, "
+                             "e.g. postgresql://postgres@127.0.0.1:5432/wpnotify_bench "
+                             "(made afresh, dropped at the end: its name must start with "
+                             "wpnotify_bench)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also run N backfill processes together on one state "
+                             "(PostgreSQL's with --state, else SQLite's) beside one")
     args = parser.parse_args()
     for name, value, low, high in (("--posts", args.posts, 1, 100_000),
                                    ("--links", args.links, 0, 100),
@@ -551,9 +784,15 @@ def main() -> int:
                                    ("--per-host", args.per_host, 1, 16),
                                    ("--concurrency", args.concurrency, 0, 256),
                                    ("--history-rows", args.history_rows, 0, 100_000_000),
-                                   ("--repeat", args.repeat, 1, 100)):
+                                   ("--repeat", args.repeat, 1, 100),
+                                   ("--workers", args.workers, 1, 16)):
         if not low <= value <= high:
             parser.error(f"{name} must be from {low} to {high}, not {value}")
+    if args.state is not None:
+        try:
+            bench_database(args.state)
+        except ValueError as error:
+            parser.error(f"--state: {error}")
     baseline = None if args.baseline is None else baseline_of(args.baseline)
     installed_bytecode([ROOT] + ([] if baseline is None or baseline.checkout is None
                                  else [baseline.checkout]))
@@ -561,6 +800,8 @@ def main() -> int:
         raise SystemExit("bench: run as root (it sets up a throwaway WordPress site)")
     concurrency = args.concurrency or max(16, args.hosts * args.per_host)
     hosts = receivers_of(args.hosts)
+    if args.state is not None:
+        recreated(args.state)  # reachable, and ours to drop, before anything is set up
     folder = Path(tempfile.mkdtemp(prefix="wpnotify-bench-"))
     ensure_mariadb()
     site = Site(SOURCE, title="wpnotify bench", bridge=True, workers=4,
@@ -583,13 +824,16 @@ def main() -> int:
         warm_up(site, site.workers)
         count = args.posts * (args.links + 1)
         config = config_for(folder, site, concurrency, args.per_host)
-        versions = {CURRENT: config}
-        if baseline is not None:  # first in each pair; same settings, its own state file
-            versions = {baseline: config_for(folder, site, concurrency, args.per_host,
-                                             state="baseline.sqlite3"), **versions}
-        runs = alternated(versions, args.repeat, site, posts, folder, args.profile)
-        results = {r.name: (r.measure, r.problems) for r in runs}
-        best_ours = best(runs, CURRENT)
+        senders = fleet_senders(args.state, args.workers, config,
+                                lambda state, url: config_for(folder, site, concurrency,
+                                                              args.per_host, state, url))
+        if baseline is not None:  # first in each turn; same settings, its own state file
+            senders.insert(0, Sender(baseline.name, baseline,
+                                     config_for(folder, site, concurrency, args.per_host,
+                                                state="baseline.sqlite3")))
+        runs = alternated(senders, args.repeat, site, posts, folder, args.profile)
+        results = {r.name: (r.measure, r.problems, r.host_peak) for r in runs}
+        best_ours = best(runs, next(s.name for s in senders if s.version == CURRENT))
         ours, ours_requests, ours_span = best_ours.measure, best_ours.requests, best_ours.span
 
         if not args.skip_core:
@@ -599,7 +843,8 @@ def main() -> int:
                   flush=True)
             core = run_core(site, folder)
             stats = receivers_call("/_stats")
-            results["WordPress core"] = (core, delivery_problems(posts, stats))
+            results["WordPress core"] = (core, delivery_problems(posts, stats),
+                                         max(stats["peak"].values(), default=0))
             if core.status != 0 or "WPNOTIFY-DEVSITE" not in core.output:
                 results["WordPress core"][1].append(f"PHP failed: {core.output[-300:]}")
             core_requests = sum(stats["requests"].values())
@@ -620,11 +865,15 @@ def main() -> int:
         receivers.terminate()
         receivers.wait(10)
         site.stop()
+        if args.state is not None:
+            recreated(args.state, create=False)
     figures = start_up(folder, history)
     baseline_figures = (None if baseline is None else
                         start_up(folder, baseline_history, baseline))
 
     bound, total, busiest = lower_bound(posts, args.latency, args.per_host, concurrency)
+    fleet_bound = lower_bound(posts, args.latency, args.per_host,
+                              concurrency * args.workers)[0]
     print()
     print(f"{args.posts} posts x ({args.links} pingbacks + 1 trackback) = {count} "
           f"notifications to {args.hosts} hosts, {args.latency * 1000:.0f} ms per answer; "
@@ -632,13 +881,22 @@ def main() -> int:
           f"{os.cpu_count()} CPUs")
     print()
     width = max(16, *(len(name) for name in results))
-    print(f"| {'sender':<{width}} |     wall   | notif./s |    CPU    |   peak    | delivery |")
-    print(f"|-{'-' * width}-|------------|----------|-----------|-----------|----------|")
-    for name, (m, problems) in results.items():
-        print(row(name, m, count, problems, width))
+    print(f"| {'sender':<{width}} |     wall   | notif./s |    CPU    | peak memory (RSS)   "
+          f"| host peak | delivery |")
+    print(f"|-{'-' * width}-|------------|----------|-----------|---------------------"
+          f"|-----------|----------|")
+    for name, (m, problems, host_peak) in results.items():
+        print(row(name, m, count, problems, host_peak, width))
+    print("(host peak: the most requests one receiver host had in flight at once)")
     print()
+    within = True
+    if len([s for s in senders if s.version == CURRENT]) > 1:
+        within = print_backends(runs, senders, args.repeat, fleet_bound, args.per_host)
+    elif max(host_peak for _, _, host_peak in results.values()) > args.per_host:
+        within = False
+        print(f"per-host limit {args.per_host}: exceeded (see host peak): FAIL")
     if baseline is not None:
-        print_against_baseline(best_ours, best(runs, baseline), args.repeat)
+        print_against_baseline(best_ours, best(runs, baseline.name), args.repeat)
     print(f"receiver requests: wpnotify {ours_requests}"
           + ("" if args.skip_core else f", WordPress core {core_requests}"))
     print(f"lower bound: {bound:.2f} s ({total} requests, {busiest} to the busiest host, "
@@ -668,10 +926,13 @@ def main() -> int:
     if args.profile:
         print_profile(folder / "wpnotify.prof")
     shutil.rmtree(folder, ignore_errors=True)
-    failed = any(problems for _, problems in results.values())
+    failed = any(problems for _, problems, _ in results.values())
     if failed:
         print("bench: DELIVERY CHECK FAILED", file=sys.stderr)
-    return 1 if failed else 0
+    if not within:
+        print(f"bench: MORE THAN --per-host {args.per_host} IN FLIGHT AT ONE HOST",
+              file=sys.stderr)
+    return 1 if failed or not within else 0
 
 
 if __name__ == "__main__":

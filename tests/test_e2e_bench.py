@@ -5,6 +5,7 @@ are printed, never asserted (timings belong to the bench, not to tests)."""
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,33 @@ def test_a_small_bench_delivers_everything_exactly_once_both_ways() -> None:
     assert "idle poll: 1 request(s)" in out
     assert "history --post on 5,000 rows" in out
     assert "idle poll on that state file: 1 request(s)" in out
+
+
+def test_a_tiny_bench_on_postgresql_with_two_workers_delivers_everything_once() -> None:
+    """--state and --workers: SQLite and PostgreSQL with one worker, PostgreSQL with two
+    processes, each delivering every notification exactly once within the per-host limit,
+    the ratios printed; the bench's database is gone afterwards."""
+    import psycopg
+
+    name = f"wpnotify_bench_test_{secrets.token_hex(4)}"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--posts", "4", "--links", "2",
+         "--hosts", "3", "--latency", "0.01", "--history-rows", "0", "--skip-core",
+         "--state", f"postgresql://postgres@127.0.0.1:5432/{name}", "--workers", "2"],
+        capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    rows = {cells[1].strip(): cells for line in out.splitlines() if line.startswith("| wpnotify")
+            for cells in [line.split("|")]}
+    assert set(rows) == {"wpnotify, SQLite, 1 worker", "wpnotify, PostgreSQL, 1 worker",
+                         "wpnotify, PostgreSQL, 2 workers"}, out
+    for cells in rows.values():
+        assert cells[7].strip() == "exactly once", out
+        assert 1 <= int(cells[6]) <= 2, out  # host peak, within --per-host (2)
+    assert "sum" in rows["wpnotify, PostgreSQL, 2 workers"][5]  # two processes' memory
+    assert "PostgreSQL / SQLite, 1 worker: wall" in out
+    assert "2 workers / 1 worker, PostgreSQL: wall" in out
+    assert re.search(r"per-host limit 2: at most [12] request\(s\) .*: PASS", out), out
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres") as db:
+        left = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchall()
+    assert left == []
