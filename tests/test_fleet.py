@@ -90,6 +90,29 @@ def test_three_workers_share_the_queue_within_the_per_host_limits(
     assert len({r.claimed_by for r in rows}) >= 2  # the work was shared
 
 
+def test_workers_recording_the_same_posts_at_once_never_deadlock(where: str, log: Log) -> None:
+    """Each post's links on six hosts: every worker's batch of outcomes holds rows of many of
+    the same posts, finished in any order. Each change marks its post for WordPress; on
+    PostgreSQL two batches marking posts in other orders deadlocked (a worker's batch lost,
+    its notifications sent twice). Every worker ends well and each target is pinged once."""
+    servers = [CountingReceiver(log, delay=0.005) for _ in range(6)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = open_store(where)
+        targets = [(post, servers[n].url(f"/d/{post}/{n}")) for post in range(40)
+                   for n in range(6)]
+        for post, target in targets:
+            queue(store, post, target)
+        workers = [start_worker(where, 12, 4) for _ in range(3)]
+        assert sum(finish(w)["sent"] for w in workers) == len(targets)
+        assert Counter(target for _, target, _ in log.pings) == Counter(t for _, t in targets)
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
 def test_a_wordpress_host_is_spaced_and_alone_for_the_whole_fleet(
         where: str, hosts: list[CountingReceiver], log: Log) -> None:
     """Known to run WordPress: one request at a time and wordpress_ping_interval (1 s here)

@@ -8,7 +8,8 @@ slots: once a connection to it fails, the rest of its queue waits for the retry 
 Several processes may send from one state (workers sharing a database, or a backfill beside
 the daemon). The per-host limits and holds are the fleet's: claims are made in a ``claiming``
 unit that no other process's overlaps, counting what the others have in flight to each host,
-and every hold is written to the state. A claim is leased (``leases``): a worker that dies
+and every hold is written to the state. Outcomes and recoveries are recorded in such units
+too: one worker at a time changes many posts' rows, so no two wait for each other. A claim is leased (``leases``): a worker that dies
 loses it, and another sends the notification again.
 
 What an outcome means is ``decide``'s (pure); this module applies it to the state, in one
@@ -171,7 +172,10 @@ class Dispatcher:
         self._start(run)
         run.done = []
         if finished:
-            with self.store.atomic():  # the outcomes: one commit
+            # The outcomes: one commit, under the fleet's lock like the claims. Each row's
+            # change marks its post for WordPress (a trigger): two workers recording batches
+            # of the same posts in other orders would deadlock on those marks in PostgreSQL.
+            with self.store.claiming():
                 self._finish(run, finished)
             if not all(f.freed for f in finished):
                 return True  # their hosts may take their next notification now
@@ -291,7 +295,8 @@ class Dispatcher:
                                 self.rules.jitter)
             return when if when is None or interrupted_before else now
 
-        queued, failed = self.store.recover_interrupted(now, INTERRUPTED_AFTER, again)
+        with self.store.claiming():  # many posts' rows at once: under the lock, as outcomes
+            queued, failed = self.store.recover_interrupted(now, INTERRUPTED_AFTER, again)
         if not queued and not failed:
             return 0
         if queued:
@@ -324,7 +329,9 @@ class Dispatcher:
     def _finish(self, run: _Run, finished: list[_Finished]) -> None:
         """Records the outcomes of finished sends (in the caller's transaction) and requeues
         what may go again in this run; frees the slots not freed yet."""
-        for f in finished:
+        # In post order: every unit that changes many posts' rows (and so their marks for
+        # WordPress) takes them in the same order, so none waits for another in a cycle.
+        for f in sorted(finished, key=lambda f: (f.n.site, f.n.post_id, f.n.id)):
             n, host = f.n, host_of(f.n.target)
             if not f.freed:
                 run.busy[host] -= 1

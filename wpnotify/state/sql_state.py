@@ -113,8 +113,11 @@ class StateSql(SqlUnit):
         return waiting
 
     def pinged_told(self, site: str, posts: dict[int, list[str]]) -> None:
+        """In key order, as every unit that changes many posts' rows: two such units meet
+        in the same order and never wait for each other (a deadlock on PostgreSQL)."""
         self._write_many("DELETE FROM pinged_outbox WHERE site = ? AND post_id = ? AND url = ?",
-                         [(site, post, url) for post, urls in posts.items() for url in urls])
+                         sorted((site, post, url) for post, urls in posts.items()
+                                for url in urls))
 
     # --- statuses WordPress should show, and its Send again requests -------------------------
     # The marks are written by the state's triggers (migration 7) with every change to a
@@ -149,8 +152,9 @@ class StateSql(SqlUnit):
         return found
 
     def status_told(self, site: str, marks: list[StatusMark]) -> None:
+        """In post order (see ``pinged_told``): an outcome batch marks posts in that order."""
         self._write_many("DELETE FROM status_outbox WHERE site = ? AND post_id = ? AND seq = ?",
-                         [(site, post, seq) for post, seq in marks])
+                         sorted((site, post, seq) for post, seq in marks))
 
     def resend_seen(self, site: str) -> int:
         found = self._rows("SELECT resend_seen FROM sites WHERE name = ?", (site,))
