@@ -108,7 +108,14 @@ class Daemon:
         failures, not_before = self._failing.get(site.name, (0, 0.0))
         if time.monotonic() < not_before or not self._mine(site.name):
             return
-        report = self.service.read(site)
+        # The poll's bounds, with the worker: enough to see from the logs that no two
+        # workers ever read one site at once.
+        worker = self.service.heartbeat.worker
+        log.info("site.poll_started", site=site.name, worker=worker)
+        try:
+            report = self.service.read(site)
+        finally:
+            log.info("site.poll_ended", site=site.name, worker=worker)
         if report.error is None:
             if failures:
                 log.info("site.recovered", site=site.name, failed_polls=failures)
