@@ -26,17 +26,20 @@ LAYERS: dict[str, list[str]] = {
             "render.*"],  # renderers: top-only, they turn the service's results into text
     "service": ["service.*"],
     "middle": ["sending.*", "plan", "attempt", "kinds", "kind", "linkpayload", "discovery",
+               "metrics",  # Prometheus and /healthz: events in, the state read at scrape
                "webmention", "pingback", "trackback", "weblogupdates",
                "sources.*", "state.*",
                "statusrows"],  # the bridge's status rows, from the state's records
     "bottom": ["wpnotify", "http", "connections", "settings", "errors", "urls", "markup",
-               "answer", "rpc", "times", "logs"],
+               "answer", "rpc", "times", "logs",
+               "events", "systemd"],  # what happened, for watchers; systemd's notify socket
 }
 
 # The top (the CLI and the daemon) talks to the service only, besides these helpers; any
 # other import from the top is a violation even though it points down.
 TOP_MAY_IMPORT = ["service.*", "settings", "errors", "render.*", "logs", "times",
                   "urls",  # text for people: the renderers redact URLs as logs escape text
+                  "systemd",  # the daemon tells its supervisor how it is doing
                   "wpnotify"]  # the version
 
 # Families inside the middle, and which families each may not import.

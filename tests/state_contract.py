@@ -194,6 +194,29 @@ def test_a_notification_that_keeps_killing_its_sender_backs_off_then_fails(
     assert state.due(now + timedelta(days=30)) == []
 
 
+def test_retries_due_counts_tried_pending_rows_whose_time_has_come(state: State) -> None:
+    """The metrics' due retries: pending, tried at least once, due by now; of one site."""
+    for post in range(1, 6):
+        state.add("s", post, "pingback", f"https://t/{post}", "https://s/", NOW)
+    state.add("other", 1, "pingback", "https://t/1", "https://s/", NOW)
+    rows = {n.post_id: n for n in state.due(NOW, ["s"])}
+    for post, status, wait in ((1, Status.PENDING, 5), (2, Status.PENDING, 60),
+                               (3, Status.FAILED, 0), (4, Status.SENT, 0)):
+        state.claim(rows[post].id, NOW)
+        state.finish(rows[post].id, status, NOW, error="x", error_code="x",
+                     next_attempt_at=NOW + timedelta(minutes=wait))
+    # Post 5 was never tried: put off (a host that failed moments ago) is no retry.
+    state.defer(rows[5].id, NOW, NOW + timedelta(minutes=1), "host down", "host-unreachable")
+    (other,) = state.due(NOW, ["other"])
+    state.claim(other.id, NOW)
+    state.finish(other.id, Status.PENDING, NOW, error="x", error_code="x",
+                 next_attempt_at=NOW)
+    assert state.retries_due("s", NOW) == 0
+    assert state.retries_due("s", NOW + timedelta(minutes=5)) == 1
+    assert state.retries_due("s", NOW + timedelta(hours=2)) == 2
+    assert state.retries_due("other", NOW) == 1 and state.retries_due("none", NOW) == 0
+
+
 def test_history_filters_and_orders_newest_first(state: State) -> None:
     for minute, (site, post, kind) in enumerate([("a", 1, "pingback"), ("a", 1, "trackback"),
                                                  ("a", 2, "pingback"), ("b", 1, "pingback")]):
@@ -553,6 +576,91 @@ def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> No
         order.append("first")
     thread.join(10)
     assert order == ["first", "second"]
+
+
+# --- sites stored by `wpnotify sites` ------------------------------------------------------
+
+BLOG = {"url": "https://blog.example", "username": "u", "password_file": "/etc/pw",
+        "post_types": ["post", "page"], "self_pings": True, "max_trackbacks_per_post": 3}
+
+
+def test_a_stored_sites_settings_round_trip_as_a_dict(state: State) -> None:
+    assert state.stored_sites() == []
+    assert state.store_site("blog", BLOG, NOW)
+    [entry] = state.stored_sites()
+    assert (entry.name, entry.config, entry.disabled) == ("blog", BLOG, False)
+    assert entry.added_at == entry.updated_at == NOW
+
+
+def test_a_second_site_of_the_same_name_is_refused(state: State) -> None:
+    assert state.store_site("blog", BLOG, NOW)
+    assert not state.store_site("blog", {**BLOG, "url": "https://other.example"},
+                                NOW + timedelta(hours=1))
+    [entry] = state.stored_sites()
+    assert entry.config == BLOG and entry.added_at == NOW
+
+
+def test_stored_sites_come_by_name(state: State) -> None:
+    for name in ("c", "a", "b"):
+        state.store_site(name, BLOG, NOW)
+    assert [entry.name for entry in state.stored_sites()] == ["a", "b", "c"]
+
+
+def test_removing_a_stored_site_keeps_its_history(state: State) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state.add("blog", 1, "pingback", "https://t/1", "https://blog.example/1", NOW)
+    assert state.remove_site("blog")
+    assert state.stored_sites() == []
+    assert not state.remove_site("blog")
+    assert len(state.history(site="blog")) == 1
+
+
+def test_a_stored_site_is_disabled_and_enabled_again(state: State) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state.set_site_disabled("blog", True, NOW + timedelta(minutes=1))
+    [entry] = state.stored_sites()
+    assert entry.disabled and entry.config == BLOG
+    assert entry.updated_at == NOW + timedelta(minutes=1) and entry.added_at == NOW
+    state.set_site_disabled("blog", False, NOW + timedelta(minutes=2))
+    [entry] = state.stored_sites()
+    assert not entry.disabled and entry.config == BLOG
+
+
+def test_a_configuration_files_site_is_disabled_by_a_flag_row(state: State) -> None:
+    state.set_site_disabled("toml", True, NOW)
+    [entry] = state.stored_sites()
+    assert (entry.name, entry.config, entry.disabled) == ("toml", None, True)
+    assert not state.remove_site("toml")  # a flag is no stored site
+    state.set_site_disabled("toml", False, NOW)
+    assert state.stored_sites() == []  # enabled: nothing left to keep
+
+
+def test_adding_over_a_left_over_flag_stores_the_site_enabled(state: State) -> None:
+    state.set_site_disabled("blog", True, NOW)
+    assert state.store_site("blog", BLOG, NOW)
+    [entry] = state.stored_sites()
+    assert entry.config == BLOG and not entry.disabled
+
+
+@pytest.mark.parametrize("config", ['["a list"]', "{not json", "7"])
+def test_a_stored_site_that_cannot_be_read_names_its_repair(state: State, config: str) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state._write("UPDATE site_settings SET config = ? WHERE name = ?",  # type: ignore[attr-defined]
+                 (config, "blog"))
+    with pytest.raises(StateError) as caught:
+        state.stored_sites()
+    message = str(caught.value)
+    assert "'blog'" in message and "wpnotify sites remove blog" in message
+    assert "\n" not in message
+    assert state.remove_site("blog") and state.stored_sites() == []  # the repair works
+
+
+def test_a_stored_site_with_an_unreadable_time_names_its_repair(state: State) -> None:
+    state.store_site("blog", BLOG, NOW)
+    state._write("UPDATE site_settings SET added_at = ? WHERE name = ?",  # type: ignore[attr-defined]
+                 ("yesterday", "blog"))
+    with pytest.raises(StateError, match="sites remove blog"):
+        state.stored_sites()
 
 
 # Last: every test above is exported (a test below this line would silently not run).

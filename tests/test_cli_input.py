@@ -50,7 +50,6 @@ def config(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("text,expected", [
     ("sites = 5\n", ["sites:", "[[sites]] table"]),
     ("sites = [5]\n", ["sites[0]:", "table"]),
-    ("sites = []\n", ["sites:", "at least one [[sites]]"]),
     ('[http]\nuser_agent = "wpnotify\\r\\nX-Injected: 1"\n' + SITE,
      ["http.user_agent:", "no CR, LF"]),
     ('[http]\nuser_agent = "wpnotify\\u0000"\n' + SITE, ["http.user_agent:", "printable ASCII"]),
@@ -69,6 +68,23 @@ def test_bad_config_values_are_one_line_errors(capsys: pytest.CaptureFixture[str
     path.write_text(text)
     code, _, err = wpnotify(capsys, "--config", str(path), "history")
     assert_one_line_error(code, err, *expected)
+
+
+@pytest.mark.parametrize("text", ["sites = []\n", ""])
+@pytest.mark.parametrize("command", [["status"], ["poll"],
+                                     ["backfill", "--site", "blog", "--since", "2020-01-01"]])
+def test_no_sites_at_all_is_one_line_naming_both_ways_to_add_one(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str,
+        command: list[str]) -> None:
+    """A configuration without [[sites]] is valid (a fleet adds sites with `wpnotify sites
+    add`, issue 15), but a command that needs a site says there is none, and how to add one."""
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    code, _, err = wpnotify(capsys, "--config", str(path), *command)
+    assert_one_line_error(code, err, "no sites to watch", "[[sites]] table",
+                          "wpnotify sites add")
+    code, out, err = wpnotify(capsys, "--config", str(path), "history")
+    assert (code, err) == (0, "") and "no notifications" in out
 
 
 def test_one_bad_site_is_one_error_not_also_an_empty_site_list(

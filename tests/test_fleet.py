@@ -178,6 +178,7 @@ def config(tmp_path: Path, where: str, sites: int = 1) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("in_process_cli")
 def test_poll_leaves_a_site_another_worker_polls(tmp_path: Path, where: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     store = open_store(where)
@@ -191,6 +192,7 @@ def test_poll_leaves_a_site_another_worker_polls(tmp_path: Path, where: str,
     assert store.site("site0").last_poll_at is None  # type: ignore[union-attr]  # it exists
 
 
+@pytest.mark.usefixtures("in_process_cli")
 def test_status_shows_the_workers_and_what_each_holds(
         tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]) -> None:
     store = open_store(where)

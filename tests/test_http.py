@@ -450,6 +450,24 @@ def test_the_configured_site_is_trusted_on_loopback(httpserver: HTTPServer) -> N
         assert http.get(f"http://{host}:{port}/wp-json/", trusted=True).body == b"site"
 
 
+def test_trust_replaces_the_trusted_origins(httpserver: HTTPServer) -> None:
+    """A site added while the daemon runs is trusted as a configured one; a removed one no
+    longer, not even over a connection kept alive from when it was (issue 15)."""
+    httpserver.expect_request("/wp-json/").respond_with_data("site")
+    url = httpserver.url_for("/wp-json/")
+    http = Http(HttpSettings())
+    with pytest.raises(SendError) as caught:
+        http.get(url, trusted=True)
+    assert caught.value.code == "refused-address"
+    http.trust([httpserver.url_for("/")])
+    assert http.get(url, trusted=True).body == b"site"  # its connection is kept idle
+    http.trust([])
+    with pytest.raises(SendError) as caught:
+        http.get(url, trusted=True)
+    assert caught.value.code == "refused-address"
+    assert len(httpserver.log) == 1
+
+
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:8081/",      # the same host on another port
     "https://127.0.0.1:8080/",     # another scheme

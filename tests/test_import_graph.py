@@ -76,7 +76,7 @@ def test_upward_edges_top_imports_families_and_unlisted_modules_are_reported(
     assert layer_violations(graph) == [
         "mystery: not in the layer table (add it to the layer table in tests/architecture.py)",
         "cli:1 imports http: the top imports only service.*, settings, errors, render.*, logs, "
-        "times, urls, wpnotify",
+        "times, urls, systemd, wpnotify",
         "http:1 imports service: upward (bottom -> service)",
         "sources.rest:1 imports sources.xmlrpc: sources.rest must not import sources.xmlrpc",
         "state:1 imports sources.rest: state must not import sources",

@@ -12,11 +12,14 @@ import pytest
 from wpnotify.errors import ConfigError
 from wpnotify.settings import (
     HttpSettings,
+    InvalidSettings,
     RetrySettings,
     Settings,
     SiteSettings,
+    checked_site,
     config_path,
     load_settings,
+    site_settings,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +106,6 @@ def test_secrets_are_not_in_reprs(tmp_path: Path) -> None:
     ("[http]\ntimeout = -1\n" + SITE + 'password = "a"\n', "http.timeout:"),
     ('[http]\nallowed_networks = ["intranet"]\n' + SITE + 'password = "a"\n',
      "'intranet' is not a network"),
-    ("state_file = 'x'\n", "sites is required"),
     (SITE + 'password = "a"\n' + SITE + 'password = "b"\n', "two [[sites]] are named 'blog'"),
     ("this is = not toml [", "is not valid TOML"),
 ])
@@ -113,6 +115,35 @@ def test_bad_settings_are_one_line_errors_naming_the_key(tmp_path: Path, text: s
         load_settings(write(tmp_path, text))
     message = str(caught.value)
     assert expected in message and "\n" not in message
+
+
+def test_a_configuration_without_sites_is_valid(tmp_path: Path) -> None:
+    """A fleet keeps its sites in the state (`wpnotify sites add`, issue 15)."""
+    settings = load_settings(write(tmp_path, "state_file = 'x'\n"))
+    assert settings.sites == () and settings.sites_refresh == 15.0
+    with pytest.raises(ConfigError, match="no sites to watch.*wpnotify sites add"):
+        settings.site("blog")
+
+
+def test_a_stored_site_is_built_with_the_checks_of_a_sites_table(tmp_path: Path) -> None:
+    """``site_settings`` and ``checked_site`` share the [[sites]] rules; ``checked_site``
+    reads no password (the worker that polls may be another machine)."""
+    (tmp_path / "pw").write_text("secret\n")
+    raw = {"name": "blog", "url": "https://blog.example/", "username": "u",
+           "password_file": str(tmp_path / "pw"), "post_types": ["post", "page"]}
+    site = site_settings(raw)
+    assert (site.url, site.post_types, site.secret()) == (
+        "https://blog.example", ("post", "page"), "secret")
+    assert checked_site({**raw, "password_file": "/nowhere"})["post_types"] == ("post", "page")
+    for bad, expected in [({"url": "nope"}, "url: must be the site's address"),
+                          ({"colour": "blue"}, "unknown key colour"),
+                          ({"password_credential": "c"}, "set exactly one of password"),
+                          ({"max_trackbacks_per_post": -1}, "max_trackbacks_per_post:")]:
+        for build in (site_settings, checked_site):
+            with pytest.raises(InvalidSettings, match=expected):
+                build({**raw, **bad})
+    with pytest.raises(InvalidSettings, match="cannot read it"):
+        site_settings({**raw, "password_file": str(tmp_path / "nowhere")})
 
 
 def test_a_missing_config_file_says_what_to_do(tmp_path: Path) -> None:

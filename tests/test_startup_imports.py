@@ -25,7 +25,8 @@ print("\\n" + json.dumps(sorted(sys.modules)), file=sys.stderr)
 
 HEAVY_FOR_READING = ("wpnotify.sending", "wpnotify.sources", "wpnotify.http", "wpnotify.kinds",
                      "structlog", "logging", "socket", "apscheduler", "xmlrpc", "email",
-                     "concurrent.futures")
+                     "concurrent.futures", "prometheus_client", "wpnotify.metrics",
+                     "wpnotify.systemd", "http.server")
 
 
 def imported(args: list[str], cwd: Path) -> set[str]:
@@ -54,7 +55,8 @@ def test_reading_commands_load_neither_network_nor_logging(command: list[str],
     open_state(tmp_path / "state.sqlite3").close()
     (tmp_path / "pw").write_text("secret\n")
     (tmp_path / "config.toml").write_text(
-        'state_file = "state.sqlite3"\n[[sites]]\nname = "blog"\nurl = "https://blog.example"\n'
+        'state_file = "state.sqlite3"\nmetrics_listen = "127.0.0.1:9464"\n'
+        '[[sites]]\nname = "blog"\nurl = "https://blog.example"\n'
         'username = "admin"\npassword_file = "pw"\n')
     modules = imported(["--config", str(tmp_path / "config.toml"), *command], tmp_path)
     assert "wpnotify.state" in modules  # the command read the state file

@@ -114,7 +114,7 @@ def test_a_poll_reads_the_queue_not_the_history(store: SqliteState) -> None:
     """A site's history is most of the file: the queries of every poll and of `status` go
     through (site, status), not (site) or the table, so they stay fast as it grows."""
     for call in (lambda: store.due(NOW, ["a"]), lambda: store.next_retry("a"),
-                 lambda: store.counts("a")):
+                 lambda: store.counts("a"), lambda: store.retries_due("a", NOW)):
         [plan] = plans_of(store, call)
         assert "INDEX notifications_site_status (site=?" in plan, plan
         assert "SCAN notifications" not in plan, plan

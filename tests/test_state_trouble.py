@@ -148,6 +148,7 @@ def test_damaged_pages_in_the_state_file(loopback: Path, command: str) -> None:
     assert 1 in schema and len(pages) - len(schema) > 10  # most pages are garbage
     state.write_bytes(b"".join(pages))
     proc = wpnotify(loopback, command)
+    # Every command's first step reads the sites kept in the state (issue 15, `wpnotify sites`).
     assert_one_line_error(proc, f"cannot read state file {state}", "malformed",
                           "restore it from a backup")
     assert "Traceback" not in proc.stderr

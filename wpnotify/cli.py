@@ -85,15 +85,16 @@ def settings_of(ctx: click.Context, *, logging: bool = False) -> Settings:
 
 @contextmanager
 def service_of(ctx: click.Context, *, network: bool, logging: bool = False,
-               settings: Settings | None = None) -> Iterator[Service]:
+               settings: Settings | None = None, stored: bool = True) -> Iterator[Service]:
     """The service on the configured state file; with ``network``, also the HTTP seam and
-    the sites' sources (closed again when the command ends)."""
+    the sites' sources (closed again when the command ends); ``stored``: over the stored
+    sites too (see ``open_service``)."""
     from wpnotify.service import open_service, tune  # here: `--help` never pays for it
 
     settings = settings or settings_of(ctx, logging=logging)
     if network:
         tune()  # process-wide, and only the commands that send need it
-    with open_service(settings, network=network) as service:
+    with open_service(settings, network=network, stored=stored) as service:
         yield service
 
 
@@ -203,7 +204,8 @@ ID = click.IntRange(min=1, max=2**63 - 1)
 
 
 @cli.command()
-@click.option("--site", "site_name", required=True, help="The site (its name in the config).")
+@click.option("--site", "site_name", required=True,
+              help="The site (its name in the config, or a stored one's).")
 @click.option("--since", type=DATE, required=True,
               help="Posts dated from this day on (YYYY-MM-DD, UTC).")
 @click.option("--until", type=DATE, help="…and before this day (default: no end).")
@@ -218,11 +220,10 @@ def backfill(ctx: click.Context, site_name: str, since: datetime, until: datetim
     something failed or waits to be retried."""
     from wpnotify import render
 
-    settings = settings_of(ctx, logging=True)
-    site = settings.site(site_name)
     if until is not None and until <= since:
         raise click.UsageError("--until must be later than --since")
-    with service_of(ctx, network=True, settings=settings) as service:
+    with service_of(ctx, network=True, logging=True) as service:
+        site = service.site(site_name)
         on_planned = ((lambda post, item: click.echo(render.planned(post, item)))
                       if dry_run else (lambda post, item: None))
         result = service.backfill(site, since, until, list(post_ids), dry_run=dry_run,
@@ -276,7 +277,7 @@ def retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool, since: dat
 
 
 @cli.command()
-@click.option("--site", help="Only this site (its name in the config).")
+@click.option("--site", help="Only this site (its name, in the config or stored).")
 @click.option("--post", "post_id", type=ID, help="Only this post ID.")
 @click.option("--kind", type=Names(kind_names), help="Only this kind of notification.")
 @click.option("--status", type=Names(status_names), help="Only notifications in this state.")
@@ -294,6 +295,103 @@ def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str
         rows = service.history(site=site, post_id=post_id, kind=kind, status=status,
                                limit=limit)
     echo(render.HISTORY[fmt](rows))
+
+
+@cli.group()
+def sites() -> None:
+    """Sites kept in the state database, beside those of the configuration file: running
+    daemons pick changes up within sites_refresh seconds, without a restart."""
+
+
+@sites.command("add")
+@click.argument("name")
+@click.option("--url", required=True, help="The site's address, http(s)://host[/path].")
+@click.option("--username", required=True, help="The WordPress user wpnotify reads as.")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="A file holding the user's Application Password (stored as an absolute "
+                   "path; every worker that polls the site must be able to read it).")
+@click.option("--password-credential",
+              help="The name of a systemd credential holding it (LoadCredential=).")
+@click.option("--api", type=click.Choice(("rest", "xmlrpc")), help="How to read the site "
+              "(default: rest).")
+@click.option("--post-type", "post_types", multiple=True,
+              help="A post type to watch (repeatable; default: post).")
+@click.option("--prefer", type=click.Choice(("webmention", "pingback", "both")),
+              help="Which protocol a link gets when it offers both (default: webmention).")
+@click.option("--update-service", "update_services", multiple=True,
+              help="An update service (weblogUpdates.ping) to tell of new posts (repeatable).")
+@click.option("--allow-host", "allow_hosts", multiple=True,
+              help="Only notify hosts matching this pattern (repeatable).")
+@click.option("--deny-host", "deny_hosts", multiple=True,
+              help="Never notify hosts matching this pattern (repeatable).")
+@click.option("--self-pings", is_flag=True, default=None,
+              help="Also notify the site's own posts.")
+@click.option("--trackback-discovery", is_flag=True, default=None,
+              help="Look for trackback URLs in linked pages.")
+@click.option("--max-trackbacks", "max_trackbacks_per_post", type=int,
+              help="Trackbacks at most per post (default: 10).")
+@click.pass_context
+def sites_add(ctx: click.Context, /, name: str, **options: Any) -> None:
+    """Store a site (checked as a [[sites]] table is). There is no option taking the
+    password itself: a command line is seen by other users (ps) and kept in shell history,
+    and the state database must hold no secret; give a password file or a systemd
+    credential, whose path or name is all that is stored."""
+    if (options["password_file"] is None) == (options["password_credential"] is None):
+        raise click.UsageError("give --password-file or --password-credential (one of them)")
+    raw = {"name": name, **{key: list(value) if isinstance(value, tuple) else value
+                            for key, value in options.items()
+                            if value is not None and value != ()}}
+    with service_of(ctx, network=False, stored=False) as service:
+        added = service.add_site(raw)
+    for warning in added.warnings:
+        click.echo(printable(f"warning: {warning}"), err=True)
+    click.echo(printable(f"site {added.name} stored; running daemons start polling it "
+                         "within sites_refresh seconds"))
+
+
+@sites.command("list")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
+              show_default=True)
+@click.pass_context
+def sites_list(ctx: click.Context, fmt: str) -> None:
+    """Every site: where it comes from (config or state), URL, API, enabled or disabled,
+    and its problems (a stored site left out on this machine, a name clash)."""
+    from wpnotify import render
+
+    with service_of(ctx, network=False, stored=False) as service:
+        rows = service.sites()
+    echo([render.sites_json(rows)] if fmt == "json" else render.sites_table(rows))
+
+
+@sites.command("remove")
+@click.argument("name")
+@click.pass_context
+def sites_remove(ctx: click.Context, name: str) -> None:
+    """Remove a stored site (one of the configuration file is edited there); its
+    notifications and history stay."""
+    with service_of(ctx, network=False, stored=False) as service:
+        service.remove_site(name)
+    click.echo(printable(f"site {name} removed (its history stays)"))
+
+
+@sites.command("disable")
+@click.argument("name")
+@click.pass_context
+def sites_disable(ctx: click.Context, name: str) -> None:
+    """Stop polling a site, stored or of the configuration file, until enabled again."""
+    with service_of(ctx, network=False, stored=False) as service:
+        service.set_site_disabled(name, True)
+    click.echo(printable(f"site {name} disabled"))
+
+
+@sites.command("enable")
+@click.argument("name")
+@click.pass_context
+def sites_enable(ctx: click.Context, name: str) -> None:
+    """Poll a disabled site again."""
+    with service_of(ctx, network=False, stored=False) as service:
+        service.set_site_disabled(name, False)
+    click.echo(printable(f"site {name} enabled"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -339,7 +339,9 @@ class Pool:
         with self._lock:
             idle = self._idle.setdefault(slot, [])
             self._idle.move_to_end(slot)
-            if len(idle) < self.per_host:
+            if connection.trusted and key not in self.trusted:
+                dropped.append(connection)  # its origin's trust was withdrawn meanwhile
+            elif len(idle) < self.per_host:
                 idle.append(connection)
             else:
                 dropped.append(connection)
@@ -347,6 +349,17 @@ class Pool:
                 dropped += self._idle.popitem(last=False)[1]
         for extra in dropped:
             extra.close()
+
+    def trust(self, trusted: frozenset[Key]) -> None:
+        """Replaces the trusted origins (sites added or removed while a daemon runs). The
+        idle connections made for an origin no longer trusted are closed: none of them is
+        handed out again as one that may reach a private address."""
+        with self._lock:
+            gone = self.trusted - trusted
+            self.trusted = trusted  # one reference swap: ``take`` reads one set or the other
+            idle = [c for key in gone for c in self._idle.pop((key, True), [])]
+        for connection in idle:
+            connection.close()
 
     def forget(self, key: Key) -> None:
         """Closes the idle connections of one host."""

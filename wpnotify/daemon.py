@@ -2,24 +2,35 @@
 
 Each site is polled every ``poll_interval`` (never two polls of one site at once; missed runs
 coalesce), and due notifications are sent every RETRY_TICK seconds (a third of worker_lease if
-shorter). All jobs run on one worker thread, so the store and the HTTP client are never used
+shorter). Every ``sites_refresh`` seconds the sites in effect are read again (`wpnotify sites`): a
+new site gets its poll job, a removed or disabled one loses it, a changed one its source. All
+jobs run on one worker thread, so the store and the HTTP client are never used
 concurrently. SIGTERM or SIGINT stops new work; the job in flight finishes its current
 notification (within GRACE seconds) and the state is left with nothing in flight.
 
 Workers sharing one state (several daemons on one database) share the work: each polls the
 sites whose lease it holds, no more than its fair share, and every third of a lease gives up
 what is beyond its share and takes over what a stopped worker left in flight (``share_work``).
-On a SQLite file, an exclusive lock beside it keeps a second daemon out."""
+On a SQLite file, an exclusive lock beside it keeps a second daemon out.
+
+Under systemd (``Type=notify``) it says READY once the polls are scheduled and STOPPING as it
+stops, and feeds the watchdog from the work itself: the sender's passes, each job, and a tiny
+job every ALIVE_TICK on the same one worker thread, so an idle daemon pings and a wedged job
+stops the pings. With ``metrics_listen`` it serves /metrics and /healthz, whose limit is
+``healthy_within`` (the same bound as the unit's WatchdogSec).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +41,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from wpnotify.errors import StateError, WpnotifyError
 from wpnotify.service import Service, utcnow
 from wpnotify.settings import Settings, SiteSettings
+from wpnotify.systemd import Notifier
 
 RETRY_TICK = 30.0
+ALIVE_TICK = 10.0  # the idle daemon's proof of life, at most this far apart
+HEALTHY_AT_LEAST = 180.0  # seconds without progress before /healthz says 503 (at least)
 GRACE = 30.0
 MAX_BACKOFF = 3600.0
 
@@ -43,6 +57,20 @@ def site_backoff(failures: int, poll_interval: float) -> float:
     if failures < 1:
         return poll_interval
     return min(poll_interval * 2.0 ** min(failures - 1, 64), max(MAX_BACKOFF, poll_interval))
+
+
+def healthy_within(settings: Settings) -> float:
+    """Seconds the loop may go without progress and still count as healthy: between two
+    signs of life it makes a few requests at most (a site's next page, the receiver's reply,
+    WordPress told at a cycle's end), each of which may take the whole timeout."""
+    return max(HEALTHY_AT_LEAST, 6 * (settings.http.timeout + settings.http.connect_timeout))
+
+
+def alive_tick(watchdog: float | None) -> float:
+    """How often the idle daemon shows it is alive: well within the watchdog's half-period."""
+    return ALIVE_TICK if watchdog is None else min(ALIVE_TICK, watchdog / 4)
+
+
 log = structlog.get_logger("wpnotify.daemon")
 
 
@@ -73,15 +101,22 @@ def exclusive(state_file: Path) -> Iterator[None]:
 class Daemon:
     """Schedules polls and retries; ``stop()`` ends it gracefully."""
 
-    def __init__(self, settings: Settings, service: Service) -> None:
+    def __init__(self, settings: Settings, service: Service,
+                 environ: Mapping[str, str] | None = None) -> None:
         """``service``: built to stop when this daemon does (its ``stopping`` and ``sleep``
-        read ``stopped``); see ``wpnotify.service.open_service``."""
+        read ``stopped``); see ``wpnotify.service.open_service``. ``environ``: where systemd's
+        NOTIFY_SOCKET and WATCHDOG_USEC are read (the process's own by default)."""
         self.settings = settings
         self.service = service
+        self.events = service.events
+        self.notifier = Notifier(os.environ if environ is None else environ)
+        service.watch(self.notifier)
         self.stopped = service.stop_event
         self._busy = threading.Lock()
         self._failing: dict[str, tuple[int, float]] = {}  # site -> (failed polls, not before)
-        self._share = len(settings.sites)  # sites this worker may poll (share_work sets it)
+        self._share = len(service.settings.sites)  # sites this worker may poll (share_work sets it)
+        self._jobs: BackgroundScheduler | None = None  # the scheduler, while serving
+        self._left_out: set[tuple[str, str]] = set()  # (site, problem) logged already
 
     def stop(self, *_signal: Any) -> None:
         if not self.stopped.is_set():
@@ -93,12 +128,24 @@ class Daemon:
         if self.stopped.is_set():
             return
         with self._busy:
+            self.events.alive()
             try:
                 work()
             except WpnotifyError as exc:
                 log.error("daemon.job_failed", job=name, error=str(exc))
             except Exception:  # noqa: BLE001 (a bug in one job must not end the daemon)
                 log.exception("daemon.job_crashed", job=name)
+            self.events.alive()
+
+    def _tick(self, scheduler: BackgroundScheduler, every: float) -> None:
+        """The tiny job between the others on the one worker thread: proof that it is free.
+        Each tick schedules the next, once it has run: while a job blocks the thread, one
+        tick waits behind it (an interval job would be refused, with a warning, each time)."""
+        if self.stopped.is_set():
+            return
+        self.events.alive()
+        scheduler.add_job(self._tick, "date", args=[scheduler, every],
+                          run_date=utcnow() + timedelta(seconds=every))
 
     def poll_site(self, site: SiteSettings) -> None:
         """Reads a site and sends its due notifications, if this worker polls it (see
@@ -116,6 +163,8 @@ class Daemon:
             report = self.service.read(site)
         finally:
             log.info("site.poll_ended", site=site.name, worker=worker)
+        self.events.polled(site.name, report.error is None, self.service.clock())
+        self.events.alive()
         if report.error is None:
             if failures:
                 log.info("site.recovered", site=site.name, failed_polls=failures)
@@ -140,6 +189,44 @@ class Daemon:
     def send_due(self) -> None:
         self.service.send_due()
 
+    def _poll(self, name: str) -> None:
+        """The poll job of a site, by name: it reads the site's settings as they are now."""
+        site = next((s for s in self.service.settings.sites if s.name == name), None)
+        if site is not None:  # gone since the job was due: nothing to do
+            self.poll_site(site)
+
+    def _schedule(self, name: str) -> None:
+        if self._jobs is None:  # not serving
+            return
+        self._jobs.add_job(self._job, "interval", seconds=self.settings.poll_interval,
+                                args=[f"poll:{name}", lambda: self._poll(name)],
+                                id=f"poll:{name}", next_run_time=utcnow(),
+                                replace_existing=True)
+
+    def refresh_sites(self) -> None:
+        """Picks up the sites added, removed, disabled or changed in the state (`wpnotify
+        sites`), without a restart: one query. Runs as a job, so between polls: a poll in
+        progress finishes before its site goes."""
+        change = self.service.refresh_sites()
+        for site, problem in change.problems:
+            if (site, problem) not in self._left_out:
+                log.error("site.left_out", site=site, problem=problem)
+        self._left_out = set(change.problems)
+        if not (change.added or change.removed or change.changed):
+            return
+        for name in change.removed:
+            self._failing.pop(name, None)
+            if self._jobs is not None and self._jobs.get_job(f"poll:{name}"):
+                self._jobs.remove_job(f"poll:{name}")
+            self.service.release_site(name)  # no lease kept on a site no one should poll
+        for name in change.added:
+            self._schedule(name)
+        for name in change.changed:
+            self._failing.pop(name, None)  # a new URL or password: ask it again now
+        self._share = self.service.balance()[0]  # the fair share of the sites now in effect
+        log.info("sites.changed", added=change.added, removed=change.removed,
+                 changed=change.changed)
+
     def share_work(self) -> None:
         """Every third of a lease: gives up sites beyond this worker's fair share (a worker
         joined), and takes over what workers that stopped left in flight, sending it now."""
@@ -152,16 +239,30 @@ class Daemon:
 
     def serve(self) -> None:
         """Runs until stop(); installs SIGTERM and SIGINT handlers. Refuses a state file it
-        could only read: every poll would fail after reading the sites."""
+        could only read: every poll would fail after reading the sites. With metrics_listen,
+        its port is taken first: one that cannot be had stops the daemon before it starts."""
         self.service.require_writable()
+        limit = healthy_within(self.settings)
+        if self.notifier.watchdog is not None and self.notifier.watchdog < limit:
+            log.warning("systemd.watchdog_short", watchdog_s=self.notifier.watchdog,
+                        needs_s=limit, detail="a slow site or receiver may get the daemon "
+                        "restarted; raise WatchdogSec= in the unit to at least needs_s")
+        with contextlib.ExitStack() as stack:
+            if self.settings.metrics_listen is not None:
+                stack.enter_context(self.service.metrics(self.settings.metrics_listen, limit))
+            stack.callback(self.notifier.close)
+            self._serve()
+
+    def _scheduler(self) -> BackgroundScheduler:
+        """Every job on one worker thread: a poll per site, the retries, the alive tick."""
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC")
-        for site in self.settings.sites:
-            scheduler.add_job(self._job, "interval", seconds=self.settings.poll_interval,
-                              args=[f"poll:{site.name}", lambda s=site: self.poll_site(s)],
-                              id=f"poll:{site.name}", next_run_time=utcnow())
+        self._jobs = scheduler
+        self._left_out = set(self.service.found.problems())  # logged when the service opened
+        for site in self.service.settings.sites:
+            self._schedule(site.name)
         # Also how soon workers sharing a state join in sending what another one queued.
         scheduler.add_job(self._job, "interval",
                           seconds=min(RETRY_TICK, self.settings.worker_lease / 3),
@@ -169,18 +270,29 @@ class Daemon:
         scheduler.add_job(self._job, "interval",
                           seconds=self.settings.worker_lease / 3,
                           args=["share", self.share_work], id="share")
+        scheduler.add_job(self._job, "interval", seconds=self.settings.sites_refresh,
+                          args=["sites", self.refresh_sites], id="sites")
+        scheduler.add_job(self._tick, args=[scheduler, alive_tick(self.notifier.watchdog)])
+        return scheduler
+
+    def _serve(self) -> None:
+        scheduler = self._scheduler()
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         with self.service.working():  # a worker until it stops: its leases renewed
             self._share = self.service.balance()[0]
             scheduler.start()
-            log.info("daemon.started", sites=[s.name for s in self.settings.sites],
+            sites = [s.name for s in self.service.settings.sites]
+            log.info("daemon.started", sites=sites,
                      poll_interval_s=self.settings.poll_interval,
                      worker=self.service.heartbeat.worker)
+            self.notifier.ready(f"polling {len(sites)} site(s) every "
+                                f"{self.settings.poll_interval:g} s")
             try:
                 while not self.stopped.wait(1.0):
                     pass
             finally:
+                self.notifier.stopping()
                 self._shut_down(scheduler)
 
     def _shut_down(self, scheduler: BackgroundScheduler) -> None:

@@ -181,6 +181,12 @@ class Http:
         self.headers = {**BASE_HEADERS, "User-Agent": settings.user_agent}
         self._watchdog = _Watchdog()
 
+    def trust(self, origins: Iterable[str | Key]) -> None:
+        """Replaces the trusted origins (see ``__init__``): a site added while the daemon
+        runs is trusted as the configured ones are, a removed one no longer. Thread-safe: a
+        request asks once, at its connection, and gets the old set or the new one."""
+        self.pool.trust(frozenset(_origin_keys(origins)))
+
     def close(self) -> None:
         self.pool.clear()
 

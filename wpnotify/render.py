@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Planned,
         PollReport,
         Post,
+        SiteRow,
         SiteStatus,
         WorkerStatus,
     )
@@ -108,6 +109,32 @@ def worker_lines(workers: list[WorkerStatus]) -> list[str]:
         lines.append(printable(
             f"  {w['worker']}: {state}; last seen {w['seen_at']}; polls "
             f"{', '.join(w['sites']) or 'no site'}; sending {w['sending']}"))
+    return lines
+
+
+def sites_json(rows: list[SiteRow]) -> str:
+    """ensure_ascii: every control character is escaped."""
+    return json.dumps([row.as_dict() for row in rows], indent=2)
+
+
+def sites_table(rows: list[SiteRow]) -> list[str]:
+    """One line per site; each problem on its own line below it (they are long)."""
+    if not rows:
+        return ["no sites: add a [[sites]] table to the configuration file, or add one with "
+                "wpnotify sites add"]
+    header = ("NAME", "FROM", "API", "STATE", "URL")
+    table = [header] + [
+        tuple(printable(text) for text in (
+            row.name, row.origin, row.api or "?", "enabled" if row.enabled else "disabled",
+            clip(redact(row.url or "?"), 60)))
+        for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width)
+                       for text, width in zip(table[0], widths, strict=True)).rstrip()]
+    for row, line in zip(rows, table[1:], strict=True):
+        lines.append("  ".join(text.ljust(width)
+                               for text, width in zip(line, widths, strict=True)).rstrip())
+        lines.extend(printable(f"  problem: {problem}") for problem in row.problems)
     return lines
 
 

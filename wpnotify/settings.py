@@ -37,6 +37,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SITE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 _SERVICE_URL = re.compile(r"^https?://[^/\s?#]+(/\S*)?$")
+NO_SITES = ("no sites to watch: add a [[sites]] table to the configuration file, or add one "
+            "with: wpnotify sites add NAME --url URL --username USER --password-file PATH")
 _LIST_HINT = '; write a list, e.g. ["a", "b"]'
 _TABLE_HINT = "; write a table of keys, as in config.example.toml"
 
@@ -380,6 +382,31 @@ def _shown(value: str) -> str:
     return repr(value if "@" not in value else "…@" + value.rpartition("@")[2])
 
 
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%a-zA-Z0-9]+)\]|(?P<host>[A-Za-z0-9.-]+)):"
+                     r"(?P<port>[0-9]{1,5})$")
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` as (host, port): for ``metrics_listen``. The host is an
+    IPv4 or IPv6 address or a host name; port 0 takes any free port (tests)."""
+    found = _LISTEN.match(value)
+    port = int(found["port"]) if found else -1
+    if not found or port > 65535:
+        raise _bad('use "host:port" or "[ipv6]:port", e.g. "127.0.0.1:9464" or "[::1]:9464"')
+    host = found["v6"] or found["host"]
+    if found["v6"]:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _bad('the address in [...] is no IPv6 address; e.g. "[::1]:9464"') from None
+    return host, port
+
+
+def _listen(value: str) -> str:
+    listen_address(value)
+    return value
+
+
 def _proxy_user(value: str) -> str:
     # Sent as user:password in Basic credentials: a colon would move the split.
     if ":" in value or _CONTROLS.search(value):
@@ -441,14 +468,6 @@ def _post_types(value: tuple[str, ...]) -> tuple[str, ...]:
 
 def _unique(value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
-
-
-def _some_sites(value: tuple[SiteSettings, ...]) -> tuple[SiteSettings, ...]:
-    # Checked after the sites themselves, so that one bad site is not also reported as
-    # "no sites" (pydantic's min_length counted only the sites that validated).
-    if not value:
-        raise _bad("add at least one [[sites]] table (see config.example.toml)")
-    return value
 
 
 # --- The settings --------------------------------------------------------------------------
@@ -559,10 +578,7 @@ class SiteSettings:
         object.__setattr__(self, "_secret", self._read_password())
 
     def _read_password(self) -> Secret:
-        given = [self.password, self.password_file, self.password_credential]
-        if sum(value is not None for value in given) != 1:
-            raise _bad("set exactly one of password, password_file or password_credential (an "
-                       "Application Password, Users > Profile > Application Passwords)")
+        _one_password(vars(self))
         if self.password is not None:
             return self.password
         if self.password_file is not None:
@@ -576,6 +592,34 @@ class SiteSettings:
     def secret(self) -> str:
         """The Application Password, for the one place that sends it."""
         return self._secret.reveal()
+
+
+def _one_password(values: Mapping[str, Any]) -> None:
+    given = [values.get(key) for key in ("password", "password_file", "password_credential")]
+    if sum(value is not None for value in given) != 1:
+        raise _bad("set exactly one of password, password_file or password_credential (an "
+                   "Application Password, Users > Profile > Application Passwords)")
+
+
+def site_settings(raw: Mapping[str, Any]) -> SiteSettings:
+    """A site from plain values (a site stored by `wpnotify sites add`), checked exactly as
+    a [[sites]] table of the file is, its password read; InvalidSettings when it does not
+    validate."""
+    site: SiteSettings = _build(SiteSettings, raw)
+    return site
+
+
+def checked_site(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw``'s values checked and converted as a [[sites]] table's are, without reading
+    the password: `wpnotify sites add` stores a site that another machine's worker may be
+    the one able to read the password of. InvalidSettings when it does not validate."""
+    values, problems = _checked(SiteSettings, raw)
+    fields = _fields_of(SiteSettings)
+    problems += [Problem((key,), kind="unknown") for key in raw if key not in fields]
+    if problems:
+        raise InvalidSettings(problems)
+    _one_password(values)
+    return values
 
 
 def _read_secret(path: Path, key: str) -> Secret:
@@ -599,9 +643,13 @@ class Settings:
         _table(HttpSettings), table=HttpSettings))
     retry: RetrySettings = field(default_factory=RetrySettings, metadata=_spec(
         _table(RetrySettings), table=RetrySettings))
-    sites: tuple[SiteSettings, ...] = field(metadata=_spec(_listed(
-        _table(SiteSettings), _some_sites,
+    sites_refresh: float = field(default=15.0, metadata=_spec(_real(ge=1, le=3600)))
+    # None at all is valid: a fleet adds its sites with `wpnotify sites add`.
+    sites: tuple[SiteSettings, ...] = field(default=(), metadata=_spec(_listed(
+        _table(SiteSettings),
         hint="; write one [[sites]] table per site, as in config.example.toml"), listed=True))
+    # The daemon's Prometheus /metrics and /healthz, e.g. "127.0.0.1:9464"; None: off.
+    metrics_listen: str | None = field(default=None, metadata=_spec(_optional(_text(_listen))))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -614,8 +662,11 @@ class Settings:
         for site in self.sites:
             if site.name == name:
                 return site
+        if not self.sites:
+            raise ConfigError(NO_SITES)
         known = ", ".join(s.name for s in self.sites)
-        raise ConfigError(f"no site named {name!r} in the configuration (known: {known})")
+        raise ConfigError(f"no site named {name!r} in the configuration (known: {known}); "
+                          "see: wpnotify sites list")
 
 
 # --- Reading the file and the environment ----------------------------------------------------

@@ -32,6 +32,7 @@ import structlog
 from wpnotify import kinds
 from wpnotify.attempt import Discoveries, Result, attempt, host_of
 from wpnotify.errors import SendError
+from wpnotify.events import NO_EVENTS, Events
 from wpnotify.http import Http
 from wpnotify.sending.backlog import Backlog, Feed, Tally
 from wpnotify.sending.decide import (
@@ -96,7 +97,8 @@ class Dispatcher:
     def __init__(self, settings: Settings, store: State, http: Http,
                  sources: Mapping[str, Source], clock: Callable[[], datetime],
                  sleep: Callable[[float], None] = time.sleep,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False,
+                 events: Events = NO_EVENTS) -> None:
         self.settings = settings
         self.rules = Rules.of(settings)
         self.store = store
@@ -104,12 +106,19 @@ class Dispatcher:
         self.clock = clock
         self.sleep = sleep
         self.stopping = stopping  # checked before each new send: a daemon's shutdown
+        self.events = events  # told of each attempt, and of each pass (the watchdog)
         self.mirror = PingedMirror(store, sources, lambda: self.stopping())
         self.discoveries: Discoveries | None = None  # while a cycle runs
         self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
         self.lease = lease_span(settings.worker_lease)
         self.look_every = renew_every(settings.worker_lease)  # for expired leases, mid-run
         self.worker = this_process()
+
+    def use_sites(self, settings: Settings, sources: Mapping[str, Source]) -> None:
+        """The sites changed (a daemon's refresh, between cycles): the next cycle tells
+        these sources' WordPress what was sent. What the mirror learnt of the others stays."""
+        self.settings = settings
+        self.mirror.sources = sources
 
     @contextmanager
     def cycle(self) -> Iterator[None]:
@@ -156,6 +165,7 @@ class Dispatcher:
     def _step(self, run: _Run) -> bool:
         """One pass of the loop: take the feed's next page, start what may go, record what
         finished. False when this run is over."""
+        self.events.alive()  # a pass takes a second at most: a stalled loop stops these
         self._take_page(run)
         finished = self._free_slots(run)
         self._start(run)
@@ -285,6 +295,7 @@ class Dispatcher:
         if not queued and not failed:
             return 0
         if queued:
+            self.events.takeover(queued)
             log.warning("notifications.interrupted", count=queued,
                         detail="left in flight by a worker that stopped; sent again (at once "
                                "the first time, after the back-off when it happens again)")
@@ -342,6 +353,7 @@ class Dispatcher:
         outcome = decide(n, result, self.store.host(host_of(n.target)), now, self.rules,
                          kind_taken=kind_taken)
         self._apply(n, outcome, now)
+        self.events.attempt(result.kind, outcome.status.value, result.duration_ms / 1000)
         error = outcome.error
         log.info("notification.attempt", site=n.site, post=n.post_id, kind=result.kind,
                  target=n.target, endpoint=result.endpoint, outcome=outcome.status,

@@ -20,11 +20,14 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from wpnotify.errors import WpnotifyError
+from wpnotify.errors import ConfigError, StateError, WpnotifyError
+from wpnotify.events import NO_EVENTS, Events, Fanout
+from wpnotify.settings import NO_SITES  # loaded already: every command reads the settings
 from wpnotify.state import Notification, State, Status, open_state
 
 if TYPE_CHECKING:  # for the annotations; the renderers take these names from here too
     from wpnotify.http import Http
+    from wpnotify.metrics import MetricsServer
     from wpnotify.plan import Known, Planned
     from wpnotify.sending.backlog import Tally
     from wpnotify.sending.dispatch import Dispatcher
@@ -32,6 +35,7 @@ if TYPE_CHECKING:  # for the annotations; the renderers take these names from he
     from wpnotify.service.backfilling import Backfill, OnPage, OnPlanned
     from wpnotify.service.reading import SiteReport
     from wpnotify.service.reports import CheckReport, SiteStatus, WorkerStatus
+    from wpnotify.service.sites import Added, Change, SiteRow, Sites
     from wpnotify.settings import Settings, SiteSettings
     from wpnotify.sources import Post, Source
 
@@ -41,11 +45,13 @@ LAZY_NAMES = {"Backfill": "wpnotify.service.backfilling", "CheckReport": "wpnoti
               "Planned": "wpnotify.plan", "Post": "wpnotify.sources",
               "SiteReport": "wpnotify.service.reading", "SiteStatus": "wpnotify.service.reports",
               "WorkerStatus": "wpnotify.service.reports",
-              "Tally": "wpnotify.sending.backlog"}
+              "Tally": "wpnotify.sending.backlog", "Added": "wpnotify.service.sites",
+              "Change": "wpnotify.service.sites", "SiteRow": "wpnotify.service.sites"}
 
-__all__ = ["Backfill", "CheckReport", "Notification", "Planned", "PollReport", "Post",
-           "Service", "SiteReport", "SiteStatus", "Tally", "WorkerStatus", "check", "kind_names",
-           "make_sources", "open_service", "status_names", "tune", "utcnow"]
+__all__ = ["Added", "Backfill", "Change", "CheckReport", "Notification", "Planned",
+           "PollReport", "Post", "Service", "SiteReport", "SiteRow", "SiteStatus", "Tally",
+           "WorkerStatus", "check", "kind_names", "make_sources", "open_service",
+           "status_names", "tune", "utcnow"]
 
 
 def __getattr__(name: str) -> Any:
@@ -80,51 +86,92 @@ def status_names() -> Sequence[str]:
 
 
 def make_sources(settings: Settings, http: Http, per_page: int = 100) -> dict[str, Source]:
-    """Each configured site's source, by site name, over its ``api``. ``per_page`` is
-    WordPress's maximum, 100, unless a test lowers it."""
+    """Each site's source (of the sites in ``settings``), by site name, over its ``api``.
+    ``per_page`` is WordPress's maximum, 100, unless a test lowers it."""
     from wpnotify.sources import make_source
 
     return {site.name: make_source(http, site, per_page) for site in settings.sites}
 
 
 def client(settings: Settings) -> Http:
-    """The HTTP seam: the configured sites' own origins are trusted even on a loopback or
-    private address; every other address meets the guard as configured."""
+    """The HTTP seam: the sites' own origins (of the sites in ``settings``) are trusted even
+    on a loopback or private address; every other address meets the guard as configured."""
     from wpnotify.http import Http
 
     return Http(settings.http, trusted_origins=[site.url for site in settings.sites])
 
 
+def sites_in_effect(settings: Settings, store: State) -> Sites:
+    """The configuration file's sites plus the stored ones, less the disabled (one query)."""
+    from wpnotify.service.sites import in_effect
+
+    return in_effect(settings, store.stored_sites())
+
+
 @contextmanager
-def open_service(settings: Settings, *, network: bool = True) -> Iterator[Service]:
-    """The service on the configured state file, closed again on leaving. ``network``: with
-    the HTTP seam and the sites' sources (for poll, backfill, the daemon); without, for the
-    commands that only read or write the state (history, status, retry)."""
+def open_service(settings: Settings, *, network: bool = True,
+                 stored: bool = True) -> Iterator[Service]:
+    """The service on the configured state file, closed again on leaving, over the sites in
+    effect (``stored``: the stored sites read too; the `sites` commands that must work on a
+    damaged row read none). ``network``: with the HTTP seam and the sites' sources (for poll,
+    backfill, the daemon); without, for the commands that only read or write the state
+    (history, status, retry, sites)."""
     state = open_state(settings.state_file)
     try:
+        found = sites_in_effect(settings, state) if stored else None
+        effective = settings if found is None else found.settings
         if not network:
-            yield Service(settings, state)
+            yield Service(effective, state, configured=settings, found=found)
             return
-        http = client(settings)
+        if found is not None:
+            _log_left_out(found.problems())
+        http = client(effective)
         try:
-            yield Service(settings, state, http, sources=make_sources(settings, http))
+            yield Service(effective, state, http, sources=make_sources(effective, http),
+                          configured=settings, found=found)
         finally:
             http.close()
     finally:
         state.close()
 
 
+def _log_left_out(problems: list[tuple[str, str]]) -> None:
+    """Logs the sites left out (a command that sends logs; `history` and `status` do not)."""
+    import structlog
+
+    for site, problem in problems:
+        structlog.get_logger("wpnotify.sites").error("site.left_out", site=site,
+                                                      problem=problem)
+
+
 def check(settings: Settings) -> CheckReport:
     """Validates what can be validated without sending anything: the configuration, the
-    state file (it may be the problem, so it is not opened first), and each site."""
+    state file (it may be the problem, so it is not opened first), and each site in effect
+    (the stored ones too, each that is left out a problem)."""
     from wpnotify.service import reports
+    from wpnotify.service.sites import in_effect
 
-    http = client(settings)
+    found, unread = in_effect(settings, []), None
     try:
-        return reports.check(settings, lambda: open_state(settings.state_file),
-                             make_sources(settings, http))
+        store = open_state(settings.state_file)
+        try:
+            found = sites_in_effect(settings, store)
+        finally:
+            store.close()
+    except StateError as exc:
+        unread = str(exc)  # the state check below names it, or it is a damaged stored site
+    http = client(found.settings)
+    try:
+        result = reports.check(found.settings, lambda: open_state(settings.state_file),
+                               make_sources(found.settings, http))
     finally:
         http.close()
+    if unread is not None and unread not in result.problems:
+        result.problems.append(unread)
+    result.problems += [f"site {site}: {problem}" for site, problem in found.problems()]
+    if not found.rows:
+        result.warnings.append(NO_SITES)
+    return result
 
 
 @dataclass(frozen=True)
@@ -143,14 +190,25 @@ class Service:
     ``sources``: one per configured site, by name (``make_sources`` builds them); a test
     passes stand-ins. Without ``http`` and ``sources`` it answers only what the state knows.
     ``stop()`` (a daemon's shutdown) cuts waits short and starts no new send; ``sleep`` and
-    ``stopping`` replace that for a test."""
+    ``stopping`` replace that for a test. ``events`` hears of attempts and progress (the
+    metrics, the watchdog); ``watch`` adds a listener before the work starts.
+
+    ``settings`` holds the sites in effect; ``configured``, the configuration file's (default:
+    the same), from which ``refresh_sites`` works them out again; ``found``: what
+    ``sites_in_effect`` found (default: the configuration file's sites alone)."""
 
     def __init__(self, settings: Settings, store: State, http: Http | None = None, *,
                  sources: Mapping[str, Source] | None = None,
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] | None = None,
-                 stopping: Callable[[], bool] | None = None) -> None:
+                 stopping: Callable[[], bool] | None = None,
+                 events: Events = NO_EVENTS, configured: Settings | None = None,
+                 found: Sites | None = None) -> None:
+        from wpnotify.service.sites import in_effect
+
         self.settings = settings
+        self.configured = configured or settings
+        self.found = found or in_effect(settings, [])
         self.store = store
         self.http = http
         self.sources: Mapping[str, Source] = sources or {}
@@ -158,6 +216,26 @@ class Service:
         self.stop_event = threading.Event()
         self.sleep = sleep or self._pause
         self.stopping = stopping or self.stop_event.is_set
+        self.events = Fanout(events)
+
+    def watch(self, listener: Events) -> None:
+        """Adds a listener to this service's events (the daemon's, as it starts)."""
+        self.events.add(listener)
+
+    @contextmanager
+    def metrics(self, listen: str, healthy_within: float) -> Iterator[MetricsServer]:
+        """Serves /metrics and /healthz on ``listen`` while inside, fed by this service's
+        events and reading its state; a port that cannot be had is a WpnotifyError."""
+        from wpnotify.metrics import Metrics, MetricsServer
+
+        watcher = Metrics([site.name for site in self.settings.sites], self.store,
+                          self.clock, healthy_within)
+        server = MetricsServer(listen, watcher)
+        self.watch(watcher)
+        try:
+            yield server
+        finally:
+            server.close()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -174,7 +252,7 @@ class Service:
         if self.http is None:
             raise WpnotifyError("internal: this service was opened without the network")
         return Dispatcher(self.settings, self.store, self.http, self.sources, self.clock,
-                          self.sleep, self.stopping)
+                          self.sleep, self.stopping, self.events)
 
     def require_writable(self) -> None:
         """Raises StateError when the state was opened read-only (before a command writes)."""
@@ -240,7 +318,9 @@ class Service:
     # --- the main job ----------------------------------------------------------------------
 
     def poll(self) -> PollReport:
-        """One full cycle for every configured site."""
+        """One full cycle for every site in effect."""
+        if not self.found.rows:
+            raise ConfigError(NO_SITES)
         self.store.require_writable()
         with self.working():
             reports = [self._read_alone(site) for site in self.settings.sites]
@@ -265,7 +345,7 @@ class Service:
         return read_site(self.store, site, self.sources[site.name], self.clock())
 
     def send_due(self, sites: list[str] | None = None) -> Tally:
-        """Sends what is due for these sites (every configured site if None)."""
+        """Sends what is due for these sites (every site in effect if None)."""
         names = [site.name for site in self.settings.sites] if sites is None else sites
         return self.sender.deliver(names)
 
@@ -301,10 +381,11 @@ class Service:
     def history(self, *, site: str | None = None, post_id: int | None = None,
                 kind: str | None = None, status: str | None = None,
                 limit: int = 50) -> list[Notification]:
-        """Notifications, newest first, optionally filtered; a site name that is not in the
-        configuration is an error (a typo), not an empty list."""
+        """Notifications, newest first, optionally filtered; a site name that no site has
+        (in the configuration or stored, enabled or not) is an error (a typo), not an empty
+        list."""
         if site is not None:
-            self.settings.site(site)
+            self.found.known(site)
         return self.store.history(site=site, post_id=post_id, kind=kind,
                                   status=None if status is None else Status(status),
                                   limit=limit)
@@ -314,13 +395,15 @@ class Service:
         """Failed notifications back in the queue with a fresh retry budget: by ID, or all
         failed ones (of a site, since a time)."""
         if site is not None:
-            self.settings.site(site)
+            self.found.known(site)
         return self.store.requeue(ids=ids, site=site, since=since)
 
     def status(self) -> list[SiteStatus]:
-        """Per configured site: last polls, cursor, bridge, counts, next retry."""
+        """Per site in effect: last polls, cursor, bridge, counts, next retry."""
         from wpnotify.service import reports
 
+        if not self.found.rows:
+            raise ConfigError(NO_SITES)
         return reports.status(self.settings, self.store, self.clock())
 
     def workers(self) -> list[WorkerStatus]:
@@ -329,3 +412,67 @@ class Service:
         from wpnotify.service import reports
 
         return reports.workers(self.settings, self.store, self.clock())
+
+    # --- the sites ---------------------------------------------------------------------------
+
+    def site(self, name: str) -> SiteSettings:
+        """The site in effect of that name; a ConfigError says why there is none (unknown,
+        disabled, left out on this machine, no sites at all)."""
+        return self.found.require(name)
+
+    def sites(self) -> list[SiteRow]:
+        """Every site known, from the configuration file and the state, with its problems."""
+        from wpnotify.service.sites import in_effect
+
+        return in_effect(self.configured, self.store.stored_sites()).rows
+
+    def add_site(self, raw: Mapping[str, Any]) -> Added:
+        """Stores a site given as the keys of a [[sites]] table (no password: a password
+        file or a systemd credential); the daemons pick it up without a restart."""
+        from wpnotify.service import sites
+
+        self.store.require_writable()
+        return sites.add(self.store, self.configured, raw, self.clock())
+
+    def remove_site(self, name: str) -> None:
+        """Removes a stored site (its history stays)."""
+        from wpnotify.service import sites
+
+        self.store.require_writable()
+        sites.remove(self.store, self.configured, name)
+
+    def set_site_disabled(self, name: str, disabled: bool) -> None:
+        """Disables (or enables again) any site, of the configuration file or stored."""
+        from wpnotify.service import sites
+
+        self.store.require_writable()
+        sites.set_disabled(self.store, self.configured, name, disabled, self.clock())
+
+    def refresh_sites(self) -> Change:
+        """Works out the sites in effect again (one query) and swaps in what changed: the
+        settings, each new or changed site's source, the HTTP seam's trusted origins, and a
+        sender over them. Call it between jobs (the daemon does, on its one worker thread):
+        nothing of a cycle in progress is swapped under it."""
+        from wpnotify.service.sites import Change
+
+        found = sites_in_effect(self.configured, self.store)
+        old = {site.name: site for site in self.settings.sites}
+        new = {site.name: site for site in found.settings.sites}
+        change = Change(added=[name for name in new if name not in old],
+                        removed=[name for name in old if name not in new],
+                        changed=[name for name in new if name in old and new[name] != old[name]],
+                        problems=found.problems())
+        self.found = found
+        if not (change.added or change.removed or change.changed):
+            return change
+        if self.http is not None:
+            from wpnotify.sources import make_source
+
+            fresh = set(change.added) | set(change.changed)
+            self.sources = {name: self.sources[name] if name in self.sources and name not in fresh
+                            else make_source(self.http, site) for name, site in new.items()}
+            self.http.trust(site.url for site in found.settings.sites)
+        self.settings = found.settings
+        if "sender" in self.__dict__:  # made already: it keeps what it learnt of the sites
+            self.sender.use_sites(self.settings, self.sources)
+        return change

@@ -191,6 +191,12 @@ class History(Protocol):
 
     def next_retry(self, site: str) -> datetime | None: ...
 
+    def retries_due(self, site: str, now: datetime) -> int:
+        """How many of a site's notifications wait for a retry whose time has come: pending,
+        tried at least once, next attempt at or before ``now``. For the metrics, at every
+        scrape: it must cost the due rows, not the site's history."""
+        ...
+
     def requeue(self, *, ids: list[int], site: str | None = None,
                 since: datetime | None = None) -> int: ...
 

@@ -78,17 +78,18 @@ class FleetSql:
                     "WHERE name = ? AND lease_holder = ?", (site, worker))
 
     def workers(self, now: datetime) -> list[WorkerState]:
-        with self.atomic():  # one snapshot of the three tables
-            rows = self._rows("SELECT id, started_at, seen_at FROM workers "
-                              "ORDER BY seen_at DESC, id")
-            held: dict[str, list[str]] = {}
-            for holder, name in self._rows(
-                    "SELECT lease_holder, name FROM sites WHERE lease_holder IS NOT NULL AND "
-                    "lease_until > ? ORDER BY name", (iso(now),)):
-                held.setdefault(holder, []).append(name)
-            sending = Counter({row[0]: row[1] for row in self._rows(
-                "SELECT claimed_by, COUNT(*) FROM notifications WHERE status = 'sending' "
-                "AND claimed_by IS NOT NULL GROUP BY claimed_by")})
+        # Three reads, no unit of work: `status` reads a state it may not write. A worker
+        # that changes in between shows as it was at one of them.
+        rows = self._rows("SELECT id, started_at, seen_at FROM workers "
+                          "ORDER BY seen_at DESC, id")
+        held: dict[str, list[str]] = {}
+        for holder, name in self._rows(
+                "SELECT lease_holder, name FROM sites WHERE lease_holder IS NOT NULL AND "
+                "lease_until > ? ORDER BY name", (iso(now),)):
+            held.setdefault(holder, []).append(name)
+        sending = Counter({row[0]: row[1] for row in self._rows(
+            "SELECT claimed_by, COUNT(*) FROM notifications WHERE status = 'sending' "
+            "AND claimed_by IS NOT NULL GROUP BY claimed_by")})
         return [WorkerState(row[0], parse_iso(row[1]), parse_iso(row[2]),
                             tuple(held.get(row[0], ())), int(sending[row[0]]))
                 for row in rows]

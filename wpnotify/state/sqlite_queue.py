@@ -276,6 +276,13 @@ class SqliteQueue(SqliteFile):
                           "GROUP BY status", (site,))
         return {**dict.fromkeys(Status, 0), **{Status(row[0]): row[1] for row in rows}}
 
+    def retries_due(self, site: str, now: datetime) -> int:
+        """Found by notifications_site_status: the site's pending rows due by ``now`` only."""
+        rows = self._rows("SELECT COUNT(*) FROM notifications WHERE site = ? AND status = "
+                          "'pending' AND next_attempt_at <= ? AND attempts > 0",
+                          (site, iso(now)))
+        return int(rows[0][0])
+
     def next_retry(self, site: str) -> datetime | None:
         rows = self._rows("SELECT MIN(next_attempt_at) FROM notifications WHERE site = ? "
                           "AND status = 'pending'", (site,))
