@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import threading
@@ -242,6 +243,10 @@ class Daemon:
         could only read: every poll would fail after reading the sites. With metrics_listen,
         its port is taken first: one that cannot be had stops the daemon before it starts."""
         self.service.require_writable()
+        # APScheduler logs through the standard library, past structlog: plain text lines in
+        # a JSON log. Its warning that a run was skipped while the one before it still runs
+        # is the coalescing this loop intends (one job at a time); its errors still show.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         limit = healthy_within(self.settings)
         if self.notifier.watchdog is not None and self.notifier.watchdog < limit:
             log.warning("systemd.watchdog_short", watchdog_s=self.notifier.watchdog,
