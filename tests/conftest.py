@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "wordpress"))
 
 import devsite  # noqa: E402 (needs the path above)
+import postgres_db  # noqa: E402 (beside this file)
 
 DATA = Path(__file__).parent / "data"
 
@@ -128,3 +130,29 @@ def in_process_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def httpserver_listen_address() -> tuple[str, int]:
     """Local receivers listen on 127.0.0.1 (not "localhost", which may also mean ::1)."""
     return ("127.0.0.1", 0)
+
+
+# --- PostgreSQL (postgres_db.py) ---------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """The PostgreSQL server's URL (no database); without one, skipped saying why, and in CI
+    (CI=true) failed: CI must run the PostgreSQL tests."""
+    try:
+        postgres_db.admin().close()
+    except psycopg.Error as exc:
+        problem = f"PostgreSQL does not answer at {postgres_db.SERVER} ({exc}); run scripts/setup"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {problem}")
+        pytest.skip(problem)
+    return postgres_db.SERVER
+
+
+@pytest.fixture()
+def fresh_database(postgres: str) -> Iterator[str]:
+    """A database of its own, with nothing in it yet (its URL)."""
+    name = postgres_db.make_database()
+    try:
+        yield f"{postgres}/{name}"
+    finally:
+        postgres_db.drop_database(name)

@@ -28,7 +28,7 @@ def main(where: str, concurrency: int, per_host: int, lease: float = 30.0,
         http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=10,
                           concurrency=concurrency, per_host_concurrency=per_host,
                           wordpress_ping_interval=wordpress_interval))
-    store = open_state(where if where.startswith("postgres") else Path(where))  # type: ignore[arg-type]  # the factory takes both once PostgreSQL is in
+    store = open_state(where if where.startswith("postgres") else Path(where))
     http = Http(settings.http)
 
     def now() -> datetime:

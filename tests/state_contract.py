@@ -663,5 +663,19 @@ def test_a_stored_site_with_an_unreadable_time_names_its_repair(state: State) ->
         state.stored_sites()
 
 
+def test_a_lease_renewal_does_not_mark_the_post(state: State) -> None:
+    """The heartbeat renews every row a worker sends every few seconds; only a change of
+    what WordPress is shown marks the post (migration 8's trigger columns)."""
+    state.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    state.claim_many([row.id], NOW, NOW + timedelta(seconds=30))
+    state.status_told("s", state.status_waiting("s", 10))
+    state.renew(this_process(), NOW, NOW + timedelta(seconds=60))
+    assert state.get(row.id).lease_until == NOW + timedelta(seconds=60)  # type: ignore[union-attr]
+    assert state.status_waiting("s", 10) == []
+    state.finish(row.id, Status.SENT, NOW)
+    assert [post for post, _ in state.status_waiting("s", 10)] == [1]
+
+
 # Last: every test above is exported (a test below this line would silently not run).
 __all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]

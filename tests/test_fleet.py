@@ -24,8 +24,7 @@ from wpnotify.cli import main
 from wpnotify.sending.leases import Heartbeat, lease_span
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.state import State, Status
-from wpnotify.state.sqlite import SqliteState
+from wpnotify.state import State, Status, open_state
 
 WORKER = Path(__file__).with_name("fleetworker.py")
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -43,7 +42,7 @@ def where(tmp_path: Path) -> str:
 
 
 def open_store(where: str) -> State:
-    return SqliteState.open(Path(where))
+    return open_state(where if where.startswith("postgres") else Path(where))
 
 
 @pytest.fixture()
@@ -170,7 +169,8 @@ def test_a_heartbeat_renews_the_leases_and_leaving_frees_the_sites(where: str) -
 
 def config(tmp_path: Path, where: str, sites: int = 1) -> Path:
     path = tmp_path / "config.toml"
-    lines = [f'state_file = "{where}"', "[http]", "allow_private_addresses = true"]
+    key = "state_url" if where.startswith("postgres") else "state_file"
+    lines = [f'{key} = "{where}"', "[http]", "allow_private_addresses = true"]
     for n in range(sites):  # on loopback port 9, where nothing listens: never read here
         lines += ["[[sites]]", f'name = "site{n}"', 'url = "http://127.0.0.1:9"',
                   'username = "u"', 'password = "pw"']

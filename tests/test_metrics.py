@@ -310,3 +310,20 @@ def test_an_ipv6_address_is_served(store: SqliteState) -> None:
         assert get(server, "/healthz")[::2] == (200, "ok\n")
     finally:
         context.__exit__(None, None, None)
+
+
+def test_a_site_added_while_serving_shows_at_the_next_reading(store: SqliteState) -> None:
+    """The sites are asked at each reading: one added at runtime (the daemon swaps the
+    service's settings) is counted, one removed is not."""
+    service = Service(settings_of("a"), store, clock=lambda: NOW)
+    store.add("b", 1, "pingback", "https://t.example/", "https://b.example/1", NOW)
+    with service.metrics("127.0.0.1:0", healthy_within=60) as server:
+        first = scrape(server)
+        assert ("wpnotify_queue_notifications", (("site", "a"), ("status", "pending"))) in first
+        assert not any(dict(labels).get("site") == "b" for _, labels in first)
+        service.settings = settings_of("b")
+        time.sleep(metrics_module.CACHE_FOR + 0.1)  # the cached reading's time
+        second = scrape(server)
+    assert second[("wpnotify_queue_notifications", (("site", "b"), ("status", "pending")))] == 1
+    assert not any(dict(labels).get("site") == "a" for name, labels in second
+                   if name == "wpnotify_queue_notifications")

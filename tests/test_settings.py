@@ -328,3 +328,39 @@ def test_loading_the_settings_does_not_import_pydantic() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.stdout.strip() == "[]"
+
+
+def test_a_state_url_is_where_the_state_is_and_never_shows_its_password(tmp_path: Path
+                                                                         ) -> None:
+    url = "postgresql://wpnotify:hunter2@db.example:5432/wpnotify"
+    settings = load_settings(write(tmp_path, f'state_url = "{url}"\n' + SITE + 'password = "a"\n'))
+    assert settings.state_location == url
+    assert settings.state_shown == "state database postgresql://wpnotify@db.example:5432/wpnotify"
+    assert "hunter2" not in repr(settings) + str(settings)
+    plain = load_settings(write(tmp_path, SITE + 'password = "a"\n'))
+    assert plain.state_location == tmp_path / "wpnotify.sqlite3"
+    assert plain.state_shown == f"state file {tmp_path / 'wpnotify.sqlite3'}"
+
+
+def test_the_state_url_comes_from_the_environment_too(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, SITE + 'password = "a"\n'),
+                             {"WPNOTIFY_STATE_URL": "postgres://h/db"})
+    assert settings.state_location == "postgres://h/db"
+
+
+@pytest.mark.parametrize(("text", "environ", "expected"), [
+    ('state_url = "postgresql://u:hunter2@h/db"\nstate_file = "s.sqlite3"\n', {},
+     "state_url and state_file are both set; keep one"),
+    ('state_file = "s.sqlite3"\n', {"WPNOTIFY_STATE_URL": "postgresql://u:hunter2@h/db"},
+     "state_url and state_file are both set; keep one"),
+    ('state_url = "mysql://u:hunter2@h/db"\n', {}, "state_url: must be a PostgreSQL URL"),
+    ('state_url = "/var/lib/hunter2.sqlite3"\n', {}, "for the SQLite file, set state_file"),
+    ('state_url = "postgresql://u:hunter2@h/db\\n"\n', {}, "must not contain control"),
+])
+def test_a_bad_state_url_is_one_line_without_the_password(tmp_path: Path, text: str,
+                                                          environ: dict[str, str],
+                                                          expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text + SITE + 'password = "a"\n'), environ)
+    message = str(caught.value)
+    assert expected in message and "\n" not in message and "hunter2" not in message, message

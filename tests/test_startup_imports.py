@@ -26,7 +26,8 @@ print("\\n" + json.dumps(sorted(sys.modules)), file=sys.stderr)
 HEAVY_FOR_READING = ("wpnotify.sending", "wpnotify.sources", "wpnotify.http", "wpnotify.kinds",
                      "structlog", "logging", "socket", "apscheduler", "xmlrpc", "email",
                      "concurrent.futures", "prometheus_client", "wpnotify.metrics",
-                     "wpnotify.systemd", "http.server")
+                     "wpnotify.systemd", "http.server",
+                     "psycopg")  # only a PostgreSQL state loads it
 
 
 def imported(args: list[str], cwd: Path) -> set[str]:

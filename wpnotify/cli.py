@@ -141,7 +141,7 @@ def run(ctx: click.Context) -> None:
     from wpnotify.daemon import Daemon, exclusive  # APScheduler: only the daemon needs it
 
     settings = settings_of(ctx, logging=True)
-    with exclusive(settings.state_file), service_of(ctx, network=True,
+    with exclusive(settings.state_location), service_of(ctx, network=True,
                                                     settings=settings) as service:
         Daemon(settings, service).serve()
 

@@ -76,8 +76,14 @@ log = structlog.get_logger("wpnotify.daemon")
 
 
 @contextmanager
-def exclusive(state_file: Path) -> Iterator[None]:
-    """Holds ``<state_file>.lock`` for the daemon's lifetime; refuses if another holds it."""
+def exclusive(state: Path | str) -> Iterator[None]:
+    """Holds ``<state_file>.lock`` for the daemon's lifetime; refuses if another holds it. A
+    PostgreSQL state (``state`` is its URL) takes no lock: several workers sharing the
+    database is what it is for (the state's leases keep them apart)."""
+    if isinstance(state, str):
+        yield
+        return
+    state_file = state
     lock_path = state_file.with_name(state_file.name + ".lock")
     try:
         handle = lock_path.open("a+")

@@ -17,7 +17,8 @@ class ConfigError(WpnotifyError):
 
 
 class StateError(WpnotifyError):
-    """The state file cannot be opened, read or written."""
+    """The state (its SQLite file or PostgreSQL database) cannot be opened, read or
+    written."""
 
 
 class SourceError(WpnotifyError):

@@ -57,10 +57,12 @@ class Reading:
 class Metrics:
     """The registry, fed by events and read by scrapes; also what ``/healthz`` answers."""
 
-    def __init__(self, sites: Sequence[str], store: ReadState, clock: Callable[[], datetime],
-                 healthy_within: float, monotonic: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self.sites = list(sites)
+    def __init__(self, sites: Callable[[], Sequence[str]], store: ReadState,
+                 clock: Callable[[], datetime], healthy_within: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``sites``: the names of the sites in effect, asked at each reading (sites added
+        or removed while the daemon runs show at the next scrape)."""
+        self.site_names = sites
         self.store = store
         self.clock = clock
         self.healthy_within = healthy_within
@@ -85,7 +87,7 @@ class Metrics:
 
     def _from_state(self) -> None:
         """Each site's last good poll as the state remembers it (a restart keeps it)."""
-        for name in self.sites:
+        for name in self.site_names():
             try:
                 site = self.store.site(name)
             except StateError as exc:
@@ -128,7 +130,7 @@ class Metrics:
         reading = Reading(started)
         wall = self.clock()
         try:
-            for name in self.sites:
+            for name in self.site_names():
                 reading.queue[name] = self.store.counts(name)
                 reading.due[name] = self.store.retries_due(name, wall)
         except StateError as exc:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from wpnotify import __version__
 from wpnotify.errors import ConfigError
-from wpnotify.urls import redact
+from wpnotify.urls import redact, shown_dsn
 
 DEFAULT_CONFIG = Path("/etc/wpnotify/config.toml")
 DEFAULT_USER_AGENT = f"wpnotify/{__version__} (Pingback/TrackBack sender)"
@@ -382,6 +382,16 @@ def _shown(value: str) -> str:
     return repr(value if "@" not in value else "…@" + value.rpartition("@")[2])
 
 
+def _state_url(value: str) -> str:
+    """A PostgreSQL URL; no message repeats it (it may hold a password)."""
+    if _CONTROLS.search(value):
+        raise _bad("must not contain control characters (CR, LF, NUL, ESC ...)")
+    if not re.match(r"^postgres(ql)?://", value):
+        raise _bad("must be a PostgreSQL URL, e.g. \"postgresql://wpnotify@127.0.0.1:5432/"
+                   "wpnotify\" (for the SQLite file, set state_file instead)")
+    return value
+
+
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%a-zA-Z0-9]+)\]|(?P<host>[A-Za-z0-9.-]+)):"
                      r"(?P<port>[0-9]{1,5})$")
 
@@ -637,6 +647,9 @@ class Settings:
     """Everything wpnotify reads from its configuration."""
 
     state_file: Path = field(default=Path("wpnotify.sqlite3"), metadata=_spec(_path))
+    # Left out of repr(): the URL may hold a password (``state_shown`` is without it).
+    state_url: str | None = field(default=None, repr=False, metadata=_spec(
+        _optional(_text(_state_url))))
     poll_interval: float = field(default=300.0, metadata=_spec(_real(ge=5, le=86400)))
     worker_lease: float = field(default=30.0, metadata=_spec(_real(ge=3, le=3600)))
     http: HttpSettings = field(default_factory=HttpSettings, metadata=_spec(
@@ -657,6 +670,18 @@ class Settings:
         for name in names:
             if names.count(name) > 1:
                 raise _bad(f"two [[sites]] are named {name!r}; names must be unique")
+
+    @property
+    def state_location(self) -> Path | str:
+        """Where the state is, for ``open_state``: the PostgreSQL URL, or the SQLite file."""
+        return self.state_url if self.state_url is not None else self.state_file
+
+    @property
+    def state_shown(self) -> str:
+        """The state as messages name it, never with a password."""
+        if self.state_url is not None:
+            return f"state database {shown_dsn(self.state_url)}"
+        return f"state file {self.state_file}"
 
     def site(self, name: str) -> SiteSettings:
         for site in self.sites:
@@ -696,8 +721,14 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    given = overrides(os.environ if environ is None else environ)
+    if "state_file" in raw or "state_file" in given:
+        both = {**raw, **given}
+        if both.get("state_url") is not None:
+            raise ConfigError(f"{path}: state_url and state_file are both set; keep one "
+                              "(state_url: a PostgreSQL database, state_file: an SQLite file)")
     _resolve_paths(raw, path.resolve().parent)
-    merged = _laid_over(raw, overrides(os.environ if environ is None else environ))
+    merged = _laid_over(raw, given)
     try:
         settings: Settings = _build(Settings, merged)
     except InvalidSettings as exc:

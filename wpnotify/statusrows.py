@@ -21,7 +21,7 @@ ANSWER_CHARS = 300  # the bridge keeps this much of an answer
 MAX_ROWS = 200  # rows the bridge keeps per post: the newest notifications are sent
 NO_REASON = "refused; the receiver gives no reason"
 # Messages as the protocol modules and the state write them (pingback.raise_for_fault,
-# SqliteQueue.requeue).
+# QueueSql.requeue).
 _FAULT = re.compile(r"fault (-?\d+), ([^:]*)(?:: (.*))?", re.S)
 _RETRIED = "queued again by wpnotify retry; it failed with: "
 

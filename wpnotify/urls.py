@@ -25,3 +25,23 @@ def redact(url: str) -> str:
     and LF deleted, backslashes for slashes, no slashes at all after an http(s) scheme."""
     url = _SPECIAL_USERINFO.sub(r"\1", url.translate(_DELETED), count=1)
     return _USERINFO.sub("", url)
+
+
+# A database URL's parts: scheme, user info (up to the last "@" of the authority), the rest.
+_DSN = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(?:([^/?#]*)@)?([^?#]*)(\?[^#]*)?")
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+def shown_dsn(url: str) -> str:
+    """A database URL as messages, logs and `check` show it: the user name kept, the
+    password left out, wherever it stands (``postgresql://u:pw@host/db?password=pw`` becomes
+    ``postgresql://u@host/db``); other parameters (``passfile=``, ``sslmode=``) are kept."""
+    found = _DSN.match(url.translate(_DELETED))
+    if found is None:
+        return redact(url)
+    scheme, userinfo, rest, query = found.groups()
+    user = (userinfo or "").partition(":")[0]
+    kept = [pair for pair in (query or "").lstrip("?").split("&")
+            if pair and pair.partition("=")[0].lower() not in _SECRET_PARAMS]
+    return (scheme + (user + "@" if user else "") + rest
+            + ("?" + "&".join(kept) if kept else ""))

@@ -111,12 +111,12 @@ def sites_in_effect(settings: Settings, store: State) -> Sites:
 @contextmanager
 def open_service(settings: Settings, *, network: bool = True,
                  stored: bool = True) -> Iterator[Service]:
-    """The service on the configured state file, closed again on leaving, over the sites in
-    effect (``stored``: the stored sites read too; the `sites` commands that must work on a
-    damaged row read none). ``network``: with the HTTP seam and the sites' sources (for poll,
-    backfill, the daemon); without, for the commands that only read or write the state
-    (history, status, retry, sites)."""
-    state = open_state(settings.state_file)
+    """The service on the configured state (file or database), closed again on leaving, over
+    the sites in effect (``stored``: the stored sites read too; the `sites` commands that
+    must work on a damaged row read none). ``network``: with the HTTP seam and the sites'
+    sources (for poll, backfill, the daemon); without, for the commands that only read or
+    write the state (history, status, retry, sites)."""
+    state = open_state(settings.state_location)
     try:
         found = sites_in_effect(settings, state) if stored else None
         effective = settings if found is None else found.settings
@@ -146,14 +146,14 @@ def _log_left_out(problems: list[tuple[str, str]]) -> None:
 
 def check(settings: Settings) -> CheckReport:
     """Validates what can be validated without sending anything: the configuration, the
-    state file (it may be the problem, so it is not opened first), and each site in effect
-    (the stored ones too, each that is left out a problem)."""
+    state (it may be the problem, so it is not opened first), and each site in effect (the
+    stored ones too, each that is left out a problem)."""
     from wpnotify.service import reports
     from wpnotify.service.sites import in_effect
 
     found, unread = in_effect(settings, []), None
     try:
-        store = open_state(settings.state_file)
+        store = open_state(settings.state_location)
         try:
             found = sites_in_effect(settings, store)
         finally:
@@ -162,7 +162,7 @@ def check(settings: Settings) -> CheckReport:
         unread = str(exc)  # the state check below names it, or it is a damaged stored site
     http = client(found.settings)
     try:
-        result = reports.check(found.settings, lambda: open_state(settings.state_file),
+        result = reports.check(found.settings, lambda: open_state(settings.state_location),
                                make_sources(found.settings, http))
     finally:
         http.close()
@@ -228,7 +228,7 @@ class Service:
         events and reading its state; a port that cannot be had is a WpnotifyError."""
         from wpnotify.metrics import Metrics, MetricsServer
 
-        watcher = Metrics([site.name for site in self.settings.sites], self.store,
+        watcher = Metrics(lambda: [site.name for site in self.settings.sites], self.store,
                           self.clock, healthy_within)
         server = MetricsServer(listen, watcher)
         self.watch(watcher)

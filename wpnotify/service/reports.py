@@ -130,7 +130,7 @@ def check(settings: Settings, open_state: Callable[[], State],
             store.check_writable()
         finally:
             store.close()
-        result.notes.append(f"state file {settings.state_file}: writable")
+        result.notes.append(f"{settings.state_shown}: writable")
     except StateError as exc:
         result.problems.append(str(exc))
     if settings.http.proxy:

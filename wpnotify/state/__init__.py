@@ -3,7 +3,8 @@ their history, hosts' pacing, WordPress's pinged lists and statuses still to be 
 the Send again requests taken).
 
 Callers use the records and the protocols here, and get a state from ``open_state``; a
-backend's connection, SQL and errors stay inside it (only ``sqlite*.py`` know SQLite).
+backend's connection, SQL and errors stay inside it (only ``sqlite*.py`` know SQLite, only
+``postgres*.py`` know PostgreSQL; ``sql_*.py`` hold the SQL both run as written).
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ __all__ = ["Fleet", "History", "HostPacing", "HostState", "LinkKey", "Notificati
            "WorkerState", "open_state"]
 
 
-def open_state(path: Path) -> State:
-    """Opens (or creates) the state at ``path``, brought to the latest schema; read-only when
-    this user may not write it (`status` and `history` still work). The one place a backend
-    is chosen: today the SQLite file, imported only when asked for."""
+def open_state(location: Path | str) -> State:
+    """Opens (or creates) the state at ``location`` (``Settings.state_location``), brought to
+    the latest schema: a Path is the SQLite file, read-only when this user may not write it
+    (`status` and `history` still work); a ``postgresql://`` URL is the PostgreSQL database.
+    The one place a backend is chosen; each is imported only when asked for (psycopg costs
+    SQLite's users nothing)."""
+    if isinstance(location, str):
+        from wpnotify.state.postgres import PostgresState
+
+        return PostgresState.open(location)
     from wpnotify.state.sqlite import SqliteState
 
-    return SqliteState.open(path)
+    return SqliteState.open(location)

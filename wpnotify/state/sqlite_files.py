@@ -12,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 from wpnotify.errors import StateError
+from wpnotify.state.rows import shell_sql
 
 # Primary result codes (an extended code carries one in its low byte) and what each asks of
 # the user; any other error means a damaged file.
@@ -30,14 +31,14 @@ _FIXES = {
 _DAMAGED = "restore it from a backup, or move it aside to start afresh"
 
 
-def primary_code(exc: sqlite3.Error) -> int | None:
+def primary_code(exc: Exception) -> int | None:
     """SQLite's primary result code of ``exc``; None for an error raised by Python's module
     itself (a closed connection, a misuse), which carries none."""
     code = getattr(exc, "sqlite_errorcode", None)
     return None if code is None else int(code) & 0xFF
 
 
-def state_error(path: Path, exc: sqlite3.Error, doing: str = "write") -> StateError:
+def state_error(path: Path, exc: Exception, doing: str = "write") -> StateError:
     """A one-line StateError naming the file, SQLite's reason and the fix."""
     fix = _FIXES.get(primary_code(exc) or 0, _DAMAGED)
     return StateError(f"cannot {doing} state file {path}: {exc}; {fix}")
@@ -102,15 +103,9 @@ def write_ahead_log(db: sqlite3.Connection, patience: float = 10.0) -> None:
             time.sleep(0.02)
 
 
-def sql_text(value: str) -> str:
-    """``value`` as an SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def repair_command(path: Path, sql: str) -> str:
     """A shell command that repairs the file by hand, for an error message to name."""
-    quoted = f'"{sql}"' if not set(sql) & set('"$`\\!') else shlex.quote(sql)
-    return f"sqlite3 {shlex.quote(str(path))} {quoted}"
+    return shell_sql(f"sqlite3 {shlex.quote(str(path))}", sql)
 
 
 def statements(sql: str) -> list[str]:

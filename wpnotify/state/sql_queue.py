@@ -1,37 +1,44 @@
-"""The notifications in the SQLite file: the queue (claim-then-send, outcomes, fallbacks,
-recovery after a crash) and the history read by `history`, `status` and `retry`."""
+"""The notifications, in SQL both backends run as written: the queue (claim-then-send,
+outcomes, fallbacks, recovery after a crash) and the history read by `history`, `status` and
+`retry`. What differs by engine (claiming a batch, a refused kind, query-plan hints) is the
+backend's, as is its unit of work (``sql_unit``)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from wpnotify.errors import StateError
-from wpnotify.state import sqlite_rows
+from wpnotify.state import rows
 from wpnotify.state.processes import process_dead, this_process
 from wpnotify.state.protocols import LinkKey
 from wpnotify.state.records import Notification, Status
-from wpnotify.state.sqlite_unit import SqliteFile
+from wpnotify.state.sql_unit import SqlUnit
 from wpnotify.times import iso, parse_iso
 
 
-class SqliteQueue(SqliteFile):
-    """The queue and the history of one SQLite file."""
+class QueueSql(SqlUnit):
+    """The ``Queue`` and ``History`` parts of the state, less ``claim_many`` and
+    ``set_kind``, over the backend's unit of work."""
+
+    # How ``due`` of given posts names the status column: SQLite's "+status" keeps its
+    # planner off the status indexes, which would read every pending row of the site.
+    _status_by_post = "status"
 
     def _notifications(self, sql: str, params: Any = ()) -> list[Notification]:
-        return [sqlite_rows.notification(row, self.path) for row in self._rows(sql, params)]
+        return [rows.notification(row, self) for row in self._rows(sql, params)]
 
     def add(self, site: str, post_id: int, kind: str, target: str, source: str, now: datetime,
             *, payload: dict[str, Any] | None = None, status: Status = Status.PENDING,
             error: str | None = None, error_code: str | None = None) -> bool:
         """Queues a notification unless one with the same key exists; True if it was new."""
         return self._write(
-            """INSERT OR IGNORE INTO notifications (site, post_id, kind, target, source,
-                   status, payload, error, error_code, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            """INSERT INTO notifications (site, post_id, kind, target, source, status,
+                   payload, error, error_code, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (site, post_id, kind, target) DO NOTHING""",
             (site, post_id, kind, target, source, Status(status).value,
              json.dumps(payload or {}), error, error_code, iso(now), iso(now))) == 1
 
@@ -41,10 +48,10 @@ class SqliteQueue(SqliteFile):
         return found[0] if found else None
 
     def targets(self, site: str, post_id: int, kind: str) -> set[str]:
-        rows = self._rows(
+        found = self._rows(
             "SELECT target FROM notifications WHERE site = ? AND post_id = ? AND kind = ?",
             (site, post_id, kind))
-        return {row[0] for row in rows}
+        return {row[0] for row in found}
 
     def kinds(self, keys: list[LinkKey]) -> dict[LinkKey, set[str]]:
         """(site, post, target) -> the kinds that have a row for it; one query per site."""
@@ -68,15 +75,14 @@ class SqliteQueue(SqliteFile):
         if sites is not None:
             where += f" AND site IN ({','.join('?' * len(sites))})"
             params += sites
-        # Of given posts: found by post (notifications_post); "+status" keeps the planner off
-        # the status indexes, which would read every pending row of the site. Otherwise
-        # found by status (notifications_site_status, notifications_due): the queue, not the
+        # Of given posts: found by post (notifications_post), not by status. Otherwise found
+        # by status (notifications_site_status, notifications_due): the queue, not the
         # history.
         status = "status"
         if posts is not None:
             where += f" AND post_id IN ({','.join('?' * len(posts))})"
             params += sorted(posts)
-            status = "+status"
+            status = self._status_by_post
         return self._notifications(
             f"""SELECT * FROM notifications
                 WHERE {status} = 'pending'
@@ -93,20 +99,6 @@ class SqliteQueue(SqliteFile):
                    updated_at = ?, claimed_by = ? WHERE id = ? AND status = 'pending'""",
             (iso(now), this_process(), notification_id)) == 1
 
-    def claim_many(self, ids: list[int], now: datetime, lease_until: datetime) -> set[int]:
-        """One statement for a batch (SQLite's writer lock already keeps other processes
-        out while it runs, so nothing is ever locked to skip)."""
-        if not ids:
-            return set()
-        with self.atomic():
-            rows = self.db.execute(
-                f"""UPDATE notifications SET status = 'sending', attempts = attempts + 1,
-                        updated_at = ?, claimed_by = ?, lease_until = ?
-                    WHERE id IN ({','.join('?' * len(ids))}) AND status = 'pending'
-                    RETURNING id""",
-                (iso(now), this_process(), iso(lease_until), *ids)).fetchall()
-        return {row[0] for row in rows}
-
     def release(self, notification_id: int) -> None:
         """Gives back a claim on which nothing was sent (the host was busy)."""
         self._write("""UPDATE notifications SET status = 'pending', attempts = attempts - 1,
@@ -119,7 +111,7 @@ class SqliteQueue(SqliteFile):
                error_code: str | None = None, response: str | None = None,
                next_attempt_at: datetime | None = None) -> None:
         """Records how an attempt ended."""
-        status = Status(status)  # a ValueError for a status the file does not know
+        status = Status(status)  # a ValueError for a status the state does not know
         self._write(
             """UPDATE notifications SET status = ?, updated_at = ?,
                    endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
@@ -136,20 +128,6 @@ class SqliteQueue(SqliteFile):
             """UPDATE notifications SET status = 'pending', attempts = 0, updated_at = ?,
                    next_attempt_at = NULL, error = NULL, error_code = NULL, payload = ?
                WHERE id = ?""", (iso(now), json.dumps(payload), notification_id))
-
-    def set_kind(self, notification_id: int, kind: str) -> bool:
-        """Records that a notification went out as another kind (a Webmention row that fell
-        back to Pingback); False when that kind already has a row for the same target (the
-        UNIQUE key refuses it; the unit of work it runs in goes on)."""
-        with self.atomic():
-            try:
-                self.db.execute("UPDATE notifications SET kind = ? WHERE id = ?",
-                                (kind, notification_id))
-            except sqlite3.IntegrityError as exc:
-                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-                    return False
-                raise
-        return True
 
     def settle(self, site: str, kind: str, target: str, now: datetime, response: str) -> int:
         """Marks every other pending notification of this (site, kind, target) as sent, with
@@ -187,11 +165,10 @@ class SqliteQueue(SqliteFile):
         happened (error_code ``interrupted``).
         """
         with self.atomic():
-            rows = self.db.execute("SELECT id, claimed_by, updated_at, attempts, lease_until, "
-                                   "error_code FROM notifications WHERE status = 'sending'"
-                                   ).fetchall()
+            found = self._rows("SELECT id, claimed_by, updated_at, attempts, lease_until, "
+                               "error_code FROM notifications WHERE status = 'sending'")
             stamp, old = iso(now), iso(now - older_than)
-            stale = [(row[0], row[3], row[5] == "interrupted") for row in rows
+            stale = [(row[0], row[3], row[5] == "interrupted") for row in found
                      if (row[4] < stamp if row[4] is not None else row[2] < old)
                      or process_dead(row[1])]
             plans = [(i, attempts, again(attempts, before)) for i, attempts, before in stale]
@@ -202,7 +179,7 @@ class SqliteQueue(SqliteFile):
 
     def _requeue_interrupted(self, now: datetime, plans: list[tuple[int, int, datetime]]
                              ) -> None:
-        self.db.executemany(
+        self._write_many(
             """UPDATE notifications SET status = 'pending', next_attempt_at = ?, error = ?,
                    error_code = 'interrupted', updated_at = ?, claimed_by = NULL,
                    lease_until = NULL
@@ -212,7 +189,7 @@ class SqliteQueue(SqliteFile):
               iso(now), i) for i, attempts, when in plans])
 
     def _fail_interrupted(self, now: datetime, spent: list[tuple[int, int]]) -> None:
-        self.db.executemany(
+        self._write_many(
             """UPDATE notifications SET status = 'failed', next_attempt_at = NULL,
                    error = ?, error_code = 'interrupted', updated_at = ?, claimed_by = NULL,
                    lease_until = NULL
@@ -250,21 +227,21 @@ class SqliteQueue(SqliteFile):
                 where = f"id IN ({','.join('?' * len(ids))})"
                 params = list[Any](ids)
             else:
-                where = "status = 'failed' AND (? IS NULL OR site = ?) AND (? IS NULL OR " \
-                        "updated_at >= ?)"
+                where = "status = 'failed' AND (CAST(? AS TEXT) IS NULL OR site = ?) AND " \
+                        "(CAST(? AS TEXT) IS NULL OR updated_at >= ?)"
                 stamp = iso(since) if since else None
                 params = list[Any]([site, site, stamp, stamp])
-            return self.db.execute(
+            return self._write(
                 f"""UPDATE notifications SET status = 'pending', attempts = 0,
                         next_attempt_at = NULL, updated_at = ?,
                         error = 'queued again by wpnotify retry; it failed with: '
                                 || COALESCE(error, '')
-                    WHERE {where}""", [iso(datetime.now(UTC)), *params]).rowcount
+                    WHERE {where}""", [iso(datetime.now(UTC)), *params])
 
     def _only_failed(self, ids: list[int]) -> None:
-        rows = self.db.execute(f"SELECT id, status FROM notifications WHERE id IN "
-                               f"({','.join('?' * len(ids))})", ids).fetchall()
-        found = {row[0]: row[1] for row in rows}
+        found = {row[0]: row[1] for row in self._rows(
+            f"SELECT id, status FROM notifications WHERE id IN ({','.join('?' * len(ids))})",
+            ids)}
         wrong = [f"{i} ({found.get(i, 'no such notification')})" for i in ids
                  if found.get(i) != Status.FAILED]
         if wrong:
@@ -272,9 +249,9 @@ class SqliteQueue(SqliteFile):
 
     def counts(self, site: str) -> dict[Status, int]:
         """How many notifications of a site are in each status (every status listed)."""
-        rows = self._rows("SELECT status, COUNT(*) FROM notifications WHERE site = ? "
-                          "GROUP BY status", (site,))
-        return {**dict.fromkeys(Status, 0), **{Status(row[0]): row[1] for row in rows}}
+        found = self._rows("SELECT status, COUNT(*) FROM notifications WHERE site = ? "
+                           "GROUP BY status", (site,))
+        return {**dict.fromkeys(Status, 0), **{Status(row[0]): row[1] for row in found}}
 
     def retries_due(self, site: str, now: datetime) -> int:
         """Found by notifications_site_status: the site's pending rows due by ``now`` only."""
@@ -284,13 +261,13 @@ class SqliteQueue(SqliteFile):
         return int(rows[0][0])
 
     def next_retry(self, site: str) -> datetime | None:
-        rows = self._rows("SELECT MIN(next_attempt_at) FROM notifications WHERE site = ? "
-                          "AND status = 'pending'", (site,))
-        if not rows or rows[0][0] is None:
+        found = self._rows("SELECT MIN(next_attempt_at) FROM notifications WHERE site = ? "
+                           "AND status = 'pending'", (site,))
+        if not found or found[0][0] is None:
             return None
         try:
-            return parse_iso(str(rows[0][0]))
+            return parse_iso(str(found[0][0]))
         except ValueError as exc:
-            raise StateError(f"state file {self.path}: the next retry of site {site} cannot "
+            raise StateError(f"{self.label}: the next retry of site {site} cannot "
                              f"be read ({exc}); find its row with `wpnotify history --site "
                              f"{site} --status pending`") from None

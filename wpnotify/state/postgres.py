@@ -1,0 +1,119 @@
+"""The state in a PostgreSQL database (``state_url``), for a fleet of workers sharing it.
+
+The same schema history as the file (``migrations``), the same stored forms, and the same SQL
+for everything both engines say alike (``sql_*.py``); here only what PostgreSQL says its own
+way: claiming a batch without waiting for rows another worker holds (SKIP LOCKED), a refused
+kind inside the caller's unit (a savepoint), a post's status mark (a sequence), and what
+"writable" means for a database user.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+
+from wpnotify.errors import StateError
+from wpnotify.state.migrations import LATEST, migrate
+from wpnotify.state.postgres_unit import PgConnection, grants_fix
+from wpnotify.state.processes import this_process
+from wpnotify.state.sql_fleet import FleetSql
+from wpnotify.state.sql_queue import QueueSql
+from wpnotify.state.sql_sites import SitesSql
+from wpnotify.state.sql_state import StateSql
+from wpnotify.times import iso
+
+# The tables a worker writes (``migrations`` only while migrating).
+TABLES = ("notifications", "sites", "scheduled", "hosts", "pinged_outbox", "status_outbox",
+          "workers", "site_settings")
+
+
+class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql):
+    """The state in a PostgreSQL database (see the module's docstring)."""
+
+    _chunk = 5000  # post IDs in one query (the limit on parameters is 65,535)
+
+    @classmethod
+    def open(cls, url: str) -> PostgresState:
+        """Connects, and brings the schema to the latest version (the first command run on
+        a new database creates it; workers starting at once take turns)."""
+        state = cls(url)
+        state._migrating = True
+        try:
+            migrate(state._version, state.atomic, state._run, lambda sql: [sql], postgres=True)
+        except StateError:
+            state.close()
+            raise
+        state._migrating = False
+        return state
+
+    def _version(self) -> int:
+        """The schema version (0: a new database); refuses one from a newer wpnotify."""
+        if not self._rows("SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = "
+                          "current_schema() AND tablename = 'migrations'"):
+            return 0
+        version = int(self._rows("SELECT COALESCE(MAX(version), 0) FROM migrations")[0][0])
+        if version > LATEST:
+            raise StateError(
+                f"{self.label} has schema version {version}, newer than this wpnotify knows "
+                f"({LATEST}); upgrade wpnotify, or use another database")
+        return version
+
+    # --- a user that may only read (`status`, `history`) ----------------------------------
+
+    def require_writable(self) -> None:
+        """A user granted SELECT only reads (`status`, `history`); a command that will
+        write is refused before it starts, naming the grants it needs."""
+        missing = [row[0] for row in self._rows(
+            "SELECT t FROM unnest(CAST(? AS TEXT[])) AS t WHERE NOT (has_table_privilege(t, "
+            "'SELECT, INSERT, UPDATE, DELETE')) OR (t = 'status_outbox' AND NOT "
+            "has_sequence_privilege('status_outbox_seq', 'USAGE'))", (list(TABLES),))]
+        if missing:
+            raise StateError(f"cannot write {self.label} (tables {', '.join(missing)}); "
+                             + grants_fix(self.shown))
+
+    def check_writable(self) -> None:
+        """The grants, and a server that takes writes (not a standby); nothing is written."""
+        self.require_writable()
+        if self._rows("SELECT pg_is_in_recovery() OR current_setting("
+                      "'default_transaction_read_only') = 'on'")[0][0]:
+            raise StateError(f"cannot write {self.label}: the server is read-only (a "
+                             "standby?); point state_url at the primary")
+
+    # --- what only PostgreSQL says this way --------------------------------------------------
+
+    def claim_many(self, ids: list[int], now: datetime, lease_until: datetime) -> set[int]:
+        """One statement for a batch; a row another worker's transaction holds at this
+        moment is skipped, never waited for (it is being claimed elsewhere)."""
+        if not ids:
+            return set()
+        with self.atomic():
+            claimed = self._rows(
+                """UPDATE notifications SET status = 'sending', attempts = attempts + 1,
+                       updated_at = ?, claimed_by = ?, lease_until = ?
+                   WHERE id IN (SELECT id FROM notifications WHERE id = ANY(?)
+                                AND status = 'pending' FOR UPDATE SKIP LOCKED)
+                   RETURNING id""",
+                (iso(now), this_process(), iso(lease_until), list(ids)))
+        return {row[0] for row in claimed}
+
+    def set_kind(self, notification_id: int, kind: str) -> bool:
+        """Records that a notification went out as another kind; False when that kind
+        already has a row for the same target. A savepoint keeps the caller's unit going
+        (PostgreSQL aborts a whole transaction on an error otherwise)."""
+        with self.atomic():
+            self.conn.execute("SAVEPOINT set_kind")
+            try:
+                self._run("UPDATE notifications SET kind = ? WHERE id = ?",
+                          (kind, notification_id))
+            except psycopg.errors.UniqueViolation:
+                self.conn.execute("ROLLBACK TO SAVEPOINT set_kind")
+                return False
+            self.conn.execute("RELEASE SAVEPOINT set_kind")
+        return True
+
+    def mark_status(self, site: str, post_id: int) -> None:
+        """A fresh change number from the sequence, as the triggers give."""
+        self._write("INSERT INTO status_outbox (site, post_id) VALUES (?, ?) ON CONFLICT "
+                    "(site, post_id) DO UPDATE SET seq = nextval('status_outbox_seq')",
+                    (site, post_id))
