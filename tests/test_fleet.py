@@ -256,3 +256,48 @@ def test_a_worker_gives_up_sites_beyond_its_fair_share(tmp_path: Path, where: st
         now = datetime.now(UTC)
         assert store.take_site("site3", "other:1:1", now, now + timedelta(seconds=20))
         assert not store.take_site("site0", "other:1:1", now, now + timedelta(seconds=20))
+
+
+def test_a_daemons_poll_is_logged_between_its_bounds_with_the_worker(
+        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """site.poll_started and site.poll_ended bracket the reading (even one that raises), and
+    name the worker: from the logs alone one sees that no two workers read a site at once.
+    A site another worker holds is not read, and nothing is logged for it."""
+    from structlog.testing import capture_logs
+
+    from wpnotify.daemon import Daemon
+    from wpnotify.service.reading import SiteReport
+
+    site = SiteSettings(name="s", url="https://s.example", username="u", password="p")
+    settings = Settings(sites=(site,))
+    store = open_store(where)
+    service = Service(settings, store)
+    daemon = Daemon(settings, service)
+    order: list[str] = []
+
+    def read(site: SiteSettings) -> SiteReport:
+        order.append("read")
+        return SiteReport(site.name)
+
+    monkeypatch.setattr(service, "read", read)
+    monkeypatch.setattr(service, "send_due", lambda sites=None: order.append("send"))
+    with service.working(), capture_logs() as logged:
+        daemon.poll_site(site)
+        polls = [(e["event"], e["site"], e["worker"]) for e in logged
+                 if e["event"].startswith("site.poll_")]
+        worker = service.heartbeat.worker
+        assert polls == [("site.poll_started", "s", worker), ("site.poll_ended", "s", worker)]
+        assert order == ["read", "send"]
+
+        monkeypatch.setattr(service, "read", lambda site: 1 / 0)
+        logged.clear()
+        with pytest.raises(ZeroDivisionError):
+            daemon.poll_site(site)
+        assert [e["event"] for e in logged] == ["site.poll_started", "site.poll_ended"]
+
+        service.release_site("s")
+        now = datetime.now(UTC)
+        assert store.take_site("s", "elsewhere:1:1", now, now + timedelta(minutes=1))
+        logged.clear()
+        daemon.poll_site(site)
+        assert logged == []
