@@ -90,6 +90,29 @@ def test_three_workers_share_the_queue_within_the_per_host_limits(
     assert len({r.claimed_by for r in rows}) >= 2  # the work was shared
 
 
+def test_workers_recording_the_same_posts_at_once_never_deadlock(where: str, log: Log) -> None:
+    """Each post's links on six hosts: every worker's batch of outcomes holds rows of many of
+    the same posts, finished in any order. Each change marks its post for WordPress; on
+    PostgreSQL two batches marking posts in other orders deadlocked (a worker's batch lost,
+    its notifications sent twice). Every worker ends well and each target is pinged once."""
+    servers = [CountingReceiver(log, delay=0.005) for _ in range(6)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = open_store(where)
+        targets = [(post, servers[n].url(f"/d/{post}/{n}")) for post in range(40)
+                   for n in range(6)]
+        for post, target in targets:
+            queue(store, post, target)
+        workers = [start_worker(where, 12, 4) for _ in range(3)]
+        assert sum(finish(w)["sent"] for w in workers) == len(targets)
+        assert Counter(target for _, target, _ in log.pings) == Counter(t for _, t in targets)
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
 def test_a_wordpress_host_is_spaced_and_alone_for_the_whole_fleet(
         where: str, hosts: list[CountingReceiver], log: Log) -> None:
     """Known to run WordPress: one request at a time and wordpress_ping_interval (1 s here)
@@ -252,3 +275,48 @@ def test_a_worker_gives_up_sites_beyond_its_fair_share(tmp_path: Path, where: st
         now = datetime.now(UTC)
         assert store.take_site("site3", "other:1:1", now, now + timedelta(seconds=20))
         assert not store.take_site("site0", "other:1:1", now, now + timedelta(seconds=20))
+
+
+def test_a_daemons_poll_is_logged_between_its_bounds_with_the_worker(
+        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """site.poll_started and site.poll_ended bracket the reading (even one that raises), and
+    name the worker: from the logs alone one sees that no two workers read a site at once.
+    A site another worker holds is not read, and nothing is logged for it."""
+    from structlog.testing import capture_logs
+
+    from wpnotify.daemon import Daemon
+    from wpnotify.service.reading import SiteReport
+
+    site = SiteSettings(name="s", url="https://s.example", username="u", password="p")
+    settings = Settings(sites=(site,))
+    store = open_store(where)
+    service = Service(settings, store)
+    daemon = Daemon(settings, service)
+    order: list[str] = []
+
+    def read(site: SiteSettings) -> SiteReport:
+        order.append("read")
+        return SiteReport(site.name)
+
+    monkeypatch.setattr(service, "read", read)
+    monkeypatch.setattr(service, "send_due", lambda sites=None: order.append("send"))
+    with service.working(), capture_logs() as logged:
+        daemon.poll_site(site)
+        polls = [(e["event"], e["site"], e["worker"]) for e in logged
+                 if e["event"].startswith("site.poll_")]
+        worker = service.heartbeat.worker
+        assert polls == [("site.poll_started", "s", worker), ("site.poll_ended", "s", worker)]
+        assert order == ["read", "send"]
+
+        monkeypatch.setattr(service, "read", lambda site: 1 / 0)
+        logged.clear()
+        with pytest.raises(ZeroDivisionError):
+            daemon.poll_site(site)
+        assert [e["event"] for e in logged] == ["site.poll_started", "site.poll_ended"]
+
+        service.release_site("s")
+        now = datetime.now(UTC)
+        assert store.take_site("s", "elsewhere:1:1", now, now + timedelta(minutes=1))
+        logged.clear()
+        daemon.poll_site(site)
+        assert logged == []

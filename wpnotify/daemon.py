@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import threading
@@ -161,7 +162,14 @@ class Daemon:
         failures, not_before = self._failing.get(site.name, (0, 0.0))
         if time.monotonic() < not_before or not self._mine(site.name):
             return
-        report = self.service.read(site)
+        # The poll's bounds, with the worker: enough to see from the logs that no two
+        # workers ever read one site at once.
+        worker = self.service.heartbeat.worker
+        log.info("site.poll_started", site=site.name, worker=worker)
+        try:
+            report = self.service.read(site)
+        finally:
+            log.info("site.poll_ended", site=site.name, worker=worker)
         self.events.polled(site.name, report.error is None, self.service.clock())
         self.events.alive()
         if report.error is None:
@@ -241,6 +249,10 @@ class Daemon:
         could only read: every poll would fail after reading the sites. With metrics_listen,
         its port is taken first: one that cannot be had stops the daemon before it starts."""
         self.service.require_writable()
+        # APScheduler logs through the standard library, past structlog: plain text lines in
+        # a JSON log. Its warning that a run was skipped while the one before it still runs
+        # is the coalescing this loop intends (one job at a time); its errors still show.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         limit = healthy_within(self.settings)
         if self.notifier.watchdog is not None and self.notifier.watchdog < limit:
             log.warning("systemd.watchdog_short", watchdog_s=self.notifier.watchdog,

@@ -12,7 +12,9 @@ configuration, and no URL, host or secret ever becomes a label.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +34,7 @@ from wpnotify.state import History, SiteLog, Status
 
 CACHE_FOR = 2.0  # seconds a reading of the state serves scrapes and health checks
 MAX_CLIENTS = 16  # connections served at once; more are closed unanswered
-CLIENT_TIMEOUT = 10.0  # seconds a connection may take to send its request
+CLIENT_TIMEOUT = 10.0  # seconds a connection may take, its whole request and our answer
 SEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 20.0, 30.0, 60.0)
 
@@ -184,10 +186,31 @@ class _Handler(BaseHTTPRequestHandler):
     """GET /metrics, GET /healthz, 404 for anything else; no request body is ever read."""
 
     server: _Server
-    timeout = CLIENT_TIMEOUT
+    timeout = CLIENT_TIMEOUT  # each read's; the deadline below bounds them all together
     protocol_version = "HTTP/1.0"  # one request a connection: nothing is held open
 
+    def setup(self) -> None:
+        """The whole connection within CLIENT_TIMEOUT: the socket's timeout is per read, so
+        a client sending a byte every few seconds (up to 64 KiB of request line, then 100
+        headers) would keep its slot for days, and 16 such clients every probe out."""
+        super().setup()
+        self._late = False  # cut off: what was read is a torn request, left unanswered
+        self._deadline = threading.Timer(CLIENT_TIMEOUT, self._cut_off)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut_off(self) -> None:
+        self._late = True
+        with contextlib.suppress(OSError):  # closed already
+            self.connection.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self._late:
+            return
         path = self.path.split("?", 1)[0]
         metrics = self.server.metrics
         if path == "/metrics":
@@ -229,6 +252,13 @@ class _Server(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone before its answer (it hung up, or was cut off) is no traceback on
+        stderr; anything else is logged as the bug it is."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        log.exception("metrics.request_failed")
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

@@ -9,8 +9,9 @@ Several processes may send from one state (workers sharing a database, or a back
 the daemon). The per-host limits and holds are the fleet's: claims are made in a ``claiming``
 unit that no other process's overlaps, counting what the others have in flight to each host,
 and every hold is written to the state. Outcomes and recoveries are recorded in such units
-too: one worker at a time changes many posts' rows, so no two wait for each other. A claim is leased (``leases``): a worker that dies
-loses it, and another sends the notification again.
+too: one worker at a time changes many posts' rows, so no two wait for each other. A claim
+is leased (``leases``): a worker that dies loses it, and another sends the notification
+again.
 
 What an outcome means is ``decide``'s (pure); this module applies it to the state, in one
 place (``_apply``), and tells the ``pinged`` mirror what was sent.

@@ -209,7 +209,9 @@ class Fleet(UnitOfWork, Protocol):
     def claiming(self) -> AbstractContextManager[None]:
         """A unit of work (as ``atomic``) that no other ``claiming`` unit overlaps, in any
         process: what ``in_flight`` and ``hosts`` read inside it stays true until it commits,
-        so claims made on it keep the fleet within its per-host limits. Keep it short."""
+        so claims made on it keep the fleet within its per-host limits. The sender records
+        its batches of outcomes in such units too: units that change many posts' rows, one
+        at a time, never deadlock on each other. Keep it short."""
         ...
 
     def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:
