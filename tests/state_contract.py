@@ -677,5 +677,17 @@ def test_a_lease_renewal_does_not_mark_the_post(state: State) -> None:
     assert [post for post, _ in state.status_waiting("s", 10)] == [1]
 
 
+def test_a_daemon_is_told_from_a_command_and_stays_one(state: State) -> None:
+    state.join("daemon:1:1", NOW, daemon=True)
+    state.join("backfill:2:2", NOW)
+    state.renew("daemon:1:1", NOW + timedelta(seconds=5), NOW + timedelta(seconds=25))
+    state.join("daemon:1:1", NOW + timedelta(seconds=6))  # seen again: still a daemon
+    kinds = {w.id: w.daemon for w in state.workers(NOW)}
+    assert kinds == {"daemon:1:1": True, "backfill:2:2": False}
+    state.forget_workers(NOW + timedelta(days=1))
+    assert state.renew("daemon:1:1", NOW, NOW, daemon=True) == []  # forgotten: joins again
+    assert [(w.id, w.daemon) for w in state.workers(NOW)] == [("daemon:1:1", True)]
+
+
 # Last: every test above is exported (a test below this line would silently not run).
 __all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]

@@ -412,8 +412,8 @@ def test_three_workers_survive_kills_and_a_site_added_while_they_run(
     assert_read_apart(polls)
     # `status`: the workers alive, the killed ones not, each site polled by a live one.
     assert f"workers ({len(fleet.alive())} alive):" in status, status
-    assert status.count(": alive; last seen") == len(fleet.alive()), status
-    assert status.count(": not seen within a lease") == KILLS, status
+    assert status.count(": daemon, alive; last seen") == len(fleet.alive()), status
+    assert status.count(": daemon, not seen within a lease") == KILLS, status
     assert_metrics_agree(scraped, final, kills)
 
 
@@ -472,9 +472,10 @@ def settled(fleet: Fleet) -> str | None:
     worker polling each site."""
     out = fleet.cli("status").stdout
     alive = {w.token for w in fleet.alive()}
-    if not all(f"{token}: alive" in out for token in alive):
+    if not all(f"{token}: daemon, alive" in out for token in alive):
         return None
-    if any(f"{w.token}: alive" in out for w in fleet.workers if w.token not in alive):
+    if any(f"{w.token}: daemon, alive" in out for w in fleet.workers
+           if w.token not in alive):
         return None
     holders = [line.split("polled by: ", 1)[1].strip() for line in out.splitlines()
                if "polled by: " in line]

@@ -197,11 +197,12 @@ def test_a_heartbeat_outlives_an_unexpected_error(where: str) -> None:
     store = open_store(where)
     renew, calls = store.renew, []
 
-    def flaky(worker: str, now: datetime, until: datetime) -> list[str]:
+    def flaky(worker: str, now: datetime, until: datetime, *, daemon: bool = False
+              ) -> list[str]:
         calls.append(now)
         if len(calls) == 1:
             raise RuntimeError("a driver's own error")
-        return renew(worker, now, until)
+        return renew(worker, now, until, daemon=daemon)
 
     store.renew = flaky  # type: ignore[method-assign]  # (a renewal that fails once)
     with Heartbeat(store, 3.0, lambda: datetime.now(UTC)):  # renews every second
@@ -239,7 +240,7 @@ def test_status_shows_the_workers_and_what_each_holds(
         tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]) -> None:
     store = open_store(where)
     now = datetime.now(UTC)
-    store.join("web1:100:5", now)
+    store.join("web1:100:5", now, daemon=True)
     store.join("web2:200:6", now - timedelta(hours=1))  # not seen for long: not alive
     assert store.take_site("site0", "web1:100:5", now, now + timedelta(minutes=1))
     queue(store, 1, "https://t.example/a")
@@ -251,8 +252,8 @@ def test_status_shows_the_workers_and_what_each_holds(
     out = capsys.readouterr().out
     assert "  polled by: web1:100:5" in out
     assert "workers (1 alive):" in out
-    assert "web1:100:5: alive; last seen" in out and "polls site0; sending 0" in out
-    assert "web2:200:6: not seen within a lease" in out
+    assert "web1:100:5: daemon, alive; last seen" in out and "polls site0; sending 0" in out
+    assert "web2:200:6: command (a backfill or poll: no share of sites), not seen within" in out
     with pytest.raises(SystemExit):
         main(["--config", str(config(tmp_path, where)), "status", "--format", "json"])
     (site,) = json.loads(capsys.readouterr().out)
@@ -260,16 +261,19 @@ def test_status_shows_the_workers_and_what_each_holds(
 
 
 def test_a_worker_gives_up_sites_beyond_its_fair_share(tmp_path: Path, where: str) -> None:
-    """Four sites, two workers alive: this one keeps two (the first by name) and frees two,
-    which the other takes."""
+    """Four sites, two daemons alive: this one keeps two (the first by name) and frees two,
+    which the other takes. A backfill or a poll beside them is a worker too, but takes no
+    share: counted, it left sites that no daemon would poll."""
     sites = tuple(SiteSettings(name=f"site{n}", url="https://s.example", username="u",
                                password="p") for n in range(4))
     store = open_store(where)
     service = Service(Settings(sites=sites), store)
-    with service.working():
+    with service.working(daemon=True):
         assert all(service.take_site(site.name) for site in sites)
         assert service.balance() == (4, [])  # alone: every site is its share
-        store.join("other:1:1", datetime.now(UTC))
+        store.join("backfill:9:9", datetime.now(UTC))  # a command: no share
+        assert service.balance() == (4, [])
+        store.join("other:1:1", datetime.now(UTC), daemon=True)
         assert service.balance() == (2, ["site2", "site3"])
         assert service.heartbeat.held == ["site0", "site1"]
         now = datetime.now(UTC)

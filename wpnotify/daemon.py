@@ -290,7 +290,8 @@ class Daemon:
         scheduler = self._scheduler()
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        with self.service.working():  # a worker until it stops: its leases renewed
+        # A worker until it stops (its leases renewed), taking its share of the sites.
+        with self.service.working(daemon=True):
             self._share = self.service.balance()[0]
             scheduler.start()
             sites = [s.name for s in self.service.settings.sites]

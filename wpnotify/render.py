@@ -106,8 +106,9 @@ def worker_lines(workers: list[WorkerStatus]) -> list[str]:
     for status in workers:
         w = status.as_dict()
         state = "alive" if w["alive"] else "not seen within a lease (stopped or cut off)"
+        what = "daemon" if w["daemon"] else "command (a backfill or poll: no share of sites)"
         lines.append(printable(
-            f"  {w['worker']}: {state}; last seen {w['seen_at']}; polls "
+            f"  {w['worker']}: {what}, {state}; last seen {w['seen_at']}; polls "
             f"{', '.join(w['sites']) or 'no site'}; sending {w['sending']}"))
     return lines
 

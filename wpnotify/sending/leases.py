@@ -46,14 +46,20 @@ class Heartbeat:
         self.every = renew_every(worker_lease)
         self.clock = clock
         self.held: list[str] = []  # the sites this worker polls, as of its last heartbeat
+        self.daemon = False  # takes its share of the sites' polls (set before entering)
         self._depth = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def working(self) -> bool:
+        """Entered (and not left) at least once."""
+        return self._depth > 0
+
     def __enter__(self) -> Heartbeat:
         self._depth += 1
         if self._depth == 1:
-            self.store.join(self.worker, self.clock())
+            self.store.join(self.worker, self.clock(), daemon=self.daemon)
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="wpnotify-heartbeat",
                                             daemon=True)
@@ -76,7 +82,7 @@ class Heartbeat:
     def beat(self) -> list[str]:
         """One renewal, now; returns the sites still held."""
         now = self.clock()
-        self.held = self.store.renew(self.worker, now, now + self.span)
+        self.held = self.store.renew(self.worker, now, now + self.span, daemon=self.daemon)
         return self.held
 
     def _run(self) -> None:

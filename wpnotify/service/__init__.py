@@ -267,11 +267,15 @@ class Service:
 
         return Heartbeat(self.store, self.settings.worker_lease, self.clock)
 
-    def working(self) -> Heartbeat:
+    def working(self, *, daemon: bool = False) -> Heartbeat:
         """``with service.working():`` this process is a worker meanwhile: it shows in
         `status`, and its claims and sites stay its own until it leaves (or is killed and
-        its leases pass)."""
-        return self.heartbeat
+        its leases pass). ``daemon``: it takes its share of the sites' polls (`run`); a
+        backfill or a poll beside the daemons takes none, so they keep every site polled."""
+        heartbeat = self.heartbeat
+        if not heartbeat.working:  # the outermost entry joins, as what it is
+            heartbeat.daemon = daemon
+        return heartbeat
 
     def take_site(self, name: str) -> bool:
         """The poll of a site for this worker (kept until released, while it works); False
@@ -292,13 +296,13 @@ class Service:
         heartbeat.held = [held for held in heartbeat.held if held != name]
 
     def fair_share(self) -> int:
-        """How many sites this worker may hold: the sites shared out over the workers alive
+        """How many sites this worker may hold: the sites shared out over the daemons alive
         (seen within a lease), rounded up, so that together they hold every site. Workers
         gone for long (ten leases) are forgotten on the way."""
         lease = timedelta(seconds=self.settings.worker_lease)
         now = self.clock()
         self.store.forget_workers(now - 10 * lease)
-        alive = [w for w in self.store.workers(now) if w.seen_at > now - lease]
+        alive = [w for w in self.store.workers(now) if w.daemon and w.seen_at > now - lease]
         return -(-len(self.settings.sites) // max(len(alive), 1))
 
     def balance(self) -> tuple[int, list[str]]:

@@ -71,7 +71,8 @@ class WorkerStatus:
 
     def as_dict(self) -> dict[str, Any]:
         w = self.worker
-        return {"worker": w.id, "alive": self.alive, "started_at": iso(w.started_at),
+        return {"worker": w.id, "daemon": w.daemon, "alive": self.alive,
+                "started_at": iso(w.started_at),
                 "seen_at": iso(w.seen_at), "sites": list(w.sites), "sending": w.sending}
 
 

@@ -113,11 +113,13 @@ _SQLITE: tuple[tuple[int, str, str], ...] = (
         -- Which worker polls a site, until when (renewed likewise).
         ALTER TABLE sites ADD COLUMN lease_holder TEXT;
         ALTER TABLE sites ADD COLUMN lease_until TEXT;
-        -- Workers by their claim token (host:pid:start); seen_at: the latest heartbeat.
+        -- Workers by their claim token (host:pid:start); seen_at: the latest heartbeat;
+        -- daemon: a `wpnotify run`, which takes its share of the sites' polls (a backfill
+        -- or a poll beside it is a worker too while it sends, but takes no share).
         -- No comment inside a CREATE: SQLite keeps its text, and the schema stays within
         -- the file's first page.
         CREATE TABLE workers (id TEXT PRIMARY KEY, started_at TEXT NOT NULL,
-            seen_at TEXT NOT NULL);
+            seen_at TEXT NOT NULL, daemon INTEGER NOT NULL DEFAULT 0);
         -- Sites added by `wpnotify sites add` (config: JSON, never a password), and the
         -- disabled flag of any site (config NULL for one from the configuration file).
         CREATE TABLE site_settings (name TEXT PRIMARY KEY, config TEXT,
@@ -212,7 +214,8 @@ _POSTGRES: dict[int, str] = {
         ALTER TABLE sites ADD COLUMN lease_holder TEXT COLLATE "C";
         ALTER TABLE sites ADD COLUMN lease_until TEXT COLLATE "C";
         CREATE TABLE workers (id TEXT COLLATE "C" PRIMARY KEY,
-            started_at TEXT COLLATE "C" NOT NULL, seen_at TEXT COLLATE "C" NOT NULL);
+            started_at TEXT COLLATE "C" NOT NULL, seen_at TEXT COLLATE "C" NOT NULL,
+            daemon INTEGER NOT NULL DEFAULT 0);
         CREATE TABLE site_settings (name TEXT COLLATE "C" PRIMARY KEY, config TEXT,
             disabled INTEGER NOT NULL DEFAULT 0, added_at TEXT COLLATE "C" NOT NULL,
             updated_at TEXT COLLATE "C" NOT NULL);

@@ -219,13 +219,16 @@ class Fleet(UnitOfWork, Protocol):
         claim without one), by any worker."""
         ...
 
-    def join(self, worker: str, now: datetime) -> None:
-        """Records a worker as running (or seen again)."""
+    def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:
+        """Records a worker as running (or seen again); ``daemon``: one that takes its share
+        of the sites' polls (`wpnotify run`), kept from its first record."""
         ...
 
-    def renew(self, worker: str, now: datetime, until: datetime) -> list[str]:
-        """A worker's heartbeat: seen ``now``; the leases of what it sends and of the sites
-        it polls run until ``until``. Returns the sites it still holds."""
+    def renew(self, worker: str, now: datetime, until: datetime, *,
+              daemon: bool = False) -> list[str]:
+        """A worker's heartbeat: seen ``now`` (recorded again, as ``join``, if it was
+        forgotten); the leases of what it sends and of the sites it polls run until
+        ``until``. Returns the sites it still holds."""
         ...
 
     def leave(self, worker: str) -> None:

@@ -92,13 +92,15 @@ class HostState:
 class WorkerState:
     """A wpnotify process sharing the state (a daemon, or a one-off command while it sends):
     ``id`` is its claim token (host:pid:start), ``seen_at`` its latest heartbeat; ``sites``
-    the sites whose poll it holds, ``sending`` how many notifications it is sending."""
+    the sites whose poll it holds, ``sending`` how many notifications it is sending;
+    ``daemon``: a `wpnotify run`, which takes its share of the sites' polls."""
 
     id: str
     started_at: datetime
     seen_at: datetime
     sites: tuple[str, ...]
     sending: int
+    daemon: bool = False
 
 
 @dataclass(frozen=True)

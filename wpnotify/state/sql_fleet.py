@@ -42,14 +42,15 @@ class FleetSql:
                           "'sending' AND (lease_until IS NULL OR lease_until > ?)", (iso(now),))
         return [(row[0], row[1]) for row in rows]
 
-    def join(self, worker: str, now: datetime) -> None:
-        self._write("INSERT INTO workers (id, started_at, seen_at) VALUES (?, ?, ?) "
+    def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:
+        self._write("INSERT INTO workers (id, started_at, seen_at, daemon) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-                    (worker, iso(now), iso(now)))
+                    (worker, iso(now), iso(now), int(daemon)))
 
-    def renew(self, worker: str, now: datetime, until: datetime) -> list[str]:
+    def renew(self, worker: str, now: datetime, until: datetime, *,
+              daemon: bool = False) -> list[str]:
         with self.atomic():
-            self.join(worker, now)
+            self.join(worker, now, daemon=daemon)
             self._write("UPDATE notifications SET lease_until = ? WHERE status = 'sending' "
                         "AND claimed_by = ?", (iso(until), worker))
             self._write("UPDATE sites SET lease_until = ? WHERE lease_holder = ?",
@@ -80,7 +81,7 @@ class FleetSql:
     def workers(self, now: datetime) -> list[WorkerState]:
         # Three reads, no unit of work: `status` reads a state it may not write. A worker
         # that changes in between shows as it was at one of them.
-        rows = self._rows("SELECT id, started_at, seen_at FROM workers "
+        rows = self._rows("SELECT id, started_at, seen_at, daemon FROM workers "
                           "ORDER BY seen_at DESC, id")
         held: dict[str, list[str]] = {}
         for holder, name in self._rows(
@@ -91,7 +92,7 @@ class FleetSql:
             "SELECT claimed_by, COUNT(*) FROM notifications WHERE status = 'sending' "
             "AND claimed_by IS NOT NULL GROUP BY claimed_by")})
         return [WorkerState(row[0], parse_iso(row[1]), parse_iso(row[2]),
-                            tuple(held.get(row[0], ())), int(sending[row[0]]))
+                            tuple(held.get(row[0], ())), int(sending[row[0]]), bool(row[3]))
                 for row in rows]
 
     def forget_workers(self, seen_before: datetime) -> int:
