@@ -689,5 +689,24 @@ def test_a_daemon_is_told_from_a_command_and_stays_one(state: State) -> None:
     assert [(w.id, w.daemon) for w in state.workers(NOW)] == [("daemon:1:1", True)]
 
 
+def test_a_lost_claim_records_nothing_over_the_new_claimant(state: State,
+                                                           backend: Backend) -> None:
+    """This worker's lease passed and another worker sends the notification now: a late
+    outcome or release of this one's is not written over the other's claim."""
+    state.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
+    (row,) = state.due(NOW)
+    assert state.claim_many([row.id], NOW, NOW + timedelta(seconds=20)) == {row.id}
+    backend.forge_claim(row.id, "elsewhere.example:4242:77")  # taken over meanwhile
+    state.release(row.id)
+    assert not state.finish(row.id, Status.SENT, NOW, response="late")
+    left = state.get(row.id)
+    assert left is not None
+    assert (left.status, left.claimed_by, left.response) == (
+        Status.SENDING, "elsewhere.example:4242:77", None)
+    backend.forge_claim(row.id, this_process())  # its own again: written
+    assert state.finish(row.id, Status.SENT, NOW, response="ok")
+    assert state.get(row.id).status == Status.SENT  # type: ignore[union-attr]  # it exists
+
+
 # Last: every test above is exported (a test below this line would silently not run).
 __all__ = ["Backend", "state", *(name for name in dir() if name.startswith("test_"))]

@@ -371,17 +371,25 @@ class Dispatcher:
 
     def _apply(self, n: Notification, outcome: Outcome, now: datetime) -> None:
         """Writes an outcome, in the caller's transaction: the row, the holds, the rows it
-        covers and the outbox go in one commit, so a crash leaves all or none of them."""
+        covers and the outbox go in one commit, so a crash leaves all or none of them. A
+        claim lost meanwhile (this worker's lease passed, another took the notification
+        over and sends it now) records nothing of the row: the other's outcome counts."""
         error = outcome.error
         if error is None:
-            self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
-                              response=outcome.response)
+            kept = self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
+                                     response=outcome.response)
         else:
-            self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
-                              error=error.message, error_code=error.code,
-                              next_attempt_at=outcome.next_attempt_at)
-        for hold in outcome.holds:
+            kept = self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
+                                     error=error.message, error_code=error.code,
+                                     next_attempt_at=outcome.next_attempt_at)
+        for hold in outcome.holds:  # what the host said holds whoever sends next
             self.store.set_host(hold.key, wordpress=hold.wordpress, not_before=hold.until)
+        if not kept:
+            log.warning("notification.claim_lost", site=n.site, post=n.post_id, id=n.id,
+                        outcome=outcome.status, detail="this worker's lease passed before "
+                        "its outcome was recorded (a stall, or the database out of reach); "
+                        "another worker sends it now and records its own")
+            return
         if outcome.covers:
             site, kind, target = outcome.covers
             self.store.settle(site, kind, target, now,

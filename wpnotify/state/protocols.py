@@ -55,7 +55,10 @@ class Queue(UnitOfWork, Protocol):
     def finish(self, notification_id: int, status: Status, now: datetime, *,
                endpoint: str | None = None, error: str | None = None,
                error_code: str | None = None, response: str | None = None,
-               next_attempt_at: datetime | None = None) -> None: ...
+               next_attempt_at: datetime | None = None) -> bool:
+        """Records how an attempt ended; False (nothing written) when another worker is
+        sending the notification now (this one's claim was lost)."""
+        ...
 
     def defer(self, notification_id: int, now: datetime, until: datetime, reason: str,
               code: str) -> None: ...

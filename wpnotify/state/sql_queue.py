@@ -100,27 +100,31 @@ class QueueSql(SqlUnit):
             (iso(now), this_process(), notification_id)) == 1
 
     def release(self, notification_id: int) -> None:
-        """Gives back a claim on which nothing was sent (the host was busy)."""
+        """Gives back a claim on which nothing was sent (the host was busy); only this
+        process's own (one whose lease passed may be another worker's by now)."""
         self._write("""UPDATE notifications SET status = 'pending', attempts = attempts - 1,
                            claimed_by = NULL, lease_until = NULL
-                       WHERE id = ? AND status = 'sending'""",
-                    (notification_id,))
+                       WHERE id = ? AND status = 'sending' AND claimed_by = ?""",
+                    (notification_id, this_process()))
 
     def finish(self, notification_id: int, status: Status, now: datetime, *,
                endpoint: str | None = None, error: str | None = None,
                error_code: str | None = None, response: str | None = None,
-               next_attempt_at: datetime | None = None) -> None:
-        """Records how an attempt ended."""
+               next_attempt_at: datetime | None = None) -> bool:
+        """Records how an attempt ended. False, and nothing written, when another worker is
+        sending it now: this one's claim was lost (its lease passed, and the notification
+        was taken over), and the other's outcome is the one to keep."""
         status = Status(status)  # a ValueError for a status the state does not know
-        self._write(
+        return self._write(
             """UPDATE notifications SET status = ?, updated_at = ?,
                    endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
                    response = COALESCE(?, response),
                    sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,
                    next_attempt_at = ?
-               WHERE id = ?""",
+               WHERE id = ? AND (status <> 'sending' OR claimed_by = ?)""",
             (status.value, iso(now), endpoint, error, error_code, response, status.value,
-             iso(now), iso(next_attempt_at) if next_attempt_at else None, notification_id))
+             iso(now), iso(next_attempt_at) if next_attempt_at else None, notification_id,
+             this_process())) == 1
 
     def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None:
         """Queues a sent notification again (a Webmention after its post changed)."""
