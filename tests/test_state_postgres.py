@@ -369,3 +369,11 @@ def test_only_the_postgres_modules_know_psycopg() -> None:
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if re.search(r"^\s*(import psycopg|from psycopg)", p.read_text(), re.M))
     assert users == ["state/postgres.py", "state/postgres_unit.py"], users
+
+
+def test_the_servers_clock_is_read_as_an_aware_utc_time(store: PostgresState) -> None:
+    from datetime import UTC, datetime
+
+    server = store.server_time()
+    assert server is not None and server.tzinfo is UTC
+    assert abs(server - datetime.now(UTC)) < timedelta(seconds=2)  # the same machine here

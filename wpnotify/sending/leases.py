@@ -18,6 +18,7 @@ import structlog
 
 from wpnotify.errors import StateError
 from wpnotify.state import Fleet
+from wpnotify.state.clock import StateClock
 from wpnotify.state.processes import this_process
 
 log = structlog.get_logger("wpnotify.leases")
@@ -80,7 +81,10 @@ class Heartbeat:
             log.warning("worker.leave_failed", error=str(error))
 
     def beat(self) -> list[str]:
-        """One renewal, now; returns the sites still held."""
+        """One renewal, now (the state's clock measured again first, when it is one);
+        returns the sites still held."""
+        if isinstance(self.clock, StateClock):
+            self.clock.sync()
         now = self.clock()
         self.held = self.store.renew(self.worker, now, now + self.span, daemon=self.daemon)
         return self.held

@@ -24,6 +24,7 @@ from wpnotify.errors import ConfigError, StateError, WpnotifyError
 from wpnotify.events import NO_EVENTS, Events, Fanout
 from wpnotify.settings import NO_SITES  # loaded already: every command reads the settings
 from wpnotify.state import Notification, State, Status, open_state
+from wpnotify.state.clock import StateClock
 
 if TYPE_CHECKING:  # for the annotations; the renderers take these names from here too
     from wpnotify.http import Http
@@ -199,7 +200,7 @@ class Service:
 
     def __init__(self, settings: Settings, store: State, http: Http | None = None, *,
                  sources: Mapping[str, Source] | None = None,
-                 clock: Callable[[], datetime] = utcnow,
+                 clock: Callable[[], datetime] | None = None,
                  sleep: Callable[[float], None] | None = None,
                  stopping: Callable[[], bool] | None = None,
                  events: Events = NO_EVENTS, configured: Settings | None = None,
@@ -212,7 +213,9 @@ class Service:
         self.store = store
         self.http = http
         self.sources: Mapping[str, Source] = sources or {}
-        self.clock = clock
+        # By default the state's clock: workers on several machines share one database and
+        # compare the times they write there (leases, holds, retries).
+        self.clock = clock or StateClock(store)
         self.stop_event = threading.Event()
         self.sleep = sleep or self._pause
         self.stopping = stopping or self.stop_event.is_set

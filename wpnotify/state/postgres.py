@@ -9,7 +9,7 @@ kind inside the caller's unit (a savepoint), a post's status mark (a sequence), 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -46,6 +46,13 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql):
             raise
         state._migrating = False
         return state
+
+    def server_time(self) -> datetime | None:
+        """The server's clock_timestamp() (the time now, not the transaction's start)."""
+        server = self._rows("SELECT clock_timestamp()")[0][0]
+        if not isinstance(server, datetime) or server.tzinfo is None:
+            raise StateError(f"{self.label}: clock_timestamp() gave {server!r}, not a time")
+        return server.astimezone(UTC)
 
     def _version(self) -> int:
         """The schema version (0: a new database); refuses one from a newer wpnotify."""

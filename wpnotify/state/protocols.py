@@ -252,6 +252,11 @@ class Fleet(UnitOfWork, Protocol):
         """The workers recorded, the most recently seen first, with what each holds."""
         ...
 
+    def server_time(self) -> datetime | None:
+        """The state's own clock, now: a database server's; None for a file (one machine's,
+        whose clock is this one's). See ``state.clock``."""
+        ...
+
     def forget_workers(self, seen_before: datetime) -> int:
         """Removes the rows of workers not seen since ``seen_before`` (gone for good), and
         frees their sites; returns how many."""

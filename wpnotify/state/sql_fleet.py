@@ -95,6 +95,11 @@ class FleetSql:
                             tuple(held.get(row[0], ())), int(sending[row[0]]), bool(row[3]))
                 for row in rows]
 
+    def server_time(self) -> datetime | None:
+        """One machine's state (a file): its clock is this machine's. A database server's
+        backend reads the server's."""
+        return None
+
     def forget_workers(self, seen_before: datetime) -> int:
         with self.atomic():
             gone = [row[0] for row in self._rows("SELECT id FROM workers WHERE seen_at < ?",
