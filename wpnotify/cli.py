@@ -379,9 +379,7 @@ def sites_remove(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def sites_disable(ctx: click.Context, name: str) -> None:
     """Stop polling a site, stored or of the configuration file, until enabled again."""
-    with service_of(ctx, network=False, stored=False) as service:
-        service.set_site_disabled(name, True)
-    click.echo(printable(f"site {name} disabled"))
+    _set_disabled(ctx, name, True)
 
 
 @sites.command("enable")
@@ -389,9 +387,13 @@ def sites_disable(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def sites_enable(ctx: click.Context, name: str) -> None:
     """Poll a disabled site again."""
+    _set_disabled(ctx, name, False)
+
+
+def _set_disabled(ctx: click.Context, name: str, disabled: bool) -> None:
     with service_of(ctx, network=False, stored=False) as service:
-        service.set_site_disabled(name, False)
-    click.echo(printable(f"site {name} enabled"))
+        service.set_site_disabled(name, disabled)
+    click.echo(printable(f"site {name} {'disabled' if disabled else 'enabled'}"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 
 import structlog
+
+from wpnotify.events import NoEvents
 
 log = structlog.get_logger("wpnotify.systemd")
 
@@ -44,7 +45,7 @@ def watchdog_seconds(environ: Mapping[str, str], pid: int) -> float | None:
     return seconds if seconds > 0 else None
 
 
-class Notifier:
+class Notifier(NoEvents):
     """Tells systemd how the daemon is doing. Thread-safe; an ``Events`` listener whose
     ``alive()`` feeds the watchdog, at most every half of its timeout."""
 
@@ -109,11 +110,3 @@ class Notifier:
             self._last_ping = now
         self.send("WATCHDOG=1")
 
-    def attempt(self, kind: str, outcome: str, seconds: float) -> None:
-        pass
-
-    def takeover(self, count: int) -> None:
-        pass
-
-    def polled(self, site: str, ok: bool, at: datetime) -> None:
-        pass
