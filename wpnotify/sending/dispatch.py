@@ -39,6 +39,7 @@ from wpnotify.http import Http
 from wpnotify.sending.backlog import Backlog, Feed, Tally
 from wpnotify.sending.decide import (
     IN_CYCLE_WAIT,
+    Hold,
     Outcome,
     Rules,
     decide,
@@ -84,6 +85,23 @@ class _Run:
     crowded: bool = False
     # Workers put their results here: cheaper than a waiter on every future each pass.
     completions: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
+
+
+@dataclass
+class _Batch:
+    """What a batch of outcomes shares: its hosts as the state has them (each hold written
+    in the batch noted, as a later outcome of the same host must see it), and the links to
+    tell WordPress of, written at its end."""
+
+    hosts: dict[str, HostState]
+    pinged: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def held(self, hold: Hold) -> None:
+        """A hold written: what ``set_host`` keeps (None changes nothing)."""
+        old = self.hosts.get(hold.key, HostState())
+        self.hosts[hold.key] = HostState(
+            old.wordpress if hold.wordpress is None else hold.wordpress,
+            old.not_before if hold.until is None else hold.until)
 
 
 @dataclass
@@ -332,11 +350,15 @@ class Dispatcher:
         what may go again in this run; frees the slots not freed yet."""
         # In post order: every unit that changes many posts' rows (and so their marks for
         # WordPress) takes them in the same order, so none waits for another in a cycle.
-        for f in sorted(finished, key=lambda f: (f.n.site, f.n.post_id, f.n.id)):
+        ordered = sorted(finished, key=lambda f: (f.n.site, f.n.post_id, f.n.id))
+        # One read of their hosts, kept up to date with the holds written below; one write
+        # of the links WordPress is to list as pinged (each a round trip on PostgreSQL).
+        batch = _Batch(self.store.hosts({host_of(f.n.target) for f in ordered}))
+        for f in ordered:
             n, host = f.n, host_of(f.n.target)
             if not f.freed:
                 run.busy[host] -= 1
-            outcome = self._conclude(n, f.result)
+            outcome = self._conclude(n, f.result, batch)
             if outcome.busy:  # found to be WordPress, and pinged already: back in line
                 self._wordpress.add(host)
                 run.backlog.push(self._again(n.id))
@@ -349,8 +371,9 @@ class Dispatcher:
                 run.tally.sent += run.backlog.drop(outcome.covers)
             if outcome.put_off and outcome.error is not None:
                 run.tally.retrying += self._put_off(run.backlog, n, outcome)
+        self.mirror.sent_many(batch.pinged, self.clock())
 
-    def _conclude(self, n: Notification, result: Result) -> Outcome:
+    def _conclude(self, n: Notification, result: Result, batch: _Batch) -> Outcome:
         """Decides one attempt's outcome and records it: the one place outcomes are written
         (the row, its host's pacing, what WordPress should learn of it)."""
         now = self.clock()
@@ -358,9 +381,9 @@ class Dispatcher:
             self.store.release(n.id)
             return decide(n, result, HostState(), now, self.rules)
         kind_taken = result.kind != n.kind and not self.store.set_kind(n.id, result.kind)
-        outcome = decide(n, result, self.store.host(host_of(n.target)), now, self.rules,
-                         kind_taken=kind_taken)
-        self._apply(n, outcome, now)
+        outcome = decide(n, result, batch.hosts.get(host_of(n.target), HostState()), now,
+                         self.rules, kind_taken=kind_taken)
+        self._apply(n, outcome, now, batch)
         self.events.attempt(result.kind, outcome.status.value, result.duration_ms / 1000)
         error = outcome.error
         log.info("notification.attempt", site=n.site, post=n.post_id, kind=result.kind,
@@ -369,7 +392,7 @@ class Dispatcher:
                  attempt=n.attempts + 1, duration_ms=result.duration_ms)
         return outcome
 
-    def _apply(self, n: Notification, outcome: Outcome, now: datetime) -> None:
+    def _apply(self, n: Notification, outcome: Outcome, now: datetime, batch: _Batch) -> None:
         """Writes an outcome, in the caller's transaction: the row, the holds, the rows it
         covers and the outbox go in one commit, so a crash leaves all or none of them. A
         claim lost meanwhile (this worker's lease passed, another took the notification
@@ -384,6 +407,7 @@ class Dispatcher:
                                      next_attempt_at=outcome.next_attempt_at)
         for hold in outcome.holds:  # what the host said holds whoever sends next
             self.store.set_host(hold.key, wordpress=hold.wordpress, not_before=hold.until)
+            batch.held(hold)
         if not kept:
             log.warning("notification.claim_lost", site=n.site, post=n.post_id, id=n.id,
                         outcome=outcome.status, detail="this worker's lease passed before "
@@ -394,8 +418,8 @@ class Dispatcher:
             site, kind, target = outcome.covers
             self.store.settle(site, kind, target, now,
                               f"covered by the ping sent for post {n.post_id}")
-        if outcome.mirror:  # with the outcome: in the caller's transaction
-            self.mirror.sent(n.site, n.post_id, [n.target], now)
+        if outcome.mirror:  # with the outcome: in the caller's transaction (at its end)
+            batch.pinged.append((n.site, n.post_id, n.target))
 
     def _put_off(self, backlog: Backlog, failed: Notification, outcome: Outcome) -> int:
         """The host of ``failed`` cannot be reached: the rest of its queue waits for the same

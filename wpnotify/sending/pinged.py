@@ -103,10 +103,17 @@ class PingedMirror:
         self._told.update(sites)
 
     def sent(self, site: str, post_id: int, targets: list[str], now: datetime) -> None:
-        """Notes sent links in the outbox (in the caller's transaction, with their outcome);
-        every PINGED_BATCH of them, WordPress is told without waiting for the cycle's end."""
-        self.store.queue_pinged(site, post_id, targets, now)
-        self._unflushed += len(targets)
+        """Notes sent links of one post (see ``sent_many``)."""
+        self.sent_many([(site, post_id, target) for target in targets], now)
+
+    def sent_many(self, links: list[tuple[str, int, str]], now: datetime) -> None:
+        """Notes sent links, (site, post, url), in the outbox (in the caller's transaction,
+        with their outcomes: a batch's in one statement); every PINGED_BATCH of them,
+        WordPress is told without waiting for the cycle's end."""
+        if not links:
+            return
+        self.store.queue_pinged_many(links, now)
+        self._unflushed += len(links)
         if self._unflushed >= PINGED_BATCH:
             self.flush()
 

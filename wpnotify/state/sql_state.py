@@ -99,9 +99,14 @@ class StateSql(SqlUnit):
     def queue_pinged(self, site: str, post_id: int, urls: list[str], now: datetime) -> None:
         """Call it in the unit of work that records why (the outcome), so neither is kept
         without the other."""
+        self.queue_pinged_many([(site, post_id, url) for url in urls], now)
+
+    def queue_pinged_many(self, links: list[tuple[str, int, str]], now: datetime) -> None:
+        """(site, post, url) of several posts at once: a batch of outcomes' links in one
+        statement (in key order, as ``pinged_told``)."""
         self._write_many("INSERT INTO pinged_outbox VALUES (?, ?, ?, ?) "
                          "ON CONFLICT (site, post_id, url) DO NOTHING",
-                         [(site, post_id, url, iso(now)) for url in urls])
+                         sorted((site, post, url, iso(now)) for site, post, url in links))
 
     def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]:
         """Up to ``limit`` URLs, by post, in the primary key's order: no sort, however long
