@@ -26,7 +26,9 @@ measured in one run, where a busy neighbour slows both alike.
 With `--state postgresql://USER@HOST:PORT/wpnotify_bench...` and `--workers N`, the one run
 compares the state backends and the fleet: wpnotify on SQLite with one process, on PostgreSQL
 with one, and on PostgreSQL with N `wpnotify backfill` processes started together on the same
-state (without --state: SQLite, N processes), taken in turns like --repeat's pairs. Each: wall
+state, each with its share of the posts (`--post`, every Nth), as an operator splits a
+backfill over workers (without --state: SQLite, N processes), taken in turns like --repeat's
+pairs. Each: wall
 time (the first start to the last exit), CPU summed over the processes, peak memory (the
 largest process's and the sum), the delivery check, and the most requests each receiver host
 had in flight at once; then PostgreSQL / SQLite (target <= 1.3), N workers / 1 (target <= 1.0)
@@ -131,17 +133,21 @@ class Measure:
 
 
 def measured(command: list[str], folder: Path, version: Version = CURRENT,
-             processes: int = 1) -> Measure:
-    """Runs a command as its own process, or ``processes`` copies started together: wall
-    time from the first start to the last exit, CPU time and peak RSS of each (wait4)."""
+             processes: int = 1, each: list[list[str]] | None = None) -> Measure:
+    """Runs a command as its own process, or ``processes`` copies started together (or
+    the commands ``each``, one process each): wall time from the first start to the last
+    exit, CPU time and peak RSS of each (wait4)."""
+    commands = each or [command] * processes
+    processes = len(commands)
     outs = [folder / ("out.txt" if n == 0 else f"out-{n}.txt") for n in range(processes)]
     sinks = [out.open("wb") for out in outs]
     try:
         clock = time.time()
         started = time.monotonic()
-        procs = [subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+        procs = [subprocess.Popen(one, stdout=sink, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, env=version.environment(),
-                                  cwd=version.cwd(folder)) for sink in sinks]
+                                  cwd=version.cwd(folder)) for one, sink in zip(commands, sinks,
+                                                                                strict=True)]
         usages = []
         for proc in procs:
             _, status, usage = os.wait4(proc.pid, 0)
@@ -408,7 +414,11 @@ def run_core(site: Site, folder: Path) -> Measure:
 
 
 def run_wpnotify(config: Path, folder: Path, profile: bool,
-                 version: Version = CURRENT, workers: int = 1) -> Measure:
+                 version: Version = CURRENT, workers: int = 1,
+                 posts: list[int] | None = None) -> Measure:
+    """One backfill of the whole archive; with ``workers`` > 1, that many processes started
+    together, each given its share of the posts (``--post``), as an operator splits a
+    backfill over workers: they share the per-host limits through the state."""
     command = [sys.executable]
     if profile:  # every thread while it holds the interpreter lock (py-spy: pip install py-spy)
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -416,7 +426,11 @@ def run_wpnotify(config: Path, folder: Path, profile: bool,
                    "--output", str(folder / "wpnotify.prof"), "--", sys.executable]
     command += ["-m", "wpnotify", "--config", str(config), "backfill", "--site", "bench",
                 "--since", "2000-01-01"]
-    return measured(command, folder, version, workers)
+    if workers == 1 or not posts:
+        return measured(command, folder, version, workers)
+    shares = [posts[n::workers] for n in range(workers)]
+    return measured(command, folder, version,
+                    each=[command + [f"--post={i}" for i in share] for share in shares])
 
 
 @dataclass(frozen=True)
@@ -457,7 +471,7 @@ def backfill(sender: Sender, site: Site, posts: list[Post], folder: Path,
     server_before = None if sender.database is None else postgres_cpu()
     ours = run_wpnotify(sender.config, folder,
                         profile and sender.version == CURRENT and sender.workers == 1,
-                        sender.version, sender.workers)
+                        sender.version, sender.workers, [post.id for post in posts])
     server_after = None if server_before is None else postgres_cpu()
     stats = receivers_call("/_stats")
     problems = delivery_problems(posts, stats)
