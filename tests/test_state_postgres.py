@@ -377,3 +377,17 @@ def test_the_servers_clock_is_read_as_an_aware_utc_time(store: PostgresState) ->
     server = store.server_time()
     assert server is not None and server.tzinfo is UTC
     assert abs(server - datetime.now(UTC)) < timedelta(seconds=2)  # the same machine here
+
+
+def test_the_connection_notices_a_vanished_server(backend: PostgresBackend) -> None:
+    """TCP keepalives (about 30 s to notice a server gone without a word), unless the URL
+    sets its own; so does its connect_timeout."""
+    store = PostgresState.open(backend.url)
+    params = store.conn.info.get_parameters()
+    assert (params["keepalives"], params["keepalives_idle"]) == ("1", "15")
+    assert params["connect_timeout"] == "10"
+    store.close()
+    own = PostgresState.open(backend.url + "?keepalives_idle=60&connect_timeout=3")
+    params = own.conn.info.get_parameters()
+    assert (params["keepalives_idle"], params["connect_timeout"]) == ("60", "3")
+    own.close()

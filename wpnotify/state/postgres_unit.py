@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.abc import Buffer
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.string import StrDumperUnknown
 
 from wpnotify.errors import StateError
@@ -22,6 +23,12 @@ from wpnotify.urls import scrub_dsn, shown_dsn
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 10  # seconds, for a server that does not answer at all
+# TCP keepalives, unless the URL sets its own: a server that vanished without closing the
+# connection (a crash, a network cut) is noticed within about 30 s instead of the kernel's
+# two hours, so the unit waiting on it fails (a StateError) and the connection is opened
+# again, rather than the worker hanging while its leases pass.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "15", "keepalives_interval": "5",
+              "keepalives_count": "3"}
 START = "is PostgreSQL running and listening there? start it (e.g. pg_ctlcluster 15 main " \
         "start, or systemctl start postgresql)"
 LOGIN = "check the user name and its password (in PGPASSFILE or ~/.pgpass, or passfile= in " \
@@ -140,8 +147,11 @@ class PgConnection(SqlUnit):
     def _connect(self) -> psycopg.Connection[Any]:
         """Autocommit: a read outside a unit is its own statement; a unit is BEGIN … COMMIT."""
         try:
-            conn = psycopg.connect(self._url, autocommit=True, row_factory=pg_rows,
-                                   connect_timeout=CONNECT_TIMEOUT)
+            given = conninfo_to_dict(self._url)
+            defaults = {"connect_timeout": str(CONNECT_TIMEOUT), **KEEPALIVES}
+            conninfo = make_conninfo(self._url, **{key: value for key, value in
+                                                   defaults.items() if key not in given})
+            conn = psycopg.connect(conninfo, autocommit=True, row_factory=pg_rows)
         except psycopg.Error as exc:
             raise connect_error(self._url, exc) from None
         conn.adapters.register_dumper(str, NulFreeText)
