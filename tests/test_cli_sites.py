@@ -126,6 +126,9 @@ def test_an_unreadable_password_file_is_stored_with_a_warning_and_listed_as_a_pr
     (["--post-type", "Not A Type"], "post_types:", 2),
     (["--password-credential", "c"], "give --password-file or --password-credential", 2),
     (["--api", "soap"], "'soap' is not one of", 2),
+    (["--username", "u" * 100_000], "username: String should have at most 200", 2),
+    (["--url", "https://blog.example/" + "p" * 3000], "url: String should have at most 2000", 2),
+    (["--deny-host", "x" * 300], "deny_hosts[0]: String should have at most 255", 2),
 ])
 def test_a_bad_site_is_refused_in_one_line(capsys: pytest.CaptureFixture[str], folder: Path,
                                            args: list[str], expected: str, code: int) -> None:
@@ -225,6 +228,23 @@ def test_a_damaged_stored_site_is_named_and_can_be_removed(
     assert "wpnotify sites remove blog" in one_line_error(code, err)
     assert wpnotify(capsys, folder, "sites", "remove", "blog")[0] == 0
     assert wpnotify(capsys, folder, "status")[0] == 0
+
+
+def test_a_password_edited_into_a_stored_site_leaves_it_out_unshown(
+        capsys: pytest.CaptureFixture[str], folder: Path) -> None:
+    """The state keeps no secret: a row given a password by hand is not used, and the
+    problem says how to replace it without ever repeating the value."""
+    assert add(capsys, folder)[0] == 0
+    store = open_state(folder / "state.sqlite3")
+    [entry] = store.stored_sites()
+    config = json.dumps({**(entry.config or {}), "password": "hunter2-by-hand"})
+    store._write("UPDATE site_settings SET config = ?", (config,))  # type: ignore[attr-defined]
+    store.close()
+    code, out, err = wpnotify(capsys, folder, "sites", "list")
+    assert "a password is stored in the state" in out and "hunter2" not in out + err
+    settings = load_settings(folder / "config.toml")
+    with open_service(settings, network=False) as service:
+        assert [site.name for site in service.settings.sites] == ["toml"]
 
 
 def test_service_without_stored_sites_is_the_configuration_files(folder: Path) -> None:

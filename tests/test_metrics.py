@@ -318,7 +318,9 @@ def test_a_site_added_while_serving_shows_at_the_next_reading(store: SqliteState
     service = Service(settings_of("a"), store, clock=lambda: NOW)
     store.add("b", 1, "pingback", "https://t.example/", "https://b.example/1", NOW)
     with service.metrics("127.0.0.1:0", healthy_within=60) as server:
+        service.events.polled("a", True, NOW)
         first = scrape(server)
+        assert ("wpnotify_site_last_ok_poll_timestamp_seconds", (("site", "a"),)) in first
         assert ("wpnotify_queue_notifications", (("site", "a"), ("status", "pending"))) in first
         assert not any(dict(labels).get("site") == "b" for _, labels in first)
         service.settings = settings_of("b")
@@ -327,6 +329,8 @@ def test_a_site_added_while_serving_shows_at_the_next_reading(store: SqliteState
     assert second[("wpnotify_queue_notifications", (("site", "b"), ("status", "pending")))] == 1
     assert not any(dict(labels).get("site") == "a" for name, labels in second
                    if name == "wpnotify_queue_notifications")
+    assert not any(dict(labels).get("site") == "a" for name, labels in second
+                   if name == "wpnotify_site_last_ok_poll_timestamp_seconds")  # gone too
 
 
 def test_clients_that_trickle_their_request_lose_their_slot_in_time(

@@ -70,6 +70,9 @@ class Metrics:
         self.healthy_within = healthy_within
         self.monotonic = monotonic
         self.registry = CollectorRegistry()
+        # First: a scrape collects in this order, and its reading of the state also drops
+        # the series of sites gone (``_read``) before the gauges below are collected.
+        self.registry.register(_StateCollector(self))
         self.attempts = Counter("wpnotify_notifications", "Send attempts ended, by kind and "
                                 "outcome (the status recorded)", ["kind", "outcome"],
                                 registry=self.registry)
@@ -84,7 +87,6 @@ class Metrics:
         self._last_alive = monotonic()
         self._reading: Reading | None = None
         self._reading_lock = threading.Lock()
-        self.registry.register(_StateCollector(self))
         self._from_state()
 
     def _from_state(self) -> None:
@@ -97,6 +99,12 @@ class Metrics:
                 return
             if site is not None and site.last_ok_at is not None:
                 self.last_ok.labels(name).set(site.last_ok_at.timestamp())
+
+    def _forget_sites_but(self, names: set[str]) -> None:
+        for sample in [s for family in self.last_ok.collect() for s in family.samples]:
+            site = sample.labels["site"]
+            if site not in names:
+                self.last_ok.remove(site)
 
     # --- Events ------------------------------------------------------------------------------
 
@@ -128,11 +136,14 @@ class Metrics:
 
     def _read(self, started: float) -> Reading:
         """One short query per site and question; the state's lock is taken and let go
-        around each, so the sender waits for one at most."""
+        around each, so the sender waits for one at most. A site no longer in effect
+        (removed or disabled while the daemon runs) loses its last-good-poll series."""
         reading = Reading(started)
         wall = self.clock()
+        names = self.site_names()
+        self._forget_sites_but(set(names))
         try:
-            for name in self.site_names():
+            for name in names:
                 reading.queue[name] = self.store.counts(name)
                 reading.due[name] = self.store.retries_due(name, wall)
         except StateError as exc:

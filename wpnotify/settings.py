@@ -560,27 +560,27 @@ class SiteSettings:
     credential) when the settings are built, so that a missing file is a config error now."""
 
     name: str = field(metadata=_spec(_text(_site_name)))
-    url: str = field(metadata=_spec(_text(_site_url)))
+    url: str = field(metadata=_spec(_text(_site_url, max_length=2000)))
     api: Literal["rest", "xmlrpc"] = field(default="rest", metadata=_spec(
         _choice("rest", "xmlrpc")))
-    username: str = field(metadata=_spec(_text(_printable, min_length=1)))
+    username: str = field(metadata=_spec(_text(_printable, min_length=1, max_length=200)))
     password: Secret | None = field(default=None, metadata=_spec(_optional(_secret)))
     password_file: Path | None = field(default=None, metadata=_spec(_optional(_path)))
     password_credential: str | None = field(default=None, metadata=_spec(
-        _optional(_text(_printable))))
+        _optional(_text(_printable, max_length=255))))
     post_types: tuple[str, ...] = field(default=("post",), metadata=_spec(
-        _listed(_text(), _post_types), listed=True))
+        _listed(_text(max_length=100), _post_types, max_items=100), listed=True))
     self_pings: bool = field(default=False, metadata=_spec(_flag))
     prefer: Literal["webmention", "pingback", "both"] = field(default="webmention", metadata=(
         _spec(_choice("webmention", "pingback", "both"))))
     trackback_discovery: bool = field(default=False, metadata=_spec(_flag))
     max_trackbacks_per_post: int = field(default=10, metadata=_spec(_integer(ge=0, le=1000)))
     allow_hosts: tuple[str, ...] = field(default=(), metadata=_spec(
-        _listed(_text(), _hosts), listed=True))
+        _listed(_text(max_length=255), _hosts, max_items=1000), listed=True))
     deny_hosts: tuple[str, ...] = field(default=(), metadata=_spec(
-        _listed(_text(), _hosts), listed=True))
+        _listed(_text(max_length=255), _hosts, max_items=1000), listed=True))
     update_services: tuple[str, ...] = field(default=(), metadata=_spec(
-        _listed(_text(_service_url), _unique), listed=True))
+        _listed(_text(_service_url, max_length=2000), _unique, max_items=100), listed=True))
     _secret: Secret = field(init=False, repr=False, default=Secret(""))
 
     def __post_init__(self) -> None:

@@ -115,6 +115,11 @@ def _stored(configured: Settings, name: str, config: Mapping[str, Any], enabled:
         return SiteRow(name, STATE, *shown, False, (
             "the configuration file has a site of this name, which wins; remove this one "
             f"with: wpnotify sites remove {name}",)), None
+    if "password" in config:  # only a hand-edited row has one: `sites add` takes none
+        return SiteRow(name, STATE, *shown, enabled, (
+            "a password is stored in the state for it (never its own value is shown): the "
+            "state keeps no secret; replace the site: wpnotify sites remove "
+            f"{name}, then wpnotify sites add {name} ... --password-file FILE",)), None
     try:
         site = site_settings({**config, "name": name})
     except InvalidSettings as exc:
