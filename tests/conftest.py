@@ -47,20 +47,13 @@ def wordpress_ready() -> None:
 def sites(wordpress_ready: None) -> Iterator[dict[str, devsite.Site]]:
     """Real WordPress sites: a watched source with the bridge (in a non-UTC timezone, so time
     zone mistakes show), a receiving target, and a source without the bridge."""
-    made = {
+    with devsite.running({
         "source": devsite.Site("127.0.0.12", title="Source & Co", bridge=True,
                                timezone="America/New_York"),
         "target": devsite.Site("127.0.0.13", title="Target blog"),
         "plain": devsite.Site("127.0.0.14", title="Plain blog", bridge=False),
-    }
-    try:
-        for site in made.values():
-            site.install()
-            site.start()
+    }) as made:
         yield made
-    finally:
-        for site in made.values():
-            site.stop()
 
 
 @dataclass

@@ -8,10 +8,10 @@ import threading
 import time
 import xmlrpc.client
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -160,8 +160,11 @@ class _CountingHandler(BaseHTTPRequestHandler):
         self._reply(xmlrpc.client.dumps(("ok",), methodresponse=True).encode(), "text/xml", {})
 
 
+ServerT = TypeVar("ServerT", bound=ThreadingHTTPServer)
+
+
 @contextmanager
-def serving(server: ThreadingHTTPServer, poll: float = 0.5) -> Iterator[ThreadingHTTPServer]:
+def serving(server: ServerT, poll: float = 0.5) -> Iterator[ServerT]:
     """The server answering on a thread of its own; ``poll``: how soon it stops when asked."""
     thread = threading.Thread(target=server.serve_forever, args=(poll,), daemon=True)
     thread.start()
@@ -170,6 +173,14 @@ def serving(server: ThreadingHTTPServer, poll: float = 0.5) -> Iterator[Threadin
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serving_all(servers: Sequence[ServerT], poll: float = 0.5) -> Iterator[list[ServerT]]:
+    """Each of ``servers`` answering on a thread of its own (``serving``), all stopped on
+    leaving."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(serving(server, poll)) for server in servers]
 
 
 BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'

@@ -6,7 +6,6 @@ No timing assertions: receivers record what happened, in order."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 from receivers import CountingReceiver as Receiver
-from receivers import Log
+from receivers import Log, serving_all
 
 from wpnotify.http import Http
 from wpnotify.sending.dispatch import Dispatcher
@@ -31,13 +30,9 @@ def log() -> Log:
 
 @pytest.fixture()
 def receivers(log: Log) -> Iterator[list[Receiver]]:
-    servers = [Receiver(log, delay=0.05) for _ in range(3)] + [Receiver(log, delay=3.0)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield servers
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with serving_all([Receiver(log, delay=0.05) for _ in range(3)]
+                     + [Receiver(log, delay=3.0)]) as servers:
+        yield servers
 
 
 class FakeSource:

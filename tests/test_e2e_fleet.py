@@ -28,7 +28,7 @@ from typing import Any
 
 import devsite
 import pytest
-from receivers import reply
+from receivers import reply, serving_all
 
 from wpnotify.state import Notification, Status, open_state
 from wpnotify.state.processes import process_token
@@ -118,29 +118,18 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture()
 def receivers() -> Iterator[tuple[list[Receiver], Traffic]]:
     traffic = Traffic()
-    servers = [Receiver(address, traffic) for address in RECEIVERS]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, args=(0.2,), daemon=True).start()
-    yield servers, traffic
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with serving_all([Receiver(address, traffic) for address in RECEIVERS], 0.2) as servers:
+        yield servers, traffic
 
 
 # --- the sites and the database ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def blogs(wordpress_ready: None) -> Iterator[dict[str, devsite.Site]]:
-    made = {name: devsite.Site(host, title=f"Fleet {name}", bridge=True,
-                               extra_config=NO_DISK_CRON) for name, host in SITES.items()}
-    try:
-        for site in made.values():
-            site.install()
-            site.start()
+    with devsite.running({name: devsite.Site(host, title=f"Fleet {name}", bridge=True,
+                                             extra_config=NO_DISK_CRON)
+                          for name, host in SITES.items()}) as made:
         yield made
-    finally:
-        for site in made.values():
-            site.stop()
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from receivers import CountingReceiver, Log
+from receivers import CountingReceiver, Log, serving, serving_all
 
 from wpnotify.cli import main
 from wpnotify.sending.leases import Heartbeat, lease_span
@@ -47,13 +46,8 @@ def open_store(where: str) -> State:
 
 @pytest.fixture()
 def hosts(log: Log) -> Iterator[list[CountingReceiver]]:
-    servers = [CountingReceiver(log, delay=0.1) for _ in range(3)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield servers
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with serving_all([CountingReceiver(log, delay=0.1) for _ in range(3)]) as servers:
+        yield servers
 
 
 def start_worker(where: str, concurrency: int, per_host: int, *extra: str
@@ -95,10 +89,7 @@ def test_workers_recording_the_same_posts_at_once_never_deadlock(where: str, log
     the same posts, finished in any order. Each change marks its post for WordPress; on
     PostgreSQL two batches marking posts in other orders deadlocked (a worker's batch lost,
     its notifications sent twice). Every worker ends well and each target is pinged once."""
-    servers = [CountingReceiver(log, delay=0.005) for _ in range(6)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving_all([CountingReceiver(log, delay=0.005) for _ in range(6)]) as servers:
         store = open_store(where)
         targets = [(post, servers[n].url(f"/d/{post}/{n}")) for post in range(40)
                    for n in range(6)]
@@ -107,10 +98,6 @@ def test_workers_recording_the_same_posts_at_once_never_deadlock(where: str, log
         workers = [start_worker(where, 12, 4) for _ in range(3)]
         assert sum(finish(w)["sent"] for w in workers) == len(targets)
         assert Counter(target for _, target, _ in log.pings) == Counter(t for _, t in targets)
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
 
 
 def test_a_wordpress_host_is_spaced_and_alone_for_the_whole_fleet(
@@ -137,9 +124,7 @@ def test_a_killed_workers_notifications_are_sent_by_another(where: str, log: Log
     """kill -9 while its requests are in flight: the next worker takes them over at once
     (a dead process of this host), and each target gets its ping; those in flight at the
     kill may arrive twice, none more."""
-    slow = CountingReceiver(log, delay=2.0)
-    threading.Thread(target=slow.serve_forever, daemon=True).start()
-    try:
+    with serving(CountingReceiver(log, delay=2.0)) as slow:
         store = open_store(where)
         targets = [slow.url(f"/k/{i}") for i in range(4)]
         for i, target in enumerate(targets):
@@ -162,9 +147,6 @@ def test_a_killed_workers_notifications_are_sent_by_another(where: str, log: Log
         taken_over = [r for r in rows.values() if r.attempts == 2]
         assert taken_over and all("interrupted by a crash" in (r.response or "")
                                   for r in taken_over)
-    finally:
-        slow.shutdown()
-        slow.server_close()
 
 
 def test_a_heartbeat_renews_the_leases_and_leaving_frees_the_sites(where: str) -> None:

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,6 +329,20 @@ class Site:
 
         with urllib.request.urlopen(f"{self.url}/wp-cron.php?doing_wp_cron", timeout=30) as r:
             r.read()
+
+
+@contextmanager
+def running(sites: dict[str, Site]) -> Iterator[dict[str, Site]]:
+    """Each site installed (or brought up to date) and served; all stopped on leaving, also
+    when one fails to start."""
+    try:
+        for site in sites.values():
+            site.install()
+            site.start()
+        yield sites
+    finally:
+        for site in sites.values():
+            site.stop()
 
 
 def php_str(value: str) -> str:
