@@ -38,7 +38,8 @@ STATUS_BATCH = 100  # posts whose status rows go in one request (the most the br
 STATUS_EVERY = 0.5  # seconds between status pushes within a cycle, of the posts whose
 # notifications are all done (the others' rows change with each claim and outcome); the
 # cycle's end pushes every marked post. So a backfill's rows go while it sends, and its end
-# waits for the last posts only.
+# waits for the last posts only. Workers sending together space theirs that much more each
+# (see ``sharing``): the fleet's pushes, each a WordPress request, stay about this often.
 STATUS_BYTES = 1024 * 1024  # a request's rows at most (PHP takes 8 MB by default)
 STATUS_BATCHES_WITHIN = 3  # requests of those at most, while the sending goes on
 NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
@@ -74,8 +75,9 @@ class PingedMirror:
 
     def __init__(self, store: Outbox, sources: Mapping[str, Source],
                  stopping: Callable[[], bool] = lambda: False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, worker: str = "") -> None:
         self.store = store
+        self.worker = worker  # this process's worker ID, as its claims are made
         self.sources = sources
         self.stopping = stopping  # a daemon's shutdown: one request at most, the rest waits
         self.clock = clock
@@ -88,6 +90,7 @@ class PingedMirror:
         self._worker: ThreadPoolExecutor | None = None
         self._status_worker: ThreadPoolExecutor | None = None
         self._unflushed = 0  # links sent since WordPress was last told
+        self._others = 0  # other workers sending meanwhile, as the dispatcher last saw
         self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
 
     def open(self) -> None:
@@ -101,6 +104,15 @@ class PingedMirror:
         backfill of one site leaves the others' to the daemon: two writers of one post's
         pinged list could lose a link)."""
         self._told.update(sites)
+
+    def sharing(self, others: int) -> None:
+        """``others`` other workers have notifications in flight. Each pushes the settled
+        posts of every site, so each spaces its pushes ``others`` + 1 times STATUS_EVERY
+        (three workers of a backfill made three times the requests to WordPress, each
+        costing its start-up, on the machines they share); and a cycle's end leaves them
+        the posts they are sending (each worker's end pushed the others' unfinished posts,
+        which their outcomes marked again)."""
+        self._others = max(0, others)
 
     def sent(self, site: str, post_id: int, targets: list[str], now: datetime) -> None:
         """Notes sent links of one post (see ``sent_many``)."""
@@ -139,7 +151,8 @@ class PingedMirror:
         statuses: bool | None = None  # no status rows; False: of settled posts; True: all
         if final:
             statuses = True
-        elif self._statuses_at is None or now - self._statuses_at >= STATUS_EVERY:
+        elif (self._statuses_at is None
+              or now - self._statuses_at >= STATUS_EVERY * (1 + self._others)):
             statuses, self._statuses_at = False, now
         for site in sorted(self._told):
             source = self.sources.get(site)
@@ -196,8 +209,10 @@ class PingedMirror:
         changes first; ``settled``: of the posts whose notifications are all done only. A
         mark is removed only if its post did not change meanwhile."""
         seen = self.store.resend_seen(site)
+        leave = self.worker if self._others and not settled else None
         for _ in range(STATUS_BATCHES_WITHIN if settled else PINGED_BATCHES):
-            if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled)):
+            if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled,
+                                                       leave_to_others=leave)):
                 return
             if not budget.take():
                 return

@@ -128,8 +128,15 @@ class StateSql(SqlUnit):
     # The marks are written by the state's triggers (migration 7) with every change to a
     # notification.
 
-    def status_waiting(self, site: str, limit: int, *, settled: bool = False
-                       ) -> list[StatusMark]:
+    def status_waiting(self, site: str, limit: int, *, settled: bool = False,
+                       leave_to_others: str | None = None) -> list[StatusMark]:
+        if not settled and leave_to_others is not None:
+            found = self._rows(
+                "SELECT post_id, seq FROM status_outbox o WHERE site = ? AND NOT EXISTS "
+                "(SELECT 1 FROM notifications n WHERE n.site = o.site AND n.post_id = "
+                "o.post_id AND n.status = 'sending' AND COALESCE(n.claimed_by, '') <> ?) "
+                "ORDER BY seq DESC LIMIT ?", (site, leave_to_others, limit))
+            return [(row[0], row[1]) for row in found]
         if not settled:
             found = self._rows("SELECT post_id, seq FROM status_outbox WHERE site = ? "
                                "ORDER BY seq DESC LIMIT ?", (site, limit))
