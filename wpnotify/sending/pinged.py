@@ -3,7 +3,8 @@ the one place that writes back to WordPress.
 
 Sent links go to the state file's outbox with their outcome (in the dispatcher's transaction),
 and are told to WordPress through the bridge, as core would add them, PINGED_BATCH links a
-request, on a thread of their own so that sending never waits for WordPress. After them, the
+request (within a cycle, full requests only), on a thread of their own so that sending never
+waits for WordPress. After them, the
 posts whose notifications changed (the state marks them itself) get their full status rows
 (wpnotify.statusrows), STATUS_BATCH posts a request, with the newest Send again request taken.
 What cannot be told (WordPress down, no bridge yet) stays in the outboxes for the next cycle,
@@ -160,7 +161,7 @@ class PingedMirror:
                 continue
             budget = _Budget(self.stopping)
             jobs: list[tuple[ThreadPoolExecutor | None, Callable[[], object]]] = [
-                (self._worker, partial(self._tell_pinged, site, source, budget))]
+                (self._worker, partial(self._tell_pinged, site, source, budget, final))]
             if statuses is not None:
                 jobs.append((self._status_worker, partial(
                     self._tell_statuses, site, source, budget, settled=not statuses)))
@@ -185,11 +186,16 @@ class PingedMirror:
         except Exception:  # noqa: BLE001 (a bug here must not stop the sending)
             log.exception("wordpress.write_back_failed", site=site)
 
-    def _tell_pinged(self, site: str, source: Source, budget: _Budget) -> bool:
+    def _tell_pinged(self, site: str, source: Source, budget: _Budget, final: bool = True
+                     ) -> bool:
         """Sent links to WordPress's pinged lists; False when it stopped short (a failure,
-        or shutting down)."""
+        or shutting down). Within a cycle (not ``final``), full batches only: the links
+        sent meanwhile went in a request each (80 requests for a backfill's 1,200 links,
+        each costing WordPress its start-up); the rest goes with the next, or at the end."""
         for _ in range(PINGED_BATCHES):
             if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH)):
+                return True
+            if not final and sum(map(len, waiting.values())) < PINGED_BATCH:
                 return True
             if not budget.take():
                 return False
