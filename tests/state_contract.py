@@ -406,23 +406,30 @@ def test_settled_marks_are_of_posts_with_nothing_waiting_or_in_flight(state: Sta
     assert sorted(post for post, _ in state.status_waiting("s", 10)) == [1, 2, 3]
 
 
-def test_a_cycles_end_leaves_other_workers_the_posts_they_are_sending(
+def test_a_cycles_end_leaves_the_posts_being_sent_or_due_to_other_workers(
         state: State, backend: Backend) -> None:
-    """Workers sending together: a post with a notification another worker has in flight
-    is left to it (its outcome marks the post again); this worker's own in flight, waiting
-    and done posts are not."""
-    for post in (1, 2, 3, 4):
+    """Workers sending together: a post with a notification another worker has in flight,
+    or one due to be sent, is left to whoever sends it (its outcome marks the post again);
+    this worker's own in flight, done, and retrying-later posts are not."""
+    for post in (1, 2, 3, 4, 5):
         state.add("s", post, "pingback", "https://t/", f"https://s/{post}", NOW)
     state.add("s", 1, "trackback", "https://tb/", "https://s/1", NOW)
     ids = {(n.post_id, n.kind): n.id for n in state.history(site="s")}
+    for post in (1, 2, 3, 5):
+        state.claim(ids[(post, "pingback")], NOW)
+        state.finish(ids[(post, "pingback")], Status.SENT, NOW)
     state.claim(ids[(1, "trackback")], NOW)
     backend.forge_claim(ids[(1, "trackback")], "elsewhere.example:4242:77")
-    state.claim(ids[(2, "pingback")], NOW)  # this worker's
-    state.claim(ids[(3, "pingback")], NOW)
-    state.finish(ids[(3, "pingback")], Status.SENT, NOW)
-    left = state.status_waiting("s", 10, leave_to_others=this_process())
-    assert sorted(post for post, _ in left) == [2, 3, 4]
-    assert sorted(post for post, _ in state.status_waiting("s", 10)) == [1, 2, 3, 4]
+    state.add("s", 2, "trackback", "https://tb/", "https://s/2", NOW)
+    state.claim(state.history(site="s", post_id=2, kind="trackback")[0].id, NOW)  # mine
+    state.add("s", 5, "trackback", "https://tb/", "https://s/5", NOW)
+    later = state.history(site="s", post_id=5, kind="trackback")[0].id
+    state.claim(later, NOW)
+    state.finish(later, Status.PENDING, NOW, error="timed out", error_code="timeout",
+                 next_attempt_at=NOW + timedelta(minutes=5))
+    left = state.status_waiting("s", 10, leave_to_others=(this_process(), NOW))
+    assert sorted(post for post, _ in left) == [2, 3, 5]  # 1: theirs in flight; 4: due
+    assert sorted(post for post, _ in state.status_waiting("s", 10)) == [1, 2, 3, 4, 5]
 
 
 def test_a_post_changed_while_its_push_was_in_flight_is_pushed_again(state: State) -> None:

@@ -273,7 +273,7 @@ def test_workers_sending_together_space_their_pushes_by_their_number(tmp_path: P
     store, site = opened(tmp_path), EditorSite()
     clock = [100.0]
     mirror = mirror_of(store, site, clock=lambda: clock[0])
-    mirror.sharing(2)
+    mirror.sharing(2, NOW)
     plan(store, range(1, 4))
     first, second, third = (store.history(post_id=post)[0].id for post in (1, 2, 3))
     store.finish(first, Status.SENT, NOW)
@@ -285,34 +285,35 @@ def test_workers_sending_together_space_their_pushes_by_their_number(tmp_path: P
     clock[0] += STATUS_EVERY
     mirror.flush()
     assert [list(rows) for rows, _ in site.pushes] == [[1], [2]]
-    mirror.sharing(0)  # alone again: every STATUS_EVERY
+    mirror.sharing(0, NOW)  # alone again: every STATUS_EVERY
     store.finish(third, Status.SENT, NOW)
     clock[0] += STATUS_EVERY
     mirror.flush()
     assert [list(rows) for rows, _ in site.pushes] == [[1], [2], [3]]
 
 
-def test_a_cycles_end_leaves_the_posts_another_worker_sends_to_it(tmp_path: Path) -> None:
-    """Each worker's end pushed every marked post, the others' unfinished ones too, which
-    their outcomes marked again: those stay marked for the worker sending them. Alone, a
-    worker's end pushes every marked post (a dead worker's are recovered, so marked)."""
+def test_a_cycles_end_leaves_the_posts_other_workers_send_to_them(tmp_path: Path) -> None:
+    """The first worker done pushed every marked post, the others' unfinished ones too,
+    each pushed again once done: those (a notification in another's hands, or due) stay
+    marked for whoever sends them. Alone, a worker's end pushes every marked post."""
     store, site = opened(tmp_path), EditorSite()
-    plan(store, range(1, 4))
-    theirs, mine = (store.history(post_id=post)[0].id for post in (1, 2))
-    store.claim(theirs, NOW)
-    store.claim(mine, NOW)
+    plan(store, range(1, 5))
+    theirs, mine, done = (store.history(post_id=post)[0].id for post in (1, 2, 3))
+    for claimed in (theirs, mine, done):
+        store.claim(claimed, NOW)
+    store.finish(done, Status.SENT, NOW)
     with sqlite3.connect(tmp_path / "state.sqlite3") as db:
         db.execute("UPDATE notifications SET claimed_by = 'elsewhere.example:1:2' "
                    "WHERE id = ?", (theirs,))
     db.close()
     mirror = mirror_of(store, site, worker=this_process())
-    mirror.sharing(1)
+    mirror.sharing(1, NOW)
     mirror.flush(final=True)
-    assert sorted(site.pushes[0][0]) == [2, 3]
-    assert [post for post, _ in store.status_waiting("s", 10)] == [1]
-    mirror.sharing(0)
+    assert sorted(site.pushes[0][0]) == [2, 3]  # 4 is due: in another worker's queue
+    assert sorted(post for post, _ in store.status_waiting("s", 10)) == [1, 4]
+    mirror.sharing(0, NOW)
     mirror.flush(final=True)
-    assert [sorted(rows) for rows, _ in site.pushes] == [[2, 3], [1]]
+    assert [sorted(rows) for rows, _ in site.pushes] == [[2, 3], [1, 4]]
 
 
 def test_an_xmlrpc_site_tells_no_statuses_and_makes_no_request(tmp_path: Path) -> None:

@@ -257,7 +257,7 @@ class Dispatcher:
         flying = [(target, worker) for target, worker in self.store.in_flight(now)
                   if worker != self.worker]
         others = Counter(host_of(target) for target, _ in flying)
-        self.mirror.sharing(len({worker for _, worker in flying}))
+        self.mirror.sharing(len({worker for _, worker in flying}), now)
 
         def room(host: str, n: Notification) -> int:
             alone = one_at_a_time(n, self._wordpress_host(host, run.hosts))

@@ -92,6 +92,7 @@ class PingedMirror:
         self._status_worker: ThreadPoolExecutor | None = None
         self._unflushed = 0  # links sent since WordPress was last told
         self._others = 0  # other workers sending meanwhile, as the dispatcher last saw
+        self._seen_at: datetime | None = None  # when it saw them (the state's clock)
         self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
 
     def open(self) -> None:
@@ -106,14 +107,14 @@ class PingedMirror:
         pinged list could lose a link)."""
         self._told.update(sites)
 
-    def sharing(self, others: int) -> None:
-        """``others`` other workers have notifications in flight. Each pushes the settled
-        posts of every site, so each spaces its pushes ``others`` + 1 times STATUS_EVERY
-        (three workers of a backfill made three times the requests to WordPress, each
-        costing its start-up, on the machines they share); and a cycle's end leaves them
-        the posts they are sending (each worker's end pushed the others' unfinished posts,
-        which their outcomes marked again)."""
-        self._others = max(0, others)
+    def sharing(self, others: int, now: datetime) -> None:
+        """At ``now``, ``others`` other workers have notifications in flight. Each pushes
+        the settled posts of every site, so each spaces its pushes ``others`` + 1 times
+        STATUS_EVERY (three workers of a backfill made three times the requests to
+        WordPress, each costing its start-up, on the machines they share); and a cycle's
+        end leaves the posts that are being sent or due (the first worker done pushed the
+        others' unfinished posts, each pushed again once done)."""
+        self._others, self._seen_at = max(0, others), now
 
     def sent(self, site: str, post_id: int, targets: list[str], now: datetime) -> None:
         """Notes sent links of one post (see ``sent_many``)."""
@@ -215,7 +216,8 @@ class PingedMirror:
         changes first; ``settled``: of the posts whose notifications are all done only. A
         mark is removed only if its post did not change meanwhile."""
         seen = self.store.resend_seen(site)
-        leave = self.worker if self._others and not settled else None
+        leave = ((self.worker, self._seen_at) if self._others and self._seen_at is not None
+                 and not settled else None)
         for _ in range(STATUS_BATCHES_WITHIN if settled else PINGED_BATCHES):
             if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled,
                                                        leave_to_others=leave)):

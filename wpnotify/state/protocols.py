@@ -140,13 +140,15 @@ class StatusOutbox(UnitOfWork, Protocol):
     a mark is removed only if the post did not change again since it was read."""
 
     def status_waiting(self, site: str, limit: int, *, settled: bool = False,
-                       leave_to_others: str | None = None) -> list[StatusMark]:
+                       leave_to_others: tuple[str, datetime] | None = None
+                       ) -> list[StatusMark]:
         """Up to ``limit`` marked posts of a site, the most recently changed first;
         ``settled``: only posts none of whose notifications waits or is being sent (their
         rows will not change again soon), among the most recently changed few thousand (a
         backend may look no deeper: the cycle's end pushes every marked post).
-        ``leave_to_others``, this worker's ID: not the posts with a notification another
-        worker is sending (its outcome marks the post again, and that worker pushes it)."""
+        ``leave_to_others``, this worker's ID and the time now: not the posts with a
+        notification another worker is sending, or one due to be sent (whoever sends it
+        marks the post again, and pushes it)."""
         ...
 
     def post_rows(self, site: str, post_ids: list[int]) -> dict[int, list[Notification]]:

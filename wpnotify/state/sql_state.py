@@ -129,13 +129,17 @@ class StateSql(SqlUnit):
     # notification.
 
     def status_waiting(self, site: str, limit: int, *, settled: bool = False,
-                       leave_to_others: str | None = None) -> list[StatusMark]:
+                       leave_to_others: tuple[str, datetime] | None = None
+                       ) -> list[StatusMark]:
         if not settled and leave_to_others is not None:
+            worker, now = leave_to_others
             found = self._rows(
                 "SELECT post_id, seq FROM status_outbox o WHERE site = ? AND NOT EXISTS "
                 "(SELECT 1 FROM notifications n WHERE n.site = o.site AND n.post_id = "
-                "o.post_id AND n.status = 'sending' AND COALESCE(n.claimed_by, '') <> ?) "
-                "ORDER BY seq DESC LIMIT ?", (site, leave_to_others, limit))
+                "o.post_id AND ((n.status = 'sending' AND COALESCE(n.claimed_by, '') <> ?) "
+                "OR (n.status = 'pending' AND (n.next_attempt_at IS NULL OR "
+                "n.next_attempt_at <= ?)))) ORDER BY seq DESC LIMIT ?",
+                (site, worker, iso(now), limit))
             return [(row[0], row[1]) for row in found]
         if not settled:
             found = self._rows("SELECT post_id, seq FROM status_outbox WHERE site = ? "
