@@ -346,6 +346,14 @@ def test_the_pinged_outbox_keeps_urls_until_told(state: State) -> None:
     assert state.pinged_waiting("s", 10) == {2: ["https://a/", "https://b/"]}
 
 
+def test_the_pinged_outbox_is_read_for_some_posts_only(state: State) -> None:
+    """A worker's mid-cycle write-back: the links of its own posts."""
+    state.queue_pinged_many([("s", 1, "https://a/"), ("s", 2, "https://b/"),
+                             ("s", 3, "https://c/"), ("t", 1, "https://d/")], NOW)
+    assert state.pinged_waiting("s", 10, {3, 1}) == {1: ["https://a/"], 3: ["https://c/"]}
+    assert state.pinged_waiting("s", 10, set()) == {}
+
+
 def test_scheduled_posts_come_due_at_their_time(state: State) -> None:
     state.watch("s", 2, NOW + timedelta(minutes=1))
     state.watch("s", 1, NOW)

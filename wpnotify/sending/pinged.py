@@ -91,6 +91,11 @@ class PingedMirror:
         self._worker: ThreadPoolExecutor | None = None
         self._status_worker: ThreadPoolExecutor | None = None
         self._unflushed = 0  # links sent since WordPress was last told
+        # By site, the posts whose links this worker queued in this cycle and has not told
+        # WordPress of yet: a mid-cycle write-back tells those only (workers sending
+        # together each told every link of the site, the same ones at once).
+        self._mine: dict[str, set[int]] = {}
+        self._mine_lock = threading.Lock()
         self._others = 0  # other workers sending meanwhile, as the dispatcher last saw
         self._seen_at: datetime | None = None  # when it saw them (the state's clock)
         self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
@@ -127,6 +132,9 @@ class PingedMirror:
         if not links:
             return
         self.store.queue_pinged_many(links, now)
+        with self._mine_lock:
+            for site, post, _ in links:
+                self._mine.setdefault(site, set()).add(post)
         self._unflushed += len(links)
         if self._unflushed >= PINGED_BATCH:
             self.flush()
@@ -142,6 +150,7 @@ class PingedMirror:
                     worker.shutdown(wait=True)
             self._worker = self._status_worker = None
             self._told = set()
+            self._mine = {}
 
     def flush(self, final: bool = False) -> None:
         """Hands every delivered site's outboxes to the mirror's thread (or, outside a cycle,
@@ -190,11 +199,14 @@ class PingedMirror:
     def _tell_pinged(self, site: str, source: Source, budget: _Budget, final: bool = True
                      ) -> bool:
         """Sent links to WordPress's pinged lists; False when it stopped short (a failure,
-        or shutting down). Within a cycle (not ``final``), full batches only: the links
-        sent meanwhile went in a request each (80 requests for a backfill's 1,200 links,
-        each costing WordPress its start-up); the rest goes with the next, or at the end."""
+        or shutting down). Within a cycle (not ``final``), the links of this worker's posts
+        only, in full batches only: the links sent meanwhile went in a request each (80
+        requests for a backfill's 1,200 links, each costing WordPress its start-up); the
+        rest goes with the next, or at the cycle's end, which tells every link waiting."""
         for _ in range(PINGED_BATCHES):
-            if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH)):
+            with self._mine_lock:
+                mine = None if final else frozenset(self._mine.get(site, ()))
+            if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH, mine)):
                 return True
             if not final and sum(map(len, waiting.values())) < PINGED_BATCH:
                 return True
@@ -208,6 +220,8 @@ class PingedMirror:
                             detail="kept; WordPress is told again at the next cycle")
                 return False
             self.store.pinged_told(site, waiting)
+            with self._mine_lock:  # a post cut short by the batch: its rest goes at the end
+                self._mine.get(site, set()).difference_update(waiting)
         return True
 
     def _tell_statuses(self, site: str, source: Source, budget: _Budget, settled: bool

@@ -7,7 +7,7 @@ Threads may share one state: the sender's workers record beside its coordinating
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -125,7 +125,11 @@ class PingedOutbox(UnitOfWork, Protocol):
         """(site, post, url) of several posts at once, as ``queue_pinged``."""
         ...
 
-    def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]: ...
+    def pinged_waiting(self, site: str, limit: int, posts: Collection[int] | None = None
+                       ) -> dict[int, list[str]]:
+        """Up to ``limit`` URLs, by post (of these ``posts`` only, when given: a worker's
+        own, as workers sending together each told the same links)."""
+        ...
 
     def pinged_told(self, site: str, posts: dict[int, list[str]]) -> None: ...
 

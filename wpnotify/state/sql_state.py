@@ -6,7 +6,9 @@ replacing a mark with one of a fresh change number."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 from wpnotify.state import rows
 from wpnotify.state.protocols import StatusMark
@@ -108,12 +110,19 @@ class StateSql(SqlUnit):
                          "ON CONFLICT (site, post_id, url) DO NOTHING",
                          sorted((site, post, url, iso(now)) for site, post, url in links))
 
-    def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]:
+    def pinged_waiting(self, site: str, limit: int, posts: Collection[int] | None = None
+                       ) -> dict[int, list[str]]:
         """Up to ``limit`` URLs, by post, in the primary key's order: no sort, however long
-        the backlog."""
+        the backlog (of the first ``_chunk`` of ``posts``, when given)."""
+        where, params = "", list[Any]()
+        if posts is not None:
+            chunk = sorted(posts)[:self._chunk]
+            if not chunk:
+                return {}
+            where, params = f" AND post_id IN ({','.join('?' * len(chunk))})", chunk
         waiting: dict[int, list[str]] = {}
-        for row in self._rows("SELECT post_id, url FROM pinged_outbox WHERE site = ? "
-                              "ORDER BY post_id, url LIMIT ?", (site, limit)):
+        for row in self._rows(f"SELECT post_id, url FROM pinged_outbox WHERE site = ?{where} "
+                              "ORDER BY post_id, url LIMIT ?", (site, *params, limit)):
             waiting.setdefault(row[0], []).append(row[1])
         return waiting
 
