@@ -278,6 +278,7 @@ def test_inbound_pings_are_judged_reported_and_moderated_against_real_wordpress(
     moderating = poll(tool)
     final = report(tool)
     after = statuses(blogs)
+    assert set(after) == set(before), "a comment was deleted"
     check_moderated(final, after, sent, moderating + events)
     acted = sum(CASES[n].action in ("spam", "approved") for n in CASES)
     assert sum(changes_logged(blogs).values()) - sum(quiet.values()) == acted
