@@ -32,7 +32,7 @@ from wpnotify.state.postgres import PostgresState
 from wpnotify.state.postgres_unit import placeholders
 
 TABLES = ("notifications, sites, scheduled, hosts, pinged_outbox, status_outbox, workers, "
-          "site_settings")
+          "site_settings, inbound")
 
 @pytest.fixture(scope="module")
 def database(postgres: str) -> Iterator[str]:

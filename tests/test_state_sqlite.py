@@ -66,7 +66,8 @@ def test_a_new_file_gets_every_migration_recorded(store: SqliteState) -> None:
                                         (7, "notification statuses still to be told, and "
                                             "Send again requests taken"),
                                         (8, "workers sharing the state: leases, and sites "
-                                            "kept in the state")]
+                                            "kept in the state"),
+                                        (9, "pings received and what was made of them")]
 
 
 def test_the_status_enum_is_the_files_check_constraint(store: SqliteState) -> None:
