@@ -149,10 +149,11 @@ _SQLITE: tuple[tuple[int, str, str], ...] = (
                 CHECK (action IN ('none', 'spam', 'approved', 'held', 'left')),
             status_after TEXT, decided_at TEXT, acted_at TEXT,
             PRIMARY KEY (site, comment_id));
-        -- inbound_due: a site's pending pings. inbound_unacted: its pings not acted on, in
-        -- comment order (a site in "report" mode keeps all of them so; read in "moderate"
-        -- only). inbound_seen, inbound_site_seen: `wpnotify inbound`, newest first.
-        CREATE INDEX inbound_due ON inbound (site, verdict, next_attempt_at);
+        -- inbound_due: a site's pending pings in comment order (few: next_attempt_at is
+        -- checked row by row). inbound_unacted: its pings not acted on, in comment order (a
+        -- site in "report" mode keeps all of them so; read in "moderate" only).
+        -- inbound_seen, inbound_site_seen: `wpnotify inbound`, newest first.
+        CREATE INDEX inbound_due ON inbound (site, verdict, comment_id);
         CREATE INDEX inbound_unacted ON inbound (site, action, comment_id);
         CREATE INDEX inbound_seen ON inbound (seen_at, comment_id);
         CREATE INDEX inbound_site_seen ON inbound (site, seen_at, comment_id);
@@ -269,7 +270,7 @@ _POSTGRES: dict[int, str] = {
             status_after TEXT COLLATE "C", decided_at TEXT COLLATE "C",
             acted_at TEXT COLLATE "C",
             PRIMARY KEY (site, comment_id));
-        CREATE INDEX inbound_due ON inbound (site, verdict, next_attempt_at);
+        CREATE INDEX inbound_due ON inbound (site, verdict, comment_id);
         CREATE INDEX inbound_unacted ON inbound (site, action, comment_id);
         CREATE INDEX inbound_seen ON inbound (seen_at, comment_id);
         CREATE INDEX inbound_site_seen ON inbound (site, seen_at, comment_id);

@@ -7,14 +7,14 @@ hostile ping costs the state a bounded row whatever it carried."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wpnotify.errors import StateError
 from wpnotify.state.records import Action, InboundPing, Verdict
 from wpnotify.state.rows import sql_text
-from wpnotify.state.sql_unit import SqlUnit
 from wpnotify.times import iso, parse_iso
 
 COLUMNS = tuple(field.name for field in fields(InboundPing))
@@ -32,8 +32,20 @@ def cap(column: str, value: str | None) -> str | None:
     return None if value is None else value[:CAPS[column]]
 
 
-class InboundSql(SqlUnit):
+class InboundSql:
     """The ``InboundLog`` part of the state (see ``protocols.InboundLog``)."""
+
+    if TYPE_CHECKING:  # given by the backend's unit of work (``sql_unit.SqlUnit``)
+        label: str
+        kept: str
+
+        def _rows(self, sql: str, params: Any = ()) -> list[Any]: ...
+
+        def _write(self, sql: str, params: Any = ()) -> int: ...
+
+        def atomic(self) -> AbstractContextManager[None]: ...
+
+        def repair(self, sql: str) -> str: ...
 
     def _pings(self, sql: str, params: Any = ()) -> list[InboundPing]:
         return [self._ping(row) for row in self._rows(sql, params)]
