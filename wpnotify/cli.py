@@ -110,6 +110,12 @@ def status_names() -> Sequence[str]:
     return status_names()
 
 
+def verdict_names() -> Sequence[str]:
+    from wpnotify.service import verdict_names
+
+    return verdict_names()
+
+
 def echo(lines: Iterable[str | tuple[str, bool]]) -> None:
     """Writes a renderer's lines; a ``(text, True)`` line goes to stderr."""
     for line in lines:
@@ -295,6 +301,26 @@ def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str
         rows = service.history(site=site, post_id=post_id, kind=kind, status=status,
                                limit=limit)
     echo(render.HISTORY[fmt](rows))
+
+
+@cli.command()
+@click.option("--site", help="Only this site (its name, in the config or stored).")
+@click.option("--verdict", type=Names(verdict_names), help="Only pings with this verdict.")
+@click.option("--limit", type=ID, default=50, show_default=True,
+              help="At most this many rows, newest first.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True)
+@click.pass_context
+def inbound(ctx: click.Context, site: str | None, verdict: str | None, limit: int,
+            fmt: str) -> None:
+    """The trackbacks and pingbacks the sites received: each one's verdict, its reason, and
+    what wpnotify did with it (for sites with inbound = "report" or "moderate"); newest
+    first."""
+    from wpnotify import render
+
+    with service_of(ctx, network=False) as service:
+        rows = service.inbound_list(site=site, verdict=verdict, limit=limit)
+    echo(render.INBOUND[fmt](rows))
 
 
 @cli.group()
