@@ -356,6 +356,17 @@ def sites() -> None:
               help="Look for trackback URLs in linked pages.")
 @click.option("--max-trackbacks", "max_trackbacks_per_post", type=int,
               help="Trackbacks at most per post (default: 10).")
+@click.option("--inbound", type=click.Choice(("off", "report", "moderate")),
+              help="Judge the pings the site receives (default: off; see README "
+                   "\"Received pings\").")
+@click.option("--approve-verified", is_flag=True, default=None,
+              help="With --inbound moderate: approve a held ping that verifies.")
+@click.option("--verify-sender-ip", is_flag=True, default=None,
+              help="Also require a ping's sender IP to be its source host's.")
+@click.option("--inbound-allow-host", "inbound_allow_hosts", multiple=True,
+              help="Only pings from hosts matching this pattern can verify (repeatable).")
+@click.option("--inbound-deny-host", "inbound_deny_hosts", multiple=True,
+              help="Pings from hosts matching this pattern never verify (repeatable).")
 @click.pass_context
 def sites_add(ctx: click.Context, /, name: str, **options: Any) -> None:
     """Store a site (checked as a [[sites]] table is). There is no option taking the
