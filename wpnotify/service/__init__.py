@@ -375,7 +375,8 @@ class Service:
         if self.http is None:
             raise WpnotifyError("internal: this service was opened without the network")
         source = cast(PingSource, self.sources[site.name])  # inbound needs api = "rest"
-        return check_site(self.settings, self.store, site, source, self.http, self.clock())
+        return check_site(self.settings, self.store, site, source, self.http, self.clock(),
+                          self.events)
 
     def inbound_list(self, *, site: str | None = None, verdict: str | None = None,
                      limit: int = 50) -> list[InboundPing]:

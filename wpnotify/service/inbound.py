@@ -23,6 +23,7 @@ import structlog
 
 from wpnotify import verify
 from wpnotify.errors import SourceError
+from wpnotify.events import NO_EVENTS, Events
 from wpnotify.http import Http
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.sources.records import PingBatch, ReceivedPing, SiteInfo
@@ -67,7 +68,8 @@ class InboundPass:
     """One pass over a site's received pings at ``now``; ``source`` is its RestSource."""
 
     def __init__(self, settings: Settings, store: State, site: SiteSettings, source: PingSource,
-                 http: Http, now: datetime, jitter: Callable[[], float] = _jitter) -> None:
+                 http: Http, now: datetime, jitter: Callable[[], float] = _jitter,
+                 events: Events = NO_EVENTS) -> None:
         self.settings = settings
         self.store = store
         self.site = site
@@ -75,6 +77,7 @@ class InboundPass:
         self.http = http
         self.now = now
         self.jitter = jitter
+        self.events = events
         self.report = InboundReport(site.name)
 
     def run(self) -> InboundReport:
@@ -145,6 +148,7 @@ class InboundPass:
         action, after = Action.NONE, None
         if self.site.inbound == "moderate" and verdict is not Verdict.SKIPPED:
             action, after = self._act(ping, verdict)
+        self.events.judged(self.site.name, verdict.value, action.value)
         log.info("inbound.decided", site=self.site.name, comment=ping.comment_id,
                  post=ping.post_id, kind=ping.kind, source=redact(ping.source),
                  verdict=verdict.value, code=code, reason=reason, action=action.value,
@@ -164,6 +168,7 @@ class InboundPass:
         self.store.record_action(self.site.name, ping.comment_id, action, after, self.now)
         self.report.actions[action.value] = self.report.actions.get(action.value, 0) + 1
         if ping.verdict is not Verdict.PENDING:  # decided earlier (in "report"): acted now
+            self.events.judged(self.site.name, verdict.value, action.value)
             log.info("inbound.acted", site=self.site.name, comment=ping.comment_id,
                      verdict=verdict.value, action=action.value, status=after)
         return action, after
@@ -190,6 +195,6 @@ def _recorded(site: str, ping: ReceivedPing, now: datetime) -> InboundPing:
 
 
 def check_site(settings: Settings, store: State, site: SiteSettings, source: PingSource,
-               http: Http, now: datetime) -> InboundReport:
+               http: Http, now: datetime, events: Events = NO_EVENTS) -> InboundReport:
     """One pass over a site's received pings (see the module's docstring)."""
-    return InboundPass(settings, store, site, source, http, now).run()
+    return InboundPass(settings, store, site, source, http, now, events=events).run()
