@@ -267,9 +267,10 @@ MAX_DESCRIPTIONS = 20  # <meta> descriptions of a page read
 
 
 def page_text(html: str) -> str:
-    """The text a trackback's title and excerpt are looked for in: the page's text as
-    WordPress strips it (``markup.text_of``: its ``<title>`` included), with character
-    references decoded, and its ``<meta>`` descriptions (a sender may send the post's manual
+    """The text a trackback's title and excerpt are looked for in: the page's text
+    (``markup.text_of``: its ``<title>`` included; a space for each tag, so that the words of
+    two paragraphs never run together), with character references decoded, and its
+    ``<meta>`` descriptions (a sender may send the post's manual
     excerpt, which a theme shows only there)."""
     descriptions = []
     for _name, attributes in start_tags(html, frozenset({"meta"})):
@@ -278,7 +279,7 @@ def page_text(html: str) -> str:
             descriptions.append(attributes["content"])
             if len(descriptions) >= MAX_DESCRIPTIONS:
                 break
-    return "\n".join([unescape(text_of(html)), *descriptions])
+    return "\n".join([unescape(text_of(html, " ")), *descriptions])
 
 
 # --- the decision ------------------------------------------------------------------------------
