@@ -186,8 +186,9 @@ def site_links(html: str, base: str, home: str, limit: int = SITE_LINKS, *,
 
 # --- a trackback's text ----------------------------------------------------------------------
 
-# What a cut title or excerpt ends with (WordPress appends "&#8230;"; other senders "[...]").
-_ELLIPSES = ("[...]", "[…]", "[&#8230;]", "...", "…", "&#8230;", "&hellip;")
+# What a cut title or excerpt ends with, references decoded (WordPress appends "&#8230;";
+# other senders "[...]"), longest first.
+_ELLIPSES = ("[...]", "[…]", "...", "…")
 _SPACES = re.compile(r"\s+")
 
 
@@ -205,15 +206,17 @@ def trackback_text(content: str) -> tuple[str, str]:
 
 
 def _plain(fragment: str) -> str:
+    """A title or excerpt as text: tags stripped, references decoded, spaces collapsed,
+    without the ellipses a cut adds (and the word cut, unless the ellipsis is bracketed:
+    "[…]" follows whole words)."""
     text = _SPACES.sub(" ", unescape(text_of(fragment))).strip()
-    if text.startswith(("[...]", "[…]")):  # a pingback's "[…] context […]"
-        text = text[5:].lstrip() if text.startswith("[...]") else text[3:].lstrip()
+    for opening in ("[...]", "[…]"):  # a pingback's "[…] context […]"
+        if text.startswith(opening):
+            text = text[len(opening):].lstrip()
     for ellipsis in _ELLIPSES:
-        plain = unescape(ellipsis)
-        if text.endswith(plain):
-            text = text[:-len(plain)].rstrip()
-            bracketed = plain.startswith("[")  # "[…]" follows whole words
-            return text if bracketed else text.rpartition(" ")[0].rstrip()
+        if text.endswith(ellipsis):
+            text = text[:-len(ellipsis)].rstrip()
+            return text if ellipsis.startswith("[") else text.rpartition(" ")[0].rstrip()
     return text
 
 
