@@ -685,3 +685,19 @@ def test_the_sites_own_origin_is_trusted_for_its_links_only(world: World) -> Non
         untrusted.close()
     finally:
         http.close()
+
+
+def test_the_states_record_of_a_ping_is_checked_as_it_is(world: World) -> None:
+    """check reads only kind, source, author_ip and content (the Ping protocol), which the
+    state's InboundPing has: the service passes it without converting."""
+    from datetime import UTC, datetime
+
+    from wpnotify.state.records import InboundPing
+
+    url = page(world, "/record/", a(world.site.url("/?p=42")))
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    ping = InboundPing(site="s", comment_id=1, post_id=42, kind="pingback", source=url,
+                       author="A page", author_ip=SOURCE_IP, content="[…] x […]",
+                       received_at=now, seen_at=now, status_seen="hold")
+    found = check(world.http, ping, world.addresses, world.home, verify_ip=True)
+    assert (found.verdict, found.link) == ("verified", world.site.url("/?p=42"))
