@@ -79,9 +79,10 @@ def findings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """verify.check answers from FINDINGS by source; the sources checked, in a list."""
     checked: list[str] = []
 
-    def check(http: object, **ping: Any) -> verify.Finding:
-        checked.append(ping["source"])
-        return FINDINGS[ping["source"]]
+    def check(http: object, ping: verify.Ping, addresses: object, home: str,
+              **options: Any) -> verify.Finding:
+        checked.append(ping.source)
+        return FINDINGS[ping.source]
 
     monkeypatch.setattr(verify, "check", check)
     return checked

@@ -115,11 +115,11 @@ class InboundPass:
         if ping.post_id not in links:
             return None
         permalink, post_type = links[ping.post_id]
-        return verify.check(
-            self.http, kind=ping.kind, source=ping.source, author_ip=ping.author_ip,
-            content=ping.content, permalink=permalink, home=home, post_id=ping.post_id,
-            post_type=post_type, allow=self.site.inbound_allow_hosts,
-            deny=self.site.inbound_deny_hosts, verify_ip=self.site.verify_sender_ip)
+        addresses = verify.post_addresses(permalink, home, ping.post_id, post_type)
+        return verify.check(self.http, ping, addresses, home,
+                            allow=self.site.inbound_allow_hosts,
+                            deny=self.site.inbound_deny_hosts,
+                            verify_ip=self.site.verify_sender_ip)
 
     def _decide(self, ping: InboundPing, finding: verify.Finding | None) -> None:
         """Records the verdict (or the next try), then acts on it."""
@@ -128,7 +128,7 @@ class InboundPass:
             verdict, code, reason = Verdict.SKIPPED, "post-gone", (
                 f"post {ping.post_id} is gone or cannot be read by {self.site.username!r}")
         elif finding.verdict == "retry":
-            again = self._again(attempts)
+            again = self._again(attempts, finding.retry_after)
             if again is not None:
                 self.store.record_verdict(self.site.name, ping.comment_id,
                                           verdict=Verdict.PENDING, code=finding.code,
@@ -154,13 +154,17 @@ class InboundPass:
                  verdict=verdict.value, code=code, reason=reason, action=action.value,
                  status=after)
 
-    def _again(self, attempts: int) -> datetime | None:
+    def _again(self, attempts: int, retry_after: float | None) -> datetime | None:
         """When to fetch the source again after ``attempts`` failed fetches; None: the
-        budget (one more than the delays, as for notifications) is spent."""
+        budget (one more than the delays, as for notifications) is spent. A Retry-After
+        may lengthen the wait, never shorten it."""
         delays = self.settings.retry.delays
         if attempts > len(delays):
             return None
-        return self.now + timedelta(seconds=delays[attempts - 1] * self.jitter())
+        delay = delays[attempts - 1] * self.jitter()
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return self.now + timedelta(seconds=delay)
 
     def _act(self, ping: InboundPing, verdict: Verdict) -> tuple[Action, str | None]:
         """Moderates one judged ping, if it is still held as first seen; records it."""
