@@ -64,7 +64,7 @@ class CommentRoutes:
         the last one's lowest ID (one item of overlap); a page that does not reach back to
         it shows that something vanished, and is read again a page earlier (at most
         MAX_STEP_BACKS times a read; more than that many removals meanwhile, on a busy
-        moderation queue, can still skip a ping until nothing).
+        moderation queue, can still skip a ping).
         """
         newest = self._newest_ping() if after is None else None
         found: dict[int, ReceivedPing] = {}
@@ -78,14 +78,13 @@ class CommentRoutes:
         return PingBatch(pings, newest)
 
     def _ping_pages(self, status: str, after: int | None) -> list[list[ReceivedPing]]:
-        """The pages of the listing (see pings), newest first. Long because the overlap
-        check and the two ways to stop belong together."""
+        """The pages of the listing (see pings), newest first."""
         pages: list[list[ReceivedPing]] = []
         overlap = 1 if self.per_page > 1 else 0
         offset, lowest, step_backs = 0, None, 0
         while True:
             page = self._ping_page(status, offset)
-            if lowest is not None and step_backs < MAX_STEP_BACKS and (
+            if overlap and lowest is not None and step_backs < MAX_STEP_BACKS and (
                     not page or page[0].comment_id < lowest):
                 step_backs += 1  # something above vanished: read from a page earlier
                 offset = max(0, offset - self.per_page)
