@@ -31,8 +31,9 @@ class Source(Protocol):
     ``Changes.newest_resend`` is newer).
 
     Received pings and their moderation (issue 16) are not here: only a REST site can have
-    inbound on (XML-RPC's ``wp.getComments`` has no type filter and no author IP), so they are
-    ``RestSource``'s own methods (``sources.comments.CommentRoutes``)."""
+    inbound on (XML-RPC's ``wp.getComments`` filters by no comment type and orders by date,
+    not by ID, so no cursor of comment IDs could page it), so they are ``RestSource``'s own
+    methods (``sources.comments.CommentRoutes``)."""
 
     def info(self) -> SiteInfo: ...
     def newest_modified(self) -> datetime | None: ...

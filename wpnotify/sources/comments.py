@@ -1,7 +1,7 @@
 """The comment routes of the REST source: received trackbacks and pingbacks, read and
 moderated (issue 16's inbound verification). REST only: XML-RPC sites cannot have inbound on
-(``wp.getComments`` names no comment type filter and no author IP), so these are not part of
-the ``Source`` protocol; ``rest.RestSource`` mixes them in.
+(``wp.getComments`` filters by no comment type and orders by date, not by ID), so these are
+not part of the ``Source`` protocol; ``rest.RestSource`` mixes them in.
 
 Every route here needs ``moderate_comments`` (an Editor or Administrator): WordPress refuses
 ``context=edit`` without it (``rest_forbidden_context``), and only the edit context carries the
