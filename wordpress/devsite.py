@@ -291,16 +291,17 @@ class Site:
         return str(self.php(
             f"$GLOBALS['post'] = get_post({int(post_id)}); return get_trackback_url();"))
 
-    def comments(self, post_id: int) -> list[dict[str, Any]]:
-        """Every comment on a post, whatever its status (trackbacks wait in moderation)."""
+    def comments(self, post_id: int, spam: bool = False) -> list[dict[str, Any]]:
+        """Every comment on a post, held or approved (trackbacks wait in moderation); and
+        those marked spam too when ``spam``."""
         return list(self.php(
             f"""
             return array_map(fn($c) => [
                 'type' => $c->comment_type, 'author' => $c->comment_author,
                 'author_url' => $c->comment_author_url, 'content' => $c->comment_content,
                 'approved' => $c->comment_approved,
-            ], get_comments(['post_id' => {int(post_id)}, 'status' => 'all', 'type' => 'all',
-                             'order' => 'ASC']));
+            ], get_comments(['post_id' => {int(post_id)}, 'type' => 'all', 'order' => 'ASC',
+                             'status' => {"['hold', 'approve', 'spam']" if spam else "'all'"}]));
             """
         ))
 
@@ -451,6 +452,9 @@ def _post(url: str, body: bytes, content_type: str) -> str:
                            f"{error.read(500).decode('utf-8', 'replace')!r}") from None
 
 
+STATUS_SHOWN = {"0": "held for moderation", "1": "approved", "spam": "marked spam"}
+
+
 def php_str(value: str) -> str:
     """A PHP single-quoted string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -474,14 +478,19 @@ def demo(workdir: Path, keep: bool) -> int:
                                      post_content="<p>Send me a trackback.</p>")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "config.toml"
-        (workdir / "source.password").write_text(source.app_password + "\n")
-        (workdir / "source.password").chmod(0o600)
+        for name, site in (("source", source), ("target", target)):
+            (workdir / f"{name}.password").write_text(site.app_password + "\n")
+            (workdir / f"{name}.password").chmod(0o600)
         (workdir / "wpnotify.sqlite3").unlink(missing_ok=True)
         config.write_text(
             '# Written by wordpress/devsite.py demo.\nstate_file = "wpnotify.sqlite3"\n\n'
             "[http]\nallow_private_addresses = true  # the demo blogs live on 127.0.0.x\n\n"
             f'[[sites]]\nname = "demo"\nurl = "{source.url}"\nusername = "admin"\n'
-            'password_file = "source.password"\n'
+            'password_file = "source.password"\n\n'
+            "# The target blog: wpnotify judges the pings it receives (Received pings).\n"
+            f'[[sites]]\nname = "target"\nurl = "{target.url}"\nusername = "admin"\n'
+            'password_file = "target.password"\ninbound = "moderate"\n'
+            "approve_verified = true\n"
         )
         env = dict(os.environ, WPNOTIFY_CONFIG=str(config))
         print("==> first poll: wpnotify starts watching from now, nothing old is sent", flush=True)
@@ -506,6 +515,17 @@ def demo(workdir: Path, keep: bool) -> int:
                       f"{comment['approved'] == '0'}")
         print("==> wpnotify history:", flush=True)
         subprocess.run(wpnotify + ["history"], env=env, check=True)
+        print("==> polling again: the target blog (inbound = \"moderate\") reads the pings "
+              "it received and\n    fetches each one's source page. The pingback's page links "
+              "to its post: verified,\n    approved (approve_verified). The trackback's page "
+              "does not link to the post it\n    pinged (it only queued a trackback): "
+              "unverified, marked spam, reversibly:", flush=True)
+        subprocess.run(wpnotify + ["poll"], env=env, check=True)
+        subprocess.run(wpnotify + ["inbound"], env=env, check=True)
+        for target_post in (linked, tracked):
+            for comment in target.comments(target_post, spam=True):
+                print(f"    {comment['type']:<9} on post {target_post} is now "
+                      f"{STATUS_SHOWN.get(comment['approved'], comment['approved'])}")
         print("==> what the post's editor shows (Links and trackbacks), from the bridge:")
         for row in source.editor_rows(post_id):
             print(f"    {row['kind']:<9} {row['status']:<7} {row['target']}: {row['answer']}")
