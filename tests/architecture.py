@@ -29,7 +29,8 @@ LAYERS: dict[str, list[str]] = {
                "metrics",  # Prometheus and /healthz: events in, the state read at scrape
                "webmention", "pingback", "trackback", "weblogupdates",
                "sources.*", "state.*",
-               "statusrows"],  # the bridge's status rows, from the state's records
+               "statusrows",  # the bridge's status rows, from the state's records
+               "verify"],  # inbound verification: a protocol-like module, pure half + I/O
     "bottom": ["wpnotify", "http", "connections", "settings", "errors", "urls", "markup",
                "answer", "rpc", "times", "logs",
                "events", "systemd"],  # what happened, for watchers; systemd's notify socket
@@ -49,12 +50,14 @@ GROUPS: dict[str, list[str]] = {
     "kinds": ["kinds", "kind", "linkpayload"],
     "sending": ["sending.*"],
     "protocol": ["webmention", "pingback", "trackback", "weblogupdates"],
+    "verify": ["verify"],
 }
 GROUP_MUST_NOT_IMPORT: dict[str, list[str]] = {
     "state": ["sources", "kinds", "sending", "protocol"],
     "sources": ["state", "kinds", "sending", "protocol"],
     "protocol": ["state", "sources", "sending"],
     "kinds": ["state", "sources", "sending"],
+    "verify": ["state", "sources", "sending"],
 }
 # Single pairs (importer, imported) that must stay apart.
 MUST_NOT_IMPORT: list[tuple[str, str]] = [

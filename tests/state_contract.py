@@ -8,13 +8,14 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
 from wpnotify.errors import SendError, StateError
-from wpnotify.state import HostState, State, Status
+from wpnotify.state import Action, HostState, InboundPing, State, Status, Verdict
 from wpnotify.state.processes import process_token, this_process
 from wpnotify.times import wp_time
 
@@ -740,6 +741,203 @@ def test_a_lost_claim_records_nothing_over_the_new_claimant(state: State,
     backend.forge_claim(row.id, this_process())  # its own again: written
     assert state.finish(row.id, Status.SENT, NOW, response="ok")
     assert state.get(row.id).status == Status.SENT  # type: ignore[union-attr]  # it exists
+
+
+
+def ping(comment_id: int, site: str = "s", **changes: Any) -> InboundPing:
+    """A ping as first read: seen at NOW, received a minute per comment ID before."""
+    made = InboundPing(site, comment_id, 10, "trackback", f"https://src.example/{comment_id}",
+                       "Some blog", "192.0.2.7", "<strong>Title</strong>\n\nexcerpt",
+                       NOW - timedelta(minutes=comment_id), NOW, "hold")
+    return replace(made, **changes)
+
+
+def test_a_ping_is_recorded_once_and_keeps_its_first_record(state: State) -> None:
+    """A second read of a ping (a retried poll) neither counts it nor changes it."""
+    assert state.add_pings("s", [ping(1), ping(2)], 2) == 2
+    state.record_verdict("s", 1, verdict=Verdict.VERIFIED, code="links", reason="links here",
+                         attempts=1, next_attempt_at=None, now=NOW)
+    again = ping(1, source="https://other.example/", status_seen="approved")
+    assert state.add_pings("s", [again, ping(3)], 3) == 1
+    (first,) = [p for p in state.inbound_list(site="s") if p.comment_id == 1]
+    assert (first.source, first.status_seen, first.verdict, first.code) == (
+        "https://src.example/1", "hold", Verdict.VERIFIED, "links")
+    assert first == replace(ping(1), verdict=Verdict.VERIFIED, code="links",
+                            reason="links here", attempts=1, decided_at=NOW)
+
+
+def test_a_ping_of_another_site_is_refused(state: State) -> None:
+    with pytest.raises(ValueError, match="'t'"):
+        state.add_pings("s", [ping(1), ping(2, site="t")], 2)
+    assert state.inbound_list() == [] and state.inbound_cursor("s") is None
+
+
+def test_the_inbound_cursor_never_moves_back(state: State) -> None:
+    """A site never polled has no row yet: the first cursor makes it (and no poll's
+    fields are touched)."""
+    assert state.inbound_cursor("s") is None
+    assert state.add_pings("s", [], None) == 0 and state.inbound_cursor("s") is None
+    state.add_pings("s", [], 40)
+    assert state.inbound_cursor("s") == 40
+    state.add_pings("s", [ping(3)], 7)
+    assert state.inbound_cursor("s") == 40
+    state.add_pings("s", [], None)
+    assert state.inbound_cursor("s") == 40
+    state.add_pings("s", [], 2**40)  # a BIGINT on PostgreSQL
+    assert state.inbound_cursor("s") == 2**40
+    site = state.site("s")
+    assert site is not None and (site.cursor, site.last_poll_at) == (None, None)
+    state.record_poll("t", NOW, cursor=NOW)
+    state.add_pings("t", [], 5)
+    site = state.site("t")
+    assert state.inbound_cursor("t") == 5 and site is not None and site.cursor == NOW
+
+
+def test_pings_and_their_cursor_are_kept_together_or_not_at_all(state: State) -> None:
+    with pytest.raises(RuntimeError), state.atomic():
+        state.add_pings("s", [ping(1)], 1)
+        raise RuntimeError("the poll failed after")
+    assert state.inbound_list() == [] and state.inbound_cursor("s") is None
+
+
+def test_due_pings_are_pending_ones_whose_time_has_come_oldest_first(state: State) -> None:
+    state.add_pings("s", [ping(i) for i in (5, 2, 9, 7, 3)], 9)
+    state.record_verdict("s", 9, verdict=Verdict.PENDING, code="unreachable",
+                         reason="timed out", attempts=1,
+                         next_attempt_at=NOW + timedelta(minutes=5), now=NOW)
+    state.record_verdict("s", 5, verdict=Verdict.UNVERIFIED, code="no-link", reason="x",
+                         attempts=1, next_attempt_at=None, now=NOW)
+    state.record_verdict("s", 7, verdict=Verdict.PENDING, code="unreachable",
+                         reason="timed out", attempts=1, next_attempt_at=NOW, now=NOW)
+    assert [p.comment_id for p in state.inbound_due("s", NOW)] == [2, 3, 7]
+    assert [p.comment_id for p in state.inbound_due("s", NOW, limit=2)] == [2, 3]
+    later = NOW + timedelta(minutes=5)
+    assert [p.comment_id for p in state.inbound_due("s", later)] == [2, 3, 7, 9]
+    assert state.inbound_due("t", later) == []
+
+
+def test_a_verdict_is_decided_only_when_final(state: State) -> None:
+    state.add_pings("s", [ping(1)], 1)
+    retry = NOW + timedelta(minutes=1)
+    state.record_verdict("s", 1, verdict=Verdict.PENDING, code="unreachable",
+                         reason="connection refused", attempts=1, next_attempt_at=retry,
+                         now=NOW)
+    (waiting,) = state.inbound_list()
+    assert (waiting.verdict, waiting.code, waiting.attempts, waiting.next_attempt_at,
+            waiting.decided_at) == (Verdict.PENDING, "unreachable", 1, retry, None)
+    state.record_verdict("s", 1, verdict=Verdict.UNVERIFIED, code="source-gone",
+                         reason="the source answered 404", attempts=2, next_attempt_at=None,
+                         now=retry)
+    (done,) = state.inbound_list()
+    assert (done.verdict, done.code, done.reason, done.attempts, done.next_attempt_at,
+            done.decided_at) == (Verdict.UNVERIFIED, "source-gone", "the source answered 404",
+                                 2, None, retry)
+    state.record_verdict("s", 404, verdict=Verdict.VERIFIED, code="links", reason="x",
+                         attempts=1, next_attempt_at=None, now=NOW)  # unknown: nothing
+    assert [p.comment_id for p in state.inbound_list()] == [1]
+
+
+def test_unacted_pings_are_judged_ones_with_no_action_oldest_first(state: State) -> None:
+    """What a site switched from report to moderate still has to act on."""
+    state.add_pings("s", [ping(i) for i in range(1, 7)], 6)
+    state.add_pings("t", [ping(1, site="t")], 1)
+    for comment_id, verdict in ((1, Verdict.VERIFIED), (2, Verdict.UNVERIFIED),
+                                (3, Verdict.SKIPPED), (5, Verdict.UNVERIFIED),
+                                (6, Verdict.VERIFIED)):
+        for site in ("s", "t"):
+            state.record_verdict(site, comment_id, verdict=verdict, code="c", reason="r",
+                                 attempts=1, next_attempt_at=None, now=NOW)
+    state.record_action("s", 5, Action.SPAM, "spam", NOW)
+    assert [p.comment_id for p in state.inbound_unacted("s")] == [1, 2, 6]
+    assert [p.comment_id for p in state.inbound_unacted("s", limit=1)] == [1]
+    assert [(p.site, p.comment_id) for p in state.inbound_unacted("t")] == [("t", 1)]
+
+
+def test_an_action_is_recorded_with_its_time_and_wordpress_status(state: State) -> None:
+    state.add_pings("s", [ping(1), ping(2)], 2)
+    later = NOW + timedelta(seconds=30)
+    state.record_action("s", 1, Action.APPROVED, "approved", later)
+    state.record_action("s", 2, Action.LEFT, "trash", later)
+    found = {p.comment_id: p for p in state.inbound_list()}
+    assert (found[1].action, found[1].status_after, found[1].acted_at) == (
+        Action.APPROVED, "approved", later)
+    assert (found[2].action, found[2].status_after) == (Action.LEFT, "trash")
+    assert found[1].as_dict()["acted_at"] == "2026-11-26T12:00:30.000000Z"
+    assert found[1].as_dict()["action"] == "approved"
+
+
+def test_the_inbound_list_is_filtered_and_newest_first(state: State) -> None:
+    """Newest seen first, then the higher comment ID first among pings seen at once."""
+    state.add_pings("s", [ping(1), ping(2, seen_at=NOW + timedelta(hours=1)), ping(3)], 3)
+    state.add_pings("t", [ping(4, site="t", seen_at=NOW + timedelta(minutes=1))], 4)
+    state.record_verdict("s", 3, verdict=Verdict.VERIFIED, code="links", reason="r",
+                         attempts=1, next_attempt_at=None, now=NOW)
+    state.record_verdict("t", 4, verdict=Verdict.VERIFIED, code="links", reason="r",
+                         attempts=1, next_attempt_at=None, now=NOW)
+    assert [(p.site, p.comment_id) for p in state.inbound_list()] == [
+        ("s", 2), ("t", 4), ("s", 3), ("s", 1)]
+    assert [p.comment_id for p in state.inbound_list(site="s")] == [2, 3, 1]
+    assert [p.comment_id for p in state.inbound_list(verdict=Verdict.VERIFIED)] == [4, 3]
+    assert [p.comment_id for p in state.inbound_list(site="s", verdict=Verdict.PENDING)
+            ] == [2, 1]
+    assert [p.comment_id for p in state.inbound_list(limit=2)] == [2, 4]
+    assert state.inbound_list(site="nowhere") == []
+
+
+def test_inbound_counts_list_every_verdict_and_action_of_one_site(state: State) -> None:
+    state.add_pings("s", [ping(i) for i in range(1, 5)], 4)
+    state.add_pings("t", [ping(1, site="t")], 1)
+    for comment_id in (1, 2, 3):
+        state.record_verdict("s", comment_id, verdict=Verdict.UNVERIFIED, code="no-link",
+                             reason="r", attempts=1, next_attempt_at=None, now=NOW)
+    state.record_action("s", 1, Action.SPAM, "spam", NOW)
+    state.record_action("s", 2, Action.SPAM, "spam", NOW)
+    counts = state.inbound_counts("s")
+    assert len(counts) == len(Verdict) * len(Action)
+    assert {pair: n for pair, n in counts.items() if n} == {
+        (Verdict.UNVERIFIED, Action.SPAM): 2, (Verdict.UNVERIFIED, Action.NONE): 1,
+        (Verdict.PENDING, Action.NONE): 1}
+    assert sum(state.inbound_counts("t").values()) == 1
+    assert sum(state.inbound_counts("nowhere").values()) == 0
+
+
+def test_a_pings_long_text_is_capped(state: State) -> None:
+    """What a sender chose is stored bounded, whatever it sent."""
+    state.add_pings("s", [ping(1, source="https://x.example/" + "a" * 5000, author="b" * 900,
+                                content="c" * 10_000, author_ip="9" * 300)], 1)
+    state.record_verdict("s", 1, verdict=Verdict.UNVERIFIED, code="no-link",
+                         reason="r" * 5000, attempts=1, next_attempt_at=None, now=NOW)
+    (stored,) = state.inbound_list()
+    assert (len(stored.source), len(stored.author), len(stored.content)) == (2000, 500, 4000)
+    assert stored.source.startswith("https://x.example/aaa")
+    assert len(stored.author_ip) <= 100 and len(stored.reason or "") <= 1000
+
+
+def test_a_sites_pings_stay_its_own(state: State) -> None:
+    """The same comment ID on two sites is two pings; nothing done to one touches the other."""
+    state.add_pings("s", [ping(1)], 1)
+    state.add_pings("t", [ping(1, site="t", source="https://t-src.example/")], 9)
+    state.record_verdict("s", 1, verdict=Verdict.UNVERIFIED, code="no-link", reason="r",
+                         attempts=1, next_attempt_at=None, now=NOW)
+    state.record_action("s", 1, Action.SPAM, "spam", NOW)
+    (other,) = state.inbound_list(site="t")
+    assert (other.source, other.verdict, other.action) == (
+        "https://t-src.example/", Verdict.PENDING, Action.NONE)
+    assert [p.site for p in state.inbound_due("t", NOW)] == ["t"]
+    assert state.inbound_due("s", NOW) == [] and state.inbound_unacted("t") == []
+    assert (state.inbound_cursor("s"), state.inbound_cursor("t")) == (1, 9)
+
+
+def test_an_inbound_ping_round_trips_and_prints_plain_values(state: State) -> None:
+    first = ping(12, kind="pingback", content="it\u2019s \u00e9t\u00e9 \U0001f600")
+    state.add_pings("s", [first], 12)
+    (stored,) = state.inbound_list()
+    assert stored == first
+    plain = stored.as_dict()
+    assert plain["verdict"] == "pending" and plain["action"] == "none"
+    assert plain["seen_at"] == "2026-11-26T12:00:00.000000Z"
+    assert plain["decided_at"] is None and list(plain) == [
+        f.name for f in fields(InboundPing)]
 
 
 # Last: every test above is exported (a test below this line would silently not run).

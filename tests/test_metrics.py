@@ -256,6 +256,9 @@ class Recorded:
     def polled(self, site: str, ok: bool, at: datetime) -> None:
         self.heard.append(("polled", (site, ok)))
 
+    def judged(self, site: str, verdict: str, action: str) -> None:
+        self.heard.append(("judged", (site, verdict, action)))
+
     def alive(self) -> None:
         with self.lock:
             self.heard.append(("alive", None))

@@ -108,6 +108,12 @@ def test_secrets_are_not_in_reprs(tmp_path: Path) -> None:
      "'intranet' is not a network"),
     (SITE + 'password = "a"\n' + SITE + 'password = "b"\n', "two [[sites]] are named 'blog'"),
     ("this is = not toml [", "is not valid TOML"),
+    (SITE + 'password = "a"\ninbound = "spam"\n', "sites[0].inbound:"),
+    (SITE + 'password = "a"\ninbound = "report"\napi = "xmlrpc"\n',
+     'reads the site\'s comments over the REST API; set api = "rest"'),
+    (SITE + 'password = "a"\ninbound = "report"\napprove_verified = true\n',
+     'approve_verified needs inbound = "moderate"'),
+    (SITE + 'password = "a"\ninbound_deny_hosts = ["a/b"]\n', "is not a host pattern"),
 ])
 def test_bad_settings_are_one_line_errors_naming_the_key(tmp_path: Path, text: str,
                                                          expected: str) -> None:
@@ -138,7 +144,8 @@ def test_a_stored_site_is_built_with_the_checks_of_a_sites_table(tmp_path: Path)
     for bad, expected in [({"url": "nope"}, "url: must be the site's address"),
                           ({"colour": "blue"}, "unknown key colour"),
                           ({"password_credential": "c"}, "set exactly one of password"),
-                          ({"max_trackbacks_per_post": -1}, "max_trackbacks_per_post:")]:
+                          ({"max_trackbacks_per_post": -1}, "max_trackbacks_per_post:"),
+                          ({"inbound": "moderate", "api": "xmlrpc"}, 'set api = "rest"')]:
         for build in (site_settings, checked_site):
             with pytest.raises(InvalidSettings, match=expected):
                 build({**raw, **bad})

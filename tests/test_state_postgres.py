@@ -26,13 +26,13 @@ from state_contract import *  # noqa: F403 (the contract's tests run here, again
 from state_contract import NOW
 
 from wpnotify.errors import StateError
-from wpnotify.state import State, Status, open_state
+from wpnotify.state import Action, InboundPing, State, Status, Verdict, open_state
 from wpnotify.state.migrations import LATEST, MIGRATIONS
 from wpnotify.state.postgres import PostgresState
 from wpnotify.state.postgres_unit import placeholders
 
 TABLES = ("notifications, sites, scheduled, hosts, pinged_outbox, status_outbox, workers, "
-          "site_settings")
+          "site_settings, inbound")
 
 @pytest.fixture(scope="module")
 def database(postgres: str) -> Iterator[str]:
@@ -391,3 +391,35 @@ def test_the_connection_notices_a_vanished_server(backend: PostgresBackend) -> N
     params = own.conn.info.get_parameters()
     assert (params["keepalives_idle"], params["connect_timeout"]) == ("60", "3")
     own.close()
+
+
+def test_a_version_8_database_gains_the_inbound_log(fresh_database: str) -> None:
+    """A database of the previous schema keeps its sites; they have never read a ping. The
+    CHECKs on verdict and action allow Verdict's and Action's words, and no other."""
+    with psycopg.connect(fresh_database, autocommit=True) as db:
+        for migration in MIGRATIONS[:8]:
+            db.execute(migration.postgres)
+            db.execute("INSERT INTO migrations VALUES (%s, %s, '2026-01-01')",
+                       (migration.version, migration.name))
+        db.execute("INSERT INTO sites (name, cursor) VALUES ('s', '2026-01-01T00:00:00')")
+    state = PostgresState.open(fresh_database)
+    try:
+        assert state.inbound_cursor("s") is None
+        assert state.add_pings("s", [InboundPing("s", 3, 1, "pingback", "https://src/", "a",
+                                                 "", "c", NOW, NOW, "hold")], 2**40) == 1
+        assert state.inbound_cursor("s") == 2**40
+        site = state.site("s")
+        assert site is not None and site.cursor is not None
+        with pytest.raises(StateError, match="check constraint"):
+            state._write("UPDATE inbound SET verdict = 'maybe'")  # noqa: SLF001 (no API does)
+        for verdict in Verdict:
+            state.record_verdict("s", 3, verdict=verdict, code=None, reason=None, attempts=1,
+                                 next_attempt_at=None, now=NOW)
+        for action in Action:
+            state.record_action("s", 3, action, None, NOW)
+    finally:
+        state.close()
+    with psycopg.connect(fresh_database) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM migrations "
+                                                 "ORDER BY version")]
+    assert versions == list(range(1, LATEST + 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from state_contract import *  # noqa: F403 (the contract's tests run here, again
 from state_contract import NOW
 
 from wpnotify.errors import StateError
-from wpnotify.state import State, Status, open_state
+from wpnotify.state import Action, InboundPing, State, Status, Verdict, open_state
 from wpnotify.state.migrations import LATEST, MIGRATIONS
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.state.sqlite_files import state_error
@@ -66,7 +67,8 @@ def test_a_new_file_gets_every_migration_recorded(store: SqliteState) -> None:
                                         (7, "notification statuses still to be told, and "
                                             "Send again requests taken"),
                                         (8, "workers sharing the state: leases, and sites "
-                                            "kept in the state")]
+                                            "kept in the state"),
+                                        (9, "pings received and what was made of them")]
 
 
 def test_the_status_enum_is_the_files_check_constraint(store: SqliteState) -> None:
@@ -208,3 +210,62 @@ def test_a_late_claim_in_an_old_unit_counts_no_stale_time(store: SqliteState) ->
     assert store.recover_interrupted(NOW + timedelta(minutes=9, seconds=59),
                                      timedelta(minutes=10), lambda n, b: NOW) == (0, 0)
     assert iso(store.get(row.id).updated_at) == iso(NOW)  # type: ignore[union-attr]  # exists
+
+
+def test_a_verdict_and_an_action_are_the_files_check_constraints(store: SqliteState) -> None:
+    """Verdict and Action list the words the inbound table's CHECKs allow, in order."""
+    (sql,) = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'inbound'").fetchone()
+    for column, enum in (("verdict", Verdict), ("action", Action)):
+        found = re.search(rf"CHECK \({column} IN \(([^)]*)\)\)", sql)
+        assert found is not None
+        assert [w.strip(" '") for w in found.group(1).split(",")] == [m.value for m in enum]
+
+
+def test_a_poll_reads_the_pings_waiting_not_the_sites_history(store: SqliteState) -> None:
+    """inbound_due and inbound_unacted come in comment order from their own indexes (no
+    scan of the site's pings, no sort); the listings stop at their limit."""
+    for call, index in ((lambda: store.inbound_due("a", NOW),
+                         "INDEX inbound_due (site=? AND verdict=?)"),
+                        (lambda: store.inbound_unacted("a"),
+                         "INDEX inbound_unacted (site=? AND action=?)"),
+                        (lambda: store.inbound_list(site="a", verdict=Verdict.VERIFIED),
+                         "INDEX inbound_site_seen (site=?)"),
+                        (lambda: store.inbound_list(), "INDEX inbound_seen")):
+        [plan] = plans_of(store, call)
+        assert index in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_version_8_file_gains_the_inbound_log(tmp_path: Path) -> None:
+    """A file of the previous schema keeps its sites and notifications; its sites have
+    never read a ping."""
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:
+        for migration in MIGRATIONS[:8]:
+            db.executescript(migration.sqlite)
+            db.execute("INSERT INTO migrations VALUES (?, ?, '2026-01-01')",
+                       (migration.version, migration.name))
+        db.execute("INSERT INTO sites (name, cursor) VALUES ('s', '2026-01-01T00:00:00')")
+        db.execute("PRAGMA user_version = 8")
+    db.close()
+    store = SqliteState.open(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    assert store.inbound_cursor("s") is None
+    assert store.add_pings("s", [InboundPing("s", 3, 1, "pingback", "https://src/", "a", "",
+                                             "c", NOW, NOW, "hold")], 3) == 1
+    site = store.site("s")
+    assert site is not None and site.cursor == datetime(2026, 1, 1, tzinfo=UTC)
+    assert store.inbound_cursor("s") == 3
+
+
+def test_an_unreadable_ping_names_a_repair_that_works(store: SqliteState) -> None:
+    store.add_pings("s", [InboundPing("s", 3, 1, "pingback", "https://src/", "a", "", "c",
+                                      NOW, NOW, "hold")], 3)
+    store.db.execute("UPDATE inbound SET decided_at = 'whenever'")
+    with pytest.raises(StateError) as caught:
+        store.inbound_list()
+    message = str(caught.value)
+    assert message.startswith(f"state file {store.path}: the received ping 3 of site s "
+                              "cannot be read"), message
+    command = message.split("delete that row with: ", 1)[1].split(" (that ping")[0]
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+    assert store.inbound_list() == []

@@ -110,6 +110,12 @@ def status_names() -> Sequence[str]:
     return status_names()
 
 
+def verdict_names() -> Sequence[str]:
+    from wpnotify.service import verdict_names
+
+    return verdict_names()
+
+
 def echo(lines: Iterable[str | tuple[str, bool]]) -> None:
     """Writes a renderer's lines; a ``(text, True)`` line goes to stderr."""
     for line in lines:
@@ -297,6 +303,26 @@ def history(ctx: click.Context, site: str | None, post_id: int | None, kind: str
     echo(render.HISTORY[fmt](rows))
 
 
+@cli.command()
+@click.option("--site", help="Only this site (its name, in the config or stored).")
+@click.option("--verdict", type=Names(verdict_names), help="Only pings with this verdict.")
+@click.option("--limit", type=ID, default=50, show_default=True,
+              help="At most this many rows, newest first.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True)
+@click.pass_context
+def inbound(ctx: click.Context, site: str | None, verdict: str | None, limit: int,
+            fmt: str) -> None:
+    """The trackbacks and pingbacks the sites received: each one's verdict, its reason, and
+    what wpnotify did with it (for sites with inbound = "report" or "moderate"); newest
+    first."""
+    from wpnotify import render
+
+    with service_of(ctx, network=False) as service:
+        rows = service.inbound_list(site=site, verdict=verdict, limit=limit)
+    echo(render.INBOUND[fmt](rows))
+
+
 @cli.group()
 def sites() -> None:
     """Sites kept in the state database, beside those of the configuration file: running
@@ -330,6 +356,17 @@ def sites() -> None:
               help="Look for trackback URLs in linked pages.")
 @click.option("--max-trackbacks", "max_trackbacks_per_post", type=int,
               help="Trackbacks at most per post (default: 10).")
+@click.option("--inbound", type=click.Choice(("off", "report", "moderate")),
+              help="Judge the pings the site receives (default: off; see README "
+                   "\"Received pings\").")
+@click.option("--approve-verified", is_flag=True, default=None,
+              help="With --inbound moderate: approve a held ping that verifies.")
+@click.option("--verify-sender-ip", is_flag=True, default=None,
+              help="Also require a ping's sender IP to be its source host's.")
+@click.option("--inbound-allow-host", "inbound_allow_hosts", multiple=True,
+              help="Only pings from hosts matching this pattern can verify (repeatable).")
+@click.option("--inbound-deny-host", "inbound_deny_hosts", multiple=True,
+              help="Pings from hosts matching this pattern never verify (repeatable).")
 @click.pass_context
 def sites_add(ctx: click.Context, /, name: str, **options: Any) -> None:
     """Store a site (checked as a [[sites]] table is). There is no option taking the

@@ -26,6 +26,11 @@ class Events(Protocol):
         """A site's poll ended, read (``ok``) or not, at ``at`` (aware UTC)."""
         ...
 
+    def judged(self, site: str, verdict: str, action: str) -> None:
+        """A received ping was judged (``verdict``) or acted on (``action``, "none" when
+        nothing was done)."""
+        ...
+
     def alive(self) -> None:
         """The loop that would stall made progress (the watchdog's and /healthz's signal)."""
         ...
@@ -41,6 +46,9 @@ class NoEvents:
         pass
 
     def polled(self, site: str, ok: bool, at: datetime) -> None:
+        pass
+
+    def judged(self, site: str, verdict: str, action: str) -> None:
         pass
 
     def alive(self) -> None:
@@ -72,6 +80,10 @@ class Fanout:
     def polled(self, site: str, ok: bool, at: datetime) -> None:
         for listener in self._listeners:
             listener.polled(site, ok, at)
+
+    def judged(self, site: str, verdict: str, action: str) -> None:
+        for listener in self._listeners:
+            listener.judged(site, verdict, action)
 
     def alive(self) -> None:
         for listener in self._listeners:

@@ -190,6 +190,12 @@ class Http:
     def close(self) -> None:
         self.pool.clear()
 
+    def addresses(self, host: str) -> list[str]:
+        """Every address ``host`` resolves to through the seam's resolver, unchecked and
+        without connecting: inbound verification compares a sender's IP with them. Raises
+        OSError (socket.gaierror) when the name does not resolve."""
+        return self.pool.guard.resolve(host, 0)
+
     def get(self, url: str, *, headers: Mapping[str, str] | None = None,
             auth: tuple[str, str] | None = None, max_bytes: int | None = None,
             read_body: HeaderCheck | None = None, trusted: bool = False) -> Response:

@@ -69,14 +69,16 @@ def start_tags(html: str, wanted: frozenset[str]) -> Iterator[Tag]:
     return _scan(html, wanted, _BROWSER_RAW, None)
 
 
-def text_of(html: str) -> str:
+def text_of(html: str, separator: str = "") -> str:
     """The text of ``html`` as WordPress's ``wp_strip_all_tags()`` leaves it: tags and
     comments gone, ``script`` and ``style`` bodies gone (each up to its first end tag, as its
-    pattern reads them), character references left exactly as written."""
+    pattern reads them), character references left exactly as written. ``separator`` stands
+    where each tag or comment stood (" ": the words of ``<h1>A</h1><p>B</p>`` stay apart, as
+    a browser shows them)."""
     parts: list[str] = []
     for _tag in _scan(html, frozenset(), _WORDPRESS_RAW, parts):
         pass
-    return "".join(parts)
+    return separator.join(parts)
 
 
 RawEnd = Callable[[str, int], int]

@@ -79,6 +79,9 @@ class Metrics:
         self.send_seconds = Histogram("wpnotify_send_seconds", "Seconds one send attempt "
                                       "took", ["kind"], buckets=SEND_BUCKETS,
                                       registry=self.registry)
+        self.judged_pings = Counter("wpnotify_inbound_pings", "Received pings judged, by "
+                                    "site, verdict and what was done (inbound)",
+                                    ["site", "verdict", "action"], registry=self.registry)
         self.takeovers = Counter("wpnotify_lease_takeovers", "Notifications taken over from "
                                  "a dead worker or an expired lease", registry=self.registry)
         self.last_ok = Gauge("wpnotify_site_last_ok_poll_timestamp_seconds", "When each "
@@ -111,6 +114,9 @@ class Metrics:
     def attempt(self, kind: str, outcome: str, seconds: float) -> None:
         self.attempts.labels(kind, outcome).inc()
         self.send_seconds.labels(kind).observe(max(seconds, 0.0))
+
+    def judged(self, site: str, verdict: str, action: str) -> None:
+        self.judged_pings.labels(site, verdict, action).inc()
 
     def takeover(self, count: int) -> None:
         if count > 0:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import urlsplit
 
 from wpnotify import pingback, trackback, weblogupdates, webmention
 from wpnotify.discovery import extract_links, select_targets
@@ -17,6 +15,7 @@ from wpnotify.kind import Payload
 from wpnotify.linkpayload import LinkPayload
 from wpnotify.settings import SiteSettings
 from wpnotify.sources import Post
+from wpnotify.urls import host_rule
 
 ALREADY_PINGED = "already in WordPress's pinged list (notified before wpnotify took over)"
 LINK_KINDS = {"webmention": (webmention.KIND,), "pingback": (pingback.KIND,),
@@ -135,17 +134,14 @@ def _updates(site: SiteSettings, home: str, blog_name: str, known: Known) -> lis
 
 
 def host_refusal(url: str, site: SiteSettings) -> str | None:
-    """Why allow_hosts / deny_hosts rule this URL out, or None. Patterns are shell-style
-    (``*.example.org``), matched case-insensitively against the host name."""
-    try:
-        host = (urlsplit(url).hostname or "").lower()
-    except ValueError:  # a malformed URL has no host to match
+    """Why allow_hosts / deny_hosts rule this URL out, or None (``urls.host_rule``: the one
+    matcher, shared with inbound verification)."""
+    found = host_rule(url, site.allow_hosts, site.deny_hosts)
+    if found is None:
         return None
-    if any(fnmatchcase(host, pattern.lower()) for pattern in site.deny_hosts):
-        return f"host {host} matches deny_hosts"
-    if site.allow_hosts and not any(fnmatchcase(host, p.lower()) for p in site.allow_hosts):
-        return f"host {host} is not in allow_hosts"
-    return None
+    rule, host = found
+    return (f"host {host} matches deny_hosts" if rule == "deny"
+            else f"host {host} is not in allow_hosts")
 
 
 def _policed(item: Planned, site: SiteSettings) -> Planned:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from wpnotify.service import (
         Backfill,
         CheckReport,
+        InboundPing,
+        InboundReport,
         Notification,
         Planned,
         PollReport,
@@ -54,10 +56,22 @@ def poll(report: PollReport) -> list[Line]:
         else:
             lines.append((f"{site.site}: read {site.posts} post(s), {site.queued} new "
                           "notification(s)", False))
+        if site.inbound is not None:
+            lines.append(inbound_line(site.inbound))
     d = report.delivery
     lines.append((f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
                   f"waiting to retry {d.retrying}", False))
     return lines
+
+
+def inbound_line(report: InboundReport) -> Line:
+    """A site's pass over its received pings (its failure on stderr)."""
+    if report.error:
+        return printable(f"wpnotify: site {report.site}: inbound: {report.error}"), True
+    acted = ", ".join(f"{action} {n}" for action, n in sorted(report.actions.items()))
+    return (f"{report.site}: inbound: {report.read} new ping(s); {report.verified} verified, "
+            f"{report.unverified} unverified, {report.waiting} waiting to fetch again"
+            + (f"; {acted}" if acted else ""), False)
 
 
 def planned(post: Post, item: Planned) -> str:
@@ -90,6 +104,12 @@ def status_table(sites: list[SiteStatus], workers: list[WorkerStatus]) -> list[s
                  f"{site['last_ok_at'] or 'never'}; cursor: {site['cursor'] or 'none'}",
                  f"  bridge: {bridge}", f"  notifications: {counts}",
                  f"  next retry: {site['next_retry_at'] or 'none due'}"]
+        inbound = site["inbound"]
+        if inbound["mode"] != "off" or inbound["verdicts"]:
+            verdicts = ", ".join(f"{n} {v}" for v, n in inbound["verdicts"].items())
+            actions = ", ".join(f"{n} {a}" for a, n in inbound["actions"].items())
+            block.append(f"  inbound ({inbound['mode']}): {verdicts or 'no pings yet'}"
+                         + (f"; actions: {actions}" if actions else ""))
         if site["polled_by"]:
             block.append(f"  polled by: {site['polled_by']}")
         if site["last_error"]:
@@ -186,7 +206,12 @@ def history_table(rows: list[Notification]) -> list[str]:
             clip(row.error or row.response or "", 70)))
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return columns(table)
+
+
+def columns(table: list[tuple[str, ...]]) -> list[str]:
+    """Rows (the header first) as lines of left-aligned columns, two spaces apart."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     return ["  ".join(text.ljust(width)
                       for text, width in zip(line, widths, strict=True)).rstrip()
             for line in table]
@@ -200,3 +225,48 @@ def clip(text: str, width: int) -> str:
 
 HISTORY: dict[str, Callable[[list[Notification]], list[str]]] = {
     "table": history_table, "json": history_json, "csv": history_csv}
+
+
+INBOUND_FIELDS = ("site", "comment_id", "post_id", "kind", "source", "author", "author_ip",
+                  "received_at", "seen_at", "status_seen", "verdict", "code", "reason",
+                  "attempts", "next_attempt_at", "action", "status_after", "decided_at",
+                  "acted_at")
+
+
+def inbound_records(rows: Iterable[InboundPing]) -> list[dict[str, Any]]:
+    return [{name: row.as_dict()[name] for name in INBOUND_FIELDS} for row in rows]
+
+
+def inbound_json(rows: list[InboundPing]) -> list[str]:
+    """Exact text, escaped as ``history_json``'s."""
+    return [json.dumps(inbound_records(rows), indent=2,
+                       ensure_ascii=False).translate(JSON_ESCAPES)]
+
+
+def inbound_csv(rows: list[InboundPing]) -> list[str]:
+    """As ``history_csv``: formulas defused, controls escaped."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=INBOUND_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: cell(value) for key, value in record.items()}
+                     for record in inbound_records(rows))
+    return [out.getvalue().removesuffix("\n")]
+
+
+def inbound_table(rows: list[InboundPing]) -> list[str]:
+    if not rows:
+        return ["no pings recorded (yet): inbound is off for every site, or none arrived"]
+    header = ("SEEN (UTC)", "SITE", "COMMENT", "POST", "KIND", "VERDICT", "ACTION", "SOURCE",
+              "REASON")
+    table = [header] + [
+        tuple(printable(text) for text in (
+            row.as_dict()["seen_at"][:19].replace("T", " "), row.site, str(row.comment_id),
+            str(row.post_id), row.kind, row.verdict.value, row.action.value,
+            clip(redact(row.source), 50), clip(row.reason or "", 70)))
+        for row in rows
+    ]
+    return columns(table)
+
+
+INBOUND: dict[str, Callable[[list[InboundPing]], list[str]]] = {
+    "table": inbound_table, "json": inbound_json, "csv": inbound_csv}

@@ -581,10 +581,21 @@ class SiteSettings:
         _listed(_text(max_length=255), _hosts, max_items=1000), listed=True))
     update_services: tuple[str, ...] = field(default=(), metadata=_spec(
         _listed(_text(_service_url, max_length=2000), _unique, max_items=100), listed=True))
+    # The pings the site receives (issue 16): "off", "report" (verdicts recorded only) or
+    # "moderate" (an unverified ping held for moderation is marked spam).
+    inbound: Literal["off", "report", "moderate"] = field(default="off", metadata=_spec(
+        _choice("off", "report", "moderate")))
+    approve_verified: bool = field(default=False, metadata=_spec(_flag))
+    verify_sender_ip: bool = field(default=False, metadata=_spec(_flag))
+    inbound_allow_hosts: tuple[str, ...] = field(default=(), metadata=_spec(
+        _listed(_text(max_length=255), _hosts, max_items=1000), listed=True))
+    inbound_deny_hosts: tuple[str, ...] = field(default=(), metadata=_spec(
+        _listed(_text(max_length=255), _hosts, max_items=1000), listed=True))
     _secret: Secret = field(init=False, repr=False, default=Secret(""))
 
     def __post_init__(self) -> None:
         _validate(self)
+        _inbound_fits(vars(self))
         object.__setattr__(self, "_secret", self._read_password())
 
     def _read_password(self) -> Secret:
@@ -611,6 +622,17 @@ def _one_password(values: Mapping[str, Any]) -> None:
                    "Application Password, Users > Profile > Application Passwords)")
 
 
+def _inbound_fits(values: Mapping[str, Any]) -> None:
+    """The inbound settings that only make sense together."""
+    inbound = values.get("inbound", "off")
+    if inbound != "off" and values.get("api", "rest") != "rest":
+        raise _bad(f'inbound = "{inbound}" reads the site\'s comments over the REST API; set '
+                   'api = "rest" (or inbound = "off" for a site whose REST API is off)')
+    if values.get("approve_verified") and inbound != "moderate":
+        raise _bad('approve_verified needs inbound = "moderate" (in "report" wpnotify '
+                   "changes no comment)")
+
+
 def site_settings(raw: Mapping[str, Any]) -> SiteSettings:
     """A site from plain values (a site stored by `wpnotify sites add`), checked exactly as
     a [[sites]] table of the file is, its password read; InvalidSettings when it does not
@@ -629,6 +651,7 @@ def checked_site(raw: Mapping[str, Any]) -> dict[str, Any]:
     if problems:
         raise InvalidSettings(problems)
     _one_password(values)
+    _inbound_fits(values)
     return values
 
 

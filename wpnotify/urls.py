@@ -5,7 +5,8 @@ HTTP seam both use it."""
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from fnmatch import fnmatchcase
+from urllib.parse import unquote, urlsplit
 
 # Tab, CR and LF, which URL parsers (urlsplit, browsers) delete wherever they stand.
 _DELETED = str.maketrans("", "", "\t\r\n")
@@ -82,3 +83,21 @@ def scrub_dsn(text: str, url: str) -> str:
 
 
 _QUOTED = re.compile(r'"([^"]*)"')
+
+
+def host_rule(url: str, allow: tuple[str, ...], deny: tuple[str, ...]) -> tuple[str, str] | None:
+    """Which host pattern rule shuts ``url`` out: ("deny", host) when its host matches a
+    pattern of ``deny``, ("allow", host) when ``allow`` is not empty and no pattern of it
+    matches; None when it may go. Patterns are shell-style (``*.example.org``), matched
+    case-insensitively against the host name. One matcher for every list of host patterns
+    (outbound ``allow_hosts``/``deny_hosts``, inbound ``inbound_allow_hosts``/...), so that
+    they cannot drift apart. A malformed URL has no host to match: None."""
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return None
+    if any(fnmatchcase(host, pattern.lower()) for pattern in deny):
+        return "deny", host
+    if allow and not any(fnmatchcase(host, pattern.lower()) for pattern in allow):
+        return "allow", host
+    return None

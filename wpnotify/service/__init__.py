@@ -15,15 +15,15 @@ import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from wpnotify.errors import ConfigError, StateError, WpnotifyError
 from wpnotify.events import NO_EVENTS, Events, Fanout
 from wpnotify.settings import NO_SITES  # loaded already: every command reads the settings
-from wpnotify.state import Notification, State, Status, open_state
+from wpnotify.state import InboundPing, Notification, State, Status, open_state
 from wpnotify.state.clock import StateClock
 
 if TYPE_CHECKING:  # for the annotations; the renderers take these names from here too
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # for the annotations; the renderers take these names from he
     from wpnotify.sending.dispatch import Dispatcher
     from wpnotify.sending.leases import Heartbeat
     from wpnotify.service.backfilling import Backfill, OnPage, OnPlanned
+    from wpnotify.service.inbound import InboundReport
     from wpnotify.service.reading import SiteReport
     from wpnotify.service.reports import CheckReport, SiteStatus, WorkerStatus
     from wpnotify.service.sites import Added, Change, SiteRow, Sites
@@ -47,12 +48,14 @@ LAZY_NAMES = {"Backfill": "wpnotify.service.backfilling", "CheckReport": "wpnoti
               "SiteReport": "wpnotify.service.reading", "SiteStatus": "wpnotify.service.reports",
               "WorkerStatus": "wpnotify.service.reports",
               "Tally": "wpnotify.sending.backlog", "Added": "wpnotify.service.sites",
-              "Change": "wpnotify.service.sites", "SiteRow": "wpnotify.service.sites"}
+              "Change": "wpnotify.service.sites", "SiteRow": "wpnotify.service.sites",
+              "InboundReport": "wpnotify.service.inbound"}
 
-__all__ = ["Added", "Backfill", "Change", "CheckReport", "Notification", "Planned",
+__all__ = ["Added", "Backfill", "Change", "CheckReport", "InboundPing", "InboundReport",
+           "Notification", "Planned",
            "PollReport", "Post", "Service", "SiteReport", "SiteRow", "SiteStatus", "Tally",
            "WorkerStatus", "check", "kind_names", "make_sources", "open_service",
-           "status_names", "tune", "utcnow"]
+           "status_names", "tune", "utcnow", "verdict_names"]
 
 
 def __getattr__(name: str) -> Any:
@@ -80,6 +83,13 @@ def kind_names() -> Sequence[str]:
     from wpnotify import kinds
 
     return kinds.names()
+
+
+def verdict_names() -> Sequence[str]:
+    """The verdicts on received pings, as `inbound --verdict` takes them."""
+    from wpnotify.state import Verdict
+
+    return [verdict.value for verdict in Verdict]
 
 
 def status_names() -> Sequence[str]:
@@ -182,7 +192,9 @@ class PollReport:
 
     @property
     def ok(self) -> bool:
-        return all(report.error is None for report in self.sites)
+        return all(report.error is None
+                   and (report.inbound is None or report.inbound.error is None)
+                   for report in self.sites)
 
 
 class Service:
@@ -346,10 +358,36 @@ class Service:
             self.release_site(site.name)
 
     def read(self, site: SiteSettings) -> SiteReport:
-        """Reads one site's changes and queues their notifications; never raises SourceError."""
+        """Reads one site's changes and queues their notifications, then (``inbound`` on)
+        judges the pings it received; never raises SourceError."""
         from wpnotify.service.reading import read_site
 
-        return read_site(self.store, site, self.sources[site.name], self.clock())
+        report = read_site(self.store, site, self.sources[site.name], self.clock())
+        if site.inbound != "off" and report.error is None:
+            report = replace(report, inbound=self.inbound(site))
+        return report
+
+    def inbound(self, site: SiteSettings) -> InboundReport:
+        """One pass over the pings a site received (``service.inbound``): read the new
+        ones, judge what is due, act as its ``inbound`` setting says."""
+        from wpnotify.service.inbound import PingSource, check_site
+
+        if self.http is None:
+            raise WpnotifyError("internal: this service was opened without the network")
+        source = cast(PingSource, self.sources[site.name])  # inbound needs api = "rest"
+        return check_site(self.settings, self.store, site, source, self.http, self.clock(),
+                          self.events)
+
+    def inbound_list(self, *, site: str | None = None, verdict: str | None = None,
+                     limit: int = 50) -> list[InboundPing]:
+        """The recorded pings and their verdicts, newest first, for `wpnotify inbound`."""
+        from wpnotify.state import Verdict
+
+        if site is not None:
+            self.site(site)  # an unknown name is a ConfigError naming the known ones
+        return self.store.inbound_list(site=site,
+                                       verdict=None if verdict is None else Verdict(verdict),
+                                       limit=limit)
 
     def send_due(self, sites: list[str] | None = None) -> Tally:
         """Sends what is due for these sites (every site in effect if None)."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -26,6 +27,9 @@ from wpnotify.settings import SiteSettings
 from wpnotify.sources import OVERLAP, Changes, Deleted, Post, ResendRequest, Source
 from wpnotify.state import SiteState, State, Status
 from wpnotify.times import whole_second, wp_text
+
+if TYPE_CHECKING:
+    from wpnotify.service.inbound import InboundReport
 
 log = structlog.get_logger("wpnotify.reading")
 # A post dated within this window is a fresh publish, announced to update services; an older
@@ -46,6 +50,7 @@ class SiteReport:
     queued: int = 0
     first_poll: bool = False
     busy: bool = False  # not read: another worker sharing the state polls it now
+    inbound: InboundReport | None = None  # the pings it received, when inbound is on
 
 
 @dataclass

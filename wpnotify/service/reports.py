@@ -15,7 +15,16 @@ from urllib.parse import urlsplit
 
 from wpnotify.errors import SourceError, StateError
 from wpnotify.settings import Settings, SiteSettings
-from wpnotify.state import Fleet, History, SiteLog, State, WorkerState
+from wpnotify.state import (
+    Action,
+    Fleet,
+    History,
+    InboundLog,
+    SiteLog,
+    State,
+    Verdict,
+    WorkerState,
+)
 from wpnotify.times import iso, wp_text
 
 if TYPE_CHECKING:
@@ -26,7 +35,7 @@ BRIDGE_FIX = ("copy wordpress/wpnotify-bridge.php and the folder wordpress/wpnot
 STATUS_BRIDGE = (1, 2)  # the first bridge that keeps statuses and takes Send again
 
 
-class Reported(SiteLog, History, Fleet, Protocol):
+class Reported(SiteLog, History, Fleet, InboundLog, Protocol):
     """What `status` reads of the state."""
 
 
@@ -45,6 +54,11 @@ class SiteStatus:
     notifications: dict[str, int]
     next_retry_at: datetime | None
     polled_by: str | None = None  # the worker that holds its poll, when one does
+    # The pings it received (issue 16): its inbound setting, pings by verdict and by what
+    # wpnotify did with them ({} for a site that never had inbound on).
+    inbound: str = "off"
+    verdicts: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """For `status --format json` and the table: times as the state file writes them
@@ -59,6 +73,8 @@ class SiteStatus:
             "notifications": self.notifications,
             "next_retry_at": _text(self.next_retry_at, iso),
             "polled_by": self.polled_by,
+            "inbound": {"mode": self.inbound, "verdicts": self.verdicts,
+                        "actions": self.actions},
         }
 
 
@@ -89,6 +105,7 @@ def status(settings: Settings, store: Reported, now: datetime) -> list[SiteStatu
     report = []
     for site in settings.sites:
         state = store.site(site.name)
+        verdicts, actions = _inbound_counts(store.inbound_counts(site.name))
         report.append(SiteStatus(
             site=site.name, url=site.url,
             last_poll_at=state.last_poll_at if state else None,
@@ -98,8 +115,17 @@ def status(settings: Settings, store: Reported, now: datetime) -> list[SiteStatu
             bridge=state.bridge if state else None,
             notifications={s.value: n for s, n in store.counts(site.name).items()},
             next_retry_at=store.next_retry(site.name),
-            polled_by=holders.get(site.name)))
+            polled_by=holders.get(site.name), inbound=site.inbound, verdicts=verdicts,
+            actions=actions))
     return report
+
+
+def _inbound_counts(counts: Mapping[tuple[Verdict, Action], int]
+                    ) -> tuple[dict[str, int], dict[str, int]]:
+    """Pings by verdict and by action, each in its enum's order, zeros left out."""
+    verdicts = {v.value: sum(n for (vv, _), n in counts.items() if vv is v) for v in Verdict}
+    actions = {a.value: sum(n for (_, aa), n in counts.items() if aa is a) for a in Action}
+    return ({k: n for k, n in verdicts.items() if n}, {k: n for k, n in actions.items() if n})
 
 
 def _text(moment: datetime | None, form: Callable[[datetime], str]) -> str | None:
@@ -151,6 +177,8 @@ def _check_site(site: SiteSettings, source: Source, result: CheckReport) -> None
         return
     result.notes.append(f"site {site.name}: {info.name!r} at {info.home}, credentials of "
                         f"{site.username!r} accepted")
+    if site.inbound != "off":
+        _check_moderation(site, source, result)
     if bridge is None:
         result.problems.append(f"site {site.name}: the wpnotify bridge is not installed, so "
                                f"queued trackbacks are not sent; {BRIDGE_FIX}")
@@ -163,6 +191,18 @@ def _check_site(site: SiteSettings, source: Source, result: CheckReport) -> None
                             "WordPress's own sending is off")
         if site.api == "rest":  # over XML-RPC the editors show no statuses anyway
             result.warnings.extend(_editor_warnings(site.name, bridge))
+
+
+def _check_moderation(site: SiteSettings, source: Source, result: CheckReport) -> None:
+    """Inbound reads held comments and changes their status: the user needs
+    moderate_comments (settings make sure the source is a REST one)."""
+    try:
+        source.can_moderate()  # type: ignore[attr-defined]  # RestSource: inbound needs api=rest
+    except SourceError as exc:
+        result.problems.append(f"site {site.name}: {exc}")
+        return
+    result.notes.append(f"site {site.name}: {site.username!r} may moderate comments "
+                        f"(inbound = {site.inbound!r})")
 
 
 def _editor_warnings(name: str, bridge: dict[str, Any]) -> list[str]:

@@ -28,7 +28,12 @@ class Source(Protocol):
     ``record_status_many`` replaces posts' status rows (wpnotify.statusrows) in WordPress and
     returns the posts it refused (deleted, or not the user's to edit); ``resend_requests``
     reads the Send again requests after ``since`` (worth asking only when
-    ``Changes.newest_resend`` is newer)."""
+    ``Changes.newest_resend`` is newer).
+
+    Received pings and their moderation (issue 16) are not here: only a REST site can have
+    inbound on (XML-RPC's ``wp.getComments`` filters by no comment type and orders by date,
+    not by ID, so no cursor of comment IDs could page it), so they are ``RestSource``'s own
+    methods (``sources.comments.CommentRoutes``)."""
 
     def info(self) -> SiteInfo: ...
     def newest_modified(self) -> datetime | None: ...

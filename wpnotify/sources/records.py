@@ -176,3 +176,65 @@ def bridge_status(site: str, status: Any) -> dict[str, Any]:
     fields = Answer(site, "the bridge's status", status).fields
     return {key: value for key, value in fields.items()
             if isinstance(value, str | bool | int | float)}
+
+
+# --- received pings (issue 16) -------------------------------------------------------------
+
+PING_KINDS = frozenset({"trackback", "pingback"})
+# Text is kept to what the state stores (and a person reads): a site's answer may carry a
+# comment of any size (a plugin, or a hostile sender's pingback title).
+MAX_PING_SOURCE = 2000
+MAX_PING_AUTHOR = 500
+MAX_PING_CONTENT = 4000
+MAX_PING_IP = 100  # an IPv6 address with a zone fits; anything longer is no address
+MAX_PING_STATUS = 20  # WordPress's comment_approved is varchar(20)
+
+
+@dataclass(frozen=True)
+class ReceivedPing:
+    """A trackback or pingback comment as WordPress holds it (REST, context=edit)."""
+
+    comment_id: int
+    post_id: int
+    kind: str  # "trackback" | "pingback" (REST `type`)
+    status: str  # REST `status`: "hold" | "approved" | "spam" | "trash" (others as given)
+    source: str  # `author_url`: the page that sent the ping
+    author: str  # `author_name` (a trackback's blog_name, a pingback's page title)
+    author_ip: str  # `author_ip` ("" when absent)
+    content: str  # `content.raw`, capped at MAX_PING_CONTENT characters
+    date_gmt: datetime  # aware UTC
+
+
+@dataclass(frozen=True)
+class PingBatch:
+    """What one read of a site's pings found."""
+
+    pings: list[ReceivedPing]  # oldest first (ascending comment_id), no duplicates
+    newest: int | None  # highest comment ID of any ping seen (the next cursor); None: none
+
+
+def received_ping(site: str, raw: Any) -> ReceivedPing:
+    """One REST comment of type trackback or pingback, its shape checked (see
+    wpnotify.answer): IDs are numbers, texts are strings, cut to what is kept. A comment of
+    another type means something between wpnotify and WordPress ignored ``type=pings``."""
+    item = Answer(site, "a ping", raw)
+    kind = item.value("type", str, "a string", required=True)
+    if kind not in PING_KINDS:
+        item.fail("whose type is neither trackback nor pingback")
+    content = item.part("content")
+    return ReceivedPing(
+        comment_id=_number(item, "id"),
+        post_id=_number(item, "post"),
+        kind=kind,
+        status=item.value("status", str, "a string", required=True)[:MAX_PING_STATUS],
+        source=item.text("author_url")[:MAX_PING_SOURCE],
+        author=item.text("author_name")[:MAX_PING_AUTHOR],
+        author_ip=item.text("author_ip")[:MAX_PING_IP],
+        content=(content.text("raw") if content else "")[:MAX_PING_CONTENT],
+        date_gmt=item.stamp("date_gmt"),
+    )
+
+
+def ping_list(site: str, items: Any) -> list[ReceivedPing]:
+    """A page of the comments route, checked."""
+    return [received_ping(site, raw) for raw in listing(site, "the list of pings", items)]

@@ -1,7 +1,8 @@
 """The WordPress source over the REST API, with an Application Password.
 
 It returns plain post records and never decides what to send. Requests use the ``?rest_route=``
-form, which works with and without pretty permalinks. The bridge plugin, when installed, adds a
+form, which works with and without pretty permalinks. Received pings and their moderation
+(issue 16) are in ``comments``. The bridge plugin, when installed, adds a
 ``wpnotify`` field (the post's ``to_ping`` and ``pinged`` lists), a route to record pings, and
 to every answer the time of the newest deletion (``X-Wpnotify-Deleted``).
 """
@@ -21,6 +22,7 @@ from wpnotify.errors import BridgeTooOld, PostGone, SendError, SourceError
 from wpnotify.http import Http, Response
 from wpnotify.settings import SiteSettings
 from wpnotify.sources.base import OVERLAP, WATCHED_STATUSES, record_each
+from wpnotify.sources.comments import CommentRoutes
 from wpnotify.sources.records import (
     Changes,
     Deleted,
@@ -47,8 +49,11 @@ RESEND_BYTES = 4 * 1024 * 1024  # its list of Send again requests: 1,000 at most
 RESEND_CAP = 500  # requests taken per poll; the rest at the next one (the header says so)
 
 
-class RestSource:
-    """Reads one site. ``per_page`` is WordPress's maximum, 100, unless a test lowers it."""
+class RestSource(CommentRoutes):
+    """Reads one site. ``per_page`` is WordPress's maximum, 100, unless a test lowers it.
+    The comment routes (received pings, moderation: ``pings``, ``post_links``,
+    ``comment_status``, ``set_comment_status``, ``can_moderate``) come from
+    ``comments.CommentRoutes``; they are REST only, so not in the ``Source`` protocol."""
 
     def __init__(self, http: Http, site: SiteSettings, per_page: int = 100) -> None:
         self.http = http

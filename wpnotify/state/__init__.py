@@ -1,6 +1,6 @@
 """The state: what wpnotify remembers between runs (sites' cursors, the notifications and
 their history, hosts' pacing, WordPress's pinged lists and statuses still to be told,
-the Send again requests taken).
+the Send again requests taken, the pings sites received and their verdicts).
 
 Callers use the records and the protocols here, and get a state from ``open_state``; a
 backend's connection, SQL and errors stay inside it (only ``sqlite*.py`` know SQLite, only
@@ -15,6 +15,7 @@ from wpnotify.state.protocols import (
     Fleet,
     History,
     HostPacing,
+    InboundLog,
     LinkKey,
     PingedOutbox,
     Queue,
@@ -27,18 +28,21 @@ from wpnotify.state.protocols import (
     UnitOfWork,
 )
 from wpnotify.state.records import (
+    Action,
     HostState,
+    InboundPing,
     Notification,
     SiteEntry,
     SiteState,
     Status,
+    Verdict,
     WorkerState,
 )
 
-__all__ = ["Fleet", "History", "HostPacing", "HostState", "LinkKey", "Notification",
-           "PingedOutbox", "Queue", "Resends", "SiteEntry", "SiteLog", "SiteRegistry",
-           "SiteState", "State", "Status", "StatusMark", "StatusOutbox", "UnitOfWork",
-           "WorkerState", "open_state"]
+__all__ = ["Action", "Fleet", "History", "HostPacing", "HostState", "InboundLog",
+           "InboundPing", "LinkKey", "Notification", "PingedOutbox", "Queue", "Resends",
+           "SiteEntry", "SiteLog", "SiteRegistry", "SiteState", "State", "Status", "StatusMark",
+           "StatusOutbox", "UnitOfWork", "Verdict", "WorkerState", "open_state"]
 
 
 def open_state(location: Path | str) -> State:

@@ -134,6 +134,32 @@ _SQLITE: tuple[tuple[int, str, str], ...] = (
             updated_at, sent_at, next_attempt_at, claimed_by ON notifications BEGIN
             REPLACE INTO status_outbox (site, post_id) VALUES (NEW.site, NEW.post_id); END;
     """),
+    (9, "pings received and what was made of them", """
+        -- A trackback or pingback comment of a site, as first read (its text capped on
+        -- insert), its verdict and what was done to it in WordPress: see
+        -- records.InboundPing. No comment inside the CREATE (see migration 8).
+        CREATE TABLE inbound (site TEXT NOT NULL, comment_id INTEGER NOT NULL,
+            post_id INTEGER NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
+            author TEXT NOT NULL, author_ip TEXT NOT NULL, content TEXT NOT NULL,
+            received_at TEXT NOT NULL, seen_at TEXT NOT NULL, status_seen TEXT NOT NULL,
+            verdict TEXT NOT NULL DEFAULT 'pending'
+                CHECK (verdict IN ('pending', 'verified', 'unverified', 'skipped')),
+            code TEXT, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT,
+            action TEXT NOT NULL DEFAULT 'none'
+                CHECK (action IN ('none', 'spam', 'approved', 'held', 'left')),
+            status_after TEXT, decided_at TEXT, acted_at TEXT,
+            PRIMARY KEY (site, comment_id));
+        -- inbound_due: a site's pending pings in comment order (few: next_attempt_at is
+        -- checked row by row). inbound_unacted: its pings not acted on, in comment order (a
+        -- site in "report" mode keeps all of them so; read in "moderate" only).
+        -- inbound_seen, inbound_site_seen: `wpnotify inbound`, newest first.
+        CREATE INDEX inbound_due ON inbound (site, verdict, comment_id);
+        CREATE INDEX inbound_unacted ON inbound (site, action, comment_id);
+        CREATE INDEX inbound_seen ON inbound (seen_at, comment_id);
+        CREATE INDEX inbound_site_seen ON inbound (site, seen_at, comment_id);
+        -- The highest comment ID read (NULL: never read; the first read takes what is held).
+        ALTER TABLE sites ADD COLUMN inbound_cursor INTEGER;
+    """),
 )
 # PostgreSQL's SQL of the same versions (see the module's docstring for the types). Every
 # text column compares byte by byte (COLLATE "C"), as SQLite's do, whatever the database's
@@ -227,6 +253,28 @@ _POSTGRES: dict[int, str] = {
                 status, attempts, endpoint, error, error_code, response, payload, created_at,
                 updated_at, sent_at, next_attempt_at, claimed_by ON notifications
             FOR EACH ROW EXECUTE FUNCTION status_mark();
+    """,
+    9: """
+        CREATE TABLE inbound (site TEXT COLLATE "C" NOT NULL, comment_id BIGINT NOT NULL,
+            post_id BIGINT NOT NULL, kind TEXT COLLATE "C" NOT NULL,
+            source TEXT COLLATE "C" NOT NULL, author TEXT NOT NULL,
+            author_ip TEXT COLLATE "C" NOT NULL, content TEXT NOT NULL,
+            received_at TEXT COLLATE "C" NOT NULL, seen_at TEXT COLLATE "C" NOT NULL,
+            status_seen TEXT COLLATE "C" NOT NULL,
+            verdict TEXT COLLATE "C" NOT NULL DEFAULT 'pending'
+                CHECK (verdict IN ('pending', 'verified', 'unverified', 'skipped')),
+            code TEXT COLLATE "C", reason TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT COLLATE "C",
+            action TEXT COLLATE "C" NOT NULL DEFAULT 'none'
+                CHECK (action IN ('none', 'spam', 'approved', 'held', 'left')),
+            status_after TEXT COLLATE "C", decided_at TEXT COLLATE "C",
+            acted_at TEXT COLLATE "C",
+            PRIMARY KEY (site, comment_id));
+        CREATE INDEX inbound_due ON inbound (site, verdict, comment_id);
+        CREATE INDEX inbound_unacted ON inbound (site, action, comment_id);
+        CREATE INDEX inbound_seen ON inbound (seen_at, comment_id);
+        CREATE INDEX inbound_site_seen ON inbound (site, seen_at, comment_id);
+        ALTER TABLE sites ADD COLUMN inbound_cursor BIGINT;
     """,
 }
 MIGRATIONS: tuple[Migration, ...] = tuple(

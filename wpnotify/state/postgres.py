@@ -18,6 +18,7 @@ from wpnotify.state.migrations import LATEST, migrate
 from wpnotify.state.postgres_unit import PgConnection, grants_fix
 from wpnotify.state.processes import this_process
 from wpnotify.state.sql_fleet import FleetSql
+from wpnotify.state.sql_inbound import InboundSql
 from wpnotify.state.sql_queue import QueueSql
 from wpnotify.state.sql_sites import SitesSql
 from wpnotify.state.sql_state import StateSql
@@ -25,10 +26,11 @@ from wpnotify.times import iso
 
 # The tables a worker writes (``migrations`` only while migrating).
 TABLES = ("notifications", "sites", "scheduled", "hosts", "pinged_outbox", "status_outbox",
-          "workers", "site_settings")
+          "workers", "site_settings", "inbound")
 
 
-class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql):
+class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
+                    InboundSql):
     """The state in a PostgreSQL database (see the module's docstring)."""
 
     _chunk = 5000  # post IDs in one query (the limit on parameters is 65,535)

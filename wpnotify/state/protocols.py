@@ -13,11 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from wpnotify.state.records import (
+    Action,
     HostState,
+    InboundPing,
     Notification,
     SiteEntry,
     SiteState,
     Status,
+    Verdict,
     WorkerState,
 )
 
@@ -295,8 +298,54 @@ class SiteRegistry(UnitOfWork, Protocol):
         ...
 
 
+class InboundLog(UnitOfWork, Protocol):
+    """The trackbacks and pingbacks sites received (issue 16): each read once (a cursor of
+    comment IDs per site), judged (perhaps after retries), perhaps acted on in WordPress."""
+
+    def inbound_cursor(self, site: str) -> int | None:
+        """The highest comment ID of the site's pings read so far; None: never read."""
+        ...
+
+    def add_pings(self, site: str, pings: list[InboundPing], cursor: int | None) -> int:
+        """Records pings first read (a ping already recorded is left as it is, verdict and
+        all) and moves the site's cursor to ``cursor`` (never back; None: unchanged), in
+        one unit; returns how many were new. Only the first-read fields of each ping are
+        taken (its verdict and action start afresh); text is capped."""
+        ...
+
+    def inbound_due(self, site: str, now: datetime, limit: int = 200) -> list[InboundPing]:
+        """Pending pings whose next_attempt_at is NULL or <= now, oldest comment first."""
+        ...
+
+    def inbound_unacted(self, site: str, limit: int = 200) -> list[InboundPing]:
+        """Judged pings (verified/unverified) with action NONE, oldest comment first: what
+        a site switched from report to moderate still has to act on."""
+        ...
+
+    def record_verdict(self, site: str, comment_id: int, *, verdict: Verdict,
+                       code: str | None, reason: str | None, attempts: int,
+                       next_attempt_at: datetime | None, now: datetime) -> None:
+        """Sets the ping's verdict, reason and retry schedule; decided_at = now when the
+        verdict is not PENDING (None while it is). An unknown ping is no error (nothing)."""
+        ...
+
+    def record_action(self, site: str, comment_id: int, action: Action,
+                      status_after: str | None, now: datetime) -> None:
+        """Notes what was done to the ping's comment (acted_at = now)."""
+        ...
+
+    def inbound_list(self, *, site: str | None = None, verdict: Verdict | None = None,
+                     limit: int = 50) -> list[InboundPing]:
+        """Pings, newest first (seen_at, then comment_id, descending), optionally filtered."""
+        ...
+
+    def inbound_counts(self, site: str) -> dict[tuple[Verdict, Action], int]:
+        """How many of a site's pings have each (verdict, action); every pair listed."""
+        ...
+
+
 class State(Queue, SiteLog, HostPacing, PingedOutbox, Resends, History, Fleet, SiteRegistry,
-            Protocol):
+            InboundLog, Protocol):
     """An open state, every part of it: what a backend implements and the factory returns."""
 
     def require_writable(self) -> None:

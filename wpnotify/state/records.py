@@ -114,3 +114,63 @@ class SiteEntry:
     disabled: bool
     added_at: datetime
     updated_at: datetime
+
+
+class Verdict(StrEnum):
+    """What wpnotify made of a ping it received; the values are the ones the state stores."""
+
+    PENDING = "pending"  # not judged yet, or waiting to fetch the source again
+    VERIFIED = "verified"
+    UNVERIFIED = "unverified"
+    SKIPPED = "skipped"  # not judged: its post is gone or unreadable, the comment is gone
+
+
+class Action(StrEnum):
+    """What wpnotify did to a ping's comment in WordPress (stored values)."""
+
+    NONE = "none"  # nothing done (inbound = "report"; acted on if "moderate" comes on later)
+    SPAM = "spam"  # marked spam by wpnotify
+    APPROVED = "approved"  # approved by wpnotify (approve_verified)
+    HELD = "held"  # moderate: verified, left held for a person (approve_verified off)
+    LEFT = "left"  # not touched: it was not held, or a person changed it first
+
+
+@dataclass(frozen=True)
+class InboundPing:
+    """A trackback or pingback a site received, as wpnotify first read it, and what it made
+    of it: unique per (site, comment_id). The text fields are capped when stored (source
+    2,000, author 500, content 4,000 characters): a sender chooses them."""
+
+    site: str
+    comment_id: int
+    post_id: int
+    kind: str  # "trackback" | "pingback"
+    source: str  # the page that sent the ping (the comment's author_url)
+    author: str
+    author_ip: str
+    content: str
+    received_at: datetime  # the comment's date_gmt
+    seen_at: datetime  # when wpnotify first read it
+    status_seen: str  # WordPress's status of the comment when first read
+    verdict: Verdict = Verdict.PENDING
+    code: str | None = None  # stable reason code, e.g. "links", "no-link", "source-gone"
+    reason: str | None = None  # one line for people
+    attempts: int = 0  # fetches of the source so far
+    next_attempt_at: datetime | None = None
+    action: Action = Action.NONE
+    status_after: str | None = None  # WordPress's status after the action (or as found)
+    decided_at: datetime | None = None
+    acted_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for the renderers: times in the state's own text form, the verdict
+        and the action as their stored words (`inbound --format json/csv`)."""
+        data: dict[str, Any] = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, datetime):
+                value = iso(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            data[field.name] = value
+        return data

@@ -17,6 +17,7 @@ from wpnotify.errors import StateError
 from wpnotify.state.migrations import LATEST, migrate
 from wpnotify.state.processes import this_process
 from wpnotify.state.sql_fleet import FleetSql
+from wpnotify.state.sql_inbound import InboundSql
 from wpnotify.state.sql_queue import QueueSql
 from wpnotify.state.sql_sites import SitesSql
 from wpnotify.state.sql_state import StateSql
@@ -31,10 +32,11 @@ from wpnotify.state.sqlite_unit import SqliteFile
 from wpnotify.times import iso
 
 
-class SqliteState(SqliteFile, QueueSql, StateSql, FleetSql, SitesSql):
+class SqliteState(SqliteFile, QueueSql, StateSql, FleetSql, SitesSql,
+                  InboundSql):
     """The state in one SQLite file (see the module's docstring): the unit of work in
     ``SqliteFile``; the queue, the history, the sites, the hosts, the outboxes, the workers'
-    leases and the stored sites in SQL both backends share (``sql_*.py``)."""
+    leases, the stored sites and the pings received in SQL both backends share (``sql_*.py``)."""
 
     _status_by_post = "+status"  # see QueueSql.due
 

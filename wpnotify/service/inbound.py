@@ -1,0 +1,217 @@
+"""The pings a site receives (issue 16): read the new trackbacks and pingbacks, judge each by
+its source page (``verify``), and, with ``inbound = "moderate"``, mark the unverified spam.
+
+One site's pass runs inside its poll, under the site's lease: no other worker reads or judges
+the same site at the same time, so a ping is recorded, judged and acted on once.
+
+What is never done: a comment is never deleted or trashed, and never changed unless its
+WordPress status, read again right before the change, is still "hold" as wpnotify first saw it
+(a person who approved, unapproved or marked it has decided). A source that cannot be reached
+is tried again on the retry schedule (``[retry] delays``) and judged only when that is spent.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from wpnotify import verify
+from wpnotify.errors import SourceError, WpnotifyError
+from wpnotify.events import NO_EVENTS, Events
+from wpnotify.http import Http
+from wpnotify.settings import Settings, SiteSettings
+from wpnotify.sources.records import PingBatch, ReceivedPing, SiteInfo
+from wpnotify.state import Action, InboundPing, State, Verdict
+from wpnotify.urls import redact
+
+log = structlog.get_logger("wpnotify.inbound")
+
+JUDGED_PER_PASS = 100  # pings judged in one poll of a site; the rest at the next one
+FETCHES_AT_ONCE = 8  # source pages fetched in parallel
+HELD = "hold"
+CHECK_FAILED = "check-failed"
+
+
+class PingSource(Protocol):
+    """What a pass needs of the site: its REST source (``RestSource``)."""
+
+    def info(self) -> SiteInfo: ...
+    def pings(self, after: int | None) -> PingBatch: ...
+    def post_links(self, ids: list[int]) -> dict[int, tuple[str, str]]: ...
+    def comment_status(self, comment_id: int) -> str | None: ...
+    def set_comment_status(self, comment_id: int, status: str) -> str: ...
+
+
+@dataclass
+class InboundReport:
+    """What one pass over a site's received pings came to."""
+
+    site: str
+    read: int = 0  # pings first recorded
+    verified: int = 0
+    unverified: int = 0
+    waiting: int = 0  # a source to fetch again later
+    actions: dict[str, int] = field(default_factory=dict)  # Action value -> count
+    error: str | None = None
+
+
+def _jitter() -> float:
+    return random.uniform(0.9, 1.1)
+
+
+class InboundPass:
+    """One pass over a site's received pings at ``now``; ``source`` is its RestSource."""
+
+    def __init__(self, settings: Settings, store: State, site: SiteSettings, source: PingSource,
+                 http: Http, now: datetime, jitter: Callable[[], float] = _jitter,
+                 events: Events = NO_EVENTS) -> None:
+        self.settings = settings
+        self.store = store
+        self.site = site
+        self.source = source
+        self.http = http
+        self.now = now
+        self.jitter = jitter
+        self.events = events
+        self.report = InboundReport(site.name)
+
+    def run(self) -> InboundReport:
+        """Reads, judges, acts; a site that cannot be read is this report's error (the
+        outbound reading of the site goes on regardless)."""
+        try:
+            self._read()
+            self._judge(self.store.inbound_due(self.site.name, self.now, JUDGED_PER_PASS))
+            if self.site.inbound == "moderate":
+                for ping in self.store.inbound_unacted(self.site.name):
+                    self._act(ping, ping.verdict)
+        except SourceError as exc:
+            self.report.error = str(exc)
+            log.warning("inbound.failed", site=self.site.name, error=str(exc))
+        return self.report
+
+    def _read(self) -> None:
+        batch = self.source.pings(self.store.inbound_cursor(self.site.name))
+        pings = [_recorded(self.site.name, ping, self.now) for ping in batch.pings]
+        self.report.read = self.store.add_pings(self.site.name, pings, batch.newest)
+
+    def _judge(self, due: list[InboundPing]) -> None:
+        if not due:
+            return
+        links = self.source.post_links(sorted({p.post_id for p in due}))
+        home = self.source.info().home
+        with ThreadPoolExecutor(FETCHES_AT_ONCE, thread_name_prefix="wpnotify-inbound") as pool:
+            findings = list(pool.map(lambda p: self._check(p, links, home), due))
+        for ping, finding in zip(due, findings, strict=True):
+            self._decide(ping, finding)
+
+    def _check(self, ping: InboundPing, links: dict[int, tuple[str, str]],
+               home: str) -> verify.Finding | None:
+        """The finding on one ping; None when its post is gone (nothing to link to)."""
+        if ping.post_id not in links:
+            return None
+        permalink, post_type = links[ping.post_id]
+        try:
+            addresses = verify.post_addresses(permalink, home, ping.post_id, post_type)
+            return verify.check(self.http, ping, addresses, home,
+                                allow=self.site.inbound_allow_hosts,
+                                deny=self.site.inbound_deny_hosts,
+                                verify_ip=self.site.verify_sender_ip)
+        except WpnotifyError:
+            raise
+        except Exception:  # noqa: BLE001 (the isolation boundary for one ping)
+            # A bug one ping trips must not stop its site's other pings at every poll: it
+            # is tried again on the schedule, and left unjudged (never spam) after that.
+            log.exception("inbound.check_failed", site=self.site.name, comment=ping.comment_id)
+            return verify.Finding("retry", CHECK_FAILED, "the check failed inside wpnotify "
+                                  "(see the log's inbound.check_failed)")
+
+    def _decide(self, ping: InboundPing, finding: verify.Finding | None) -> None:
+        """Records the verdict (or the next try), then acts on it."""
+        attempts = ping.attempts + 1
+        if finding is None:
+            verdict, code, reason = Verdict.SKIPPED, "post-gone", (
+                f"post {ping.post_id} is gone or cannot be read by {self.site.username!r}")
+        elif finding.verdict == "retry":
+            again = self._again(attempts, finding.retry_after)
+            if again is not None:
+                self.store.record_verdict(self.site.name, ping.comment_id,
+                                          verdict=Verdict.PENDING, code=finding.code,
+                                          reason=finding.reason, attempts=attempts,
+                                          next_attempt_at=again, now=self.now)
+                self.report.waiting += 1
+                return
+            verdict, code = Verdict.UNVERIFIED, "unreachable"
+            reason = f"source unreachable after {attempts} attempts ({finding.reason})"
+            if finding.code == CHECK_FAILED:  # our failure, not the sender's: not judged
+                verdict, code = Verdict.SKIPPED, CHECK_FAILED
+                reason = f"{finding.reason}, {attempts} times"
+        else:
+            verdict, code, reason = Verdict(finding.verdict), finding.code, finding.reason
+        self.store.record_verdict(self.site.name, ping.comment_id, verdict=verdict, code=code,
+                                  reason=reason, attempts=attempts, next_attempt_at=None,
+                                  now=self.now)
+        self.report.verified += verdict is Verdict.VERIFIED
+        self.report.unverified += verdict is Verdict.UNVERIFIED
+        action, after = Action.NONE, None
+        if self.site.inbound == "moderate" and verdict is not Verdict.SKIPPED:
+            action, after = self._act(ping, verdict)
+        self.events.judged(self.site.name, verdict.value, action.value)
+        log.info("inbound.decided", site=self.site.name, comment=ping.comment_id,
+                 post=ping.post_id, kind=ping.kind, source=redact(ping.source),
+                 verdict=verdict.value, code=code, reason=reason, action=action.value,
+                 status=after)
+
+    def _again(self, attempts: int, retry_after: float | None) -> datetime | None:
+        """When to fetch the source again after ``attempts`` failed fetches; None: the
+        budget (one more than the delays, as for notifications) is spent. A Retry-After
+        may lengthen the wait, never shorten it."""
+        delays = self.settings.retry.delays
+        if attempts > len(delays):
+            return None
+        delay = delays[attempts - 1] * self.jitter()
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return self.now + timedelta(seconds=delay)
+
+    def _act(self, ping: InboundPing, verdict: Verdict) -> tuple[Action, str | None]:
+        """Moderates one judged ping, if it is still held as first seen; records it."""
+        action, after = self._moderate(ping, verdict)
+        self.store.record_action(self.site.name, ping.comment_id, action, after, self.now)
+        self.report.actions[action.value] = self.report.actions.get(action.value, 0) + 1
+        if ping.verdict is not Verdict.PENDING:  # decided earlier (in "report"): acted now
+            self.events.judged(self.site.name, verdict.value, action.value)
+            log.info("inbound.acted", site=self.site.name, comment=ping.comment_id,
+                     verdict=verdict.value, action=action.value, status=after)
+        return action, after
+
+    def _moderate(self, ping: InboundPing, verdict: Verdict) -> tuple[Action, str | None]:
+        if ping.status_seen != HELD:  # approved by WordPress on arrival, or by a person
+            return Action.LEFT, ping.status_seen
+        status = self.source.comment_status(ping.comment_id)
+        if status != HELD:  # a person decided meanwhile (or deleted it): theirs
+            return Action.LEFT, status
+        if verdict is Verdict.UNVERIFIED:
+            return Action.SPAM, self.source.set_comment_status(ping.comment_id, "spam")
+        if self.site.approve_verified:
+            return Action.APPROVED, self.source.set_comment_status(
+                ping.comment_id, "approved")
+        return Action.HELD, HELD
+
+
+def _recorded(site: str, ping: ReceivedPing, now: datetime) -> InboundPing:
+    return InboundPing(site=site, comment_id=ping.comment_id, post_id=ping.post_id,
+                       kind=ping.kind, source=ping.source, author=ping.author,
+                       author_ip=ping.author_ip, content=ping.content,
+                       received_at=ping.date_gmt, seen_at=now, status_seen=ping.status)
+
+
+def check_site(settings: Settings, store: State, site: SiteSettings, source: PingSource,
+               http: Http, now: datetime, events: Events = NO_EVENTS) -> InboundReport:
+    """One pass over a site's received pings (see the module's docstring)."""
+    return InboundPass(settings, store, site, source, http, now, events=events).run()
