@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from test_cli import run
+
 from wpnotify.render import INBOUND_FIELDS
 from wpnotify.state import Action, InboundPing, Verdict
 from wpnotify.state.sqlite import SqliteState

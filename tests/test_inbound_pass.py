@@ -190,3 +190,21 @@ def test_each_ping_is_read_and_judged_once(store: State, findings: list[str]) ->
     run(store, wordpress, "report", now=NOW + timedelta(minutes=1))
     assert wordpress.reads == [None, 2]
     assert sorted(findings) == ["http://good.example/", "http://spam.example/"]
+
+
+def test_a_ping_whose_check_trips_a_bug_is_retried_then_left_unjudged(
+        store: State, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Isolated: the other pings are judged; never spam for wpnotify's own failure."""
+    def check(http: object, ping: verify.Ping, *args: Any, **options: Any) -> verify.Finding:
+        if ping.source == "http://bug.example/":
+            raise KeyError("a bug")
+        return FINDINGS[ping.source]
+
+    monkeypatch.setattr(verify, "check", check)
+    wordpress = Site([ping(1, "http://bug.example/"), ping(2, "http://spam.example/")])
+    run(store, wordpress, "moderate", delays=(1,))
+    assert verdicts(store) == {1: ("pending", "check-failed", "none"),
+                               2: ("unverified", "no-link", "spam")}
+    run(store, wordpress, "moderate", now=NOW + timedelta(seconds=2), delays=(1,))
+    assert verdicts(store)[1] == ("skipped", "check-failed", "none")
+    assert wordpress.changes == [(2, "spam")]

@@ -22,7 +22,7 @@ from typing import Protocol
 import structlog
 
 from wpnotify import verify
-from wpnotify.errors import SourceError
+from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.events import NO_EVENTS, Events
 from wpnotify.http import Http
 from wpnotify.settings import Settings, SiteSettings
@@ -35,6 +35,7 @@ log = structlog.get_logger("wpnotify.inbound")
 JUDGED_PER_PASS = 100  # pings judged in one poll of a site; the rest at the next one
 FETCHES_AT_ONCE = 8  # source pages fetched in parallel
 HELD = "hold"
+CHECK_FAILED = "check-failed"
 
 
 class PingSource(Protocol):
@@ -115,11 +116,20 @@ class InboundPass:
         if ping.post_id not in links:
             return None
         permalink, post_type = links[ping.post_id]
-        addresses = verify.post_addresses(permalink, home, ping.post_id, post_type)
-        return verify.check(self.http, ping, addresses, home,
-                            allow=self.site.inbound_allow_hosts,
-                            deny=self.site.inbound_deny_hosts,
-                            verify_ip=self.site.verify_sender_ip)
+        try:
+            addresses = verify.post_addresses(permalink, home, ping.post_id, post_type)
+            return verify.check(self.http, ping, addresses, home,
+                                allow=self.site.inbound_allow_hosts,
+                                deny=self.site.inbound_deny_hosts,
+                                verify_ip=self.site.verify_sender_ip)
+        except WpnotifyError:
+            raise
+        except Exception:  # noqa: BLE001 (the isolation boundary for one ping)
+            # A bug one ping trips must not stop its site's other pings at every poll: it
+            # is tried again on the schedule, and left unjudged (never spam) after that.
+            log.exception("inbound.check_failed", site=self.site.name, comment=ping.comment_id)
+            return verify.Finding("retry", CHECK_FAILED, "the check failed inside wpnotify "
+                                  "(see the log's inbound.check_failed)")
 
     def _decide(self, ping: InboundPing, finding: verify.Finding | None) -> None:
         """Records the verdict (or the next try), then acts on it."""
@@ -138,6 +148,9 @@ class InboundPass:
                 return
             verdict, code = Verdict.UNVERIFIED, "unreachable"
             reason = f"source unreachable after {attempts} attempts ({finding.reason})"
+            if finding.code == CHECK_FAILED:  # our failure, not the sender's: not judged
+                verdict, code = Verdict.SKIPPED, CHECK_FAILED
+                reason = f"{finding.reason}, {attempts} times"
         else:
             verdict, code, reason = Verdict(finding.verdict), finding.code, finding.reason
         self.store.record_verdict(self.site.name, ping.comment_id, verdict=verdict, code=code,
