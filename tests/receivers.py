@@ -445,3 +445,64 @@ def raw_server(script: Script) -> Iterator[str]:
         stop.set()
         thread.join(5)
         server.close()
+
+
+class SourcePages(ThreadingHTTPServer):
+    """The pages that send pings to a WordPress site, on a fixed address (WordPress fetches a
+    pingback's source only on ports 80, 443 and 8080): each path answers what the test set
+    for it, and a test may change a page while serving (a page that stops linking, a source
+    that comes back); every GET counted per path. Unknown paths answer 404."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int = 8080) -> None:
+        self.allow_reuse_address = True  # a fixed port, taken again by the next run at once
+        super().__init__((host, port), _SourceHandler)
+        self.pages: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.server_address[0]}:{self.server_address[1]}{path}"
+
+    def page(self, path: str, title: str, body: str) -> str:
+        """Serves an HTML page (``body`` is markup) at ``path``; returns its URL."""
+        html_page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+                     f"</head><body><h1>{title}</h1>{body}</body></html>")
+        return self.answer(path, 200, html_page.encode(), {"Content-Type": "text/html"})
+
+    def answer(self, path: str, status: int, body: bytes = b"",
+               headers: dict[str, str] | None = None) -> str:
+        """Serves ``status`` with ``body`` and ``headers`` at ``path``; returns its URL."""
+        with self.lock:
+            self.pages[path] = (status, body, {"Content-Type": "text/plain", **(headers or {})})
+        return self.url(path)
+
+
+class _SourceHandler(BaseHTTPRequestHandler):
+    server: SourcePages
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        status, body, content_type, headers = self._look_up()
+        reply(self, status, body, content_type, headers)
+
+    def do_HEAD(self) -> None:
+        status, body, content_type, headers = self._look_up()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _look_up(self) -> tuple[int, bytes, str, dict[str, str]]:
+        with self.server.lock:
+            self.server.hits[self.path] += 1
+            status, body, stored = self.server.pages.get(
+                self.path, (404, b"not here", {"Content-Type": "text/plain"}))
+        headers = dict(stored)
+        return status, body, headers.pop("Content-Type"), headers

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,9 @@ ETC = Path("/etc/wordpress")
 VAR = Path("/var/lib/wpnotify-devsite")
 DB_PREFIX = "wpnotify_dev_"  # every database and user this module creates starts with it
 MARK = "@@WPNOTIFY-DEVSITE@@"
+#: WordPress's comment flood rule: a second ping to one site within 15 s gets HTTP 429 (a
+#: trackback) or fault 429 (a pingback), whoever sends it (pings carry no e-mail address).
+FLOOD_SECONDS = 15.0
 
 
 class DevsiteError(RuntimeError):
@@ -91,6 +94,7 @@ class Site:
     extra_config: str = ""  # more PHP for its config file, e.g. "define('DISABLE_WP_CRON', true);"
     app_password: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    pinged_at: float = field(default=-FLOOD_SECONDS, repr=False)  # monotonic, last ping's end
 
     @property
     def url(self) -> str:
@@ -324,6 +328,92 @@ class Site:
         self.php(f"wp_set_password({php_str(password)}, 1); return true;")
         return password
 
+    # --- the REST API as the admin, and pings sent to this site ---------------------------
+
+    def rest(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One REST request as the admin (its Application Password); the decoded JSON reply.
+        ``path`` starts at the namespace: ``/wp/v2/comments?status=spam``."""
+        import base64
+        import urllib.request
+
+        token = base64.b64encode(f"admin:{self.app_password}".encode()).decode()
+        request = urllib.request.Request(
+            f"{self.url}/wp-json{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def received_pings(self) -> dict[int, dict[str, Any]]:
+        """Every trackback and pingback on the site as the admin sees them, by comment ID:
+        held and approved (status=all), spam and trash; a comment deleted for good is in none
+        of these. Each: status (REST: hold, approved, spam, trash), kind, post, source."""
+        found: dict[int, dict[str, Any]] = {}
+        for status in ("all", "spam", "trash"):
+            page = 1
+            while True:
+                batch = self.rest("GET", f"/wp/v2/comments?type=pings&status={status}"
+                                         f"&context=edit&per_page=100&page={page}")
+                found.update({int(c["id"]): {"status": c["status"], "kind": c["type"],
+                                             "post": int(c["post"]), "source": c["author_url"]}
+                              for c in batch})
+                if len(batch) < 100:
+                    break
+                page += 1
+        return found
+
+    def set_comment_status(self, comment_id: int, status: str) -> str:
+        """What a person does in the moderation queue (approve, spam, hold), through REST;
+        returns the status WordPress reports after it."""
+        return str(self.rest("POST", f"/wp/v2/comments/{int(comment_id)}",
+                             {"status": status})["status"])
+
+    def send_trackback(self, ping_url: str, *, url: str, title: str, excerpt: str,
+                       blog_name: str = "A source blog") -> None:
+        """A real trackback to one of this site's posts (``ping_url``: ``trackback_url()``,
+        the post's permalink + "trackback/"), spaced and repeated past the flood rule; raises
+        DevsiteError unless WordPress answers <error>0."""
+        import urllib.parse
+
+        form = urllib.parse.urlencode({"url": url, "title": title, "excerpt": excerpt,
+                                       "blog_name": blog_name, "charset": "UTF-8"}).encode()
+
+        def send() -> str:
+            return _post(ping_url, form, "application/x-www-form-urlencoded; charset=utf-8")
+
+        answer = self._unflooded(send)
+        if "<error>0</error>" not in answer:
+            raise DevsiteError(f"trackback from {url} to {ping_url} refused: {answer!r}")
+
+    def send_pingback(self, source: str, target: str) -> None:
+        """A real pingback.ping(source, target) to this site's xmlrpc.php, spaced and repeated
+        past the flood rule. WordPress fetches ``source`` meanwhile, and accepts only when it
+        links to ``target``; anything else raises DevsiteError."""
+        import xmlrpc.client
+
+        def send() -> str:
+            proxy = xmlrpc.client.ServerProxy(f"{self.url}/xmlrpc.php")
+            try:
+                return str(proxy.pingback.ping(source, target))
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode == 429:
+                    return "429"
+                raise DevsiteError(f"pingback from {source} to {target} refused: fault "
+                                   f"{fault.faultCode} {fault.faultString!r}") from None
+
+        self._unflooded(send)
+
+    def _unflooded(self, send: Callable[[], str], tries: int = 4) -> str:
+        """Runs ``send`` (a ping) no sooner than FLOOD_SECONDS after this site's last one, and
+        again after that long while WordPress answers 429 (another sender pinged it)."""
+        for _ in range(tries):
+            time.sleep(max(0.0, self.pinged_at + FLOOD_SECONDS - time.monotonic()))
+            answer = send()
+            self.pinged_at = time.monotonic()
+            if answer != "429":
+                return answer
+        raise DevsiteError(f"{self.url} still answers 429 (comment flood) after {tries} tries")
+
     def run_cron(self) -> None:
         """One real wp-cron.php request, as a visitor's page load would trigger."""
         import urllib.request
@@ -344,6 +434,22 @@ def running(sites: dict[str, Site]) -> Iterator[dict[str, Site]]:
     finally:
         for site in sites.values():
             site.stop()
+
+
+def _post(url: str, body: bytes, content_type: str) -> str:
+    """A POST's answer as text; "429" for WordPress's flood refusal (HTTP 429)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return str(answer.read().decode("utf-8", "replace"))
+    except urllib.error.HTTPError as error:
+        if error.code == 429:
+            return "429"
+        raise DevsiteError(f"POST {url}: HTTP {error.code} "
+                           f"{error.read(500).decode('utf-8', 'replace')!r}") from None
 
 
 STATUS_SHOWN = {"0": "held for moderation", "1": "approved", "spam": "marked spam"}
