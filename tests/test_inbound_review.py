@@ -221,11 +221,6 @@ def test_one_comment_that_cannot_be_changed_does_not_block_the_rest_for_ever(
 
 # --- a real ping judged unverified -------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug (low): the source page is decoded from the "
-                   "Content-Type charset only; a page that declares its charset in <meta "
-                   "charset> (older, non-WordPress blogs) is read as UTF-8, its non-ASCII "
-                   "words turn to U+FFFD, and a real trackback in Russian, Greek, ... is "
-                   "'title-not-on-page' (spam in moderate)")
 def test_a_page_whose_charset_is_in_a_meta_element_is_read_in_it(world: World) -> None:
     title, excerpt = "Привет из Москвы", "Это длинная запись о погоде в Москве сегодня утром"
     body = (f'<html><head><meta charset="windows-1251"><title>{title}</title></head><body>'
@@ -237,10 +232,6 @@ def test_a_page_whose_charset_is_in_a_meta_element_is_read_in_it(world: World) -
     assert found.verdict == "verified", found
 
 
-@pytest.mark.xfail(strict=True, reason="bug (low): SourcePage drops Response.truncated, so a "
-                   "page longer than max_body_bytes (1 MiB) whose link to the post comes after "
-                   "the cap is judged 'no-link' (spam in moderate) as if wpnotify had read it "
-                   "all; the reason should say the page was cut (or leave it to a person)")
 def test_a_page_cut_at_the_cap_is_not_judged_as_having_no_link(world: World) -> None:
     url = page(world, "/long/", "<p>" + "x" * (1024 * 1024) + "</p>" + a(world.permalink))
     found = verify.check(world.http, Received("pingback", url), world.addresses, world.home)
@@ -293,13 +284,6 @@ def test_a_change_wordpress_did_not_make_is_not_recorded_as_made(
     assert entry.action is not Action.SPAM
 
 
-@pytest.mark.xfail(strict=True, reason="bug (medium, worse with approve_verified): a ping whose "
-                   "source is a page of the watched site itself verifies: its search page "
-                   "(?s=<words>) echoes the sender's words (title and excerpt 'on the page') "
-                   "and lists the post (the link), so a spam trackback with any blog_name "
-                   "naming a spam site is 'verified' and, with approve_verified, approved; "
-                   "the source is even fetched as trusted. Only a self-ping from one of the "
-                   "site's own posts should count")
 def test_the_sites_own_search_page_does_not_verify_a_trackback(world: World) -> None:
     words = "hello post"
     world.site.routes["/?s=hello+post"] = (200, {}, (
