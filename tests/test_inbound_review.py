@@ -169,11 +169,6 @@ def test_one_ping_whose_check_breaks_does_not_stop_the_others(
 
 # --- failures while acting ---------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug (medium): no claim before the change: when "
-                   "set_comment_status reached WordPress but its answer was lost (or the "
-                   "process was killed before record_action), the next pass re-reads the "
-                   "status, finds 'spam' and records action LEFT, as if a person had marked "
-                   "it; the record no longer says wpnotify did it")
 def test_a_change_whose_answer_was_lost_is_still_recorded_as_wpnotifys(
         store: State, monkeypatch: pytest.MonkeyPatch) -> None:
     every_source_is_spam(monkeypatch)
@@ -186,11 +181,6 @@ def test_a_change_whose_answer_was_lost_is_still_recorded_as_wpnotifys(
     assert (entry.action, entry.status_after) == (Action.SPAM, "spam")
 
 
-@pytest.mark.xfail(strict=True, reason="bug (low): a SourceError from set_comment_status in "
-                   "InboundPass._decide comes after record_verdict and before the log line: "
-                   "that decision never gets its inbound.decided event (its reason is in no "
-                   "log), and the verdicts already fetched for the pings after it are thrown "
-                   "away (fetched again next poll)")
 def test_a_failed_change_loses_neither_the_decisions_event_nor_the_other_verdicts(
         store: State, monkeypatch: pytest.MonkeyPatch) -> None:
     every_source_is_spam(monkeypatch)
@@ -204,10 +194,6 @@ def test_a_failed_change_loses_neither_the_decisions_event_nor_the_other_verdict
     assert sorted(decided) == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="bug (medium): one comment WordPress will not change (a "
-                   "plugin refuses it: set_comment_status raises SourceError each time) is "
-                   "first in inbound_unacted at every pass, so the pass fails there every "
-                   "poll for ever and no later unacted ping is ever acted on")
 def test_one_comment_that_cannot_be_changed_does_not_block_the_rest_for_ever(
         store: State, monkeypatch: pytest.MonkeyPatch) -> None:
     every_source_is_spam(monkeypatch)
@@ -248,12 +234,6 @@ def test_a_page_of_the_allowed_size_with_the_link_at_its_end_verifies(world: Wor
 
 # --- an odd WordPress answer -------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug (low-medium): WordPress 6.1 answers date_gmt "
-                   "'-0001-11-30T00:00:00' for a comment stored with a zero comment_date_gmt "
-                   "(mysql_to_rfc3339 of '0000-00-00 00:00:00'; imports and plugins calling "
-                   "wp_insert_comment write those); received_ping raises SourceError for it, "
-                   "so the whole read fails, the cursor never passes that ping, and the site's "
-                   "inbound stops at every poll for ever")
 def test_a_ping_with_wordpress_zero_date_does_not_stop_the_read() -> None:
     from wpnotify.sources.records import ping_list
 
@@ -264,10 +244,6 @@ def test_a_ping_with_wordpress_zero_date_does_not_stop_the_read() -> None:
     assert sorted(p.comment_id for p in pings) == [5, 6]
 
 
-@pytest.mark.xfail(strict=True, reason="bug (low): InboundPass._moderate records Action.SPAM "
-                   "(or APPROVED) whatever status set_comment_status reports after the change; "
-                   "a plugin that silently keeps the comment held leaves a record saying "
-                   "wpnotify marked it spam, with status_after 'hold'")
 def test_a_change_wordpress_did_not_make_is_not_recorded_as_made(
         store: State, monkeypatch: pytest.MonkeyPatch) -> None:
     every_source_is_spam(monkeypatch)
