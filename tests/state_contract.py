@@ -853,6 +853,22 @@ def test_unacted_pings_are_judged_ones_with_no_action_oldest_first(state: State)
     assert [(p.site, p.comment_id) for p in state.inbound_unacted("t")] == [("t", 1)]
 
 
+def test_a_change_asked_for_and_never_confirmed_is_found_again(state: State) -> None:
+    """A change recorded before its request (status_after None) until it is confirmed."""
+    state.add_pings("s", [ping(i) for i in range(1, 6)], 5)
+    state.add_pings("t", [ping(1, site="t")], 1)
+    state.record_action("s", 1, Action.SPAM, None, NOW)
+    state.record_action("s", 2, Action.APPROVED, None, NOW)
+    state.record_action("s", 3, Action.SPAM, "spam", NOW)
+    state.record_action("s", 4, Action.LEFT, None, NOW)
+    state.record_action("t", 1, Action.SPAM, None, NOW)
+    assert [p.comment_id for p in state.inbound_unconfirmed("s")] == [1, 2]
+    assert [p.comment_id for p in state.inbound_unconfirmed("s", limit=1)] == [1]
+    state.record_action("s", 1, Action.SPAM, "spam", NOW)
+    assert [p.comment_id for p in state.inbound_unconfirmed("s")] == [2]
+    assert [(p.site, p.comment_id) for p in state.inbound_unconfirmed("t")] == [("t", 1)]
+
+
 def test_an_action_is_recorded_with_its_time_and_wordpress_status(state: State) -> None:
     state.add_pings("s", [ping(1), ping(2)], 2)
     later = NOW + timedelta(seconds=30)

@@ -208,3 +208,23 @@ def test_a_ping_whose_check_trips_a_bug_is_retried_then_left_unjudged(
     run(store, wordpress, "moderate", now=NOW + timedelta(seconds=2), delays=(1,))
     assert verdicts(store)[1] == ("skipped", "check-failed", "none")
     assert wordpress.changes == [(2, "spam")]
+
+
+def test_a_pass_judges_until_its_time_is_up_and_leaves_the_rest_as_they_were(
+        store: State, findings: list[str]) -> None:
+    """The daemon's one job thread has other sites: a pass stops starting new groups of
+    fetches once its budget is spent; the rest wait for the next pass, no attempt counted."""
+    wordpress = Site([ping(i, "http://spam.example/") for i in range(1, 21)])
+    ticks = iter(range(1000))
+    site = SiteSettings(name="blog", url=HOME, username="editor", password="pw",  # type: ignore[arg-type]
+                        inbound="report")
+    settings = Settings(sites=(site,))
+    report = InboundPass(settings, store, site, wordpress, object(), NOW,  # type: ignore[arg-type]
+                         jitter=lambda: 1.0, budget=2.5,
+                         monotonic=lambda: float(next(ticks))).run()
+    assert (report.unverified, report.deferred) == (16, 4)  # two groups of 8 in the budget
+    waiting = [p for p in store.inbound_list(site="blog", limit=100)
+               if p.verdict is Verdict.PENDING]
+    assert len(waiting) == 4 and all(p.attempts == 0 for p in waiting)
+    run(store, wordpress, "report", now=NOW + timedelta(minutes=1))
+    assert len(findings) == 20

@@ -108,6 +108,20 @@ def test_events_are_counted_by_kind_and_outcome_with_their_latency(
     assert ("wpnotify_site_last_ok_poll_timestamp_seconds", (("site", "b"),)) not in found
 
 
+def test_received_pings_are_counted_by_site_verdict_and_action(
+        serving: tuple[Service, MetricsServer]) -> None:
+    service, server = serving
+    service.events.judged("a", "unverified", "spam")
+    service.events.judged("a", "unverified", "spam")
+    service.events.judged("a", "verified", "none")
+    found = scrape(server)
+    key = ("site", "a")
+    assert found[("wpnotify_inbound_pings_total",
+                  (("action", "spam"), key, ("verdict", "unverified")))] == 2
+    assert found[("wpnotify_inbound_pings_total",
+                  (("action", "none"), key, ("verdict", "verified")))] == 1
+
+
 def test_the_queue_and_the_due_retries_are_read_from_the_state(
         serving: tuple[Service, MetricsServer], store: SqliteState) -> None:
     for post in range(1, 5):

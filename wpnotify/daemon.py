@@ -155,10 +155,10 @@ class Daemon:
                           run_date=utcnow() + timedelta(seconds=every))
 
     def poll_site(self, site: SiteSettings) -> None:
-        """Reads a site and sends its due notifications, if this worker polls it (see
-        ``_mine``). A site that cannot be read is asked less often, doubling the wait up to
-        MAX_BACKOFF, until it answers again; its posts are read then (the cursor did not
-        move), so none is missed."""
+        """Reads a site and sends its due notifications, then judges the pings it received
+        (``inbound`` on), if this worker polls it (see ``_mine``). A site that cannot be read
+        is asked less often, doubling the wait up to MAX_BACKOFF, until it answers again; its
+        posts are read then (the cursor did not move), so none is missed."""
         failures, not_before = self._failing.get(site.name, (0, 0.0))
         if time.monotonic() < not_before or not self._mine(site.name):
             return
@@ -177,6 +177,9 @@ class Daemon:
                 log.info("site.recovered", site=site.name, failed_polls=failures)
             self._failing.pop(site.name, None)
             self.service.send_due([site.name])
+            if site.inbound != "off":  # after the sending: notifications never wait for it
+                self.service.inbound(site)
+                self.events.alive()
             return
         failures += 1
         wait = site_backoff(failures, self.settings.poll_interval)

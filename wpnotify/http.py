@@ -608,7 +608,15 @@ def _target(url: str) -> tuple[SplitResult, Key]:
     except UnicodeError:
         raise SendError(f"not a valid URL (bad host name): {shown}", code="bad-url",
                         permanent=True, skip=True) from None
+    if not _HOST.fullmatch(host):  # a space (NFKC of U+00A0), a control: http.client raises
+        raise SendError(f"not a valid URL (bad host name): {shown}", code="bad-url",
+                        permanent=True, skip=True)
     return parts, (parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
+
+
+# A host as a connection takes it: a name in its ASCII form, an IPv4 or IPv6 address (with
+# a zone); nothing else reaches http.client, which raises InvalidURL on spaces and controls.
+_HOST = re.compile(r"[a-z0-9._:%-]+")
 
 
 _AUTHORITY = re.compile(r"[\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//([^/?#]*)")

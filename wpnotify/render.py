@@ -255,7 +255,8 @@ def inbound_csv(rows: list[InboundPing]) -> list[str]:
 
 def inbound_table(rows: list[InboundPing]) -> list[str]:
     if not rows:
-        return ["no pings recorded (yet): inbound is off for every site, or none arrived"]
+        return ["no pings recorded that match (inbound is off, no ping arrived yet, or the "
+                "filters leave none)"]
     header = ("SEEN (UTC)", "SITE", "COMMENT", "POST", "KIND", "VERDICT", "ACTION", "SOURCE",
               "REASON")
     table = [header] + [

@@ -93,7 +93,7 @@ def host_rule(url: str, allow: tuple[str, ...], deny: tuple[str, ...]) -> tuple[
     (outbound ``allow_hosts``/``deny_hosts``, inbound ``inbound_allow_hosts``/...), so that
     they cannot drift apart. A malformed URL has no host to match: None."""
     try:
-        host = (urlsplit(url).hostname or "").lower()
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")  # "a.example." is a.example
     except ValueError:
         return None
     if any(fnmatchcase(host, pattern.lower()) for pattern in deny):

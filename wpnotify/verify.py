@@ -32,7 +32,7 @@ from urllib.parse import quote, urlsplit
 
 from wpnotify.discovery import _join, comparable, is_html
 from wpnotify.errors import SendError
-from wpnotify.http import Http, retry_after
+from wpnotify.http import Http, decode_text, retry_after
 from wpnotify.markup import start_tags, text_of
 from wpnotify.urls import host_rule, redact
 
@@ -47,14 +47,15 @@ MAX_QUOTED_WORDS = 600  # of a title or excerpt, only the first words are compar
 MAX_CONTENT = 4000  # characters of a trackback comment read (what the state keeps)
 SHOWN_URL = 200  # characters of a URL in a reason
 
-VERIFIED, UNVERIFIED, RETRY = "verified", "unverified", "retry"
+VERIFIED, UNVERIFIED, RETRY, SKIPPED = "verified", "unverified", "retry", "skipped"
 
 
 @dataclass(frozen=True)
 class Finding:
     """The outcome of one check: ``verdict`` "verified" | "unverified" | "retry" (the source
     could not be read for now: the caller schedules another try and, once its retries are
-    spent, records "unreachable"); ``code`` stable; ``reason`` one line for people.
+    spent, records "unreachable") | "skipped" (not for wpnotify to judge: left for a
+    person); ``code`` stable; ``reason`` one line for people.
     ``retry_after``: seconds the source asked to wait (Retry-After), for a "retry"."""
 
     verdict: str
@@ -71,6 +72,7 @@ class SourcePage:
 
     url: str
     html: str
+    truncated: bool = False  # cut at max_body_bytes: what follows was never read
 
 
 class Ping(Protocol):
@@ -345,6 +347,9 @@ def judge(ping_kind: str, source: str, author_ip: str, content: str,
     if link is None:
         link = next((url for url, final in site_links_resolved.items()
                      if final is not None and address(final) in addresses), None)
+    if link is None and page.truncated:  # the link may be in the part never read
+        return Finding(SKIPPED, "too-long", f"{shown(page.url)} is longer than max_body_bytes "
+                       "and has no link to the post in the part read; left for a person")
     if link is None:
         tried = f" (nor do the {len(site_links_resolved)} links to the site after " \
                 "redirects)" if site_links_resolved else ""
@@ -421,7 +426,8 @@ def fetch_source(http: Http, source: str, *, trusted: bool = False) -> SourcePag
     if not is_html(page.header("Content-Type")):
         raise SendError(f"the source is not an HTML page ({_one_line(page.media_type, 80)}): "
                         f"{where}", code="not-html", permanent=True)
-    return SourcePage(page.url, page.text())
+    charset = page.charset or meta_charset(page.body)
+    return SourcePage(page.url, decode_text(page.body, charset), page.truncated)
 
 
 def resolve(http: Http, url: str, *, trusted: bool) -> str | None:
@@ -446,6 +452,33 @@ def _same_origin(url: str, home: str) -> bool:
     return comparable(url)[:2] == comparable(home)[:2]
 
 
+def _same_host(url: str, home: str) -> bool:
+    """On the site's host, whatever the scheme or port (``www.`` is another host)."""
+    host = (urlsplit(home).hostname or "").rstrip(".")
+    try:
+        return bool(host) and (urlsplit(url).hostname or "").rstrip(".") == host
+    except ValueError:
+        return False
+
+
+META_CHARSET_BYTES = 4096  # where a page's <meta charset> must be (the HTML spec: 1024)
+
+
+def meta_charset(body: bytes) -> str | None:
+    """The charset a page declares in its head (``<meta charset>`` or the ``http-equiv``
+    Content-Type form), read from its first bytes only; None when it declares none."""
+    head = body[:META_CHARSET_BYTES].decode("latin-1")
+    for _tag, attrs in start_tags(head, frozenset({"meta"})):
+        if attrs.get("charset"):
+            return attrs["charset"].strip()[:40]
+        if attrs.get("http-equiv", "").strip().lower() == "content-type":
+            found = re.search(r"charset\s*=\s*[\"']?([\w.:-]{1,40})", attrs.get("content", ""),
+                              re.I | re.A)
+            if found:
+                return found.group(1)
+    return None
+
+
 def check(http: Http, ping: Ping, addresses: frozenset[Address], home: str, *,
           allow: tuple[str, ...] = (), deny: tuple[str, ...] = (),
           verify_ip: bool = False) -> Finding:
@@ -456,8 +489,14 @@ def check(http: Http, ping: Ping, addresses: frozenset[Address], home: str, *,
     refused = host_allowed(ping.source, allow, deny)
     if refused is not None:
         return refused
+    if _same_host(ping.source, home):
+        # The site's own pages quote whatever they are asked (a search for the sender's
+        # words lists the post): they could verify any spam. A self-ping is for a person.
+        return Finding(SKIPPED, "own-site", f"the source {shown(ping.source)} is a page of "
+                       "this site (a self-ping, or one of its search or archive pages); left "
+                       "for a person")
     try:
-        page = fetch_source(http, ping.source, trusted=_same_origin(ping.source, home))
+        page = fetch_source(http, ping.source)
         resolved: dict[str, str | None] = {}
         if links_to(page.html, page.url, addresses) is None:
             for link in site_links(page.html, page.url, home, addresses=addresses):

@@ -344,7 +344,21 @@ class Service:
         with self.working():
             reports = [self._read_alone(site) for site in self.settings.sites]
             tally = self.sender.deliver([site.name for site in self.settings.sites])
+            # The pings received come last: the notifications owed never wait behind them.
+            reports = [self._inbound_alone(site, report)
+                       for site, report in zip(self.settings.sites, reports, strict=True)]
         return PollReport(reports, tally)
+
+    def _inbound_alone(self, site: SiteSettings, report: SiteReport) -> SiteReport:
+        """The pings a site read in this poll received, unless another worker polls it now."""
+        if site.inbound == "off" or report.error is not None or report.busy:
+            return report
+        if not self.take_site(site.name):
+            return report
+        try:
+            return replace(report, inbound=self.inbound(site))
+        finally:
+            self.release_site(site.name)
 
     def _read_alone(self, site: SiteSettings) -> SiteReport:
         """Reads a site unless another worker polls it (it holds its lease) at this moment."""
@@ -358,14 +372,10 @@ class Service:
             self.release_site(site.name)
 
     def read(self, site: SiteSettings) -> SiteReport:
-        """Reads one site's changes and queues their notifications, then (``inbound`` on)
-        judges the pings it received; never raises SourceError."""
+        """Reads one site's changes and queues their notifications; never raises SourceError."""
         from wpnotify.service.reading import read_site
 
-        report = read_site(self.store, site, self.sources[site.name], self.clock())
-        if site.inbound != "off" and report.error is None:
-            report = replace(report, inbound=self.inbound(site))
-        return report
+        return read_site(self.store, site, self.sources[site.name], self.clock())
 
     def inbound(self, site: SiteSettings) -> InboundReport:
         """One pass over the pings a site received (``service.inbound``): read the new

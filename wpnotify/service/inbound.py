@@ -13,6 +13,7 @@ is tried again on the retry schedule (``[retry] delays``) and judged only when t
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from wpnotify import verify
 from wpnotify.errors import SourceError, WpnotifyError
 from wpnotify.events import NO_EVENTS, Events
 from wpnotify.http import Http
+from wpnotify.service.moderation import Comments, Moderator
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.sources.records import PingBatch, ReceivedPing, SiteInfo
 from wpnotify.state import Action, InboundPing, State, Verdict
@@ -34,18 +36,18 @@ log = structlog.get_logger("wpnotify.inbound")
 
 JUDGED_PER_PASS = 100  # pings judged in one poll of a site; the rest at the next one
 FETCHES_AT_ONCE = 8  # source pages fetched in parallel
-HELD = "hold"
 CHECK_FAILED = "check-failed"
+# Seconds a pass spends judging before it leaves the rest for the next one: one group of
+# fetches (each at most [http] timeout, plus a few redirects followed) may run past it.
+BUDGET = 60.0
 
 
-class PingSource(Protocol):
+class PingSource(Comments, Protocol):
     """What a pass needs of the site: its REST source (``RestSource``)."""
 
     def info(self) -> SiteInfo: ...
     def pings(self, after: int | None) -> PingBatch: ...
     def post_links(self, ids: list[int]) -> dict[int, tuple[str, str]]: ...
-    def comment_status(self, comment_id: int) -> str | None: ...
-    def set_comment_status(self, comment_id: int, status: str) -> str: ...
 
 
 @dataclass
@@ -57,8 +59,16 @@ class InboundReport:
     verified: int = 0
     unverified: int = 0
     waiting: int = 0  # a source to fetch again later
+    deferred: int = 0  # due, but the pass's time was up: judged at the next pass
     actions: dict[str, int] = field(default_factory=dict)  # Action value -> count
     error: str | None = None
+
+    def count(self, action: Action) -> None:
+        self.actions[action.value] = self.actions.get(action.value, 0) + 1
+
+    def fail(self, error: str) -> None:
+        """A part of the pass failed (the rest went on): the poll says so."""
+        self.error = error
 
 
 def _jitter() -> float:
@@ -70,7 +80,8 @@ class InboundPass:
 
     def __init__(self, settings: Settings, store: State, site: SiteSettings, source: PingSource,
                  http: Http, now: datetime, jitter: Callable[[], float] = _jitter,
-                 events: Events = NO_EVENTS) -> None:
+                 events: Events = NO_EVENTS, budget: float = BUDGET,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.store = store
         self.site = site
@@ -79,15 +90,23 @@ class InboundPass:
         self.now = now
         self.jitter = jitter
         self.events = events
+        self.budget = budget
+        self.monotonic = monotonic
         self.report = InboundReport(site.name)
+        self.moderator = Moderator(store, site.name, site.approve_verified, source, now,
+                                   self.report.count, self.report.fail
+                                   ) if site.inbound == "moderate" else None
 
     def run(self) -> InboundReport:
         """Reads, judges, acts; a site that cannot be read is this report's error (the
         outbound reading of the site goes on regardless)."""
         try:
             self._read()
+            if self.moderator is not None:
+                for ping in self.store.inbound_unconfirmed(self.site.name):
+                    self.moderator.confirm(ping)
             self._judge(self.store.inbound_due(self.site.name, self.now, JUDGED_PER_PASS))
-            if self.site.inbound == "moderate":
+            if self.moderator is not None:
                 for ping in self.store.inbound_unacted(self.site.name):
                     self._act(ping, ping.verdict)
         except SourceError as exc:
@@ -101,14 +120,26 @@ class InboundPass:
         self.report.read = self.store.add_pings(self.site.name, pings, batch.newest)
 
     def _judge(self, due: list[InboundPing]) -> None:
+        """Judges the due pings a few at a time, until the pass's time is up (``budget``
+        seconds: the daemon's one job thread has other sites to poll): the rest wait, as
+        they were, for the next pass. Each group is a sign of life for the watchdog."""
         if not due:
             return
         links = self.source.post_links(sorted({p.post_id for p in due}))
         home = self.source.info().home
+        started = self.monotonic()
         with ThreadPoolExecutor(FETCHES_AT_ONCE, thread_name_prefix="wpnotify-inbound") as pool:
-            findings = list(pool.map(lambda p: self._check(p, links, home), due))
-        for ping, finding in zip(due, findings, strict=True):
-            self._decide(ping, finding)
+            for start in range(0, len(due), FETCHES_AT_ONCE):
+                if self.monotonic() - started >= self.budget:
+                    self.report.deferred = len(due) - start
+                    log.info("inbound.deferred", site=self.site.name,
+                             pings=self.report.deferred, budget_s=self.budget)
+                    return
+                group = due[start:start + FETCHES_AT_ONCE]
+                findings = pool.map(lambda p: self._check(p, links, home), group)
+                for ping, finding in zip(group, findings, strict=True):
+                    self._decide(ping, finding)
+                self.events.alive()
 
     def _check(self, ping: InboundPing, links: dict[int, tuple[str, str]],
                home: str) -> verify.Finding | None:
@@ -159,7 +190,7 @@ class InboundPass:
         self.report.verified += verdict is Verdict.VERIFIED
         self.report.unverified += verdict is Verdict.UNVERIFIED
         action, after = Action.NONE, None
-        if self.site.inbound == "moderate" and verdict is not Verdict.SKIPPED:
+        if self.moderator is not None and verdict is not Verdict.SKIPPED:
             action, after = self._act(ping, verdict)
         self.events.judged(self.site.name, verdict.value, action.value)
         log.info("inbound.decided", site=self.site.name, comment=ping.comment_id,
@@ -180,35 +211,23 @@ class InboundPass:
         return self.now + timedelta(seconds=delay)
 
     def _act(self, ping: InboundPing, verdict: Verdict) -> tuple[Action, str | None]:
-        """Moderates one judged ping, if it is still held as first seen; records it."""
-        action, after = self._moderate(ping, verdict)
-        self.store.record_action(self.site.name, ping.comment_id, action, after, self.now)
-        self.report.actions[action.value] = self.report.actions.get(action.value, 0) + 1
-        if ping.verdict is not Verdict.PENDING:  # decided earlier (in "report"): acted now
+        """Moderates one judged ping (``moderation``); one decided in an earlier pass (in
+        "report") logs its action now."""
+        assert self.moderator is not None  # only called in "moderate"
+        action, after = self.moderator.act(ping, verdict)
+        if ping.verdict is not Verdict.PENDING:
             self.events.judged(self.site.name, verdict.value, action.value)
             log.info("inbound.acted", site=self.site.name, comment=ping.comment_id,
                      verdict=verdict.value, action=action.value, status=after)
         return action, after
-
-    def _moderate(self, ping: InboundPing, verdict: Verdict) -> tuple[Action, str | None]:
-        if ping.status_seen != HELD:  # approved by WordPress on arrival, or by a person
-            return Action.LEFT, ping.status_seen
-        status = self.source.comment_status(ping.comment_id)
-        if status != HELD:  # a person decided meanwhile (or deleted it): theirs
-            return Action.LEFT, status
-        if verdict is Verdict.UNVERIFIED:
-            return Action.SPAM, self.source.set_comment_status(ping.comment_id, "spam")
-        if self.site.approve_verified:
-            return Action.APPROVED, self.source.set_comment_status(
-                ping.comment_id, "approved")
-        return Action.HELD, HELD
 
 
 def _recorded(site: str, ping: ReceivedPing, now: datetime) -> InboundPing:
     return InboundPing(site=site, comment_id=ping.comment_id, post_id=ping.post_id,
                        kind=ping.kind, source=ping.source, author=ping.author,
                        author_ip=ping.author_ip, content=ping.content,
-                       received_at=ping.date_gmt, seen_at=now, status_seen=ping.status)
+                       received_at=ping.date_gmt or now, seen_at=now,
+                       status_seen=ping.status)
 
 
 def check_site(settings: Settings, store: State, site: SiteSettings, source: PingSource,

@@ -202,7 +202,7 @@ class ReceivedPing:
     author: str  # `author_name` (a trackback's blog_name, a pingback's page title)
     author_ip: str  # `author_ip` ("" when absent)
     content: str  # `content.raw`, capped at MAX_PING_CONTENT characters
-    date_gmt: datetime  # aware UTC
+    date_gmt: datetime | None  # aware UTC; None for WordPress's zero date ("-0001-11-30…")
 
 
 @dataclass(frozen=True)
@@ -231,8 +231,20 @@ def received_ping(site: str, raw: Any) -> ReceivedPing:
         author=item.text("author_name")[:MAX_PING_AUTHOR],
         author_ip=item.text("author_ip")[:MAX_PING_IP],
         content=(content.text("raw") if content else "")[:MAX_PING_CONTENT],
-        date_gmt=item.stamp("date_gmt"),
+        date_gmt=_ping_date(item),
     )
+
+
+ZERO_DATE = "-0001-11-30T00:00:00"  # mysql_to_rfc3339("0000-00-00 00:00:00")
+
+
+def _ping_date(item: Answer) -> datetime | None:
+    """When the ping arrived; None for a comment stored without a date (imports and plugins
+    calling wp_insert_comment write a zero one, which WordPress answers as ZERO_DATE): one
+    such ping must not stop the reading of the others."""
+    if item.value("date_gmt", str, "a time", required=True) == ZERO_DATE:
+        return None
+    return item.stamp("date_gmt")
 
 
 def ping_list(site: str, items: Any) -> list[ReceivedPing]:

@@ -322,6 +322,12 @@ class InboundLog(UnitOfWork, Protocol):
         a site switched from report to moderate still has to act on."""
         ...
 
+    def inbound_unconfirmed(self, site: str, limit: int = 200) -> list[InboundPing]:
+        """Pings whose change to spam or approved was asked for (``record_action`` with
+        ``status_after`` None, before the request) and never confirmed, oldest comment
+        first: the answer was lost or the process killed, so WordPress must be asked."""
+        ...
+
     def record_verdict(self, site: str, comment_id: int, *, verdict: Verdict,
                        code: str | None, reason: str | None, attempts: int,
                        next_attempt_at: datetime | None, now: datetime) -> None:

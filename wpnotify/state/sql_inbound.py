@@ -87,6 +87,13 @@ class InboundSql:
                            "('verified', 'unverified') ORDER BY comment_id LIMIT ?",
                            (site, limit))
 
+    def inbound_unconfirmed(self, site: str, limit: int = 200) -> list[InboundPing]:
+        """Found by inbound_unacted (site, action) too: changes asked for and never
+        confirmed are few (a lost answer, a killed process)."""
+        return self._pings(f"{_SELECT} WHERE site = ? AND action IN ('spam', 'approved') "
+                           "AND status_after IS NULL ORDER BY comment_id LIMIT ?",
+                           (site, limit))
+
     def record_verdict(self, site: str, comment_id: int, *, verdict: Verdict,
                        code: str | None, reason: str | None, attempts: int,
                        next_attempt_at: datetime | None, now: datetime) -> None:
