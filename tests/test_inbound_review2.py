@@ -6,6 +6,7 @@ this review, the bug in the reason: each passes once it is fixed (then drop its 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from test_verify import SITE_IP, SOURCE_IP, Pages, World, a, page, resolver
 from wpnotify import verify
 from wpnotify.http import Http
 from wpnotify.service.inbound import InboundPass
-from wpnotify.settings import HttpSettings, RetrySettings, Settings, SiteSettings
+from wpnotify.settings import HttpSettings, RetrySettings, Settings
 from wpnotify.sources.records import SiteInfo
 from wpnotify.state import Action, State, open_state
 from wpnotify.verify import post_addresses
@@ -81,8 +82,7 @@ def test_a_change_a_plugin_refuses_is_left_not_asked_again_at_every_pass(
     # is SPAM everywhere here): moderation's requests are the real ones
     rest.post_links = lambda ids: {i: ("http://blog.example/p/", "post") for i in ids}  # type: ignore[method-assign]
     rest.info = lambda: SiteInfo("Blog", "http://blog.example/")  # type: ignore[method-assign]
-    site = SiteSettings(name="blog", url=rest.site.url, username="editor",  # type: ignore[arg-type]
-                        password="app pass word 1234", inbound="moderate")
+    site = replace(rest.site, name="blog", inbound="moderate")
     settings = Settings(sites=(site,), retry=RetrySettings(delays=(60,)))
     for minutes in range(3):
         InboundPass(settings, store, site, rest, object(),  # type: ignore[arg-type]
