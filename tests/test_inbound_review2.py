@@ -128,3 +128,22 @@ def world() -> Iterator[World]:
         yield World(site, source_host, http, post_addresses(permalink, home, 42, "post"),
                     home, permalink)
         http.close()
+
+
+# --- what `poll` says of a pass ----------------------------------------------------------------
+
+def test_polls_inbound_line_counts_the_skipped_and_the_deferred_pings(
+        store: State, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in the user trial (fixed here): five own-site trackbacks read as "5 new ping(s);
+    0 verified, 0 unverified, 0 waiting to fetch again", and pings left for the next poll
+    (time up) were not mentioned at all."""
+    from wpnotify.render import inbound_line
+
+    left = verify.Finding("skipped", "own-site", "a page of this site; left for a person")
+    monkeypatch.setattr(verify, "check", lambda *args, **kwargs: left)
+    report = run(store, Site([ping(1, "http://blog.example/?s=x")]), "report")
+    assert report.skipped == 1
+    report.deferred = 3
+    assert inbound_line(report) == (
+        "blog: inbound: 1 new ping(s); 0 verified, 0 unverified, 1 skipped (left for a "
+        "person), 0 waiting to fetch again, 3 left for the next poll (time up)", False)
