@@ -497,6 +497,9 @@ def check(http: Http, ping: Ping, addresses: frozenset[Address], home: str, *,
                        "for a person")
     try:
         page = fetch_source(http, ping.source)
+        if _same_host(page.url, home):  # redirected into the site: the same as above
+            return Finding(SKIPPED, "own-site", f"the source {shown(ping.source)} redirects "
+                           f"to {shown(page.url)}, a page of this site; left for a person")
         resolved: dict[str, str | None] = {}
         if links_to(page.html, page.url, addresses) is None:
             for link in site_links(page.html, page.url, home, addresses=addresses):
