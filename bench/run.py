@@ -21,7 +21,9 @@ target. Exit status 1 when a delivery check fails.
 With `--baseline DIR` (another checkout of wpnotify, e.g. a `git worktree` of an older commit)
 that version's backfill runs too, on the same posts and receivers, alternately with this one
 (`--repeat N` pairs), and its start-up figures are timed beside these: a before-and-after
-measured in one run, where a busy neighbour slows both alike.
+measured in one run, where a busy neighbour slows both alike. With --state or --workers, the
+baseline runs each of the senders below as well, in the same turns, and its ratios are
+printed beside these.
 
 With `--state postgresql://USER@HOST:PORT/wpnotify_bench...` and `--workers N`, the one run
 compares the state backends and the fleet: wpnotify on SQLite with one process, on PostgreSQL
@@ -618,22 +620,27 @@ def print_start_up(figures: dict[str, float], baseline: dict[str, float] | None)
 
 
 def fleet_senders(state: str | None, workers: int, config: Path,
-                  config_of: Callable[[str, str | None], Path]) -> list[Sender]:
-    """This checkout's senders: SQLite with one process; with a --state URL, PostgreSQL with
+                  config_of: Callable[[str, str | None], Path],
+                  version: Version = CURRENT) -> list[Sender]:
+    """A version's senders: SQLite with one process; with a --state URL, PostgreSQL with
     one; with --workers N > 1, N processes on PostgreSQL's state (SQLite's without a URL).
-    Alone, the first keeps the bench's old name, "wpnotify"."""
+    Alone, the first keeps the bench's old name, "wpnotify" (or the baseline's). A baseline's
+    state files are its own (``config_of`` names them: a newer schema is refused by older
+    code); its PostgreSQL database is the same, made afresh before each run."""
     if state is None and workers == 1:
-        return [Sender(CURRENT.name, CURRENT, config)]
-    senders = [Sender("wpnotify, SQLite, 1 worker", CURRENT, config)]
+        return [Sender(version.name, version, config)]
+    prefix = "" if version == CURRENT else "baseline-"
+    senders = [Sender(f"{version.name}, SQLite, 1 worker", version, config)]
     if state is not None:
-        postgres = config_of("postgresql.sqlite3", state)
-        senders.append(Sender("wpnotify, PostgreSQL, 1 worker", CURRENT, postgres, 1, state))
+        postgres = config_of(f"{prefix}postgresql.sqlite3", state)
+        senders.append(Sender(f"{version.name}, PostgreSQL, 1 worker", version, postgres, 1,
+                              state))
         if workers > 1:
-            senders.append(Sender(f"wpnotify, PostgreSQL, {workers} workers", CURRENT,
+            senders.append(Sender(f"{version.name}, PostgreSQL, {workers} workers", version,
                                   postgres, workers, state))
     else:
-        senders.append(Sender(f"wpnotify, SQLite, {workers} workers", CURRENT,
-                              config_of("workers.sqlite3", None), workers))
+        senders.append(Sender(f"{version.name}, SQLite, {workers} workers", version,
+                              config_of(f"{prefix}workers.sqlite3", None), workers))
     return senders
 
 
@@ -669,12 +676,13 @@ def verdict(ok: bool) -> str:
 
 
 def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: float,
-                   per_host: int) -> bool:
-    """The state backends and the fleet side by side: PostgreSQL / SQLite with one worker
+                   per_host: int, version: Version = CURRENT) -> bool:
+    """A version's state backends and fleet side by side: PostgreSQL / SQLite with one worker
     (target <= 1.3) and N workers / one (target <= 1.0), whether every run took at least the
     lower bound (nothing skipped) and kept within the per-host limit. False when a host had
     more in flight than --per-host."""
-    fleet = [s for s in senders if s.version == CURRENT]
+    fleet = [s for s in senders if s.version == version]
+    runs = [r for r in runs if r.name.split(" #")[0] in {s.name for s in fleet}]
     by_name = {s.name: best(runs, s.name) for s in fleet}
     each = "one run each" if repeat == 1 else f"best of {repeat} runs each, taken in turns"
     print(f"state and workers ({each}; CPU summed over a run's processes; load average "
@@ -691,7 +699,7 @@ def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: f
         if any(cpu is not None for _, cpu in servers):
             print("    the PostgreSQL server's CPU meanwhile (outside wpnotify's; the whole "
                   "server's, other databases' work included): "
-                  + ", ".join(f"{cpu:.2f} s ({name.removeprefix('wpnotify, ')})"
+                  + ", ".join(f"{cpu:.2f} s ({name.removeprefix(version.name + ', ')})"
                               for name, cpu in servers if cpu is not None))
 
     sqlite_one = fleet[0]
@@ -707,8 +715,8 @@ def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: f
           "last answer / WordPress told, exit):")
     for name, run in by_name.items():
         first, last = run.span
-        print(f"    {name.removeprefix('wpnotify, '):<24} {first:.2f} / {last - first:.2f} / "
-              f"{run.measure.wall - last:.2f} s")
+        print(f"    {name.removeprefix(version.name + ', '):<24} {first:.2f} / "
+              f"{last - first:.2f} / {run.measure.wall - last:.2f} s")
     fastest = min((r for r in runs if r.name.split(" #")[0] in by_name),
                   key=lambda r: r.measure.wall)
     print(f"  lower bound {bound:.2f} s: the fastest run took {fastest.measure.wall:.2f} s "
@@ -723,8 +731,10 @@ def print_backends(runs: list[Run], senders: list[Sender], repeat: int, bound: f
 
 def print_against_baseline(ours: Run, before: Run, repeat: int) -> None:
     each = "one run each" if repeat == 1 else f"best of {repeat} runs each, taken in turns"
-    print(f"current / baseline ({each}): wall {ours.measure.wall:.2f} / "
-          f"{before.measure.wall:.2f} s = {ours.measure.wall / before.measure.wall:.2f}x, "
+    which = ours.name.removeprefix(CURRENT.name).removeprefix(", ")
+    print(f"current / baseline{f', {which}' if which else ''} ({each}): wall "
+          f"{ours.measure.wall:.2f} / {before.measure.wall:.2f} s = "
+          f"{ours.measure.wall / before.measure.wall:.2f}x, "
           f"CPU {ours.measure.cpu:.2f} / {before.measure.cpu:.2f} s = "
           f"{ours.measure.cpu / before.measure.cpu:.2f}x, peak memory "
           f"{ours.measure.peak_mb:.1f} / {before.measure.peak_mb:.1f} MB = "
@@ -841,10 +851,12 @@ def main() -> int:
         senders = fleet_senders(args.state, args.workers, config,
                                 lambda state, url: config_for(folder, site, concurrency,
                                                               args.per_host, state, url))
-        if baseline is not None:  # first in each turn; same settings, its own state file
-            senders.insert(0, Sender(baseline.name, baseline,
-                                     config_for(folder, site, concurrency, args.per_host,
-                                                state="baseline.sqlite3")))
+        if baseline is not None:  # first in each turn; same settings, its own state files
+            senders[:0] = fleet_senders(
+                args.state, args.workers,
+                config_for(folder, site, concurrency, args.per_host, state="baseline.sqlite3"),
+                lambda state, url: config_for(folder, site, concurrency, args.per_host, state,
+                                              url), baseline)
         runs = alternated(senders, args.repeat, site, posts, folder, args.profile)
         results = {r.name: (r.measure, r.problems, r.host_peak) for r in runs}
         best_ours = best(runs, next(s.name for s in senders if s.version == CURRENT))
@@ -904,13 +916,21 @@ def main() -> int:
     print("(host peak: the most requests one receiver host had in flight at once)")
     print()
     within = True
+    versions = [CURRENT] + ([] if baseline is None else [baseline])
     if len([s for s in senders if s.version == CURRENT]) > 1:
-        within = print_backends(runs, senders, args.repeat, fleet_bound, args.per_host)
+        for version in versions:
+            if version != CURRENT:
+                print(f"{version.name} ({version.checkout}):")
+            within = print_backends(runs, senders, args.repeat, fleet_bound, args.per_host,
+                                    version) and within
     elif max(host_peak for _, _, host_peak in results.values()) > args.per_host:
         within = False
         print(f"per-host limit {args.per_host}: exceeded (see host peak): FAIL")
     if baseline is not None:
-        print_against_baseline(best_ours, best(runs, baseline.name), args.repeat)
+        for mine, theirs in zip([s for s in senders if s.version == CURRENT],
+                                [s for s in senders if s.version == baseline], strict=True):
+            print_against_baseline(best(runs, mine.name), best(runs, theirs.name),
+                                   args.repeat)
     print(f"receiver requests: wpnotify {ours_requests}"
           + ("" if args.skip_core else f", WordPress core {core_requests}"))
     print(f"lower bound: {bound:.2f} s ({total} requests, {busiest} to the busiest host, "

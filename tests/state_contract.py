@@ -347,6 +347,14 @@ def test_the_pinged_outbox_keeps_urls_until_told(state: State) -> None:
     assert state.pinged_waiting("s", 10) == {2: ["https://a/", "https://b/"]}
 
 
+def test_the_pinged_outbox_is_read_for_some_posts_only(state: State) -> None:
+    """A worker's mid-cycle write-back: the links of its own posts."""
+    state.queue_pinged_many([("s", 1, "https://a/"), ("s", 2, "https://b/"),
+                             ("s", 3, "https://c/"), ("t", 1, "https://d/")], NOW)
+    assert state.pinged_waiting("s", 10, {3, 1}) == {1: ["https://a/"], 3: ["https://c/"]}
+    assert state.pinged_waiting("s", 10, set()) == {}
+
+
 def test_scheduled_posts_come_due_at_their_time(state: State) -> None:
     state.watch("s", 2, NOW + timedelta(minutes=1))
     state.watch("s", 1, NOW)
@@ -405,6 +413,32 @@ def test_settled_marks_are_of_posts_with_nothing_waiting_or_in_flight(state: Sta
     # post 1: one sent, one in flight; post 2: failed (done); post 3: pending
     assert [post for post, _ in state.status_waiting("s", 10, settled=True)] == [2]
     assert sorted(post for post, _ in state.status_waiting("s", 10)) == [1, 2, 3]
+
+
+def test_a_cycles_end_leaves_the_posts_being_sent_or_due_to_other_workers(
+        state: State, backend: Backend) -> None:
+    """Workers sending together: a post with a notification another worker has in flight,
+    or one due to be sent, is left to whoever sends it (its outcome marks the post again);
+    this worker's own in flight, done, and retrying-later posts are not."""
+    for post in (1, 2, 3, 4, 5):
+        state.add("s", post, "pingback", "https://t/", f"https://s/{post}", NOW)
+    state.add("s", 1, "trackback", "https://tb/", "https://s/1", NOW)
+    ids = {(n.post_id, n.kind): n.id for n in state.history(site="s")}
+    for post in (1, 2, 3, 5):
+        state.claim(ids[(post, "pingback")], NOW)
+        state.finish(ids[(post, "pingback")], Status.SENT, NOW)
+    state.claim(ids[(1, "trackback")], NOW)
+    backend.forge_claim(ids[(1, "trackback")], "elsewhere.example:4242:77")
+    state.add("s", 2, "trackback", "https://tb/", "https://s/2", NOW)
+    state.claim(state.history(site="s", post_id=2, kind="trackback")[0].id, NOW)  # mine
+    state.add("s", 5, "trackback", "https://tb/", "https://s/5", NOW)
+    later = state.history(site="s", post_id=5, kind="trackback")[0].id
+    state.claim(later, NOW)
+    state.finish(later, Status.PENDING, NOW, error="timed out", error_code="timeout",
+                 next_attempt_at=NOW + timedelta(minutes=5))
+    left = state.status_waiting("s", 10, leave_to_others=(this_process(), NOW))
+    assert sorted(post for post, _ in left) == [2, 3, 5]  # 1: theirs in flight; 4: due
+    assert sorted(post for post, _ in state.status_waiting("s", 10)) == [1, 2, 3, 4, 5]
 
 
 def test_a_post_changed_while_its_push_was_in_flight_is_pushed_again(state: State) -> None:

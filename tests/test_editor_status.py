@@ -7,6 +7,7 @@ retry budget so that the same run sends it. Stand-in sites, a real state file.""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from wpnotify.service import Service
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
 from wpnotify.sources import Changes, Deleted, Post, ResendRequest
 from wpnotify.state import Status
+from wpnotify.state.processes import this_process
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
 from wpnotify.trackback import Ping
@@ -262,6 +264,56 @@ def test_within_a_cycle_a_long_backlog_costs_two_requests_a_second(tmp_path: Pat
     assert len(site.pushes) == STATUS_BATCHES_WITHIN
     mirror_of(store, site, clock=lambda: 100.0).flush(final=True)
     assert len(site.pushes) == 5
+
+
+def test_workers_sending_together_space_their_pushes_by_their_number(tmp_path: Path
+                                                                    ) -> None:
+    """Two other workers in flight: each pushes done posts every 3 x STATUS_EVERY, so the
+    three together ask WordPress about as often as one alone."""
+    store, site = opened(tmp_path), EditorSite()
+    clock = [100.0]
+    mirror = mirror_of(store, site, clock=lambda: clock[0])
+    mirror.sharing(2, NOW)
+    plan(store, range(1, 4))
+    first, second, third = (store.history(post_id=post)[0].id for post in (1, 2, 3))
+    store.finish(first, Status.SENT, NOW)
+    mirror.flush()
+    store.finish(second, Status.SENT, NOW)
+    clock[0] += 2 * STATUS_EVERY
+    mirror.flush()
+    assert [list(rows) for rows, _ in site.pushes] == [[1]]
+    clock[0] += STATUS_EVERY
+    mirror.flush()
+    assert [list(rows) for rows, _ in site.pushes] == [[1], [2]]
+    mirror.sharing(0, NOW)  # alone again: every STATUS_EVERY
+    store.finish(third, Status.SENT, NOW)
+    clock[0] += STATUS_EVERY
+    mirror.flush()
+    assert [list(rows) for rows, _ in site.pushes] == [[1], [2], [3]]
+
+
+def test_a_cycles_end_leaves_the_posts_other_workers_send_to_them(tmp_path: Path) -> None:
+    """The first worker done pushed every marked post, the others' unfinished ones too,
+    each pushed again once done: those (a notification in another's hands, or due) stay
+    marked for whoever sends them. Alone, a worker's end pushes every marked post."""
+    store, site = opened(tmp_path), EditorSite()
+    plan(store, range(1, 5))
+    theirs, mine, done = (store.history(post_id=post)[0].id for post in (1, 2, 3))
+    for claimed in (theirs, mine, done):
+        store.claim(claimed, NOW)
+    store.finish(done, Status.SENT, NOW)
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        db.execute("UPDATE notifications SET claimed_by = 'elsewhere.example:1:2' "
+                   "WHERE id = ?", (theirs,))
+    db.close()
+    mirror = mirror_of(store, site, worker=this_process())
+    mirror.sharing(1, NOW)
+    mirror.flush(final=True)
+    assert sorted(site.pushes[0][0]) == [2, 3]  # 4 is due: in another worker's queue
+    assert sorted(post for post, _ in store.status_waiting("s", 10)) == [1, 4]
+    mirror.sharing(0, NOW)
+    mirror.flush(final=True)
+    assert [sorted(rows) for rows, _ in site.pushes] == [[2, 3], [1, 4]]
 
 
 def test_an_xmlrpc_site_tells_no_statuses_and_makes_no_request(tmp_path: Path) -> None:

@@ -142,6 +142,58 @@ def test_a_long_backlog_goes_over_several_cycles_in_batches(tmp_path: Path) -> N
     assert store.pinged_waiting("s", 10) == {}
 
 
+def test_within_a_cycle_only_full_batches_go_and_its_end_takes_the_rest(
+        tmp_path: Path) -> None:
+    """Links sent meanwhile went in a request each (a backfill's 1,200 links made 80
+    requests, each costing WordPress its start-up): a mid-cycle write-back sends full
+    batches only; the cycle's end sends what is left."""
+    from wpnotify.sending.pinged import PINGED_BATCH, PingedMirror
+
+    bridge = FlakyBridge(failures=0)
+    store = SqliteState.open(tmp_path / "state.sqlite3")
+    store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
+    mirror = PingedMirror(store, {"s": bridge})
+    mirror.include(["s"])
+    links = [("s", 1 + i // 10, f"https://t.example/{i}") for i in range(PINGED_BATCH + 10)]
+    mirror.sent_many(links[:PINGED_BATCH - 1], NOW)
+    mirror.flush()
+    assert bridge.calls == 0
+    mirror.sent_many(links[PINGED_BATCH - 1:], NOW)
+    mirror.flush()  # 60 waiting: one full batch
+    assert bridge.calls == 1
+    assert sum(len(urls) for urls in store.pinged_waiting("s", 100).values()) == 10
+    mirror.flush(final=True)
+    assert bridge.calls == 2 and store.pinged_waiting("s", 100) == {}
+    assert sorted(url for urls in bridge.told.values() for url in urls) == sorted(
+        url for _, _, url in links)
+
+
+def test_within_a_cycle_a_worker_tells_the_links_of_its_own_posts(tmp_path: Path) -> None:
+    """Workers sending together each told every link of the site, the same ones at once
+    (three workers made twice the requests of one): mid-cycle, a worker tells the links it
+    sent; its cycle's end tells every link waiting (another's left by a crash, too)."""
+    from wpnotify.sending.pinged import PINGED_BATCH, PingedMirror
+
+    bridge = FlakyBridge(failures=0)
+    store = SqliteState.open(tmp_path / "state.sqlite3")
+    store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
+    theirs = [("s", 1000 + i // 10, f"https://t.example/x{i}") for i in range(PINGED_BATCH)]
+    store.queue_pinged_many(theirs, NOW)  # another worker's
+    mirror = PingedMirror(store, {"s": bridge})
+    mirror.include(["s"])
+    mine = [("s", 1 + i // 10, f"https://t.example/{i}") for i in range(PINGED_BATCH)]
+    mirror.sent_many(mine[:-1], NOW)
+    mirror.flush()
+    assert bridge.calls == 0  # 99 waiting, 49 of them its own
+    mirror.sent_many(mine[-1:], NOW)
+    mirror.flush()
+    assert bridge.calls == 1
+    assert sorted(url for urls in bridge.told.values() for url in urls) == sorted(
+        url for _, _, url in mine)
+    mirror.flush(final=True)
+    assert bridge.calls == 2 and store.pinged_waiting("s", 1000) == {}
+
+
 class RefusingBridge(FlakyBridge):
     """The same post, its queued trackbacks never pinged before: one to a host the site's
     deny_hosts refuses, one whose URL is malformed. Neither is ever sent."""

@@ -127,12 +127,12 @@ class Dispatcher:
         self.sleep = sleep
         self.stopping = stopping  # checked before each new send: a daemon's shutdown
         self.events = events  # told of each attempt, and of each pass (the watchdog)
-        self.mirror = PingedMirror(store, sources, lambda: self.stopping())
+        self.worker = this_process()
+        self.mirror = PingedMirror(store, sources, lambda: self.stopping(), worker=self.worker)
         self.discoveries: Discoveries | None = None  # while a cycle runs
         self._wordpress: set[str] = set()  # found to be WordPress in this run: one at a time
         self.lease = lease_span(settings.worker_lease)
         self.look_every = renew_every(settings.worker_lease)  # for expired leases, mid-run
-        self.worker = this_process()
 
     def use_sites(self, settings: Settings, sources: Mapping[str, Source]) -> None:
         """The sites changed (a daemon's refresh, between cycles): the next cycle tells
@@ -254,8 +254,10 @@ class Dispatcher:
         per-host room counts this worker's requests in flight and, from the state, every
         other worker's, so the limits hold for the fleet."""
         per_host = self.settings.http.per_host_concurrency
-        others = Counter(host_of(target) for target, worker in self.store.in_flight(now)
-                         if worker != self.worker)
+        flying = [(target, worker) for target, worker in self.store.in_flight(now)
+                  if worker != self.worker]
+        others = Counter(host_of(target) for target, _ in flying)
+        self.mirror.sharing(len({worker for _, worker in flying}), now)
 
         def room(host: str, n: Notification) -> int:
             alone = one_at_a_time(n, self._wordpress_host(host, run.hosts))

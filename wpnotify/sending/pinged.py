@@ -3,7 +3,8 @@ the one place that writes back to WordPress.
 
 Sent links go to the state file's outbox with their outcome (in the dispatcher's transaction),
 and are told to WordPress through the bridge, as core would add them, PINGED_BATCH links a
-request, on a thread of their own so that sending never waits for WordPress. After them, the
+request (within a cycle, full requests only), on a thread of their own so that sending never
+waits for WordPress. After them, the
 posts whose notifications changed (the state marks them itself) get their full status rows
 (wpnotify.statusrows), STATUS_BATCH posts a request, with the newest Send again request taken.
 What cannot be told (WordPress down, no bridge yet) stays in the outboxes for the next cycle,
@@ -38,7 +39,8 @@ STATUS_BATCH = 100  # posts whose status rows go in one request (the most the br
 STATUS_EVERY = 0.5  # seconds between status pushes within a cycle, of the posts whose
 # notifications are all done (the others' rows change with each claim and outcome); the
 # cycle's end pushes every marked post. So a backfill's rows go while it sends, and its end
-# waits for the last posts only.
+# waits for the last posts only. Workers sending together space theirs that much more each
+# (see ``sharing``): the fleet's pushes, each a WordPress request, stay about this often.
 STATUS_BYTES = 1024 * 1024  # a request's rows at most (PHP takes 8 MB by default)
 STATUS_BATCHES_WITHIN = 3  # requests of those at most, while the sending goes on
 NO_ROUTE_RECHECK = 3600.0  # seconds before a bridge found too old for statuses is asked again
@@ -74,8 +76,9 @@ class PingedMirror:
 
     def __init__(self, store: Outbox, sources: Mapping[str, Source],
                  stopping: Callable[[], bool] = lambda: False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, worker: str = "") -> None:
         self.store = store
+        self.worker = worker  # this process's worker ID, as its claims are made
         self.sources = sources
         self.stopping = stopping  # a daemon's shutdown: one request at most, the rest waits
         self.clock = clock
@@ -88,6 +91,13 @@ class PingedMirror:
         self._worker: ThreadPoolExecutor | None = None
         self._status_worker: ThreadPoolExecutor | None = None
         self._unflushed = 0  # links sent since WordPress was last told
+        # By site, the posts whose links this worker queued in this cycle and has not told
+        # WordPress of yet: a mid-cycle write-back tells those only (workers sending
+        # together each told every link of the site, the same ones at once).
+        self._mine: dict[str, set[int]] = {}
+        self._mine_lock = threading.Lock()
+        self._others = 0  # other workers sending meanwhile, as the dispatcher last saw
+        self._seen_at: datetime | None = None  # when it saw them (the state's clock)
         self._told: set[str] = set()  # the sites delivered in this cycle: WordPress is told
 
     def open(self) -> None:
@@ -102,6 +112,15 @@ class PingedMirror:
         pinged list could lose a link)."""
         self._told.update(sites)
 
+    def sharing(self, others: int, now: datetime) -> None:
+        """At ``now``, ``others`` other workers have notifications in flight. Each pushes
+        the settled posts of every site, so each spaces its pushes ``others`` + 1 times
+        STATUS_EVERY (three workers of a backfill made three times the requests to
+        WordPress, each costing its start-up, on the machines they share); and a cycle's
+        end leaves the posts that are being sent or due (the first worker done pushed the
+        others' unfinished posts, each pushed again once done)."""
+        self._others, self._seen_at = max(0, others), now
+
     def sent(self, site: str, post_id: int, targets: list[str], now: datetime) -> None:
         """Notes sent links of one post (see ``sent_many``)."""
         self.sent_many([(site, post_id, target) for target in targets], now)
@@ -113,6 +132,9 @@ class PingedMirror:
         if not links:
             return
         self.store.queue_pinged_many(links, now)
+        with self._mine_lock:
+            for site, post, _ in links:
+                self._mine.setdefault(site, set()).add(post)
         self._unflushed += len(links)
         if self._unflushed >= PINGED_BATCH:
             self.flush()
@@ -128,6 +150,7 @@ class PingedMirror:
                     worker.shutdown(wait=True)
             self._worker = self._status_worker = None
             self._told = set()
+            self._mine = {}
 
     def flush(self, final: bool = False) -> None:
         """Hands every delivered site's outboxes to the mirror's thread (or, outside a cycle,
@@ -139,7 +162,8 @@ class PingedMirror:
         statuses: bool | None = None  # no status rows; False: of settled posts; True: all
         if final:
             statuses = True
-        elif self._statuses_at is None or now - self._statuses_at >= STATUS_EVERY:
+        elif (self._statuses_at is None
+              or now - self._statuses_at >= STATUS_EVERY * (1 + self._others)):
             statuses, self._statuses_at = False, now
         for site in sorted(self._told):
             source = self.sources.get(site)
@@ -147,7 +171,7 @@ class PingedMirror:
                 continue
             budget = _Budget(self.stopping)
             jobs: list[tuple[ThreadPoolExecutor | None, Callable[[], object]]] = [
-                (self._worker, partial(self._tell_pinged, site, source, budget))]
+                (self._worker, partial(self._tell_pinged, site, source, budget, final))]
             if statuses is not None:
                 jobs.append((self._status_worker, partial(
                     self._tell_statuses, site, source, budget, settled=not statuses)))
@@ -172,11 +196,19 @@ class PingedMirror:
         except Exception:  # noqa: BLE001 (a bug here must not stop the sending)
             log.exception("wordpress.write_back_failed", site=site)
 
-    def _tell_pinged(self, site: str, source: Source, budget: _Budget) -> bool:
+    def _tell_pinged(self, site: str, source: Source, budget: _Budget, final: bool = True
+                     ) -> bool:
         """Sent links to WordPress's pinged lists; False when it stopped short (a failure,
-        or shutting down)."""
+        or shutting down). Within a cycle (not ``final``), the links of this worker's posts
+        only, in full batches only: the links sent meanwhile went in a request each (80
+        requests for a backfill's 1,200 links, each costing WordPress its start-up); the
+        rest goes with the next, or at the cycle's end, which tells every link waiting."""
         for _ in range(PINGED_BATCHES):
-            if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH)):
+            with self._mine_lock:
+                mine = None if final else frozenset(self._mine.get(site, ()))
+            if not (waiting := self.store.pinged_waiting(site, PINGED_BATCH, mine)):
+                return True
+            if not final and sum(map(len, waiting.values())) < PINGED_BATCH:
                 return True
             if not budget.take():
                 return False
@@ -188,6 +220,8 @@ class PingedMirror:
                             detail="kept; WordPress is told again at the next cycle")
                 return False
             self.store.pinged_told(site, waiting)
+            with self._mine_lock:  # a post cut short by the batch: its rest goes at the end
+                self._mine.get(site, set()).difference_update(waiting)
         return True
 
     def _tell_statuses(self, site: str, source: Source, budget: _Budget, settled: bool
@@ -196,8 +230,11 @@ class PingedMirror:
         changes first; ``settled``: of the posts whose notifications are all done only. A
         mark is removed only if its post did not change meanwhile."""
         seen = self.store.resend_seen(site)
+        leave = ((self.worker, self._seen_at) if self._others and self._seen_at is not None
+                 and not settled else None)
         for _ in range(STATUS_BATCHES_WITHIN if settled else PINGED_BATCHES):
-            if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled)):
+            if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled,
+                                                       leave_to_others=leave)):
                 return
             if not budget.take():
                 return

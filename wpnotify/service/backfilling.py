@@ -9,7 +9,7 @@ pages. A dry run reads and plans on the caller's thread, and records and sends n
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -22,6 +22,8 @@ from wpnotify.settings import SiteSettings
 from wpnotify.sources import Post, Source
 from wpnotify.state import State
 
+FIRST_PAGE = 20  # posts given by ID read in the first request (as the archive's first page)
+PAGE = 100  # and in each later one: WordPress's most
 OnPage = Callable[[int, int], None]  # (posts read so far, posts in all)
 OnPlanned = Callable[[Post, Planned], None]
 
@@ -57,8 +59,17 @@ class Backfiller:
     def _pages(self, since: datetime, until: datetime | None,
                post_ids: list[int]) -> Iterable[tuple[list[Post], int]]:
         if post_ids:
-            return [(self.source.posts(post_ids), len(post_ids))]
+            return self._by_id(list(dict.fromkeys(post_ids)))
         return self.source.archive(since, until)
+
+    def _by_id(self, post_ids: list[int]) -> Iterator[tuple[list[Post], int]]:
+        """The posts given by ID, a page at a time on the reader's thread, the first small:
+        sending starts while the rest are read (a worker given its share of an archive,
+        hundreds of IDs, waited for all of them before its first request)."""
+        start, size = 0, FIRST_PAGE
+        while start < len(post_ids):
+            yield self.source.posts(post_ids[start:start + size]), len(post_ids)
+            start, size = start + size, PAGE
 
     def preview(self, since: datetime, until: datetime | None,
                 post_ids: list[int]) -> Backfill:

@@ -7,7 +7,7 @@ Threads may share one state: the sender's workers record beside its coordinating
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -128,7 +128,11 @@ class PingedOutbox(UnitOfWork, Protocol):
         """(site, post, url) of several posts at once, as ``queue_pinged``."""
         ...
 
-    def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]: ...
+    def pinged_waiting(self, site: str, limit: int, posts: Collection[int] | None = None
+                       ) -> dict[int, list[str]]:
+        """Up to ``limit`` URLs, by post (of these ``posts`` only, when given: a worker's
+        own, as workers sending together each told the same links)."""
+        ...
 
     def pinged_told(self, site: str, posts: dict[int, list[str]]) -> None: ...
 
@@ -142,12 +146,16 @@ class StatusOutbox(UnitOfWork, Protocol):
     change to a notification marks its post (the backend does it, so no caller can forget);
     a mark is removed only if the post did not change again since it was read."""
 
-    def status_waiting(self, site: str, limit: int, *, settled: bool = False
+    def status_waiting(self, site: str, limit: int, *, settled: bool = False,
+                       leave_to_others: tuple[str, datetime] | None = None
                        ) -> list[StatusMark]:
         """Up to ``limit`` marked posts of a site, the most recently changed first;
         ``settled``: only posts none of whose notifications waits or is being sent (their
         rows will not change again soon), among the most recently changed few thousand (a
-        backend may look no deeper: the cycle's end pushes every marked post)."""
+        backend may look no deeper: the cycle's end pushes every marked post).
+        ``leave_to_others``, this worker's ID and the time now: not the posts with a
+        notification another worker is sending, or one due to be sent (whoever sends it
+        marks the post again, and pushes it)."""
         ...
 
     def post_rows(self, site: str, post_ids: list[int]) -> dict[int, list[Notification]]:

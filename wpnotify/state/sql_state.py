@@ -6,7 +6,9 @@ replacing a mark with one of a fresh change number."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 from wpnotify.state import rows
 from wpnotify.state.protocols import StatusMark
@@ -108,12 +110,19 @@ class StateSql(SqlUnit):
                          "ON CONFLICT (site, post_id, url) DO NOTHING",
                          sorted((site, post, url, iso(now)) for site, post, url in links))
 
-    def pinged_waiting(self, site: str, limit: int) -> dict[int, list[str]]:
+    def pinged_waiting(self, site: str, limit: int, posts: Collection[int] | None = None
+                       ) -> dict[int, list[str]]:
         """Up to ``limit`` URLs, by post, in the primary key's order: no sort, however long
-        the backlog."""
+        the backlog (of the first ``_chunk`` of ``posts``, when given)."""
+        where, params = "", list[Any]()
+        if posts is not None:
+            chunk = sorted(posts)[:self._chunk]
+            if not chunk:
+                return {}
+            where, params = f" AND post_id IN ({','.join('?' * len(chunk))})", chunk
         waiting: dict[int, list[str]] = {}
-        for row in self._rows("SELECT post_id, url FROM pinged_outbox WHERE site = ? "
-                              "ORDER BY post_id, url LIMIT ?", (site, limit)):
+        for row in self._rows(f"SELECT post_id, url FROM pinged_outbox WHERE site = ?{where} "
+                              "ORDER BY post_id, url LIMIT ?", (site, *params, limit)):
             waiting.setdefault(row[0], []).append(row[1])
         return waiting
 
@@ -128,8 +137,19 @@ class StateSql(SqlUnit):
     # The marks are written by the state's triggers (migration 7) with every change to a
     # notification.
 
-    def status_waiting(self, site: str, limit: int, *, settled: bool = False
+    def status_waiting(self, site: str, limit: int, *, settled: bool = False,
+                       leave_to_others: tuple[str, datetime] | None = None
                        ) -> list[StatusMark]:
+        if not settled and leave_to_others is not None:
+            worker, now = leave_to_others
+            found = self._rows(
+                "SELECT post_id, seq FROM status_outbox o WHERE site = ? AND NOT EXISTS "
+                "(SELECT 1 FROM notifications n WHERE n.site = o.site AND n.post_id = "
+                "o.post_id AND ((n.status = 'sending' AND COALESCE(n.claimed_by, '') <> ?) "
+                "OR (n.status = 'pending' AND (n.next_attempt_at IS NULL OR "
+                "n.next_attempt_at <= ?)))) ORDER BY seq DESC LIMIT ?",
+                (site, worker, iso(now), limit))
+            return [(row[0], row[1]) for row in found]
         if not settled:
             found = self._rows("SELECT post_id, seq FROM status_outbox WHERE site = ? "
                                "ORDER BY seq DESC LIMIT ?", (site, limit))
