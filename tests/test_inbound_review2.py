@@ -234,3 +234,15 @@ def test_a_comment_that_cannot_be_read_is_tried_once_per_pass(
     assert report.error is not None
     assert wordpress.reads == [1]
     assert events.events == [("blog", "unverified", "none")]
+
+
+def test_a_meta_charset_of_utf_16_is_read_as_utf_8(world: World) -> None:
+    """The HTML spec reads a <meta> that names UTF-16 as UTF-8 (a page that could state it
+    in ASCII is not UTF-16); read as UTF-16, a legitimate page became CJK noise with no link,
+    and was marked spam. Found in review 2, fixed in verify.meta_charset."""
+    for declared in ("utf-16", "UTF-16LE", "utf_16be", "utf16"):
+        body = f'<html><head><meta charset="{declared}"></head><body>{a(world.permalink)}'
+        url = page(world, f"/{declared}/", body, headers={"Content-Type": "text/html"})
+        found = verify.check(world.http, Received("pingback", url), world.addresses,
+                             world.home)
+        assert found.verdict == "verified", (declared, found)
