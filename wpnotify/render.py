@@ -69,9 +69,11 @@ def inbound_line(report: InboundReport) -> Line:
     if report.error:
         return printable(f"wpnotify: site {report.site}: inbound: {report.error}"), True
     acted = ", ".join(f"{action} {n}" for action, n in sorted(report.actions.items()))
+    left = f", {report.skipped} skipped (left for a person)" if report.skipped else ""
+    later = f", {report.deferred} left for the next poll (time up)" if report.deferred else ""
     return (f"{report.site}: inbound: {report.read} new ping(s); {report.verified} verified, "
-            f"{report.unverified} unverified, {report.waiting} waiting to fetch again"
-            + (f"; {acted}" if acted else ""), False)
+            f"{report.unverified} unverified{left}, {report.waiting} waiting to fetch again"
+            f"{later}" + (f"; {acted}" if acted else ""), False)
 
 
 def planned(post: Post, item: Planned) -> str:

@@ -19,6 +19,7 @@ Everything read from the network is read in time linear in its length, in bounde
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import math
 import re
@@ -466,17 +467,26 @@ META_CHARSET_BYTES = 4096  # where a page's <meta charset> must be (the HTML spe
 
 def meta_charset(body: bytes) -> str | None:
     """The charset a page declares in its head (``<meta charset>`` or the ``http-equiv``
-    Content-Type form), read from its first bytes only; None when it declares none."""
+    Content-Type form), read from its first bytes only; None when it declares none. A
+    UTF-16 one is UTF-8, as the HTML spec's prescan says: a page whose <meta> reads in ASCII
+    is not UTF-16 (read as UTF-16 it is noise with no link)."""
     head = body[:META_CHARSET_BYTES].decode("latin-1")
     for _tag, attrs in start_tags(head, frozenset({"meta"})):
-        if attrs.get("charset"):
-            return attrs["charset"].strip()[:40]
-        if attrs.get("http-equiv", "").strip().lower() == "content-type":
-            found = re.search(r"charset\s*=\s*[\"']?([\w.:-]{1,40})", attrs.get("content", ""),
+        found: str | None = attrs.get("charset", "").strip()[:40] or None
+        if found is None and attrs.get("http-equiv", "").strip().lower() == "content-type":
+            match = re.search(r"charset\s*=\s*[\"']?([\w.:-]{1,40})", attrs.get("content", ""),
                               re.I | re.A)
-            if found:
-                return found.group(1)
+            found = match.group(1) if match else None
+        if found is not None:
+            return "utf-8" if _is_utf16(found) else found
     return None
+
+
+def _is_utf16(charset: str) -> bool:
+    try:
+        return codecs.lookup(charset).name.startswith("utf-16")
+    except LookupError:
+        return False
 
 
 def check(http: Http, ping: Ping, addresses: frozenset[Address], home: str, *,
@@ -497,6 +507,9 @@ def check(http: Http, ping: Ping, addresses: frozenset[Address], home: str, *,
                        "for a person")
     try:
         page = fetch_source(http, ping.source)
+        if _same_host(page.url, home):  # redirected into the site: the same as above
+            return Finding(SKIPPED, "own-site", f"the source {shown(ping.source)} redirects "
+                           f"to {shown(page.url)}, a page of this site; left for a person")
         resolved: dict[str, str | None] = {}
         if links_to(page.html, page.url, addresses) is None:
             for link in site_links(page.html, page.url, home, addresses=addresses):

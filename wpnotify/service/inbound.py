@@ -58,6 +58,7 @@ class InboundReport:
     read: int = 0  # pings first recorded
     verified: int = 0
     unverified: int = 0
+    skipped: int = 0  # left for a person (own-site, too-long, post-gone, check-failed)
     waiting: int = 0  # a source to fetch again later
     deferred: int = 0  # due, but the pass's time was up: judged at the next pass
     actions: dict[str, int] = field(default_factory=dict)  # Action value -> count
@@ -189,6 +190,7 @@ class InboundPass:
                                   now=self.now)
         self.report.verified += verdict is Verdict.VERIFIED
         self.report.unverified += verdict is Verdict.UNVERIFIED
+        self.report.skipped += verdict is Verdict.SKIPPED
         action, after = Action.NONE, None
         if self.moderator is not None and verdict is not Verdict.SKIPPED:
             action, after = self._act(ping, verdict)
