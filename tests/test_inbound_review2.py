@@ -66,15 +66,6 @@ def blog() -> Iterator[Blog]:
         yield server
 
 
-@pytest.mark.xfail(strict=True, reason="RestSource.set_comment_status raises SourceError when "
-                   "WordPress answers 500 rest_comment_failed_edit and the comment is still "
-                   "held (a plugin refusing the change), so Moderator._change records it as "
-                   "asked for and every later pass asks again, for ever (a warning and a "
-                   "poll error each time); its 'after != wanted: left' branch is never reached "
-                   "on this path (README documents 'tried again at the next pass', with no end). "
-                   "Fix: return the status read back (sources/comments.py:142-144) so that "
-                   "_change records it left; or bound the asks (a persistent 403 or 500 on "
-                   "the change loops the same way)")
 def test_a_change_a_plugin_refuses_is_left_not_asked_again_at_every_pass(
         blog: Blog, store: State, spam_everywhere: None) -> None:
     blog.add(7)
@@ -93,12 +84,6 @@ def test_a_change_a_plugin_refuses_is_left_not_asked_again_at_every_pass(
     assert (entry.action, entry.status_after) == (Action.LEFT, "hold")
 
 
-@pytest.mark.xfail(strict=True, reason="Moderator.confirm (service/moderation.py:84) asks "
-                   "again whenever an asked-for change finds the comment held: after a lost "
-                   "answer (WordPress made the change) a person's 'Not Spam' or 'Unapprove' "
-                   "puts it back to hold, and the next pass overwrites that decision. A lost "
-                   "answer found held should be left (or asked again only when the request "
-                   "surely never reached WordPress, e.g. connection refused)")
 def test_a_persons_not_spam_after_a_lost_answer_is_not_overwritten(
         store: State, spam_everywhere: None) -> None:
     wordpress = Site([ping(1, "http://spam.example/")], refuse=frozenset({1}), lost=True)
@@ -139,16 +124,20 @@ def test_polls_inbound_line_counts_the_skipped_and_the_deferred_pings(
     """Found in the user trial (fixed here): five own-site trackbacks read as "5 new ping(s);
     0 verified, 0 unverified, 0 waiting to fetch again", and pings left for the next poll
     (time up) were not mentioned at all."""
-    from wpnotify.render import inbound_line
+    from wpnotify.render import inbound_lines
 
     left = verify.Finding("skipped", "own-site", "a page of this site; left for a person")
     monkeypatch.setattr(verify, "check", lambda *args, **kwargs: left)
     report = run(store, Site([ping(1, "http://blog.example/?s=x")]), "report")
     assert report.skipped == 1
     report.deferred = 3
-    assert inbound_line(report) == (
+    assert inbound_lines(report) == [(
         "blog: inbound: 1 new ping(s); 0 verified, 0 unverified, 1 skipped (left for a "
-        "person), 0 waiting to fetch again, 3 left for the next poll (time up)", False)
+        "person), 0 waiting to fetch again, 3 left for the next poll (time up)", False)]
+    report.error = "http://blog.example answered 500 for comment 1"
+    assert inbound_lines(report)[1] == (
+        "wpnotify: site blog: inbound: http://blog.example answered 500 for comment 1", True)
+    assert inbound_lines(report)[0][0].startswith("blog: inbound: 1 new ping(s)")
 
 
 # --- the pass's time limit ---------------------------------------------------------------------
@@ -162,13 +151,6 @@ class _SlowHandler(_PagesHandler):
         super().do_GET()
 
 
-@pytest.mark.xfail(strict=True, reason="verify.check resolves up to SITE_LINKS (5) links to "
-                   "the site one after another, each with a whole [http] timeout of its own "
-                   "(after the source page's): one group of 8 pings can run 6 x timeout (120 s "
-                   "by default, plus DNS, which no deadline covers) past the pass's 60 s "
-                   "BUDGET, against the daemon's healthy_within of 150 s. Fix: give check a "
-                   "deadline (the pass's remaining budget, or one timeout for the whole check) "
-                   "and make the unresolved rest a 'retry'")
 def test_one_pings_check_ends_within_about_one_timeout(world: World) -> None:
     """A spam page with five links to the site, each answering just inside the timeout."""
     slow = Pages(SITE_IP, "blog.test")
@@ -216,12 +198,6 @@ class _Judged(NoEvents):
         self.events.append((site, verdict, action))
 
 
-@pytest.mark.xfail(strict=True, reason="InboundPass.run acts on a freshly judged ping in "
-                   "_decide and then again in the inbound_unacted loop of the same pass when "
-                   "the first try read nothing (Action.NONE): the comment is asked twice, "
-                   "inbound.change_failed logged twice, and wpnotify_inbound_pings_total "
-                   "counts the ping's verdict twice (service/inbound.py:109-111). Fix: skip "
-                   "in the unacted loop the comment IDs this pass already tried")
 def test_a_comment_that_cannot_be_read_is_tried_once_per_pass(
         store: State, spam_everywhere: None) -> None:
     wordpress = _Unreadable([ping(1, "http://spam.example/")])

@@ -57,23 +57,24 @@ def poll(report: PollReport) -> list[Line]:
             lines.append((f"{site.site}: read {site.posts} post(s), {site.queued} new "
                           "notification(s)", False))
         if site.inbound is not None:
-            lines.append(inbound_line(site.inbound))
+            lines.extend(inbound_lines(site.inbound))
     d = report.delivery
     lines.append((f"sent {d.sent}, skipped {d.skipped}, failed {d.failed}, "
                   f"waiting to retry {d.retrying}", False))
     return lines
 
 
-def inbound_line(report: InboundReport) -> Line:
-    """A site's pass over its received pings (its failure on stderr)."""
-    if report.error:
-        return printable(f"wpnotify: site {report.site}: inbound: {report.error}"), True
+def inbound_lines(report: InboundReport) -> list[Line]:
+    """A site's pass over its received pings: what it came to, then its failure (on stderr;
+    a failure of one comment does not stop the others, so both may show)."""
+    failed = [(printable(f"wpnotify: site {report.site}: inbound: {report.error}"), True)] \
+        if report.error else []
     acted = ", ".join(f"{action} {n}" for action, n in sorted(report.actions.items()))
     left = f", {report.skipped} skipped (left for a person)" if report.skipped else ""
     later = f", {report.deferred} left for the next poll (time up)" if report.deferred else ""
-    return (f"{report.site}: inbound: {report.read} new ping(s); {report.verified} verified, "
-            f"{report.unverified} unverified{left}, {report.waiting} waiting to fetch again"
-            f"{later}" + (f"; {acted}" if acted else ""), False)
+    return [(f"{report.site}: inbound: {report.read} new ping(s); {report.verified} verified, "
+             f"{report.unverified} unverified{left}, {report.waiting} waiting to fetch again"
+             f"{later}" + (f"; {acted}" if acted else ""), False), *failed]
 
 
 def planned(post: Post, item: Planned) -> str:

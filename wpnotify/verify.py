@@ -26,6 +26,7 @@ import re
 import unicodedata
 from collections import deque
 from collections.abc import Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html import unescape
 from typing import Protocol
@@ -332,6 +333,10 @@ def finding_of_error(error: SendError) -> Finding:
     reason = _one_line(error.message)
     if not error.permanent:
         return Finding(RETRY, error.code, reason, retry_after=error.retry_after)
+    if error.code == "refused-address":
+        # The sender's page (or its redirect) points at an internal address: never a reason
+        # to widen the guard, which the seam's own message suggests for a configured target.
+        reason = reason.split(" (allow it with", 1)[0] + " (never contacted)"
     return Finding(UNVERIFIED, _ERROR_CODES.get(error.code, error.code), reason)
 
 
@@ -512,13 +517,24 @@ def check(http: Http, ping: Ping, addresses: frozenset[Address], home: str, *,
                            f"to {shown(page.url)}, a page of this site; left for a person")
         resolved: dict[str, str | None] = {}
         if links_to(page.html, page.url, addresses) is None:
-            for link in site_links(page.html, page.url, home, addresses=addresses):
-                resolved[link] = resolve(http, link, trusted=_same_origin(link, home))
+            resolved = _resolve_all(http, site_links(page.html, page.url, home,
+                                                     addresses=addresses), home)
         ips = _source_addresses(http, ping.source, page.url) if verify_ip else frozenset()
     except SendError as exc:
         return finding_of_error(exc)
     return judge(ping.kind, ping.source, ping.author_ip, ping.content, addresses, page,
                  verify_ip=verify_ip, ip_addresses=ips, site_links_resolved=resolved)
+
+
+def _resolve_all(http: Http, links: list[str], home: str) -> dict[str, str | None]:
+    """Where each link ends up, all at once: a check takes at most two timeouts (the page,
+    then its links), not one per link. A transient failure of one raises (see resolve)."""
+    if not links:
+        return {}
+    with ThreadPoolExecutor(len(links), thread_name_prefix="wpnotify-resolve") as pool:
+        finals = list(pool.map(lambda link: resolve(http, link,
+                                                    trusted=_same_origin(link, home)), links))
+    return dict(zip(links, finals, strict=True))
 
 
 def _source_addresses(http: Http, source: str, final: str) -> frozenset[str]:

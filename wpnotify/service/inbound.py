@@ -104,16 +104,25 @@ class InboundPass:
         try:
             self._read()
             if self.moderator is not None:
-                for ping in self.store.inbound_unconfirmed(self.site.name):
+                for done, ping in enumerate(self.store.inbound_unconfirmed(self.site.name)):
                     self.moderator.confirm(ping)
+                    self._alive(done)
             self._judge(self.store.inbound_due(self.site.name, self.now, JUDGED_PER_PASS))
             if self.moderator is not None:
-                for ping in self.store.inbound_unacted(self.site.name):
+                unacted = [ping for ping in self.store.inbound_unacted(self.site.name)
+                           if ping.comment_id not in self.moderator.tried]
+                for done, ping in enumerate(unacted):
                     self._act(ping, ping.verdict)
+                    self._alive(done)
         except SourceError as exc:
             self.report.error = str(exc)
             log.warning("inbound.failed", site=self.site.name, error=str(exc))
         return self.report
+
+    def _alive(self, done: int) -> None:
+        """A sign of life every few requests to WordPress (each may take the timeout)."""
+        if done % 4 == 3:
+            self.events.alive()
 
     def _read(self) -> None:
         batch = self.source.pings(self.store.inbound_cursor(self.site.name))

@@ -7,9 +7,10 @@ person, and is theirs. Nothing is ever trashed or deleted.
 
 A change is recorded as asked for (its action, no status yet) before the request, and
 confirmed after it. A lost answer or a killed process leaves it asked for: the next pass reads
-the comment and confirms it, or asks again, so the record never says "left" for wpnotify's own
-change. A comment that cannot be changed is logged and tried again at the next pass; it never
-stops the others.
+the comment and confirms it, so the record never says "left" for wpnotify's own change; one
+not as asked then (never arrived, refused by a plugin, or undone by a person since: wpnotify
+cannot tell which) is left as it is, never asked twice. A comment that cannot be read is
+logged and tried again at the next pass; it never stops the others.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Moderator:
         self.now = now
         self.done = done
         self.failed = failed
+        self.tried: set[int] = set()  # comments that failed in this pass: once per pass
 
     def act(self, ping: InboundPing, verdict: Verdict) -> tuple[Action, str | None]:
         """Moderates one judged ping as its verdict says, if it is still held as first
@@ -72,8 +74,9 @@ class Moderator:
         return self._record(ping, Action.HELD, HELD)
 
     def confirm(self, ping: InboundPing) -> None:
-        """A change asked for whose answer never came: done (confirmed), not done (asked
-        again), or undone by a person since (theirs)."""
+        """A change asked for whose answer never came: done (confirmed), or not as asked,
+        which is left as it is: wpnotify cannot tell a change that never arrived (or that a
+        plugin refused) from a person's "Not Spam" since, so it asks once, never twice."""
         try:
             status = self.source.comment_status(ping.comment_id)
         except SourceError as exc:
@@ -81,9 +84,9 @@ class Moderator:
             return
         if status == STATUS_OF[ping.action]:
             self._record(ping, ping.action, status)
-        elif status == HELD:
-            self._change(ping, ping.action)
         else:
+            log.warning("inbound.change_unconfirmed", site=self.site, comment=ping.comment_id,
+                        asked=STATUS_OF[ping.action], status=status)
             self._record(ping, Action.LEFT, status)
 
     def _change(self, ping: InboundPing, action: Action) -> tuple[Action, str | None]:
@@ -111,4 +114,5 @@ class Moderator:
         (`poll` says so), but the other pings go on."""
         log.warning("inbound.change_failed", site=self.site, comment=ping.comment_id,
                     error=str(exc))
+        self.tried.add(ping.comment_id)
         self.failed(str(exc))
