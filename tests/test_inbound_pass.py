@@ -228,3 +228,20 @@ def test_a_pass_judges_until_its_time_is_up_and_leaves_the_rest_as_they_were(
     assert len(waiting) == 4 and all(p.attempts == 0 for p in waiting)
     run(store, wordpress, "report", now=NOW + timedelta(minutes=1))
     assert len(findings) == 20
+
+
+def test_attempts_count_the_fetches_of_the_source_only(store: State,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ping judged without reading its page (its host denied, a page of the site itself)
+    has no attempt; one whose page was read has one."""
+    own = verify.Finding("skipped", "own-site", "a page of this site")
+    denied = verify.Finding("unverified", "host-denied", "host matches inbound_deny_hosts")
+    answers = {"http://blog.example/?s=x": own, "http://denied.example/": denied,
+               **FINDINGS}
+    monkeypatch.setattr(verify, "check",
+                        lambda http, ping, *args, **kwargs: answers[ping.source])
+    wordpress = Site([ping(1, "http://blog.example/?s=x"), ping(2, "http://denied.example/"),
+                      ping(3, "http://spam.example/")])
+    run(store, wordpress, "report")
+    assert {p.comment_id: p.attempts for p in store.inbound_list(site="blog")} == {
+        1: 0, 2: 0, 3: 1}

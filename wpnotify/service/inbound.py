@@ -37,6 +37,7 @@ log = structlog.get_logger("wpnotify.inbound")
 JUDGED_PER_PASS = 100  # pings judged in one poll of a site; the rest at the next one
 FETCHES_AT_ONCE = 8  # source pages fetched in parallel
 CHECK_FAILED = "check-failed"
+NOT_FETCHED = frozenset({"own-site", "host-denied", "host-not-allowed"})  # judged unread
 # Seconds a pass spends judging before it leaves the rest for the next one: one group of
 # fetches (each at most [http] timeout, plus a few redirects followed) may run past it.
 BUDGET = 60.0
@@ -174,7 +175,8 @@ class InboundPass:
 
     def _decide(self, ping: InboundPing, finding: verify.Finding | None) -> None:
         """Records the verdict (or the next try), then acts on it."""
-        attempts = ping.attempts + 1
+        # Fetches of the source: none for a ping judged without reading it.
+        attempts = ping.attempts + (finding is not None and finding.code not in NOT_FETCHED)
         if finding is None:
             verdict, code, reason = Verdict.SKIPPED, "post-gone", (
                 f"post {ping.post_id} is gone or cannot be read by {self.site.username!r}")
