@@ -77,15 +77,17 @@ class _PingbackHandler(BaseHTTPRequestHandler):
 
 
 def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str,
-          headers: dict[str, str]) -> None:
-    """One whole answer, with its length (so that HTTP/1.1 clients may keep the connection)."""
+          headers: dict[str, str], with_body: bool = True) -> None:
+    """One whole answer, with its length (so that HTTP/1.1 clients may keep the connection);
+    ``with_body`` False: a HEAD's, the length of the body it would have."""
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
     for name, value in headers.items():
         handler.send_header(name, value)
     handler.end_headers()
-    handler.wfile.write(body)
+    if with_body:
+        handler.wfile.write(body)
 
 
 class Log:
@@ -492,12 +494,7 @@ class _SourceHandler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         status, body, content_type, headers = self._look_up()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
+        reply(self, status, body, content_type, headers, with_body=False)
 
     def _look_up(self) -> tuple[int, bytes, str, dict[str, str]]:
         with self.server.lock:

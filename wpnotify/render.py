@@ -175,20 +175,27 @@ def records(rows: Iterable[Notification]) -> list[dict[str, Any]]:
 
 
 def history_json(rows: list[Notification]) -> list[str]:
-    """Exact text: json escapes C0 controls itself; C1 controls, DEL and bidi marks, which it
-    leaves raw without ensure_ascii, are written as \\u escapes too (they can only be inside
-    strings, so the document decodes to the same text)."""
-    return [json.dumps(records(rows), indent=2, ensure_ascii=False).translate(JSON_ESCAPES)]
+    return exact_json(records(rows))
 
 
 def history_csv(rows: list[Notification]) -> list[str]:
-    """For spreadsheets: a cell that would start a formula gets a leading apostrophe, and
-    control characters are escaped as in the table (``--format json`` has the exact text)."""
+    return spreadsheet(records(rows), HISTORY_FIELDS)
+
+
+def exact_json(rows: list[dict[str, Any]]) -> list[str]:
+    """Exact text: json escapes C0 controls itself; C1 controls, DEL and bidi marks, which it
+    leaves raw without ensure_ascii, are written as \\u escapes too (they can only be inside
+    strings, so the document decodes to the same text)."""
+    return [json.dumps(rows, indent=2, ensure_ascii=False).translate(JSON_ESCAPES)]
+
+
+def spreadsheet(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> list[str]:
+    """CSV for spreadsheets: a cell that would start a formula gets a leading apostrophe, and
+    control characters are escaped as in the tables (JSON has the exact text)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({key: cell(value) for key, value in record.items()}
-                     for record in records(rows))
+    writer.writerows({key: cell(value) for key, value in row.items()} for row in rows)
     return [out.getvalue().removesuffix("\n")]
 
 
@@ -241,19 +248,11 @@ def inbound_records(rows: Iterable[InboundPing]) -> list[dict[str, Any]]:
 
 
 def inbound_json(rows: list[InboundPing]) -> list[str]:
-    """Exact text, escaped as ``history_json``'s."""
-    return [json.dumps(inbound_records(rows), indent=2,
-                       ensure_ascii=False).translate(JSON_ESCAPES)]
+    return exact_json(inbound_records(rows))
 
 
 def inbound_csv(rows: list[InboundPing]) -> list[str]:
-    """As ``history_csv``: formulas defused, controls escaped."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=INBOUND_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: cell(value) for key, value in record.items()}
-                     for record in inbound_records(rows))
-    return [out.getvalue().removesuffix("\n")]
+    return spreadsheet(inbound_records(rows), INBOUND_FIELDS)
 
 
 def inbound_table(rows: list[InboundPing]) -> list[str]:

@@ -22,6 +22,22 @@ class Status(StrEnum):
     SKIPPED = "skipped"
 
 
+def plain(record: Any, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A record's fields as plain values, in their order: times in the state's own text
+    form, enums (a status, a verdict) as the words the state stores."""
+    data: dict[str, Any] = {}
+    for field in fields(record):
+        if field.name in leave_out:
+            continue
+        value = getattr(record, field.name)
+        if isinstance(value, datetime):
+            value = iso(value)
+        elif isinstance(value, StrEnum):
+            value = value.value
+        data[field.name] = value
+    return data
+
+
 @dataclass(frozen=True)
 class Notification:
     """One notification: unique per (site, post_id, kind, target)."""
@@ -50,17 +66,7 @@ class Notification:
         """Plain values for the renderers (the payload left out): times in the state file's
         own text form and the status as its text, so `history --format json/csv` prints what
         the file holds."""
-        data: dict[str, Any] = {}
-        for field in fields(self):
-            if field.name == "payload":
-                continue
-            value = getattr(self, field.name)
-            if isinstance(value, datetime):
-                value = iso(value)
-            elif isinstance(value, Status):
-                value = value.value
-            data[field.name] = value
-        return data
+        return plain(self, leave_out=("payload",))
 
 
 @dataclass(frozen=True)
@@ -165,12 +171,4 @@ class InboundPing:
     def as_dict(self) -> dict[str, Any]:
         """Plain values for the renderers: times in the state's own text form, the verdict
         and the action as their stored words (`inbound --format json/csv`)."""
-        data: dict[str, Any] = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, datetime):
-                value = iso(value)
-            elif isinstance(value, StrEnum):
-                value = value.value
-            data[field.name] = value
-        return data
+        return plain(self)
