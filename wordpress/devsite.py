@@ -505,27 +505,23 @@ def demo(workdir: Path, keep: bool) -> int:
         print(f"==> published post {post_id} on the source: it links to {link}\n"
               f"    (a pingback) and queues a trackback to {ping_url}.\n"
               "    Polling; WordPress accepts one ping per 15 s per site, so wpnotify spaces "
-              "them:", flush=True)
-        subprocess.run(wpnotify + ["poll"], env=env, check=True)
-        for target_post in (linked, tracked):
-            print(f"==> comments on {target.permalink(target_post)}:")
-            for comment in target.comments(target_post):
-                print(f"    {comment['type']:<9} from {comment['author']!r} "
-                      f"<{comment['author_url']}>, awaiting moderation: "
-                      f"{comment['approved'] == '0'}")
-        print("==> wpnotify history:", flush=True)
-        subprocess.run(wpnotify + ["history"], env=env, check=True)
-        print("==> polling again: the target blog (inbound = \"moderate\") reads the pings "
+              "them.\n    Then the target blog (inbound = \"moderate\") reads the two pings "
               "it received and\n    fetches each one's source page. The pingback's page links "
               "to its post: verified,\n    approved (approve_verified). The trackback's page "
               "does not link to the post it\n    pinged (it only queued a trackback): "
               "unverified, marked spam, reversibly:", flush=True)
         subprocess.run(wpnotify + ["poll"], env=env, check=True)
-        subprocess.run(wpnotify + ["inbound"], env=env, check=True)
         for target_post in (linked, tracked):
+            print(f"==> comments on {target.permalink(target_post)}:")
             for comment in target.comments(target_post, spam=True):
-                print(f"    {comment['type']:<9} on post {target_post} is now "
+                print(f"    {comment['type']:<9} from {comment['author']!r} "
+                      f"<{comment['author_url']}>, now "
                       f"{STATUS_SHOWN.get(comment['approved'], comment['approved'])}")
+        print("==> wpnotify history (what was sent):", flush=True)
+        subprocess.run(wpnotify + ["history"], env=env, check=True)
+        print("==> wpnotify inbound (what the target blog received, and why each verdict):",
+              flush=True)
+        subprocess.run(wpnotify + ["inbound"], env=env, check=True)
         print("==> what the post's editor shows (Links and trackbacks), from the bridge:")
         for row in source.editor_rows(post_id):
             print(f"    {row['kind']:<9} {row['status']:<7} {row['target']}: {row['answer']}")
