@@ -8,11 +8,8 @@ Screenshots go to tests/artifacts/ (the block editor's panel and the classic edi
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,17 +72,6 @@ def driver(sites: dict[str, devsite.Site], author: int) -> Iterator[Any]:
         yield chromium
 
 
-def rest(site: devsite.Site, method: str, route: str, body: Any = None) -> Any:
-    """A REST call as the admin, with the application password (as wpnotify makes them)."""
-    auth = base64.b64encode(f"admin:{site.app_password}".encode()).decode()
-    request = urllib.request.Request(
-        f"{site.url}/?rest_route={route}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.load(answer)
-
-
 def row(kind: str, target: str, status: str, answer: str | None = None,
         **more: Any) -> dict[str, Any]:
     """A status row as wpnotify pushes it (contract: every key present)."""
@@ -98,8 +84,8 @@ def row(kind: str, target: str, status: str, answer: str | None = None,
 
 def push(site: devsite.Site, post_id: int, rows: list[dict[str, Any]],
          resend_seen: int = 0) -> None:
-    answer = rest(site, "POST", "/wpnotify/v1/statuses",
-                  {"posts": {str(post_id): rows}, "resend_seen": resend_seen})
+    answer = site.rest("POST", "/wpnotify/v1/statuses",
+                       {"posts": {str(post_id): rows}, "resend_seen": resend_seen})
     assert answer == {"recorded": 1, "refused": []}, answer
 
 
@@ -150,7 +136,7 @@ def test_the_panel_shows_rows_as_text_and_sends_a_failed_one_again(
                  ["badge"] == "Queued", what="the row Queued")
     browser.refresh_until(driver, lambda r: by_target(r)["http://127.0.0.1:9/tb/hostile"]
                           ["badge"] == "Queued", "Queued after a reload")
-    requests = rest(source, "GET", "/wpnotify/v1/resend&since=0")
+    requests = source.rest("GET", "/wpnotify/v1/resend?since=0")
     assert [(r["kind"], r["target"]) for r in requests if r["post"] == post] == [
         ("trackback", "http://127.0.0.1:9/tb/hostile")]
     assert not driver.find_elements("css selector", ".wpnotify-panel .wpnotify-error")
@@ -213,7 +199,7 @@ def test_an_author_can_neither_read_nor_resend_another_authors_rows(
         assert "ok" not in answer, answer
         assert answer["error"]["data"]["status"] == 403, answer
     assert api(driver, "GET", f"/wpnotify/v1/posts/{mine}/status")["ok"]["rows"] == []
-    requests = rest(source, "GET", "/wpnotify/v1/resend&since=0")
+    requests = source.rest("GET", "/wpnotify/v1/resend?since=0")
     assert [r for r in requests if r["post"] == theirs] == []
 
 
@@ -426,7 +412,7 @@ def test_the_classic_meta_box_sends_a_failed_one_again(
     sent, failed = "http://127.0.0.1:9/tb/classic-sent", "http://127.0.0.1:9/tb/classic-failed"
     push(source, post, [row("trackback", sent, "sent", "accepted"),
                         row("trackback", failed, "failed", "Trackbacks are closed")])
-    newest = rest(source, "GET", "/wpnotify/v1/resend&since=0")
+    newest = source.rest("GET", "/wpnotify/v1/resend?since=0")
     plugin = source.root / "mu-plugins" / "wpnotify-test-classic.php"
     plugin.write_text(CLASSIC)
     try:
@@ -442,6 +428,6 @@ def test_the_classic_meta_box_sends_a_failed_one_again(
     browser.wait(driver, lambda d: shown[failed].find_element(
         By.CSS_SELECTOR, ".wpnotify-badge").text == "Queued", what="the row Queued")
     assert shown[failed].find_elements(By.CSS_SELECTOR, ".wpnotify-resend") == []
-    requests = rest(source, "GET", f"/wpnotify/v1/resend&since={len(newest) and newest[-1]['id']}")
+    requests = source.rest("GET", f"/wpnotify/v1/resend?since={len(newest) and newest[-1]['id']}")
     assert [(r["post"], r["kind"], r["target"]) for r in requests] == [
         (post, "trackback", failed)]

@@ -337,8 +337,9 @@ class Site:
         import urllib.request
 
         token = base64.b64encode(f"admin:{self.app_password}".encode()).decode()
+        route, _, query = path.partition("?")  # the ?rest_route= form: any permalinks
         request = urllib.request.Request(
-            f"{self.url}/wp-json{path}", method=method,
+            f"{self.url}/?rest_route={route}" + (f"&{query}" if query else ""), method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as answer:
