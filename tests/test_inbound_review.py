@@ -11,19 +11,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from receivers import serving
 from structlog.testing import capture_logs
-from test_verify import SITE_IP, SOURCE_IP, Pages, Received, World, a, page, resolver
+from test_inbound_pass import Site as StandinWordPress
+from test_verify import Received, World, a, page, serving_world
 
 from wpnotify import verify
 from wpnotify.errors import SourceError
 from wpnotify.http import Http
 from wpnotify.service.inbound import InboundPass
 from wpnotify.settings import HttpSettings, RetrySettings, Settings, SiteSettings
-from wpnotify.sources.records import PingBatch, ReceivedPing, SiteInfo
+from wpnotify.sources.records import ReceivedPing
 from wpnotify.state import Action, State, Verdict, open_state
 from wpnotify.urls import host_rule
-from wpnotify.verify import post_addresses
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 HOME = "http://blog.example"
@@ -31,42 +30,22 @@ HOME = "http://blog.example"
 
 # --- a stand-in WordPress whose status changes can fail ----------------------------------------
 
-class Site:
-    """A WordPress's pings as the REST API shows them. ``refuse``: comment IDs whose change
-    fails (SourceError) after WordPress made it (``lost``) or without making it."""
+class Site(StandinWordPress):
+    """test_inbound_pass's stand-in WordPress, whose status changes can fail: ``refuse``:
+    comment IDs whose change fails (SourceError) after WordPress made it (``lost``) or
+    without making it."""
 
     def __init__(self, pings: list[ReceivedPing], *, refuse: frozenset[int] = frozenset(),
                  lost: bool = False) -> None:
-        self.comments = {p.comment_id: p for p in pings}
-        self.status = {p.comment_id: p.status for p in pings}
-        self.changes: list[tuple[int, str]] = []
+        super().__init__(pings)
         self.refuse, self.lost = set(refuse), lost
 
-    def info(self) -> SiteInfo:
-        return SiteInfo("Blog", HOME)
-
-    def pings(self, after: int | None) -> PingBatch:
-        found = [p for i, p in sorted(self.comments.items())
-                 if (after is None and self.status[i] == "hold")
-                 or (after is not None and i > after and self.status[i] in ("hold", "approved"))]
-        return PingBatch(found, max(self.comments, default=None))
-
-    def post_links(self, ids: list[int]) -> dict[int, tuple[str, str]]:
-        return {i: (f"{HOME}/post-{i}/", "post") for i in ids}
-
-    def comment_status(self, comment_id: int) -> str | None:
-        return self.status.get(comment_id)
-
     def set_comment_status(self, comment_id: int, status: str) -> str:
-        assert status in ("spam", "approved"), "wpnotify never trashes or deletes"
         if comment_id in self.refuse:
             if self.lost:  # WordPress made the change; its answer never arrived
-                self.status[comment_id] = status
-                self.changes.append((comment_id, status))
+                super().set_comment_status(comment_id, status)
             raise SourceError(f"{HOME} did not answer the change of comment {comment_id}")
-        self.changes.append((comment_id, status))
-        self.status[comment_id] = status
-        return status
+        return super().set_comment_status(comment_id, status)
 
 
 def ping(comment_id: int, source: str, *, status: str = "hold") -> ReceivedPing:
@@ -96,17 +75,8 @@ def run(store: State, wordpress: Site, inbound: Literal["report", "moderate"], n
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    """test_verify's world: a watched site blog.test (post 42 at /hello/) and a source host
-    source.test on loopback; the seam may reach loopback but no private address."""
-    site, source = Pages(SITE_IP, "blog.test"), Pages(SOURCE_IP, "source.test")
-    with serving(site, 0.05), serving(source, 0.05):
-        home, permalink = site.url("/"), site.url("/hello/")
-        site.routes["/hello/"] = (200, {}, b"<p>the post</p>")
-        http = Http(HttpSettings(allowed_networks=("127.0.0.0/8",), timeout=5.0),
-                    resolver({"blog.test": SITE_IP, "source.test": SOURCE_IP}))
-        yield World(site, source, http, post_addresses(permalink, home, 42, "post"), home,
-                    permalink)
-        http.close()
+    with serving_world() as found:
+        yield found
 
 
 def every_source_is_spam(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,18 @@ import pytest
 from receivers import serving
 from test_inbound_review import HOME, NOW, SPAM, Site, ping, run
 from test_sources_pings import Blog, source
-from test_verify import SITE_IP, SOURCE_IP, Pages, World, _PagesHandler, a, page, resolver
+from test_verify import (
+    SITE_IP,
+    SOURCE_IP,
+    Pages,
+    Received,
+    World,
+    _PagesHandler,
+    a,
+    page,
+    resolver,
+    serving_world,
+)
 
 from wpnotify import verify
 from wpnotify.errors import SourceError
@@ -39,6 +50,12 @@ def store(tmp_path: Path) -> Iterator[State]:
 @pytest.fixture()
 def spam_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(verify, "check", lambda *args, **kwargs: SPAM)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with serving_world() as found:
+        yield found
 
 
 # --- verification: the own-site rule after a redirect -------------------------------------------
@@ -94,27 +111,6 @@ def test_a_persons_not_spam_after_a_lost_answer_is_not_overwritten(
     run(store, wordpress, "moderate", now=NOW + timedelta(minutes=5))
     assert wordpress.status[1] == "hold", "the person's decision was overwritten"
     assert wordpress.changes == [(1, "spam")]
-
-
-class Received:
-    """A ping as verify.check reads it."""
-
-    def __init__(self, kind: str, source: str) -> None:
-        self.kind, self.source, self.author_ip, self.content = kind, source, "127.0.0.62", ""
-
-
-@pytest.fixture
-def world() -> Iterator[World]:
-    """test_verify's world: a watched site blog.test (post 42 at /hello/) and a source host
-    source.test on loopback; the seam may reach loopback but no private address."""
-    site, source_host = Pages(SITE_IP, "blog.test"), Pages(SOURCE_IP, "source.test")
-    with serving(site, 0.05), serving(source_host, 0.05):
-        home, permalink = site.url("/"), site.url("/hello/")
-        http = Http(HttpSettings(allowed_networks=("127.0.0.0/8",), timeout=5.0),
-                    resolver({"blog.test": SITE_IP, "source.test": SOURCE_IP}))
-        yield World(site, source_host, http, post_addresses(permalink, home, 42, "post"),
-                    home, permalink)
-        http.close()
 
 
 # --- what `poll` says of a pass ----------------------------------------------------------------
@@ -181,10 +177,10 @@ class _Unreadable(Site):
 
     def __init__(self, pings: list[Any]) -> None:
         super().__init__(pings)
-        self.reads: list[int] = []
+        self.status_reads: list[int] = []  # (``reads``: the base's reads of the pings)
 
     def comment_status(self, comment_id: int) -> str | None:
-        self.reads.append(comment_id)
+        self.status_reads.append(comment_id)
         if comment_id == 1:
             raise SourceError(f"{HOME} answered 500 for comment 1")
         return super().comment_status(comment_id)
@@ -208,7 +204,7 @@ def test_a_comment_that_cannot_be_read_is_tried_once_per_pass(
     report = InboundPass(settings, store, site, wordpress, object(), NOW,  # type: ignore[arg-type]
                          jitter=lambda: 1.0, events=events).run()
     assert report.error is not None
-    assert wordpress.reads == [1]
+    assert wordpress.status_reads == [1]
     assert events.events == [("blog", "unverified", "none")]
 
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -486,9 +487,15 @@ class World:
 
 @pytest.fixture
 def world() -> Iterator[World]:
+    with serving_world() as found:
+        yield found
+
+
+@contextmanager
+def serving_world() -> Iterator[World]:
     """A watched site (blog.test on 127.0.0.61) whose post 42 moved from /old-slug/ to
     /hello/, and a source host (source.test on 127.0.0.62); the seam may reach loopback
-    (allowed_networks) but no private address."""
+    (allowed_networks) but no private address. (The inbound tests' ``world`` too.)"""
     site, source = Pages(SITE_IP, "blog.test"), Pages(SOURCE_IP, "source.test")
     with serving(site, 0.05), serving(source, 0.05):
         home, permalink = site.url("/"), site.url("/hello/")
