@@ -15,7 +15,16 @@ from typing import Any, Protocol
 import pytest
 
 from wpnotify.errors import SendError, StateError
-from wpnotify.state import Action, HostState, InboundPing, State, Status, Verdict
+from wpnotify.state import (
+    Action,
+    Finished,
+    HostState,
+    InboundPing,
+    Queued,
+    State,
+    Status,
+    Verdict,
+)
 from wpnotify.state.processes import process_token, this_process
 from wpnotify.times import wp_time
 
@@ -78,7 +87,9 @@ def test_one_notification_per_site_post_kind_and_target(state: State) -> None:
     assert state.add("s", 1, "trackback", "https://t/", "https://s/1", NOW)
     assert state.add("s", 2, "pingback", "https://t/", "https://s/2", NOW)
     assert state.add("other", 1, "pingback", "https://t/", "https://s/1", NOW)
-    assert state.targets("s", 1, "pingback") == {"https://t/"}
+    assert state.targets_by_kind("s", [1, 2]) == {
+        1: {"pingback": {"https://t/"}, "trackback": {"https://t/"}},
+        2: {"pingback": {"https://t/"}}}
 
 
 def test_only_one_claim_wins(state: State, backend: Backend) -> None:
@@ -330,6 +341,82 @@ def test_a_second_kind_for_a_target_is_refused_without_failing_the_unit(state: S
     assert state.set_kind(free, "pingback")
     assert state.kinds([("s", 1, "https://t/"), ("s", 1, "https://u/")]) == {
         ("s", 1, "https://t/"): {"webmention", "pingback"}, ("s", 1, "https://u/"): {"pingback"}}
+
+
+def test_set_kinds_changes_a_batch_and_refuses_a_kind_taken(state: State) -> None:
+    """As set_kind for each, in order: the second change to the same kind for one target
+    is refused (the first took it), and so is one whose kind a row already holds."""
+    for target in ("https://t/", "https://u/", "https://v/"):
+        state.add("s", 1, "webmention", target, "https://s/1", NOW)
+    state.add("s", 1, "trackback", "https://t/", "https://s/1", NOW)
+    state.add("s", 1, "pingback", "https://v/", "https://s/1", NOW)
+    ids = {(r.kind, r.target): r.id for r in state.history(limit=10)}
+    t, u, v = (ids[("webmention", f"https://{x}/")] for x in "tuv")
+    tb = ids[("trackback", "https://t/")]
+    with state.atomic():
+        assert state.set_kinds([(t, "pingback"), (tb, "pingback"), (u, "pingback"),
+                                (v, "pingback")]) == {t, u}
+        state.finish(tb, Status.SKIPPED, NOW, error="dup", error_code="duplicate")
+    assert state.kinds([("s", 1, x) for x in ("https://t/", "https://u/", "https://v/")]) == {
+        ("s", 1, "https://t/"): {"pingback", "trackback"}, ("s", 1, "https://u/"): {"pingback"},
+        ("s", 1, "https://v/"): {"webmention", "pingback"}}
+    assert state.get(tb).status == Status.SKIPPED  # type: ignore[union-attr]  # it exists
+    assert state.set_kinds([]) == set()
+
+
+def test_finish_many_records_each_outcome_and_skips_a_claim_lost(state: State,
+                                                                 backend: Backend) -> None:
+    for post in (1, 2, 3):
+        state.add("s", post, "pingback", f"https://t/{post}", "https://s/", NOW)
+    a, b, c = (state.history(post_id=p)[0].id for p in (1, 2, 3))
+    for i in (a, b, c):
+        assert state.claim(i, NOW)
+    backend.forge_claim(c, "another-host:1:1")  # taken over by another worker meanwhile
+    later = NOW + timedelta(minutes=5)
+    kept = state.finish_many([
+        Finished(a, Status.SENT, endpoint="https://t/xmlrpc", response="ok"),
+        Finished(b, Status.PENDING, error="timed out", error_code="timeout",
+                 next_attempt_at=later),
+        Finished(c, Status.SENT)], NOW)
+    assert kept == {a, b}
+    sent, retry, lost = state.get(a), state.get(b), state.get(c)
+    assert sent is not None and retry is not None and lost is not None
+    assert (sent.status, sent.endpoint, sent.response, sent.sent_at) == (
+        Status.SENT, "https://t/xmlrpc", "ok", NOW)
+    assert (retry.status, retry.error_code, retry.next_attempt_at, retry.sent_at) == (
+        Status.PENDING, "timeout", later, None)
+    assert lost.status == Status.SENDING
+    assert state.finish_many([], NOW) == set()
+    with pytest.raises(ValueError):
+        state.finish_many([Finished(a, "delivered")], NOW)  # type: ignore[arg-type]
+
+
+def test_add_many_queues_the_new_and_says_which(state: State) -> None:
+    state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
+    added = state.add_many("s", [
+        Queued(1, "pingback", "https://t/", "https://s/1"),
+        Queued(1, "webmention", "https://t/", "https://s/1", {"source": "https://s/1"}),
+        Queued(2, "trackback", "https://u/", "https://s/2", status=Status.SKIPPED,
+               error="too many", error_code="too-many")], NOW)
+    assert added == {(1, "webmention", "https://t/"), (2, "trackback", "https://u/")}
+    assert state.targets_by_kind("s", [1, 2, 3]) == {
+        1: {"pingback": {"https://t/"}, "webmention": {"https://t/"}},
+        2: {"trackback": {"https://u/"}}}
+    (skipped,) = state.history(kind="trackback")
+    assert (skipped.status, skipped.error_code, skipped.source) == (
+        Status.SKIPPED, "too-many", "https://s/2")
+    (mention,) = state.history(kind="webmention")
+    assert mention.payload == {"source": "https://s/1"}
+    assert state.add_many("s", [], NOW) == set()
+    assert state.targets_by_kind("s", []) == {} and state.targets_by_kind("other", [1]) == {}
+
+
+def test_targets_are_read_for_many_posts_at_once(state: State) -> None:
+    """More posts than an engine takes parameters in one statement."""
+    state.add_many("s", [Queued(post, "pingback", f"https://t/{post}", "https://s/")
+                         for post in range(1, 1201)], NOW)
+    found = state.targets_by_kind("s", range(1, 1202))
+    assert len(found) == 1200 and found[1200] == {"pingback": {"https://t/1200"}}
 
 
 def test_a_failed_unit_of_work_keeps_nothing(state: State) -> None:
@@ -590,7 +677,8 @@ def test_workers_gone_for_good_are_forgotten_with_their_sites(state: State) -> N
 
 
 def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> None:
-    """What one claiming unit reads stays true until it commits: a rival's unit waits."""
+    """What one claiming unit reads stays true until it commits: a rival's unit waits (from
+    its first statement: the lock may go with it, as PostgreSQL's does)."""
     import threading
 
     rival = backend.open()
@@ -600,12 +688,14 @@ def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> No
     def second() -> None:
         inside.wait(5)
         with rival.claiming():
+            rival.in_flight(NOW)
             entered.set()
             order.append("second")
 
     thread = threading.Thread(target=second)
     thread.start()
     with state.claiming():
+        state.in_flight(NOW)
         inside.set()
         assert not entered.wait(0.3)
         order.append("first")

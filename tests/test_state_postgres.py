@@ -207,6 +207,57 @@ def test_a_claim_skips_a_row_another_worker_holds(store: PostgresState,
     assert store.claim_many([b], NOW, NOW + timedelta(seconds=30)) == {b}
 
 
+def test_a_kind_another_process_takes_meanwhile_is_refused_the_batch_kept(
+        store: PostgresState, backend: PostgresBackend) -> None:
+    """set_kinds checks the kind is free in the statement; a row of it another process
+    inserts between that check and the write (uncommitted when the batch ran) fails the
+    batch's statement, which is then done change by change: that change refused, the
+    others made, the caller's unit and its other writes kept."""
+    for target in ("a", "b"):
+        store.add("s", 1, "webmention", f"https://t/{target}", "https://s/1", NOW)
+    a, b = (n.id for n in store.due(NOW))
+    with psycopg.connect(backend.url) as rival:
+        rival.execute("INSERT INTO notifications (site, post_id, kind, target, source, "
+                      "status, payload, created_at, updated_at) VALUES ('s', 1, 'pingback', "
+                      "'https://t/a', 'https://s/1', 'pending', '{}', %s, %s)",
+                      (NOW.isoformat(), NOW.isoformat()))
+        committed = threading.Timer(0.5, rival.commit)
+        committed.start()
+        with store.atomic():
+            store.add("s", 2, "pingback", "https://t/c", "https://s/2", NOW)
+            assert store.set_kinds([(a, "pingback"), (b, "pingback")]) == {b}
+        committed.join()
+    assert store.kinds([("s", 1, "https://t/a"), ("s", 1, "https://t/b")]) == {
+        ("s", 1, "https://t/a"): {"webmention", "pingback"},
+        ("s", 1, "https://t/b"): {"pingback"}}
+    assert [n.post_id for n in store.history(post_id=2)] == [2]
+
+
+def test_a_write_sent_with_the_commit_that_fails_keeps_nothing(store: PostgresState) -> None:
+    """Writes nobody waits for go with the unit's COMMIT: one that fails there fails the
+    unit, whole, as it would have failed when written."""
+    with pytest.raises(StateError) as caught, store.atomic():
+        store.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
+        store.queue_pinged("s", 1, ["https://t/a"], NOW)
+        store._write_many("INSERT INTO no_such_table VALUES (?)", [(1,)])
+    assert "no_such_table" in str(caught.value)
+    assert store.history() == [] and store.pinged_waiting("s", 10) == {}
+
+
+def test_a_unit_that_asks_nothing_sends_nothing(store: PostgresState,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its BEGIN (and lock) wait for its first statement: none, nothing sent."""
+    sent: list[object] = []
+    monkeypatch.setattr(store.conn, "execute", lambda *a, **k: sent.append(a))
+    monkeypatch.setattr(store.conn, "cursor", lambda *a, **k: sent.append(a))
+    monkeypatch.setattr(store.conn, "pipeline", lambda *a, **k: sent.append(a))
+    with store.claiming():
+        pass
+    with store.atomic():
+        store.set_kinds([])
+    assert sent == []
+
+
 def backend_pid(state: PostgresState) -> int:
     return int(state.conn.info.backend_pid)
 

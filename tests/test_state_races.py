@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,10 +104,11 @@ class Interleaved(SqliteState):
         self.stage = "waiting"  # then "read" (a post's rows were read), then "done"
         self.threads: list[threading.Thread] = []
 
-    def targets(self, site: str, post_id: int, kind: str) -> set[str]:
+    def targets_by_kind(self, site: str, post_ids: Collection[int]
+                        ) -> dict[int, dict[str, set[str]]]:
         if self.stage == "waiting":
             self.stage = "read"
-        return super().targets(site, post_id, kind)
+        return super().targets_by_kind(site, post_ids)
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

@@ -14,7 +14,7 @@ is leased (``leases``): a worker that dies loses it, and another sends the notif
 again.
 
 What an outcome means is ``decide``'s (pure); this module applies it to the state, in one
-place (``_apply``), and tells the ``pinged`` mirror what was sent.
+place (``_conclude``), and tells the ``pinged`` mirror what was sent.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from wpnotify.sending.decide import (
 from wpnotify.sending.leases import lease_span, renew_every
 from wpnotify.sending.pinged import PingedMirror
 from wpnotify.settings import Settings
-from wpnotify.state import HostState, Notification, State
+from wpnotify.state import Finished, HostState, Notification, State
 from wpnotify.state.processes import this_process
 from wpnotify.times import iso
 
@@ -59,6 +59,8 @@ if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
+RECORD_BATCH = 40  # outcomes recorded together at most (see ``_record_now``)
+RECORD_WITHIN = 0.1  # seconds an outcome waits at most to be recorded
 OTHERS_WAIT = 0.2  # seconds between looks while only other workers' requests hold the hosts
 
 log = structlog.get_logger("wpnotify.sender")
@@ -81,6 +83,8 @@ class _Run:
     busy: Counter[str] = field(default_factory=Counter)  # slots taken, by host
     hosts: Mapping[str, HostState] = field(default_factory=dict)  # as read for the claims
     done: list[Done] = field(default_factory=list)
+    unrecorded: list[_Finished] = field(default_factory=list)  # freed, to record in a batch
+    recording_since: float | None = None  # when the first of them finished (monotonic)
     # Hosts with room left for this worker only once other workers' requests end.
     crowded: bool = False
     # Workers put their results here: cheaper than a waiter on every future each pass.
@@ -187,10 +191,12 @@ class Dispatcher:
         finished. False when this run is over."""
         self.events.alive()  # a pass takes a second at most: a stalled loop stops these
         self._take_page(run)
-        finished = self._free_slots(run)
+        run.unrecorded += self._free_slots(run)
         self._start(run)
         run.done = []
-        if finished:
+        finished = run.unrecorded
+        if finished and self._record_now(run):
+            run.unrecorded = []
             # The outcomes: one commit, under the fleet's lock like the claims. Each row's
             # change marks its post for WordPress (a trigger): two workers recording batches
             # of the same posts in other orders would deadlock on those marks in PostgreSQL.
@@ -200,8 +206,25 @@ class Dispatcher:
                 return True  # their hosts may take their next notification now
         if not run.running:
             return self._idle(run)
-        run.done = _collect(run.completions)
+        wait = 1.0 if run.recording_since is None else max(
+            0.0, run.recording_since + RECORD_WITHIN - time.monotonic())
+        run.done = _collect(run.completions, wait)
         return True
+
+    def _record_now(self, run: _Run) -> bool:
+        """Whether the outcomes waiting are recorded in this pass: their slots free already
+        (plain outcomes), a few passes' worth go in one unit of work (its cost hardly grows
+        with its size), within RECORD_WITHIN of the first; at once when one holds its
+        slot, when nothing is in flight, or when stopping."""
+        waiting = run.unrecorded
+        now = time.monotonic()
+        if run.recording_since is None:
+            run.recording_since = now
+        if (len(waiting) >= RECORD_BATCH or now - run.recording_since >= RECORD_WITHIN
+                or not run.running or self.stopping() or not all(f.freed for f in waiting)):
+            run.recording_since = None
+            return True
+        return False
 
     def _take_page(self, run: _Run) -> None:
         feed = run.feed
@@ -353,16 +376,17 @@ class Dispatcher:
         # In post order: every unit that changes many posts' rows (and so their marks for
         # WordPress) takes them in the same order, so none waits for another in a cycle.
         ordered = sorted(finished, key=lambda f: (f.n.site, f.n.post_id, f.n.id))
-        # One read of their hosts, kept up to date with the holds written below; one write
-        # of the links WordPress is to list as pinged (each a round trip on PostgreSQL).
-        batch = _Batch(self.store.hosts({host_of(f.n.target) for f in ordered}))
         for f in ordered:
-            n, host = f.n, host_of(f.n.target)
             if not f.freed:
-                run.busy[host] -= 1
-            outcome = self._conclude(n, f.result, batch)
+                run.busy[host_of(f.n.target)] -= 1
+        # One read of their hosts, kept up to date with the holds written below; the kinds,
+        # the outcomes and the links WordPress is to list as pinged each written for the
+        # whole batch (each a round trip on PostgreSQL, however many outcomes).
+        batch = _Batch(self.store.hosts({host_of(f.n.target) for f in ordered}))
+        for f, outcome in self._conclude(ordered, batch):
+            n = f.n
             if outcome.busy:  # found to be WordPress, and pinged already: back in line
-                self._wordpress.add(host)
+                self._wordpress.add(host_of(n.target))
                 run.backlog.push(self._again(n.id))
                 continue
             if outcome.brief:  # a flood hold or a short Retry-After: wait in this run
@@ -375,41 +399,47 @@ class Dispatcher:
                 run.tally.retrying += self._put_off(run.backlog, n, outcome)
         self.mirror.sent_many(batch.pinged, self.clock())
 
-    def _conclude(self, n: Notification, result: Result, batch: _Batch) -> Outcome:
-        """Decides one attempt's outcome and records it: the one place outcomes are written
-        (the row, its host's pacing, what WordPress should learn of it)."""
+    def _conclude(self, ordered: list[_Finished], batch: _Batch
+                  ) -> list[tuple[_Finished, Outcome]]:
+        """Decides each attempt's outcome and records it: the one place outcomes are written
+        (the rows, their hosts' pacing, what WordPress should learn of them). The kinds the
+        attempts went out as are written first (a kind another row holds decides the
+        outcome), then each outcome is decided in order, its holds seen by the next."""
         now = self.clock()
-        if result.busy:
-            self.store.release(n.id)
-            return decide(n, result, HostState(), now, self.rules)
-        kind_taken = result.kind != n.kind and not self.store.set_kind(n.id, result.kind)
-        outcome = decide(n, result, batch.hosts.get(host_of(n.target), HostState()), now,
-                         self.rules, kind_taken=kind_taken)
-        self._apply(n, outcome, now, batch)
+        changed = self.store.set_kinds([(f.n.id, f.result.kind) for f in ordered
+                                        if not f.result.busy and f.result.kind != f.n.kind])
+        decided = []
+        for f in ordered:
+            n, result = f.n, f.result
+            if result.busy:
+                self.store.release(n.id)
+                decided.append((f, decide(n, result, HostState(), now, self.rules)))
+                continue
+            kind_taken = result.kind != n.kind and n.id not in changed
+            outcome = decide(n, result, batch.hosts.get(host_of(n.target), HostState()), now,
+                             self.rules, kind_taken=kind_taken)
+            for hold in outcome.holds:  # what the host said holds whoever sends next
+                self.store.set_host(hold.key, wordpress=hold.wordpress, not_before=hold.until)
+                batch.held(hold)
+            decided.append((f, outcome))
+        kept = self.store.finish_many([_finished(f.n, outcome) for f, outcome in decided
+                                       if not f.result.busy], now)
+        for f, outcome in decided:
+            if not f.result.busy:
+                self._recorded(f.n, f.result, outcome, f.n.id in kept, now, batch)
+        return decided
+
+    def _recorded(self, n: Notification, result: Result, outcome: Outcome, kept: bool,
+                  now: datetime, batch: _Batch) -> None:
+        """What follows an outcome written (in the caller's transaction). A claim lost
+        meanwhile (this worker's lease passed, another took the notification over and sends
+        it now) recorded nothing of the row: the other's outcome counts."""
         self.events.attempt(result.kind, outcome.status.value, result.duration_ms / 1000)
         error = outcome.error
         log.info("notification.attempt", site=n.site, post=n.post_id, kind=result.kind,
                  target=n.target, endpoint=result.endpoint, outcome=outcome.status,
                  code=error.code if error else None, error=error.message if error else None,
                  attempt=n.attempts + 1, duration_ms=result.duration_ms)
-        return outcome
-
-    def _apply(self, n: Notification, outcome: Outcome, now: datetime, batch: _Batch) -> None:
-        """Writes an outcome, in the caller's transaction: the row, the holds, the rows it
-        covers and the outbox go in one commit, so a crash leaves all or none of them. A
-        claim lost meanwhile (this worker's lease passed, another took the notification
-        over and sends it now) records nothing of the row: the other's outcome counts."""
-        error = outcome.error
-        if error is None:
-            kept = self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
-                                     response=outcome.response)
-        else:
-            kept = self.store.finish(n.id, outcome.status, now, endpoint=outcome.endpoint,
-                                     error=error.message, error_code=error.code,
-                                     next_attempt_at=outcome.next_attempt_at)
-        for hold in outcome.holds:  # what the host said holds whoever sends next
-            self.store.set_host(hold.key, wordpress=hold.wordpress, not_before=hold.until)
-            batch.held(hold)
         if not kept:
             log.warning("notification.claim_lost", site=n.site, post=n.post_id, id=n.id,
                         outcome=outcome.status, detail="this worker's lease passed before "
@@ -447,10 +477,22 @@ class Dispatcher:
         return found
 
 
-def _collect(completions: queue.SimpleQueue[Done]) -> list[Done]:
-    """What finished: waits up to a second for the first, then takes all that are there."""
+def _finished(n: Notification, outcome: Outcome) -> Finished:
+    """An outcome as the state records it: a failure's endpoint and error, and when it goes
+    again; a success's endpoint and the receiver's answer."""
+    error = outcome.error
+    if error is None:
+        return Finished(n.id, outcome.status, endpoint=outcome.endpoint,
+                        response=outcome.response)
+    return Finished(n.id, outcome.status, endpoint=outcome.endpoint, error=error.message,
+                    error_code=error.code, next_attempt_at=outcome.next_attempt_at)
+
+
+def _collect(completions: queue.SimpleQueue[Done], wait: float = 1.0) -> list[Done]:
+    """What finished: waits up to ``wait`` seconds for the first, then takes all that are
+    there."""
     try:
-        done = [completions.get(timeout=1.0)]
+        done = [completions.get(timeout=wait)]
     except queue.Empty:
         return []
     while True:

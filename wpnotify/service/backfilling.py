@@ -12,12 +12,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 
 from wpnotify.plan import Planned
 from wpnotify.sending.backlog import Feed, Tally
 from wpnotify.sending.dispatch import Dispatcher
-from wpnotify.service.recording import Recorder, isolated
+from wpnotify.service.recording import Recorder
 from wpnotify.settings import SiteSettings
 from wpnotify.sources import Post, Source
 from wpnotify.state import State
@@ -121,14 +120,9 @@ class Backfiller:
     def _plan_page(self, posts: list[Post], result: Backfill, record: bool) -> None:
         """Plans a page of posts; recording, counts only what was really recorded (another
         process may have recorded some of it meanwhile)."""
-        plans = [plan for post in posts
-                 if (plan := isolated(self.site, post, partial(self.recorder.plan, post),
-                                      None)) is not None]
-        if record:
-            with self.store.atomic():  # one commit for the page
-                recorded = [(plan.post, isolated(self.site, plan.post, partial(
-                    self.recorder.record, plan, self.clock()), list[Planned]()))
-                    for plan in plans]
+        plans = self.recorder.plan_many(posts)
+        if record:  # one commit for the page, of a few statements
+            recorded = self.recorder.record_many(plans, self.clock())
         else:
             recorded = [(plan.post, plan.owed) for plan in plans]
         for post, owed in recorded:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 import structlog
@@ -20,7 +21,7 @@ from wpnotify.errors import WpnotifyError
 from wpnotify.plan import Known, Planned, plan
 from wpnotify.settings import SiteSettings
 from wpnotify.sources import Post, Source
-from wpnotify.state import State, Status
+from wpnotify.state import Queued, State, Status
 
 log = structlog.get_logger("wpnotify.recording")
 T = TypeVar("T")
@@ -56,48 +57,86 @@ class Recorder:
             log.info("post.skipped", site=site.name, post=post.id, reason="password-protected")
             return []
         info = self.source.info()
+        if known is None:
+            rows = self.store.targets_by_kind(site.name, [post.id]).get(post.id, {})
+            known = lambda kind: rows.get(kind, set())  # noqa: E731 (one read, every kind)
         return plan(post, site, home=info.home, blog_name=info.name, announce=announce,
-                    known=known or (lambda kind: self.store.targets(site.name, post.id, kind)))
+                    known=known)
 
-    def plan(self, post: Post, announce: bool = False) -> Plan:
+    def plan(self, post: Post, announce: bool = False,
+             rows: dict[str, set[str]] | None = None) -> Plan:
         """What a post owes, worked out outside any transaction, with the state it was
-        worked out from."""
+        worked out from (the kinds it consulted, and their targets). ``rows``: the post's
+        targets by kind, when read already; else read at the first kind asked for (none
+        for a draft)."""
         seen: dict[str, set[str]] = {}
 
         def known(kind: str) -> set[str]:
-            if kind not in seen:
-                seen[kind] = self.store.targets(self.site.name, post.id, kind)
+            nonlocal rows
+            if rows is None:
+                rows = self.store.targets_by_kind(self.site.name, [post.id]).get(post.id, {})
+            seen[kind] = rows.get(kind, set())
             return seen[kind]
 
         return Plan(post, announce, self.owed(post, announce, known), seen)
 
+    def plan_many(self, posts: list[Post], announce: bool = False) -> list[Plan]:
+        """``plan`` for a page of posts, their rows read in one query; a post whose planning
+        trips a bug is logged and left out (``isolated``)."""
+        rows = self.store.targets_by_kind(self.site.name, [post.id for post in posts])
+        plans = (isolated(self.site, post, partial(self.plan, post, announce,
+                                                   rows.get(post.id, {})), None)
+                 for post in posts)
+        return [plan for plan in plans if plan is not None]
+
     def record(self, plan: Plan, now: datetime) -> list[Planned]:
-        """Records a plan, in one write transaction (the caller's, if it has one), and returns
-        what was really recorded. Deciding and inserting are one step against other
-        processes: under the write lock the post's rows are read again, and if another
-        process recorded some since the plan was made (a Webmention row that went out as a
-        pingback included), the post is planned again from them. So each notification is
-        recorded, and counted as new, once. (The plan is a pure function of the post and
-        these rows.)"""
-        name, post = self.site.name, plan.post
+        """Records a plan (see ``record_many``); returns what was really recorded."""
+        return self.record_many([plan], now)[0][1]
+
+    def record_many(self, plans: list[Plan], now: datetime
+                    ) -> list[tuple[Post, list[Planned]]]:
+        """Records plans, in one write transaction (the caller's, if it has one) of a few
+        statements however many posts, and returns what was really recorded of each.
+        Deciding and inserting are one step against other processes: under the write lock
+        the posts' rows are read again, and a post of which another process recorded some
+        since its plan was made (a Webmention row that went out as a pingback included) is
+        planned again from them. So each notification is recorded, and counted as new, once.
+        (A plan is a pure function of the post and these rows.) A post whose planning trips
+        a bug records nothing and is logged (``isolated``); the others are recorded."""
+        name = self.site.name
         with self.store.atomic():
-            owed = plan.owed
-            if any(self.store.targets(name, post.id, kind) != targets
-                   for kind, targets in plan.seen.items()):
-                owed = self.owed(post, plan.announce)
-            recorded = [item for item in owed
-                        if self.store.add(name, post.id, item.kind, item.target, post.link, now,
-                                          payload=item.payload_dict(),
-                                          status=Status(item.status),
-                                          error=item.error, error_code=item.error_code)]
+            rows = self.store.targets_by_kind(name, [plan.post.id for plan in plans
+                                                     if plan.seen])
+            owed = [(plan.post, self._owed_now(plan, rows.get(plan.post.id, {})))
+                    for plan in plans]
+            added = self.store.add_many(name, [
+                Queued(post.id, item.kind, item.target, post.link, item.payload_dict(),
+                       Status(item.status), item.error, item.error_code)
+                for post, items in owed for item in items], now)
+            recorded: list[tuple[Post, list[Planned]]] = []
+            for post, items in owed:
+                mine = []
+                for item in items:  # each new row once, should a plan name one twice
+                    if (key := (post.id, item.kind, item.target)) in added:
+                        added.discard(key)
+                        mine.append(item)
+                recorded.append((post, mine))
             # Queued trackbacks WordPress had already pinged leave to_ping, as core would do:
             # WordPress is told at the end of the cycle, from the state file's outbox (so
             # never lost). Those skipped for another reason (refused, too many, a bad URL)
             # were never sent, so they stay queued in WordPress, not marked as pinged.
-            self.store.queue_pinged(name, post.id, [
-                item.target for item in recorded
+            self.store.queue_pinged_many([
+                (name, post.id, item.target) for post, items in recorded for item in items
                 if item.kind == trackback.KIND and item.error_code == "already-pinged"], now)
             return recorded
+
+    def _owed_now(self, plan: Plan, rows: dict[str, set[str]]) -> list[Planned]:
+        """The plan's notifications, planned again if the rows it consulted changed."""
+        if not any(rows.get(kind, set()) != targets for kind, targets in plan.seen.items()):
+            return plan.owed
+        return isolated(self.site, plan.post, partial(
+            self.owed, plan.post, plan.announce, lambda kind: rows.get(kind, set())),
+            list[Planned]())
 
 
 def isolated(site: SiteSettings, post: Post, work: Callable[[], T], failed: T) -> T:

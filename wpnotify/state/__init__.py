@@ -29,9 +29,11 @@ from wpnotify.state.protocols import (
 )
 from wpnotify.state.records import (
     Action,
+    Finished,
     HostState,
     InboundPing,
     Notification,
+    Queued,
     SiteEntry,
     SiteState,
     Status,
@@ -39,8 +41,9 @@ from wpnotify.state.records import (
     WorkerState,
 )
 
-__all__ = ["Action", "Fleet", "History", "HostPacing", "HostState", "InboundLog",
-           "InboundPing", "LinkKey", "Notification", "PingedOutbox", "Queue", "Resends",
+__all__ = ["Action", "Finished", "Fleet", "History", "HostPacing", "HostState", "InboundLog",
+           "InboundPing", "LinkKey", "Notification", "PingedOutbox", "Queue", "Queued",
+           "Resends",
            "SiteEntry", "SiteLog", "SiteRegistry", "SiteState", "State", "Status", "StatusMark",
            "StatusOutbox", "UnitOfWork", "Verdict", "WorkerState", "open_state"]
 

@@ -111,15 +111,37 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
         already has a row for the same target. A savepoint keeps the caller's unit going
         (PostgreSQL aborts a whole transaction on an error otherwise)."""
         with self.atomic():
-            self.conn.execute("SAVEPOINT set_kind")
+            self._defer("SAVEPOINT set_kind")
             try:
                 self._run("UPDATE notifications SET kind = ? WHERE id = ?",
                           (kind, notification_id))
             except psycopg.errors.UniqueViolation:
-                self.conn.execute("ROLLBACK TO SAVEPOINT set_kind")
+                self._statement("ROLLBACK TO SAVEPOINT set_kind")
                 return False
-            self.conn.execute("RELEASE SAVEPOINT set_kind")
+            self._defer("RELEASE SAVEPOINT set_kind")
         return True
+
+    def set_kinds(self, changes: list[tuple[int, str]]) -> set[int]:
+        """One round trip for the batch: a change whose kind another row of the same
+        target already holds is left out by the statement itself, not by an error. A row
+        of that kind added meanwhile by another process (the check and the write are not
+        one step) still fails the batch's statement: it is then rolled back to its
+        savepoint and done one change at a time."""
+        if not changes:
+            return set()
+        with self.atomic():
+            self._defer("SAVEPOINT set_kinds")
+            try:
+                changed = self._fetch_many(
+                    """UPDATE notifications AS n SET kind = ? WHERE n.id = ? AND NOT EXISTS (
+                           SELECT 1 FROM notifications AS o WHERE o.site = n.site
+                           AND o.post_id = n.post_id AND o.kind = ? AND o.target = n.target)
+                       RETURNING n.id""", [(kind, i, kind) for i, kind in changes])
+            except psycopg.errors.UniqueViolation:
+                self._statement("ROLLBACK TO SAVEPOINT set_kinds")
+                return {i for i, kind in changes if self.set_kind(i, kind)}
+            self._defer("RELEASE SAVEPOINT set_kinds")
+        return {row[0] for row in changed}
 
     def mark_status(self, site: str, post_id: int) -> None:
         """A fresh change number from the sequence, as the triggers give."""

@@ -137,6 +137,8 @@ class PgConnection(SqlUnit):
     def __init__(self, url: str) -> None:
         super().__init__()
         self._url = url
+        self._pending: list[tuple[str, Any, bool]] = []  # see ``_begin``
+        self._opening = 0  # how many of them open the unit (its BEGIN and lock), if unsent
         self.shown = shown_dsn(url)
         self.label = f"state database {self.shown}"
         self.conn = self._connect()
@@ -186,27 +188,74 @@ class PgConnection(SqlUnit):
         self.conn = self._connect()
         return step()
 
-    def _begin(self) -> None:
-        self._once_more(lambda: self.conn.execute("BEGIN"))
+    # A unit's BEGIN, its lock, and writes whose answer nobody waits for are not sent on
+    # their own: they go with the unit's next statement, or its COMMIT, in one round trip
+    # (pipeline mode); a unit that ends having sent nothing costs none.
+
+    def _begin(self, exclusive: bool = False) -> None:
+        self._pending = [("BEGIN", None, False)]
+        if exclusive:
+            self._pending.append((LOCK, (CLAIM_LOCK,), False))
+        self._opening = len(self._pending)  # BEGIN and the lock only: nothing asked yet
+
+    def _defer(self, sql: str, params: Any = None, many: bool = False) -> None:
+        """A statement of the open unit sent with its next one (or its COMMIT)."""
+        self._pending.append((sql, params, many))
+
+    def _send(self, last: Callable[[psycopg.Cursor[Any]], object]) -> psycopg.Cursor[Any]:
+        """What is pending, then ``last`` on a new cursor, in one round trip; the cursor."""
+        def send() -> psycopg.Cursor[Any]:
+            pending, self._pending, self._opening = self._pending, [], 0
+            cursor = self.conn.cursor()
+            if not pending:
+                last(cursor)
+                return cursor
+            with self.conn.pipeline():
+                for sql, params, many in pending:
+                    if many:
+                        self.conn.cursor().executemany(sql, params)
+                    else:
+                        self.conn.execute(sql, params)
+                last(cursor)
+            return cursor
+        if self._opening:  # the unit's BEGIN goes too: nothing of it reached the server yet
+            pending = list(self._pending)
+
+            def again() -> psycopg.Cursor[Any]:
+                self._pending, self._opening = list(pending), len(pending)
+                return send()
+            return self._once_more(again)
+        return send()
 
     def _commit(self) -> None:
-        self.conn.execute("COMMIT")
+        if self._opening and len(self._pending) == self._opening:
+            self._pending, self._opening = [], 0  # nothing was asked: nothing to send
+            return
+        self._send(lambda cursor: cursor.execute("COMMIT"))
 
     def _rollback(self) -> None:
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not (
-                self.conn.broken or self.conn.closed):
+        unsent, self._pending, self._opening = bool(self._opening), [], 0
+        if unsent or self.conn.broken or self.conn.closed:
+            return
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.conn.execute("ROLLBACK")
 
     def _exclusive(self) -> None:
         """The claiming lock: an advisory lock held until the unit ends (any fixed key)."""
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
+        self._defer(LOCK, (CLAIM_LOCK,))
+
+    def _statement(self, sql: str) -> None:
+        """A statement without parameters (a savepoint's), in the open unit."""
+        self._send(lambda cursor: cursor.execute(sql))
 
     def _execute(self, sql: str, params: Any) -> psycopg.Cursor[Any]:
         """Statements with parameters in psycopg's form; one without runs as it is written
-        (a migration: several statements, ``%`` in its text)."""
+        (a migration: several statements, ``%`` in its text), on its own."""
         if not params:
+            if self._pending:
+                self._send(lambda cursor: None)
             return self.conn.execute(sql)
-        return self.conn.execute(placeholders(sql), params)
+        return self._send(lambda cursor: cursor.execute(placeholders(sql), params))
 
     def _fetch(self, sql: str, params: Any) -> list[Any]:
         def fetch() -> list[Any]:
@@ -230,8 +279,20 @@ class PgConnection(SqlUnit):
                 raise self._error(exc) from None
 
     def _run_many(self, sql: str, params: list[Any]) -> None:
-        with self.conn.cursor() as cursor:
-            cursor.executemany(placeholders(sql), params)
+        """In a unit (``_write_many`` opens one), sent with its next statement."""
+        self._defer(placeholders(sql), params, many=True)
+
+    def _fetch_many(self, sql: str, params: list[Any]) -> list[Any]:
+        """psycopg sends the batch in pipeline mode (one round trip, the statements run in
+        order) and keeps each one's result."""
+        found: list[Any] = []
+        cursor = self._send(lambda cursor: cursor.executemany(placeholders(sql), params,
+                                                              returning=True))
+        with cursor:
+            while True:
+                found += cursor.fetchall() if cursor.description else []
+                if not cursor.nextset():
+                    return found
 
     def _error(self, exc: Exception, doing: str = "write") -> StateError:
         reason = one_line(exc)
@@ -259,6 +320,7 @@ class PgConnection(SqlUnit):
 # meets one of these was never run.
 ENDED = frozenset({"57P01", "57P02", "57P03"})
 CLAIM_LOCK = 0x77706E63  # "wpnc": the claiming units' advisory lock (migrations use "wpnm")
+LOCK = "SELECT pg_advisory_xact_lock(%s)"
 
 
 def grants_fix(shown: str) -> str:

@@ -14,9 +14,11 @@ from typing import Any, Protocol
 
 from wpnotify.state.records import (
     Action,
+    Finished,
     HostState,
     InboundPing,
     Notification,
+    Queued,
     SiteEntry,
     SiteState,
     Status,
@@ -42,9 +44,19 @@ class Queue(UnitOfWork, Protocol):
             *, payload: dict[str, Any] | None = None, status: Status = Status.PENDING,
             error: str | None = None, error_code: str | None = None) -> bool: ...
 
+    def add_many(self, site: str, items: list[Queued], now: datetime
+                 ) -> set[tuple[int, str, str]]:
+        """``add`` for several notifications (of several posts), in one round trip; returns
+        the (post, kind, target) of those that were new."""
+        ...
+
     def get(self, notification_id: int) -> Notification | None: ...
 
-    def targets(self, site: str, post_id: int, kind: str) -> set[str]: ...
+    def targets_by_kind(self, site: str, post_ids: Collection[int]
+                        ) -> dict[int, dict[str, set[str]]]:
+        """The targets of these posts' rows, by post and kind, in one query (a post or a
+        kind with none is absent)."""
+        ...
 
     def kinds(self, keys: list[LinkKey]) -> dict[LinkKey, set[str]]: ...
 
@@ -63,6 +75,11 @@ class Queue(UnitOfWork, Protocol):
         sending the notification now (this one's claim was lost)."""
         ...
 
+    def finish_many(self, outcomes: list[Finished], now: datetime) -> set[int]:
+        """``finish`` for a batch, in the given order, in one round trip; returns the IDs
+        recorded (the others' claims were lost)."""
+        ...
+
     def defer(self, notification_id: int, now: datetime, until: datetime, reason: str,
               code: str) -> None: ...
 
@@ -70,6 +87,11 @@ class Queue(UnitOfWork, Protocol):
                ) -> int: ...
 
     def set_kind(self, notification_id: int, kind: str) -> bool: ...
+
+    def set_kinds(self, changes: list[tuple[int, str]]) -> set[int]:
+        """``set_kind`` for a batch of (ID, kind), in the given order; returns the IDs
+        changed (a kind another row of the same target holds is refused, as there)."""
+        ...
 
     def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None: ...
 

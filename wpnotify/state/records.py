@@ -70,6 +70,33 @@ class Notification:
 
 
 @dataclass(frozen=True)
+class Queued:
+    """A notification to queue (``add_many``): unique per post, kind and target."""
+
+    post_id: int
+    kind: str
+    target: str
+    source: str
+    payload: dict[str, Any] | None = None
+    status: Status = Status.PENDING
+    error: str | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How one attempt ended, as ``finish_many`` records it (see ``Queue.finish``)."""
+
+    id: int
+    status: Status
+    endpoint: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    response: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class SiteState:
     """Where the reading of one site stands. ``cursor``, ``deletions_seen`` and the baseline's
     modified times are WordPress's times (whole seconds); ``baseline`` holds the posts of the

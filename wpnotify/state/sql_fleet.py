@@ -2,8 +2,8 @@
 heartbeats, the sites' poll leases and what is in flight under a live lease.
 
 A backend mixes this in over its unit of work, which gives ``_rows`` (rows readable by
-position), ``_write``, ``atomic`` and ``_exclusive`` (inside a unit: wait for, then hold
-until commit, the one lock every ``claiming`` unit takes). Placeholders are ``?``; times are
+position), ``_write`` and ``atomic``, whose ``exclusive`` units wait for, then hold until
+commit, the one lock every ``claiming`` unit takes. Placeholders are ``?``; times are
 the state's sortable text (``times.iso``), so SQL compares them.
 """
 
@@ -27,14 +27,11 @@ class FleetSql:
 
         def _write(self, sql: str, params: Any = ()) -> int: ...
 
-        def atomic(self) -> AbstractContextManager[None]: ...
-
-        def _exclusive(self) -> None: ...
+        def atomic(self, *, exclusive: bool = False) -> AbstractContextManager[None]: ...
 
     @contextmanager
     def claiming(self) -> Iterator[None]:
-        with self.atomic():
-            self._exclusive()
+        with self.atomic(exclusive=True):
             yield
 
     def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:

@@ -6,7 +6,7 @@ backend's, as is its unit of work (``sql_unit``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from wpnotify.errors import StateError
 from wpnotify.state import rows
 from wpnotify.state.processes import process_dead, this_process
 from wpnotify.state.protocols import LinkKey
-from wpnotify.state.records import Notification, Status
+from wpnotify.state.records import Finished, Notification, Queued, Status
 from wpnotify.state.sql_unit import SqlUnit
 from wpnotify.times import iso, parse_iso
 
@@ -34,24 +34,40 @@ class QueueSql(SqlUnit):
             *, payload: dict[str, Any] | None = None, status: Status = Status.PENDING,
             error: str | None = None, error_code: str | None = None) -> bool:
         """Queues a notification unless one with the same key exists; True if it was new."""
-        return self._write(
+        return bool(self.add_many(site, [Queued(post_id, kind, target, source, payload, status,
+                                                error, error_code)], now))
+
+    def add_many(self, site: str, items: list[Queued], now: datetime
+                 ) -> set[tuple[int, str, str]]:
+        """Queues each unless one with the same key exists; the (post, kind, target) of the
+        new ones."""
+        added = self._write_returning(
             """INSERT INTO notifications (site, post_id, kind, target, source, status,
                    payload, error, error_code, created_at, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (site, post_id, kind, target) DO NOTHING""",
-            (site, post_id, kind, target, source, Status(status).value,
-             json.dumps(payload or {}), error, error_code, iso(now), iso(now))) == 1
+               ON CONFLICT (site, post_id, kind, target) DO NOTHING
+               RETURNING post_id, kind, target""",
+            [(site, item.post_id, item.kind, item.target, item.source,
+              Status(item.status).value, json.dumps(item.payload or {}), item.error,
+              item.error_code, iso(now), iso(now)) for item in items])
+        return {(row[0], row[1], row[2]) for row in added}
 
     def get(self, notification_id: int) -> Notification | None:
         found = self._notifications("SELECT * FROM notifications WHERE id = ?",
                                     (notification_id,))
         return found[0] if found else None
 
-    def targets(self, site: str, post_id: int, kind: str) -> set[str]:
-        found = self._rows(
-            "SELECT target FROM notifications WHERE site = ? AND post_id = ? AND kind = ?",
-            (site, post_id, kind))
-        return {row[0] for row in found}
+    def targets_by_kind(self, site: str, post_ids: Collection[int]
+                        ) -> dict[int, dict[str, set[str]]]:
+        found: dict[int, dict[str, set[str]]] = {}
+        posts = sorted(set(post_ids))
+        for start in range(0, len(posts), 500):  # within any engine's parameter limit
+            chunk = posts[start:start + 500]
+            for row in self._rows(
+                    f"SELECT post_id, kind, target FROM notifications WHERE site = ? AND "
+                    f"post_id IN ({','.join('?' * len(chunk))})", (site, *chunk)):
+                found.setdefault(row[0], {}).setdefault(row[1], set()).add(row[2])
+        return found
 
     def kinds(self, keys: list[LinkKey]) -> dict[LinkKey, set[str]]:
         """(site, post, target) -> the kinds that have a row for it; one query per site."""
@@ -114,17 +130,26 @@ class QueueSql(SqlUnit):
         """Records how an attempt ended. False, and nothing written, when another worker is
         sending it now: this one's claim was lost (its lease passed, and the notification
         was taken over), and the other's outcome is the one to keep."""
-        status = Status(status)  # a ValueError for a status the state does not know
-        return self._write(
+        return bool(self.finish_many([Finished(notification_id, Status(status), endpoint, error,
+                                               error_code, response, next_attempt_at)], now))
+
+    def finish_many(self, outcomes: list[Finished], now: datetime) -> set[int]:
+        """``finish`` for each, in their order (a caller that changes many posts' rows
+        gives them in post order); the IDs recorded."""
+        stamp, worker = iso(now), this_process()
+        kept = self._write_returning(
             """UPDATE notifications SET status = ?, updated_at = ?,
                    endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
                    response = COALESCE(?, response),
                    sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,
                    next_attempt_at = ?
-               WHERE id = ? AND (status <> 'sending' OR claimed_by = ?)""",
-            (status.value, iso(now), endpoint, error, error_code, response, status.value,
-             iso(now), iso(next_attempt_at) if next_attempt_at else None, notification_id,
-             this_process())) == 1
+               WHERE id = ? AND (status <> 'sending' OR claimed_by = ?)
+               RETURNING id""",
+            [(Status(o.status).value, stamp, o.endpoint, o.error, o.error_code, o.response,
+              Status(o.status).value, stamp,
+              iso(o.next_attempt_at) if o.next_attempt_at else None, o.id, worker)
+             for o in outcomes])
+        return {row[0] for row in kept}
 
     def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None:
         """Queues a sent notification again (a Webmention after its post changed)."""

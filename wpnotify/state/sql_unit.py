@@ -34,10 +34,15 @@ class SqlUnit:
     def _error(self, exc: Exception, doing: str = "write") -> StateError:
         raise NotImplementedError
 
-    def _begin(self) -> None:
+    def _begin(self, exclusive: bool = False) -> None:
+        """Opens a transaction; ``exclusive``: holding the claiming lock (``_exclusive``)."""
         raise NotImplementedError
 
     def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _exclusive(self) -> None:
+        """Inside a unit: waits for, then holds until its end, the claiming lock."""
         raise NotImplementedError
 
     def _rollback(self) -> None:
@@ -53,6 +58,12 @@ class SqlUnit:
         raise NotImplementedError
 
     def _run_many(self, sql: str, params: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _fetch_many(self, sql: str, params: list[Any]) -> list[Any]:
+        """Runs one statement once per parameter set, in their order, and returns the rows
+        each gave (a RETURNING clause), all together: on PostgreSQL one round trip for the
+        batch, not one each."""
         raise NotImplementedError
 
     def repair(self, sql: str) -> str:
@@ -79,10 +90,11 @@ class SqlUnit:
             raise self._read_only_error()
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self, *, exclusive: bool = False) -> Iterator[None]:
         """BEGIN … COMMIT, rolled back whole on any error, so nothing is ever half-written;
         the engine's errors become a StateError that says what to do. Nested units join the
-        outer one."""
+        outer one. ``exclusive``: the unit holds the claiming lock (``_exclusive``), no
+        other process's exclusive unit overlapping it."""
         with self._lock:
             self._require_open()
             if self.read_only:
@@ -90,6 +102,8 @@ class SqlUnit:
             if self._depth:
                 self._depth += 1
                 try:
+                    if exclusive:
+                        self._exclusive()
                     yield
                 except self._errors as exc:
                     raise self._error(exc) from None
@@ -97,7 +111,7 @@ class SqlUnit:
                     self._depth -= 1
                 return
             try:
-                self._begin()
+                self._begin(exclusive)
             except self._errors as exc:
                 raise self._error(exc) from None
             self._depth = 1
@@ -130,3 +144,8 @@ class SqlUnit:
         with self.atomic():
             if params:
                 self._run_many(sql, params)
+
+    def _write_returning(self, sql: str, params: list[Any]) -> list[Any]:
+        """``_fetch_many`` in a unit of work (the caller's, if it has one)."""
+        with self.atomic():
+            return self._fetch_many(sql, params) if params else []

@@ -68,8 +68,8 @@ class SqliteFile(SqlUnit):
                     self.db.execute("ROLLBACK")
                 raise state_error(self.path, exc) from None
 
-    def _begin(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+    def _begin(self, exclusive: bool = False) -> None:
+        self.db.execute("BEGIN IMMEDIATE")  # the writer lock: exclusive already
 
     def _commit(self) -> None:
         self.db.execute("COMMIT")
@@ -90,3 +90,7 @@ class SqliteFile(SqlUnit):
 
     def _run_many(self, sql: str, params: list[Any]) -> None:
         self.db.executemany(sql, params)
+
+    def _fetch_many(self, sql: str, params: list[Any]) -> list[Any]:
+        # sqlite3's executemany returns no rows; in-process, one call each costs little.
+        return [row for one in params for row in self.db.execute(sql, one).fetchall()]
