@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from standins import OnePostSite
 
 from wpnotify.http import Http
