@@ -62,9 +62,6 @@ def test_posts_given_by_id_are_read_a_page_at_a_time_off_the_senders_thread(
     assert pages == [(FIRST_PAGE, total), (FIRST_PAGE + PAGE, total), (total, total)]
 
 
-@pytest.mark.xfail(strict=True, reason="review r17: record_many queues a page's rows in the "
-                   "page's order (WordPress's, newest first), not post order; each insert "
-                   "marks its post (a trigger), so it can deadlock a worker's outcome batch")
 def test_a_page_is_recorded_in_post_order(tmp_path: Path) -> None:
     """A unit that changes many posts' rows takes them in post order, as the outcome batches
     and status_told do: a page read newest first is queued lowest ID first."""

@@ -259,6 +259,26 @@ def test_a_unit_that_asks_nothing_sends_nothing(store: PostgresState,
     assert sent == []
 
 
+def test_marks_are_taken_in_post_order_with_the_next_statement(
+        store: PostgresState, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lock_marks marks each post once, lowest first, as the triggers would; sent with the
+    unit's next statement."""
+    sent: list[list[Any]] = []
+    real = psycopg.Cursor.executemany
+
+    def spy(cursor: Any, query: Any, params: Any, **kw: Any) -> Any:
+        if "status_outbox" in str(query):
+            sent.append(list(params))
+        return real(cursor, query, params, **kw)
+    monkeypatch.setattr(psycopg.Cursor, "executemany", spy)
+    with store.atomic():
+        store.lock_marks([("s", 7), ("s", 1), ("a", 9), ("s", 7)])
+        assert sent == []  # not yet: with the next statement
+        store.in_flight(NOW)
+    assert sent == [[("a", 9), ("s", 1), ("s", 7)]]
+    assert sorted(post for post, _ in store.status_waiting("s", 10)) == [1, 7]
+
+
 def backend_pid(state: PostgresState) -> int:
     return int(state.conn.info.backend_pid)
 
@@ -477,9 +497,6 @@ def test_a_version_8_database_gains_the_inbound_log(fresh_database: str) -> None
     assert versions == list(range(1, LATEST + 1))
 
 
-@pytest.mark.xfail(strict=True, reason="review r17: a unit whose first send carries its COMMIT "
-                   "(deferred writes only) is sent again whole after a lost connection, "
-                   "though the server may have committed it (_send's _once_more, harmless)")
 def test_a_unit_sent_with_its_commit_is_not_sent_again_after_a_lost_connection(
         store: PostgresState, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what cannot have been done is sent again (``_once_more``): a COMMIT whose
@@ -509,9 +526,6 @@ def test_a_unit_sent_with_its_commit_is_not_sent_again_after_a_lost_connection(
         store._write("DROP TABLE review_tally")
 
 
-@pytest.mark.xfail(strict=True, reason="review r17: a deferred write's UniqueViolation surfaces "
-                   "at set_kind's UPDATE, is taken for its own, and the unit fails on "
-                   "'savepoint \"set_kind\" does not exist' instead of the write's error")
 def test_a_deferred_writes_error_is_reported_as_itself_not_as_set_kinds(
         store: PostgresState) -> None:
     """A write sent later than it was made must still fail as itself: set_kind's savepoint

@@ -59,8 +59,6 @@ if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
-RECORD_BATCH = 40  # outcomes recorded together at most (see ``_record_now``)
-RECORD_WITHIN = 0.1  # seconds an outcome waits at most to be recorded
 OTHERS_WAIT = 0.2  # seconds between looks while only other workers' requests hold the hosts
 
 log = structlog.get_logger("wpnotify.sender")
@@ -83,8 +81,6 @@ class _Run:
     busy: Counter[str] = field(default_factory=Counter)  # slots taken, by host
     hosts: Mapping[str, HostState] = field(default_factory=dict)  # as read for the claims
     done: list[Done] = field(default_factory=list)
-    unrecorded: list[_Finished] = field(default_factory=list)  # freed, to record in a batch
-    recording_since: float | None = None  # when the first of them finished (monotonic)
     # Hosts with room left for this worker only once other workers' requests end.
     crowded: bool = False
     # Workers put their results here: cheaper than a waiter on every future each pass.
@@ -191,12 +187,10 @@ class Dispatcher:
         finished. False when this run is over."""
         self.events.alive()  # a pass takes a second at most: a stalled loop stops these
         self._take_page(run)
-        run.unrecorded += self._free_slots(run)
+        finished = self._free_slots(run)
         self._start(run)
         run.done = []
-        finished = run.unrecorded
-        if finished and self._record_now(run):
-            run.unrecorded = []
+        if finished:
             # The outcomes: one commit, under the fleet's lock like the claims. Each row's
             # change marks its post for WordPress (a trigger): two workers recording batches
             # of the same posts in other orders would deadlock on those marks in PostgreSQL.
@@ -206,25 +200,8 @@ class Dispatcher:
                 return True  # their hosts may take their next notification now
         if not run.running:
             return self._idle(run)
-        wait = 1.0 if run.recording_since is None else max(
-            0.0, run.recording_since + RECORD_WITHIN - time.monotonic())
-        run.done = _collect(run.completions, wait)
+        run.done = _collect(run.completions)
         return True
-
-    def _record_now(self, run: _Run) -> bool:
-        """Whether the outcomes waiting are recorded in this pass: their slots free already
-        (plain outcomes), a few passes' worth go in one unit of work (its cost hardly grows
-        with its size), within RECORD_WITHIN of the first; at once when one holds its
-        slot, when nothing is in flight, or when stopping."""
-        waiting = run.unrecorded
-        now = time.monotonic()
-        if run.recording_since is None:
-            run.recording_since = now
-        if (len(waiting) >= RECORD_BATCH or now - run.recording_since >= RECORD_WITHIN
-                or not run.running or self.stopping() or not all(f.freed for f in waiting)):
-            run.recording_since = None
-            return True
-        return False
 
     def _take_page(self, run: _Run) -> None:
         feed = run.feed
@@ -288,6 +265,7 @@ class Dispatcher:
 
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
         run.crowded = not picked and any(others[host] for host in run.backlog.by_host)
+        self.store.lock_marks([(n.site, n.post_id) for n in picked])  # as outcomes do
         won = self.store.claim_many([n.id for n in picked], now, now + self.lease)
         return [n for n in picked if n.id in won]  # the others went to another worker
 
@@ -374,8 +352,10 @@ class Dispatcher:
         """Records the outcomes of finished sends (in the caller's transaction) and requeues
         what may go again in this run; frees the slots not freed yet."""
         # In post order: every unit that changes many posts' rows (and so their marks for
-        # WordPress) takes them in the same order, so none waits for another in a cycle.
+        # WordPress) takes them in the same order, so none waits for another in a cycle;
+        # the marks first, as the kinds and the outcomes are written in two passes.
         ordered = sorted(finished, key=lambda f: (f.n.site, f.n.post_id, f.n.id))
+        self.store.lock_marks([(f.n.site, f.n.post_id) for f in ordered])
         for f in ordered:
             if not f.freed:
                 run.busy[host_of(f.n.target)] -= 1
@@ -488,11 +468,10 @@ def _finished(n: Notification, outcome: Outcome) -> Finished:
                     error_code=error.code, next_attempt_at=outcome.next_attempt_at)
 
 
-def _collect(completions: queue.SimpleQueue[Done], wait: float = 1.0) -> list[Done]:
-    """What finished: waits up to ``wait`` seconds for the first, then takes all that are
-    there."""
+def _collect(completions: queue.SimpleQueue[Done]) -> list[Done]:
+    """What finished: waits up to a second for the first, then takes all that are there."""
     try:
-        done = [completions.get(timeout=wait)]
+        done = [completions.get(timeout=1.0)]
     except queue.Empty:
         return []
     while True:

@@ -109,10 +109,12 @@ class Recorder:
                                                      if plan.seen])
             owed = [(plan.post, self._owed_now(plan, rows.get(plan.post.id, {})))
                     for plan in plans]
-            added = self.store.add_many(name, [
-                Queued(post.id, item.kind, item.target, post.link, item.payload_dict(),
-                       Status(item.status), item.error, item.error_code)
-                for post, items in owed for item in items], now)
+            queued = [isolated(self.site, post, partial(_queued, post, items), list[Queued]())
+                      for post, items in owed]
+            # In post order, as every unit that changes many posts' rows (see lock_marks).
+            added = self.store.add_many(name, sorted(
+                (item for items in queued for item in items),
+                key=lambda item: (item.post_id, item.kind, item.target)), now)
             recorded: list[tuple[Post, list[Planned]]] = []
             for post, items in owed:
                 mine = []
@@ -137,6 +139,12 @@ class Recorder:
         return isolated(self.site, plan.post, partial(
             self.owed, plan.post, plan.announce, lambda kind: rows.get(kind, set())),
             list[Planned]())
+
+
+def _queued(post: Post, items: list[Planned]) -> list[Queued]:
+    """A post's planned notifications as the state queues them."""
+    return [Queued(post.id, item.kind, item.target, post.link, item.payload_dict(),
+                   Status(item.status), item.error, item.error_code) for item in items]
 
 
 def isolated(site: SiteSettings, post: Post, work: Callable[[], T], failed: T) -> T:

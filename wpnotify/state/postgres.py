@@ -29,11 +29,17 @@ TABLES = ("notifications", "sites", "scheduled", "hosts", "pinged_outbox", "stat
           "workers", "site_settings", "inbound")
 
 
+# A post marked for WordPress, as the triggers mark it (a fresh change number).
+MARK = ("INSERT INTO status_outbox (site, post_id) VALUES (?, ?) ON CONFLICT (site, post_id) "
+        "DO UPDATE SET seq = nextval('status_outbox_seq')")
+
+
 class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
                     InboundSql):
     """The state in a PostgreSQL database (see the module's docstring)."""
 
     _chunk = 5000  # post IDs in one query (the limit on parameters is 65,535)
+    _mark = MARK  # each a row lock: taken in post order (``lock_marks``)
 
     @classmethod
     def open(cls, url: str) -> PostgresState:
@@ -111,6 +117,7 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
         already has a row for the same target. A savepoint keeps the caller's unit going
         (PostgreSQL aborts a whole transaction on an error otherwise)."""
         with self.atomic():
+            self._flush()
             self._defer("SAVEPOINT set_kind")
             try:
                 self._run("UPDATE notifications SET kind = ? WHERE id = ?",
@@ -130,6 +137,7 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
         if not changes:
             return set()
         with self.atomic():
+            self._flush()
             self._defer("SAVEPOINT set_kinds")
             try:
                 changed = self._fetch_many(
@@ -145,6 +153,4 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
 
     def mark_status(self, site: str, post_id: int) -> None:
         """A fresh change number from the sequence, as the triggers give."""
-        self._write("INSERT INTO status_outbox (site, post_id) VALUES (?, ?) ON CONFLICT "
-                    "(site, post_id) DO UPDATE SET seq = nextval('status_outbox_seq')",
-                    (site, post_id))
+        self._write(MARK, (site, post_id))

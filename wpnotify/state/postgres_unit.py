@@ -175,8 +175,9 @@ class PgConnection(SqlUnit):
     def _once_more(self, step: Callable[[], T], *, harmless: bool = True) -> T:
         """``step``, and, when the connection turns out lost (the server restarted, or ended
         this session, since the last unit), ``step`` again on a new one. For what starts
-        afresh: a unit's BEGIN, a read (``harmless``); and a write of its own, only when
-        the server says it had ended the session before it (else it may have been done)."""
+        afresh: a unit's first send (its BEGIN goes with it) and a read (``harmless``); a
+        write of its own, or a unit's first send that carries its COMMIT, only when the
+        server says it had ended the session before it (else it may have been done)."""
         if self.conn.broken or self.conn.closed:
             self.conn = self._connect()
         try:
@@ -202,8 +203,12 @@ class PgConnection(SqlUnit):
         """A statement of the open unit sent with its next one (or its COMMIT)."""
         self._pending.append((sql, params, many))
 
-    def _send(self, last: Callable[[psycopg.Cursor[Any]], object]) -> psycopg.Cursor[Any]:
-        """What is pending, then ``last`` on a new cursor, in one round trip; the cursor."""
+    def _send(self, last: Callable[[psycopg.Cursor[Any]], object], *,
+              harmless: bool = True) -> psycopg.Cursor[Any]:
+        """What is pending, then ``last`` on a new cursor, in one round trip; the cursor.
+        The unit's first send is sent again on a new connection if the one it went on turns
+        out lost (nothing of the unit can have been done: its BEGIN went with it), unless
+        it carries the COMMIT (``harmless`` False: it may have been done, whole)."""
         def send() -> psycopg.Cursor[Any]:
             pending, self._pending, self._opening = self._pending, [], 0
             cursor = self.conn.cursor()
@@ -224,14 +229,14 @@ class PgConnection(SqlUnit):
             def again() -> psycopg.Cursor[Any]:
                 self._pending, self._opening = list(pending), len(pending)
                 return send()
-            return self._once_more(again)
+            return self._once_more(again, harmless=harmless)
         return send()
 
     def _commit(self) -> None:
         if self._opening and len(self._pending) == self._opening:
             self._pending, self._opening = [], 0  # nothing was asked: nothing to send
             return
-        self._send(lambda cursor: cursor.execute("COMMIT"))
+        self._send(lambda cursor: cursor.execute("COMMIT"), harmless=False)
 
     def _rollback(self) -> None:
         unsent, self._pending, self._opening = bool(self._opening), [], 0
@@ -243,6 +248,12 @@ class PgConnection(SqlUnit):
     def _exclusive(self) -> None:
         """The claiming lock: an advisory lock held until the unit ends (any fixed key)."""
         self._defer(LOCK, (CLAIM_LOCK,))
+
+    def _flush(self) -> None:
+        """Sends the writes waiting for the unit's next statement now (a savepoint's
+        rollback must not be taken for one of theirs)."""
+        if len(self._pending) > self._opening:
+            self._send(lambda cursor: None)
 
     def _statement(self, sql: str) -> None:
         """A statement without parameters (a savepoint's), in the open unit."""

@@ -199,6 +199,13 @@ class StatusOutbox(UnitOfWork, Protocol):
         rows (and the newest Send again request taken) at the next push all the same."""
         ...
 
+    def lock_marks(self, posts: Collection[tuple[str, int]]) -> None:
+        """Takes these posts' marks, in post order, in the caller's unit, before it changes
+        their rows (each change marks its post): every unit that changes many posts' rows
+        takes them in the same order, so none waits for another in a cycle (PostgreSQL,
+        where each mark is a row lock; SQLite's one writer needs nothing)."""
+        ...
+
 
 class Resends(StatusOutbox, Protocol):
     """Send again requests from WordPress: each puts one notification back in the queue."""

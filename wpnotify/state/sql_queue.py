@@ -23,6 +23,9 @@ class QueueSql(SqlUnit):
     """The ``Queue`` and ``History`` parts of the state, less ``claim_many`` and
     ``set_kind``, over the backend's unit of work."""
 
+    # How a post is marked for WordPress, as the triggers do (``lock_marks``); None where a
+    # unit of work holds the one writer lock already (SQLite), so there is nothing to take.
+    _mark: str | None = None
     # How ``due`` of given posts names the status column: SQLite's "+status" keeps its
     # planner off the status indexes, which would read every pending row of the site.
     _status_by_post = "status"
@@ -51,6 +54,12 @@ class QueueSql(SqlUnit):
               Status(item.status).value, json.dumps(item.payload or {}), item.error,
               item.error_code, iso(now), iso(now)) for item in items])
         return {(row[0], row[1], row[2]) for row in added}
+
+    def lock_marks(self, posts: Collection[tuple[str, int]]) -> None:
+        """Marks these posts, in post order (in the caller's unit, with its next statement on
+        PostgreSQL), before their rows change."""
+        if self._mark is not None and posts:
+            self._write_many(self._mark, sorted(set(posts)))
 
     def get(self, notification_id: int) -> Notification | None:
         found = self._notifications("SELECT * FROM notifications WHERE id = ?",
@@ -195,11 +204,14 @@ class QueueSql(SqlUnit):
         """
         with self.atomic():
             found = self._rows("SELECT id, claimed_by, updated_at, attempts, lease_until, "
-                               "error_code FROM notifications WHERE status = 'sending'")
+                               "error_code, site, post_id FROM notifications WHERE status = "
+                               "'sending' ORDER BY site, post_id, id")
             stamp, old = iso(now), iso(now - older_than)
-            stale = [(row[0], row[3], row[5] == "interrupted") for row in found
-                     if (row[4] < stamp if row[4] is not None else row[2] < old)
-                     or process_dead(row[1])]
+            stale_rows = [row for row in found
+                          if (row[4] < stamp if row[4] is not None else row[2] < old)
+                          or process_dead(row[1])]
+            self.lock_marks([(row[6], row[7]) for row in stale_rows])
+            stale = [(row[0], row[3], row[5] == "interrupted") for row in stale_rows]
             plans = [(i, attempts, again(attempts, before)) for i, attempts, before in stale]
             self._requeue_interrupted(now, [(i, n, w) for i, n, w in plans if w is not None])
             failed = [(i, n) for i, n, when in plans if when is None]
