@@ -343,9 +343,11 @@ def test_a_second_kind_for_a_target_is_refused_without_failing_the_unit(state: S
         ("s", 1, "https://t/"): {"webmention", "pingback"}, ("s", 1, "https://u/"): {"pingback"}}
 
 
-def test_set_kinds_changes_a_batch_and_refuses_a_kind_taken(state: State) -> None:
-    """As set_kind for each, in order: the second change to the same kind for one target
-    is refused (the first took it), and so is one whose kind a row already holds."""
+def test_finish_many_writes_the_kind_each_went_out_as_unless_another_row_has_it(
+        state: State) -> None:
+    """In order: the second fallback to the same kind for one target is not written (the
+    first took the kind), nor one whose kind a row already holds; nothing of either, their
+    outcome included (the caller decides it again, as a duplicate)."""
     for target in ("https://t/", "https://u/", "https://v/"):
         state.add("s", 1, "webmention", target, "https://s/1", NOW)
     state.add("s", 1, "trackback", "https://t/", "https://s/1", NOW)
@@ -353,15 +355,17 @@ def test_set_kinds_changes_a_batch_and_refuses_a_kind_taken(state: State) -> Non
     ids = {(r.kind, r.target): r.id for r in state.history(limit=10)}
     t, u, v = (ids[("webmention", f"https://{x}/")] for x in "tuv")
     tb = ids[("trackback", "https://t/")]
-    with state.atomic():
-        assert state.set_kinds([(t, "pingback"), (tb, "pingback"), (u, "pingback"),
-                                (v, "pingback")]) == {t, u}
-        state.finish(tb, Status.SKIPPED, NOW, error="dup", error_code="duplicate")
+    for i in (t, u, v, tb):
+        assert state.claim(i, NOW)
+    assert state.finish_many([Finished(i, Status.SENT, kind="pingback")
+                              for i in (t, tb, u, v)], NOW) == {t, u}
     assert state.kinds([("s", 1, x) for x in ("https://t/", "https://u/", "https://v/")]) == {
         ("s", 1, "https://t/"): {"pingback", "trackback"}, ("s", 1, "https://u/"): {"pingback"},
         ("s", 1, "https://v/"): {"webmention", "pingback"}}
-    assert state.get(tb).status == Status.SKIPPED  # type: ignore[union-attr]  # it exists
-    assert state.set_kinds([]) == set()
+    statuses = {i: n.status for i in (t, u, v, tb) if (n := state.get(i)) is not None}
+    assert statuses == {t: Status.SENT, u: Status.SENT, v: Status.SENDING, tb: Status.SENDING}
+    assert state.finish_many([Finished(tb, Status.SKIPPED, error="dup", error_code="duplicate")],
+                             NOW) == {tb}
 
 
 def test_finish_many_records_each_outcome_and_skips_a_claim_lost(state: State,

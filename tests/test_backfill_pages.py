@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from standins import OnePostSite
 
 from wpnotify.http import Http

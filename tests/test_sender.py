@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import xmlrpc.client
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -376,14 +377,12 @@ def test_a_batch_of_outcomes_marks_its_posts_in_post_order(world: dict[str, Any]
     store.claim_many([n.id for n in due.values()], now, now + timedelta(minutes=1))
     posts = {n.id: n.post_id for n in due.values()}
     touched: list[int] = []
-    for name in ("lock_marks", "set_kinds", "finish_many", "release", "settle"):
+    for name in ("lock_marks", "finish_many", "release", "settle"):
         real = getattr(store, name)
 
         def spy(*args: Any, real: Any = real, name: str = name, **kw: Any) -> Any:
             if name == "lock_marks":
                 touched.extend(post for _, post in args[0])
-            elif name == "set_kinds":
-                touched.extend(posts[i] for i, _ in args[0])
             elif name == "finish_many":
                 touched.extend(posts[o.id] for o in args[0])
             elif name == "release":
@@ -400,3 +399,45 @@ def test_a_batch_of_outcomes_marks_its_posts_in_post_order(world: dict[str, Any]
     assert {n.status for n in store.history()} == {"sent"}
     first_met = list(dict.fromkeys(touched))
     assert touched and first_met == sorted(first_met)
+
+
+def test_a_fallback_whose_kind_was_taken_meanwhile_is_recorded_as_a_duplicate(
+        world: dict[str, Any], tmp_path: Path) -> None:
+    """A Webmention row that went out as a pingback, while a pingback row for the same link
+    was added after the claim (the kinds taken are read at the claim): it ends skipped as
+    the duplicate it is, its row's kind kept; the batch's other fallback is written with its
+    kind; a third, whose claim another worker took over meanwhile, is left as that worker
+    has it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wpnotify.attempt import Result
+    from wpnotify.sending.backlog import Backlog
+    from wpnotify.sending.dispatch import _Finished, _Run
+
+    store: SqliteState = world["store"]
+    sender: Dispatcher = world["sender"]
+    now = world["clock"]()
+    for post in (1, 2, 3):
+        store.add("s", post, "webmention", f"https://a.example/{post}", "https://s.example/",
+                  now)
+    due = {n.post_id: n for n in store.due(now)}
+    store.claim_many([n.id for n in due.values()], now, now + timedelta(minutes=1))
+    store.add("s", 1, "pingback", "https://a.example/1", "https://s.example/", now)
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:  # post 3: another worker's now
+        db.execute("UPDATE notifications SET claimed_by = 'other:1:1' WHERE id = ?",
+                   (due[3].id,))
+    db.close()
+    finished = [_Finished(due[p], Result("pingback", f"https://a.example/xmlrpc{p}", "ok",
+                                         None, 5), True) for p in (1, 2, 3)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        run = _Run(["s"], None, None, Backlog([]), pool, now)
+        with store.claiming():
+            sender._finish(run, finished)
+    rows = {(n.post_id, n.kind): n for n in store.history(limit=10)}
+    duplicate = rows[(1, "webmention")]
+    assert (duplicate.status, duplicate.error_code) == ("skipped", "duplicate")
+    assert rows[(1, "pingback")].status == "pending"  # the row that took the kind, untouched
+    assert rows[(2, "pingback")].status == "sent"
+    assert (rows[(3, "webmention")].status, rows[(3, "webmention")].claimed_by) == (
+        "sending", "other:1:1")
+    assert run.tally.skipped == 1

@@ -27,7 +27,7 @@ from state_contract import *  # noqa: F403 (the contract's tests run here, again
 from state_contract import NOW
 
 from wpnotify.errors import StateError
-from wpnotify.state import Action, InboundPing, State, Status, Verdict, open_state
+from wpnotify.state import Action, Finished, InboundPing, State, Status, Verdict, open_state
 from wpnotify.state.migrations import LATEST, MIGRATIONS
 from wpnotify.state.postgres import PostgresState
 from wpnotify.state.postgres_unit import placeholders
@@ -208,15 +208,17 @@ def test_a_claim_skips_a_row_another_worker_holds(store: PostgresState,
     assert store.claim_many([b], NOW, NOW + timedelta(seconds=30)) == {b}
 
 
-def test_a_kind_another_process_takes_meanwhile_is_refused_the_batch_kept(
+def test_a_kind_another_process_takes_meanwhile_leaves_that_outcome_the_batch_kept(
         store: PostgresState, backend: PostgresBackend) -> None:
-    """set_kinds checks the kind is free in the statement; a row of it another process
-    inserts between that check and the write (uncommitted when the batch ran) fails the
-    batch's statement, which is then done change by change: that change refused, the
-    others made, the caller's unit and its other writes kept."""
+    """finish_many checks a fallback's kind is free in the statement; a row of it another
+    process inserts between that check and the write (uncommitted when the batch ran) fails
+    the batch's statement, which is written again once that row is committed: that
+    outcome left unwritten, the others written, the caller's unit and its other writes
+    kept."""
     for target in ("a", "b"):
         store.add("s", 1, "webmention", f"https://t/{target}", "https://s/1", NOW)
     a, b = (n.id for n in store.due(NOW))
+    assert store.claim_many([a, b], NOW, NOW + timedelta(seconds=30)) == {a, b}
     with psycopg.connect(backend.url) as rival:
         rival.execute("INSERT INTO notifications (site, post_id, kind, target, source, "
                       "status, payload, created_at, updated_at) VALUES ('s', 1, 'pingback', "
@@ -226,12 +228,14 @@ def test_a_kind_another_process_takes_meanwhile_is_refused_the_batch_kept(
         committed.start()
         with store.atomic():
             store.add("s", 2, "pingback", "https://t/c", "https://s/2", NOW)
-            assert store.set_kinds([(a, "pingback"), (b, "pingback")]) == {b}
+            assert store.finish_many([Finished(a, Status.SENT, kind="pingback"),
+                                      Finished(b, Status.SENT, kind="pingback")], NOW) == {b}
         committed.join()
     assert store.kinds([("s", 1, "https://t/a"), ("s", 1, "https://t/b")]) == {
         ("s", 1, "https://t/a"): {"webmention", "pingback"},
         ("s", 1, "https://t/b"): {"pingback"}}
     assert [n.post_id for n in store.history(post_id=2)] == [2]
+    assert store.get(a).status == Status.SENDING  # type: ignore[union-attr]  # it exists
 
 
 def test_a_write_sent_with_the_commit_that_fails_keeps_nothing(store: PostgresState) -> None:
@@ -255,7 +259,7 @@ def test_a_unit_that_asks_nothing_sends_nothing(store: PostgresState,
     with store.claiming():
         pass
     with store.atomic():
-        store.set_kinds([])
+        store.finish_many([], NOW)
     assert sent == []
 
 

@@ -352,10 +352,8 @@ class Dispatcher:
         """Records the outcomes of finished sends (in the caller's transaction) and requeues
         what may go again in this run; frees the slots not freed yet."""
         # In post order: every unit that changes many posts' rows (and so their marks for
-        # WordPress) takes them in the same order, so none waits for another in a cycle;
-        # the marks first, as the kinds and the outcomes are written in two passes.
+        # WordPress) takes them in the same order, so none waits for another in a cycle.
         ordered = sorted(finished, key=lambda f: (f.n.site, f.n.post_id, f.n.id))
-        self.store.lock_marks([(f.n.site, f.n.post_id) for f in ordered])
         for f in ordered:
             if not f.freed:
                 run.busy[host_of(f.n.target)] -= 1
@@ -381,33 +379,45 @@ class Dispatcher:
 
     def _conclude(self, ordered: list[_Finished], batch: _Batch
                   ) -> list[tuple[_Finished, Outcome]]:
-        """Decides each attempt's outcome and records it: the one place outcomes are written
-        (the rows, their hosts' pacing, what WordPress should learn of them). The kinds the
-        attempts went out as are written first (a kind another row holds decides the
-        outcome), then each outcome is decided in order, its holds seen by the next."""
+        """Decides each attempt's outcome, in order (its holds seen by the next), and records
+        them: the one place outcomes are written (the rows, with the kind each went out as;
+        their hosts' pacing; what WordPress should learn of them), each row once, in post
+        order. A fallback's kind another row took meanwhile (a race: the kinds taken were
+        read at the claim) leaves its row unwritten: decided again as the duplicate it is."""
         now = self.clock()
-        changed = self.store.set_kinds([(f.n.id, f.result.kind) for f in ordered
-                                        if not f.result.busy and f.result.kind != f.n.kind])
-        decided = []
-        for f in ordered:
-            n, result = f.n, f.result
-            if result.busy:
-                self.store.release(n.id)
-                decided.append((f, decide(n, result, HostState(), now, self.rules)))
-                continue
-            kind_taken = result.kind != n.kind and n.id not in changed
-            outcome = decide(n, result, batch.hosts.get(host_of(n.target), HostState()), now,
-                             self.rules, kind_taken=kind_taken)
-            for hold in outcome.holds:  # what the host said holds whoever sends next
-                self.store.set_host(hold.key, wordpress=hold.wordpress, not_before=hold.until)
-                batch.held(hold)
-            decided.append((f, outcome))
-        kept = self.store.finish_many([_finished(f.n, outcome) for f, outcome in decided
-                                       if not f.result.busy], now)
+        if any(f.result.busy for f in ordered):  # released apart: the marks first, in order
+            self.store.lock_marks([(f.n.site, f.n.post_id) for f in ordered])
+        decided = [(f, self._decided(f, batch, now)) for f in ordered]
+        kept = self.store.finish_many([_finished(f.n, outcome, f.result.kind)
+                                       for f, outcome in decided if not f.result.busy], now)
+        missed = [f for f, _ in decided if not f.result.busy and f.result.kind != f.n.kind
+                  and f.n.id not in kept]
+        if missed:
+            taken = self.store.kinds([(f.n.site, f.n.post_id, f.n.target) for f in missed])
+            again = {f.n.id: self._decided(f, batch, now, kind_taken=True) for f in missed
+                     if f.result.kind in taken[(f.n.site, f.n.post_id, f.n.target)]}
+            kept |= self.store.finish_many([_finished(f.n, again[f.n.id]) for f in missed
+                                            if f.n.id in again], now)
+            decided = [(f, again.get(f.n.id, outcome)) for f, outcome in decided]
         for f, outcome in decided:
             if not f.result.busy:
                 self._recorded(f.n, f.result, outcome, f.n.id in kept, now, batch)
         return decided
+
+    def _decided(self, f: _Finished, batch: _Batch, now: datetime, *,
+                 kind_taken: bool = False) -> Outcome:
+        """One attempt's outcome; a busy one released (nothing was sent), a host's holds
+        written (what the host said holds whoever sends next)."""
+        n, result = f.n, f.result
+        if result.busy:
+            self.store.release(n.id)
+            return decide(n, result, HostState(), now, self.rules)
+        outcome = decide(n, result, batch.hosts.get(host_of(n.target), HostState()), now,
+                         self.rules, kind_taken=kind_taken)
+        for hold in outcome.holds:
+            self.store.set_host(hold.key, wordpress=hold.wordpress, not_before=hold.until)
+            batch.held(hold)
+        return outcome
 
     def _recorded(self, n: Notification, result: Result, outcome: Outcome, kept: bool,
                   now: datetime, batch: _Batch) -> None:
@@ -457,15 +467,16 @@ class Dispatcher:
         return found
 
 
-def _finished(n: Notification, outcome: Outcome) -> Finished:
+def _finished(n: Notification, outcome: Outcome, sent_as: str | None = None) -> Finished:
     """An outcome as the state records it: a failure's endpoint and error, and when it goes
-    again; a success's endpoint and the receiver's answer."""
-    error = outcome.error
+    again; a success's endpoint and the receiver's answer; the kind it went out as
+    (``sent_as``), when another than its row's."""
+    error, kind = outcome.error, None if sent_as == n.kind else sent_as
     if error is None:
         return Finished(n.id, outcome.status, endpoint=outcome.endpoint,
-                        response=outcome.response)
+                        response=outcome.response, kind=kind)
     return Finished(n.id, outcome.status, endpoint=outcome.endpoint, error=error.message,
-                    error_code=error.code, next_attempt_at=outcome.next_attempt_at)
+                    error_code=error.code, next_attempt_at=outcome.next_attempt_at, kind=kind)
 
 
 def _collect(completions: queue.SimpleQueue[Done]) -> list[Done]:

@@ -10,6 +10,7 @@ kind inside the caller's unit (a savepoint), a post's status mark (a sequence), 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
@@ -128,28 +129,33 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
             self._defer("RELEASE SAVEPOINT set_kind")
         return True
 
-    def set_kinds(self, changes: list[tuple[int, str]]) -> set[int]:
-        """One round trip for the batch: a change whose kind another row of the same
-        target already holds is left out by the statement itself, not by an error. A row
-        of that kind added meanwhile by another process (the check and the write are not
-        one step) still fails the batch's statement: it is then rolled back to its
-        savepoint and done one change at a time."""
-        if not changes:
-            return set()
+    def _finish_rows(self, sql: str, params: list[Any]) -> list[Any]:
+        """Another process may add a row of a fallback's kind between the statement's check
+        and its write (READ COMMITTED): the unique key then fails the batch, which is rolled
+        back to its savepoint and written again, seeing that row now (committed: the error
+        waited for it), up to three times, then one outcome at a time."""
         with self.atomic():
-            self._flush()
-            self._defer("SAVEPOINT set_kinds")
-            try:
-                changed = self._fetch_many(
-                    """UPDATE notifications AS n SET kind = ? WHERE n.id = ? AND NOT EXISTS (
-                           SELECT 1 FROM notifications AS o WHERE o.site = n.site
-                           AND o.post_id = n.post_id AND o.kind = ? AND o.target = n.target)
-                       RETURNING n.id""", [(kind, i, kind) for i, kind in changes])
-            except psycopg.errors.UniqueViolation:
-                self._statement("ROLLBACK TO SAVEPOINT set_kinds")
-                return {i for i, kind in changes if self.set_kind(i, kind)}
-            self._defer("RELEASE SAVEPOINT set_kinds")
-        return {row[0] for row in changed}
+            for _ in range(3):
+                self._flush()
+                self._defer("SAVEPOINT finish_many")
+                try:
+                    kept = self._fetch_many(sql, params)
+                except psycopg.errors.UniqueViolation:
+                    self._statement("ROLLBACK TO SAVEPOINT finish_many")
+                    continue
+                self._defer("RELEASE SAVEPOINT finish_many")
+                return kept
+            return [row for one in params for row in self._one_finish(sql, one)]
+
+    def _one_finish(self, sql: str, params: Any) -> list[Any]:
+        self._defer("SAVEPOINT finish_one")
+        try:
+            kept = self._fetch(sql, params)
+        except psycopg.errors.UniqueViolation:
+            self._statement("ROLLBACK TO SAVEPOINT finish_one")
+            return []
+        self._defer("RELEASE SAVEPOINT finish_one")
+        return kept
 
     def mark_status(self, site: str, post_id: int) -> None:
         """A fresh change number from the sequence, as the triggers give."""

@@ -76,8 +76,10 @@ class Queue(UnitOfWork, Protocol):
         ...
 
     def finish_many(self, outcomes: list[Finished], now: datetime) -> set[int]:
-        """``finish`` for a batch, in the given order, in one round trip; returns the IDs
-        recorded (the others' claims were lost)."""
+        """``finish`` for a batch, in the given order, in one round trip, each with the kind
+        it went out as; returns the IDs recorded. One not recorded had its claim lost, or
+        went out as a kind another row of its post and target holds (nothing of it is
+        written then: decide again, as a duplicate)."""
         ...
 
     def defer(self, notification_id: int, now: datetime, until: datetime, reason: str,
@@ -87,11 +89,6 @@ class Queue(UnitOfWork, Protocol):
                ) -> int: ...
 
     def set_kind(self, notification_id: int, kind: str) -> bool: ...
-
-    def set_kinds(self, changes: list[tuple[int, str]]) -> set[int]:
-        """``set_kind`` for a batch of (ID, kind), in the given order; returns the IDs
-        changed (a kind another row of the same target holds is refused, as there)."""
-        ...
 
     def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None: ...
 

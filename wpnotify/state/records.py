@@ -85,7 +85,8 @@ class Queued:
 
 @dataclass(frozen=True)
 class Finished:
-    """How one attempt ended, as ``finish_many`` records it (see ``Queue.finish``)."""
+    """How one attempt ended, as ``finish_many`` records it (see ``Queue.finish``).
+    ``kind``: the kind it went out as, when another than its row's (a fallback)."""
 
     id: int
     status: Status
@@ -94,6 +95,7 @@ class Finished:
     error_code: str | None = None
     response: str | None = None
     next_attempt_at: datetime | None = None
+    kind: str | None = None
 
 
 @dataclass(frozen=True)

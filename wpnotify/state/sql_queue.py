@@ -144,21 +144,21 @@ class QueueSql(SqlUnit):
 
     def finish_many(self, outcomes: list[Finished], now: datetime) -> set[int]:
         """``finish`` for each, in their order (a caller that changes many posts' rows
-        gives them in post order); the IDs recorded."""
+        gives them in post order), with the kind each went out as, unless another row of
+        its post and target holds it; the IDs recorded."""
+        if not outcomes:
+            return set()
         stamp, worker = iso(now), this_process()
-        kept = self._write_returning(
-            """UPDATE notifications SET status = ?, updated_at = ?,
-                   endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
-                   response = COALESCE(?, response),
-                   sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,
-                   next_attempt_at = ?
-               WHERE id = ? AND (status <> 'sending' OR claimed_by = ?)
-               RETURNING id""",
-            [(Status(o.status).value, stamp, o.endpoint, o.error, o.error_code, o.response,
-              Status(o.status).value, stamp,
-              iso(o.next_attempt_at) if o.next_attempt_at else None, o.id, worker)
-             for o in outcomes])
+        kept = self._finish_rows(FINISH, [
+            (o.kind, Status(o.status).value, stamp, o.endpoint, o.error, o.error_code,
+             o.response, Status(o.status).value, stamp,
+             iso(o.next_attempt_at) if o.next_attempt_at else None, o.id, worker, o.kind,
+             o.kind) for o in outcomes])
         return {row[0] for row in kept}
+
+    def _finish_rows(self, sql: str, params: list[Any]) -> list[Any]:
+        """The outcomes' statement, one per outcome (PostgreSQL guards it: see there)."""
+        return self._write_returning(sql, params)
 
     def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None:
         """Queues a sent notification again (a Webmention after its post changed)."""
@@ -312,3 +312,19 @@ class QueueSql(SqlUnit):
             raise StateError(f"{self.label}: the next retry of site {site} cannot "
                              f"be read ({exc}); find its row with `wpnotify history --site "
                              f"{site} --status pending`") from None
+
+
+# An attempt's outcome, with the kind it went out as (NULL: its row's), written unless that
+# kind is another row's of the same post and target (UNIQUE), or another worker holds the
+# claim now (its lease passed and the notification was taken over).
+FINISH = """UPDATE notifications SET kind = COALESCE(?, kind), status = ?, updated_at = ?,
+                endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
+                response = COALESCE(?, response),
+                sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,
+                next_attempt_at = ?
+            WHERE id = ? AND (status <> 'sending' OR claimed_by = ?)
+              AND (CAST(? AS TEXT) IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM notifications AS o WHERE o.site = notifications.site
+                  AND o.post_id = notifications.post_id AND o.kind = ?
+                  AND o.target = notifications.target))
+            RETURNING id"""

@@ -104,11 +104,6 @@ class SqliteState(SqliteFile, QueueSql, StateSql, FleetSql, SitesSql,
                 raise
         return True
 
-    def set_kinds(self, changes: list[tuple[int, str]]) -> set[int]:
-        """One ``set_kind`` each: in-process, a statement costs no round trip."""
-        with self.atomic():
-            return {i for i, kind in changes if self.set_kind(i, kind)}
-
     def mark_status(self, site: str, post_id: int) -> None:
         """REPLACE gives the mark a fresh change number (AUTOINCREMENT), as the triggers do."""
         self._write("REPLACE INTO status_outbox (site, post_id) VALUES (?, ?)", (site, post_id))
