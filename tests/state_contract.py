@@ -423,6 +423,39 @@ def test_targets_are_read_for_many_posts_at_once(state: State) -> None:
     assert len(found) == 1200 and found[1200] == {"pingback": {"https://t/1200"}}
 
 
+def test_a_claim_reads_hosts_and_what_is_in_flight_at_once(state: State) -> None:
+    state.add("s", 1, "pingback", "https://t.example/a", "https://s/1", NOW)
+    state.add("s", 2, "pingback", "https://u.example/b", "https://s/2", NOW)
+    (first, _) = state.due(NOW)
+    assert state.claim(first.id, NOW)
+    state.set_host("t.example", wordpress=True)
+    hosts, flying = state.claim_view({"t.example", "nowhere.example"}, NOW)
+    assert hosts == state.hosts({"t.example", "nowhere.example"})
+    assert hosts["t.example"].wordpress and "nowhere.example" not in hosts
+    assert flying == state.in_flight(NOW) == [("https://t.example/a", this_process())]
+    assert state.claim_view(set(), NOW) == ({}, flying)
+
+
+def test_a_claim_says_which_kinds_each_link_has(state: State) -> None:
+    """claim_with_kinds claims as claim_many does, with the kinds of each claimed row's
+    post and target (its own included)."""
+    state.add("s", 1, "webmention", "https://t/", "https://s/1", NOW)
+    state.add("s", 1, "trackback", "https://t/", "https://s/1", NOW)
+    state.add("s", 2, "webmention", "https://u/", "https://s/2", NOW)
+    state.add("s", 3, "pingback", "https://v/", "https://s/3", NOW)
+    ids = {(r.post_id, r.kind): r.id for r in state.history(limit=10)}
+    assert state.claim(ids[(3, "pingback")], NOW)  # claimed already: not again
+    lease = NOW + timedelta(seconds=30)
+    won = state.claim_with_kinds([ids[(1, "webmention")], ids[(2, "webmention")],
+                                  ids[(3, "pingback")]], NOW, lease)
+    assert won == {ids[(1, "webmention")]: {"webmention", "trackback"},
+                   ids[(2, "webmention")]: {"webmention"}}
+    claimed = state.get(ids[(1, "webmention")])
+    assert claimed is not None and (claimed.status, claimed.attempts, claimed.lease_until) == (
+        Status.SENDING, 1, lease)
+    assert state.claim_with_kinds([], NOW, lease) == {}
+
+
 def test_a_failed_unit_of_work_keeps_nothing(state: State) -> None:
     with pytest.raises(RuntimeError), state.atomic():
         state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)

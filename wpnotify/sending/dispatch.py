@@ -188,7 +188,7 @@ class Dispatcher:
         self.events.alive()  # a pass takes a second at most: a stalled loop stops these
         self._take_page(run)
         finished = self._free_slots(run)
-        self._start(run)
+        self._start(run, {host_of(f.n.target) for f in finished})
         run.done = []
         if finished:
             # The outcomes: one commit, under the fleet's lock like the claims. Each row's
@@ -225,37 +225,39 @@ class Dispatcher:
             finished.append(_Finished(n, result, freed))
         return finished
 
-    def _start(self, run: _Run) -> None:
-        """Claims what is ready (one commit for the claims), then hands it to the workers."""
+    def _start(self, run: _Run, finished_hosts: set[str]) -> None:
+        """Claims what is ready (one commit for the claims), then hands it to the workers.
+        The hosts of the backlog and of the outcomes about to be recorded are read here,
+        once for both."""
         limit = self.settings.http.concurrency
         backlog = run.backlog
         claims = bool(backlog.by_host) and len(run.running) < limit and not self.stopping()
+        keys = backlog.pace_keys() | finished_hosts if backlog.by_host else finished_hosts
         # Claims take the fleet's claiming lock; a pass with nothing to claim only reads.
         with self.store.claiming() if claims else self.store.atomic():
             run.now = now = self.clock()
-            run.hosts = self.store.hosts(backlog.pace_keys()) if backlog.by_host else {}
-            claimed = self._claim(run, now, limit) if claims else []
-            # Kinds a fallback may not take (read here: workers never touch the store).
-            rows = self.store.kinds([(n.site, n.post_id, n.target) for n in claimed
-                                     if not kinds.sent_as_is(n.kind)])
-            taken = {n.id: frozenset(rows.get((n.site, n.post_id, n.target), set())
-                                     - {n.kind}) for n in claimed}
+            if claims:
+                run.hosts, flying = self.store.claim_view(keys, now)
+                claimed = self._claim(run, now, limit, flying)
+            else:
+                run.hosts, claimed = self.store.hosts(keys) if keys else {}, []
         discoveries = self.discoveries or Discoveries(self.http)
-        for n in claimed:
+        for n, taken in claimed:
             host = host_of(n.target)
             run.busy[host] += 1
             cleared = self._wordpress_host(host, run.hosts)
             run.running[n.id] = n
-            run.pool.submit(self._attempt, discoveries, n, cleared, taken[n.id],
-                            run.completions)
+            run.pool.submit(self._attempt, discoveries, n, cleared, taken, run.completions)
 
-    def _claim(self, run: _Run, now: datetime, limit: int) -> list[Notification]:
+    def _claim(self, run: _Run, now: datetime, limit: int,
+               in_flight: list[tuple[str, str | None]]
+               ) -> list[tuple[Notification, frozenset[str]]]:
         """Claims what is ready, within the limits, in the caller's claiming unit: the
         per-host room counts this worker's requests in flight and, from the state, every
-        other worker's, so the limits hold for the fleet."""
+        other worker's, so the limits hold for the fleet. Each claimed with the kinds a
+        fallback may not take (read here: workers never touch the store)."""
         per_host = self.settings.http.per_host_concurrency
-        flying = [(target, worker) for target, worker in self.store.in_flight(now)
-                  if worker != self.worker]
+        flying = [(target, worker) for target, worker in in_flight if worker != self.worker]
         others = Counter(host_of(target) for target, _ in flying)
         self.mirror.sharing(len({worker for _, worker in flying}), now)
 
@@ -266,8 +268,10 @@ class Dispatcher:
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
         run.crowded = not picked and any(others[host] for host in run.backlog.by_host)
         self.store.lock_marks([(n.site, n.post_id) for n in picked])  # as outcomes do
-        won = self.store.claim_many([n.id for n in picked], now, now + self.lease)
-        return [n for n in picked if n.id in won]  # the others went to another worker
+        won = self.store.claim_with_kinds([n.id for n in picked], now, now + self.lease)
+        # The others went to another worker.
+        return [(n, frozenset(() if kinds.sent_as_is(n.kind) else won[n.id] - {n.kind}))
+                for n in picked if n.id in won]
 
     def _idle(self, run: _Run) -> bool:
         """Nothing in flight: waits for the feed's reader, or for the next host to become
@@ -357,10 +361,10 @@ class Dispatcher:
         for f in ordered:
             if not f.freed:
                 run.busy[host_of(f.n.target)] -= 1
-        # One read of their hosts, kept up to date with the holds written below; the kinds,
-        # the outcomes and the links WordPress is to list as pinged each written for the
-        # whole batch (each a round trip on PostgreSQL, however many outcomes).
-        batch = _Batch(self.store.hosts({host_of(f.n.target) for f in ordered}))
+        # Their hosts as this pass read them (``_start``), kept up to date with the holds
+        # written below; the outcomes and the links WordPress is to list as pinged each
+        # written for the whole batch (a round trip on PostgreSQL, however many outcomes).
+        batch = _Batch(dict(run.hosts))
         for f, outcome in self._conclude(ordered, batch):
             n = f.n
             if outcome.busy:  # found to be WordPress, and pinged already: back in line

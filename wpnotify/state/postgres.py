@@ -113,6 +113,29 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
                 (iso(now), this_process(), iso(lease_until), list(ids)))
         return {row[0] for row in claimed}
 
+    def claim_with_kinds(self, ids: list[int], now: datetime, lease_until: datetime
+                         ) -> dict[int, set[str]]:
+        """The claim and its rows' kinds in one statement: the kinds are read as they were
+        before it (a claim changes none)."""
+        if not ids:
+            return {}
+        found: dict[int, set[str]] = {}
+        with self.atomic():
+            for row in self._rows(
+                    """WITH claimed AS (
+                           UPDATE notifications SET status = 'sending',
+                               attempts = attempts + 1, updated_at = ?, claimed_by = ?,
+                               lease_until = ?
+                           WHERE id IN (SELECT id FROM notifications WHERE id = ANY(?)
+                                        AND status = 'pending' FOR UPDATE SKIP LOCKED)
+                           RETURNING id, site, post_id, target)
+                       SELECT c.id, o.kind FROM claimed AS c JOIN notifications AS o
+                           ON o.site = c.site AND o.post_id = c.post_id
+                           AND o.target = c.target""",
+                    (iso(now), this_process(), iso(lease_until), list(ids))):
+                found.setdefault(row[0], set()).add(row[1])
+        return found
+
     def set_kind(self, notification_id: int, kind: str) -> bool:
         """Records that a notification went out as another kind; False when that kind
         already has a row for the same target. A savepoint keeps the caller's unit going

@@ -204,7 +204,7 @@ class PgConnection(SqlUnit):
         self._pending.append((sql, params, many))
 
     def _send(self, last: Callable[[psycopg.Cursor[Any]], object], *,
-              harmless: bool = True) -> psycopg.Cursor[Any]:
+              harmless: bool = True, together: bool = False) -> psycopg.Cursor[Any]:
         """What is pending, then ``last`` on a new cursor, in one round trip; the cursor.
         The unit's first send is sent again on a new connection if the one it went on turns
         out lost (nothing of the unit can have been done: its BEGIN went with it), unless
@@ -212,7 +212,7 @@ class PgConnection(SqlUnit):
         def send() -> psycopg.Cursor[Any]:
             pending, self._pending, self._opening = self._pending, [], 0
             cursor = self.conn.cursor()
-            if not pending:
+            if not pending and not together:  # ``together``: ``last`` sends several
                 last(cursor)
                 return cursor
             with self.conn.pipeline():
@@ -292,6 +292,28 @@ class PgConnection(SqlUnit):
     def _run_many(self, sql: str, params: list[Any]) -> None:
         """In a unit (``_write_many`` opens one), sent with its next statement."""
         self._defer(placeholders(sql), params, many=True)
+
+    def _rows_together(self, queries: list[tuple[str, Any]]) -> list[list[Any]]:
+        with self._lock:
+            self._require_open()
+            try:
+                return self._fetch_together(queries) if self._depth else self._once_more(
+                    lambda: self._fetch_together(queries))
+            except psycopg.Error as exc:
+                raise self._error(exc, "read") from None
+
+    def _fetch_together(self, queries: list[tuple[str, Any]]) -> list[list[Any]]:
+        """The first query with what is pending, the others after it, in one pipeline."""
+        cursors: list[psycopg.Cursor[Any]] = []
+
+        def rest(first: psycopg.Cursor[Any]) -> None:
+            sql, params = queries[0]
+            first.execute(placeholders(sql), params)
+            for sql, params in queries[1:]:
+                cursors.append(self.conn.cursor())
+                cursors[-1].execute(placeholders(sql), params)
+        first = self._send(rest, together=len(queries) > 1)
+        return [cursor.fetchall() for cursor in [first, *cursors]]
 
     def _fetch_many(self, sql: str, params: list[Any]) -> list[Any]:
         """psycopg sends the batch in pipeline mode (one round trip, the statements run in

@@ -99,6 +99,12 @@ class Queue(UnitOfWork, Protocol):
         ``lease_until``. One statement; returns the IDs claimed."""
         ...
 
+    def claim_with_kinds(self, ids: list[int], now: datetime, lease_until: datetime
+                         ) -> dict[int, set[str]]:
+        """``claim_many``, and for each notification claimed the kinds that have a row for
+        its post and target (its own included), in one round trip."""
+        ...
+
     def recover_interrupted(self, now: datetime, older_than: timedelta,
                             again: Callable[[int, bool], datetime | None]) -> tuple[int, int]:
         """Puts back rows left ``sending`` by a worker that stopped: their lease has
@@ -256,6 +262,11 @@ class Fleet(UnitOfWork, Protocol):
         so claims made on it keep the fleet within its per-host limits. The sender records
         its batches of outcomes in such units too: units that change many posts' rows, one
         at a time, never deadlock on each other. Keep it short."""
+        ...
+
+    def claim_view(self, hosts: set[str], now: datetime
+                   ) -> tuple[dict[str, HostState], list[tuple[str, str | None]]]:
+        """``HostPacing.hosts`` and ``in_flight`` at once: what a claim reads first."""
         ...
 
     def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:

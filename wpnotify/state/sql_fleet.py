@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from wpnotify.state.records import WorkerState
+from wpnotify.state.sql_state import IN_FLIGHT
 from wpnotify.times import iso, parse_iso
 
 
@@ -35,9 +36,7 @@ class FleetSql:
             yield
 
     def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:
-        rows = self._rows("SELECT target, claimed_by FROM notifications WHERE status = "
-                          "'sending' AND (lease_until IS NULL OR lease_until > ?)", (iso(now),))
-        return [(row[0], row[1]) for row in rows]
+        return [(row[0], row[1]) for row in self._rows(IN_FLIGHT, (iso(now),))]
 
     def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:
         self._write("INSERT INTO workers (id, started_at, seen_at, daemon) VALUES (?, ?, ?, ?) "

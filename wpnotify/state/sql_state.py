@@ -77,6 +77,18 @@ class StateSql(SqlUnit):
     def host(self, host: str) -> HostState:
         return self.hosts({host}).get(host, HostState())
 
+    def claim_view(self, hosts: set[str], now: datetime
+                   ) -> tuple[dict[str, HostState], list[tuple[str, str | None]]]:
+        """``hosts`` and ``in_flight``, read together (one round trip on PostgreSQL)."""
+        marks = ",".join("?" * len(hosts))
+        queries: list[tuple[str, Any]] = [(IN_FLIGHT, (iso(now),))]
+        if hosts:
+            queries.append((f"SELECT host, wordpress, not_before FROM hosts WHERE host IN "
+                            f"({marks})", list(hosts)))
+        found = self._rows_together(queries)
+        known = {row["host"]: rows.host_state(row, self) for row in found[1]} if hosts else {}
+        return known, [(row[0], row[1]) for row in found[0]]
+
     def hosts(self, hosts: set[str]) -> dict[str, HostState]:
         """Those of ``hosts`` the state knows (one query). A host is a host name[:port], or
         an update service's URL (paced on its own)."""
@@ -207,3 +219,8 @@ class StateSql(SqlUnit):
                  AND status IN ('pending', 'failed', 'skipped')""",
             {"now": iso(now), "site": site, "post": post_id, "kind": kind,
              "target": target}) == 1
+
+
+# What is being sent now, under a live lease: (target, claimed by).
+IN_FLIGHT = ("SELECT target, claimed_by FROM notifications WHERE status = 'sending' AND "
+             "(lease_until IS NULL OR lease_until > ?)")

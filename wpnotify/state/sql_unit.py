@@ -145,6 +145,10 @@ class SqlUnit:
             if params:
                 self._run_many(sql, params)
 
+    def _rows_together(self, queries: list[tuple[str, Any]]) -> list[list[Any]]:
+        """Each query's rows, the queries sent together (one round trip on PostgreSQL)."""
+        return [self._rows(sql, params) for sql, params in queries]
+
     def _write_returning(self, sql: str, params: list[Any]) -> list[Any]:
         """``_fetch_many`` in a unit of work (the caller's, if it has one)."""
         with self.atomic():

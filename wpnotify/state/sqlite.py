@@ -90,6 +90,19 @@ class SqliteState(SqliteFile, QueueSql, StateSql, FleetSql, SitesSql,
                 (iso(now), this_process(), iso(lease_until), *ids)).fetchall()
         return {row[0] for row in rows}
 
+    def claim_with_kinds(self, ids: list[int], now: datetime, lease_until: datetime
+                         ) -> dict[int, set[str]]:
+        with self.atomic():
+            won = self.claim_many(ids, now, lease_until)
+            found: dict[int, set[str]] = {i: set() for i in won}
+            marks = ",".join("?" * len(won))
+            for row in self.db.execute(
+                    f"SELECT c.id, o.kind FROM notifications AS c JOIN notifications AS o ON "
+                    f"o.site = c.site AND o.post_id = c.post_id AND o.target = c.target "
+                    f"WHERE c.id IN ({marks})", sorted(won)) if won else ():
+                found[row[0]].add(row[1])
+        return found
+
     def set_kind(self, notification_id: int, kind: str) -> bool:
         """Records that a notification went out as another kind (a Webmention row that fell
         back to Pingback); False when that kind already has a row for the same target (the
