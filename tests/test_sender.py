@@ -479,3 +479,38 @@ def test_an_unreachable_hosts_hold_another_worker_wrote_meanwhile_is_not_shorten
         with store.claiming():
             sender._finish(run, finished)
     assert store.host("a.example").not_before == later
+
+
+@pytest.mark.xfail(strict=True, reason="review2: FINISH's NOT EXISTS and _conclude's missed "
+                   "path count the row itself as the one holding the fallback's kind")
+def test_a_fallback_taken_over_and_sent_by_another_worker_is_not_recorded_a_duplicate(
+        world: dict[str, Any], tmp_path: Path) -> None:
+    """This worker's lease passed; another took the Webmention over, sent it as a pingback
+    too and recorded it (the row's kind is now pingback). This worker's outcome finds no
+    other row of that kind: the row itself holds it; it must not turn the sent row into a
+    skipped duplicate of itself."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wpnotify.attempt import Result
+    from wpnotify.sending.backlog import Backlog
+    from wpnotify.sending.dispatch import _Finished, _Run
+
+    store: SqliteState = world["store"]
+    sender: Dispatcher = world["sender"]
+    now = world["clock"]()
+    queue(world, "https://a.example/1", kind="webmention")
+    (n,) = store.due(now)
+    store.claim_many([n.id], now, now + timedelta(minutes=1))
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:  # the other worker's outcome
+        db.execute("UPDATE notifications SET kind = 'pingback', status = 'sent', "
+                   "claimed_by = 'other:1:1' WHERE id = ?", (n.id,))
+    db.close()
+    finished = [_Finished(n, Result("pingback", "https://a.example/xmlrpc", "ok", None, 5),
+                          True)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        run = _Run(["s"], None, None, Backlog([]), pool, now)
+        with store.claiming():
+            sender._finish(run, finished)
+    row = store.get(n.id)
+    assert row is not None and (row.kind, row.status, row.error_code) == (
+        "pingback", "sent", None)
