@@ -441,3 +441,76 @@ def test_a_fallback_whose_kind_was_taken_meanwhile_is_recorded_as_a_duplicate(
     assert (rows[(3, "webmention")].status, rows[(3, "webmention")].claimed_by) == (
         "sending", "other:1:1")
     assert run.tally.skipped == 1
+
+
+@pytest.mark.xfail(strict=True, reason="review2: _finish decides with the hosts _start read "
+                   "in an earlier unit: another worker's later hold, written between, is "
+                   "shortened by this outcome's put-off hold")
+def test_an_unreachable_hosts_hold_another_worker_wrote_meanwhile_is_not_shortened(
+        world: dict[str, Any], tmp_path: Path) -> None:
+    """An unreachable host is held until this notification's retry only when the state
+    holds it less long (``decide``'s put_off): another worker recording a longer hold
+    between this pass's read of the hosts (``_start``) and its outcomes' unit must keep
+    it, as when the hosts were read in the recording unit (under the claiming lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wpnotify.attempt import Result
+    from wpnotify.sending.backlog import Backlog
+    from wpnotify.sending.dispatch import _Finished, _Run
+    from wpnotify.times import iso
+
+    store: SqliteState = world["store"]
+    sender: Dispatcher = world["sender"]
+    now = world["clock"]()
+    queue(world, "https://a.example/1")
+    (n,) = store.due(now)
+    store.claim_many([n.id], now, now + timedelta(minutes=1))
+    down = SendError("connection refused", code="connect", permanent=False,
+                     unreachable=True)
+    finished = [_Finished(n, Result("pingback", None, None, down, 5), False)]
+    later = now + timedelta(hours=6)  # another worker's hold, from a later attempt
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        run = _Run(["s"], None, None, Backlog([]), pool, now)
+        sender._start(run, {"a.example"})  # this pass reads its hosts (no hold yet)
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:  # the other worker's unit
+            db.execute("INSERT INTO hosts (host, not_before) VALUES ('a.example', ?)",
+                       (iso(later),))
+        db.close()
+        with store.claiming():
+            sender._finish(run, finished)
+    assert store.host("a.example").not_before == later
+
+
+@pytest.mark.xfail(strict=True, reason="review2: FINISH's NOT EXISTS and _conclude's missed "
+                   "path count the row itself as the one holding the fallback's kind")
+def test_a_fallback_taken_over_and_sent_by_another_worker_is_not_recorded_a_duplicate(
+        world: dict[str, Any], tmp_path: Path) -> None:
+    """This worker's lease passed; another took the Webmention over, sent it as a pingback
+    too and recorded it (the row's kind is now pingback). This worker's outcome finds no
+    other row of that kind: the row itself holds it; it must not turn the sent row into a
+    skipped duplicate of itself."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wpnotify.attempt import Result
+    from wpnotify.sending.backlog import Backlog
+    from wpnotify.sending.dispatch import _Finished, _Run
+
+    store: SqliteState = world["store"]
+    sender: Dispatcher = world["sender"]
+    now = world["clock"]()
+    queue(world, "https://a.example/1", kind="webmention")
+    (n,) = store.due(now)
+    store.claim_many([n.id], now, now + timedelta(minutes=1))
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:  # the other worker's outcome
+        db.execute("UPDATE notifications SET kind = 'pingback', status = 'sent', "
+                   "claimed_by = 'other:1:1' WHERE id = ?", (n.id,))
+    db.close()
+    finished = [_Finished(n, Result("pingback", "https://a.example/xmlrpc", "ok", None, 5),
+                          True)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        run = _Run(["s"], None, None, Backlog([]), pool, now)
+        with store.claiming():
+            sender._finish(run, finished)
+    row = store.get(n.id)
+    assert row is not None and (row.kind, row.status, row.error_code) == (
+        "pingback", "sent", None)

@@ -541,3 +541,40 @@ def test_a_deferred_writes_error_is_reported_as_itself_not_as_set_kinds(
                           [(999, "s", 1), (999, "s", 2)])
         store.set_kind(n.id, "pingback")
     assert "duplicate key" in str(caught.value)
+
+
+@pytest.mark.xfail(strict=True, reason="review2: _fetch_together's retry after a lost "
+                   "connection keeps the first try's cursors (its list is not reset)")
+def test_a_claim_view_whose_connection_was_lost_is_read_again_whole(
+        store: PostgresState, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claiming unit's first send carries its BEGIN: when the connection is lost during
+    it (the server went away before answering), it is sent again whole on a new one
+    (``_send``'s ``_once_more``); the rows must be the new connection's, one list per
+    query, not the first try's cursors."""
+    import contextlib
+    store.add("s", 1, "pingback", "https://t.example/a", "https://s/1", NOW)
+    (n,) = store.due(NOW)
+    assert store.claim(n.id, NOW)
+    store.set_host("t.example", wordpress=True)
+    real = type(store.conn).pipeline
+    lost: list[bool] = []
+
+    @contextlib.contextmanager
+    def answer_lost(conn: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if lost:
+            with real(conn, *args, **kwargs) as pipeline:
+                yield pipeline
+            return
+        lost.append(True)  # the statements are queued, then the connection is gone
+        with contextlib.suppress(psycopg.Error), real(conn, *args, **kwargs) as pipeline:
+            yield pipeline
+            conn.close()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(type(store.conn), "pipeline", answer_lost)
+    with store.claiming():
+        hosts, flying = store.claim_view({"t.example"}, NOW)
+    monkeypatch.setattr(type(store.conn), "pipeline", real)
+    assert lost
+    assert hosts["t.example"].wordpress
+    assert [target for target, _ in flying] == ["https://t.example/a"]
