@@ -443,9 +443,6 @@ def test_a_fallback_whose_kind_was_taken_meanwhile_is_recorded_as_a_duplicate(
     assert run.tally.skipped == 1
 
 
-@pytest.mark.xfail(strict=True, reason="review2: _finish decides with the hosts _start read "
-                   "in an earlier unit: another worker's later hold, written between, is "
-                   "shortened by this outcome's put-off hold")
 def test_an_unreachable_hosts_hold_another_worker_wrote_meanwhile_is_not_shortened(
         world: dict[str, Any], tmp_path: Path) -> None:
     """An unreachable host is held until this notification's retry only when the state
@@ -481,8 +478,6 @@ def test_an_unreachable_hosts_hold_another_worker_wrote_meanwhile_is_not_shorten
     assert store.host("a.example").not_before == later
 
 
-@pytest.mark.xfail(strict=True, reason="review2: FINISH's NOT EXISTS and _conclude's missed "
-                   "path count the row itself as the one holding the fallback's kind")
 def test_a_fallback_taken_over_and_sent_by_another_worker_is_not_recorded_a_duplicate(
         world: dict[str, Any], tmp_path: Path) -> None:
     """This worker's lease passed; another took the Webmention over, sent it as a pingback

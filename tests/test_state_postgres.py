@@ -543,8 +543,6 @@ def test_a_deferred_writes_error_is_reported_as_itself_not_as_set_kinds(
     assert "duplicate key" in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="review2: _fetch_together's retry after a lost "
-                   "connection keeps the first try's cursors (its list is not reset)")
 def test_a_claim_view_whose_connection_was_lost_is_read_again_whole(
         store: PostgresState, monkeypatch: pytest.MonkeyPatch) -> None:
     """A claiming unit's first send carries its BEGIN: when the connection is lost during

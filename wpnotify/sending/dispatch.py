@@ -50,7 +50,7 @@ from wpnotify.sending.decide import (
 from wpnotify.sending.leases import lease_span, renew_every
 from wpnotify.sending.pinged import PingedMirror
 from wpnotify.settings import Settings
-from wpnotify.state import Finished, HostState, Notification, State
+from wpnotify.state import Finished, HostState, Notification, State, Status
 from wpnotify.state.processes import this_process
 from wpnotify.times import iso
 
@@ -361,10 +361,13 @@ class Dispatcher:
         for f in ordered:
             if not f.freed:
                 run.busy[host_of(f.n.target)] -= 1
-        # Their hosts as this pass read them (``_start``), kept up to date with the holds
-        # written below; the outcomes and the links WordPress is to list as pinged each
-        # written for the whole batch (a round trip on PostgreSQL, however many outcomes).
-        batch = _Batch(dict(run.hosts))
+        # Their hosts as this pass read them (``_start``), those of outcomes that may hold
+        # theirs read again in this unit (another worker's hold meanwhile is the one to
+        # keep, or lengthen), kept up to date with the holds written below; the outcomes
+        # and the links WordPress is to list as pinged each written for the whole batch (a
+        # round trip on PostgreSQL, however many outcomes).
+        holding = {host_of(f.n.target) for f in ordered if not f.freed}
+        batch = _Batch({**run.hosts, **(self.store.hosts(holding) if holding else {})})
         for f, outcome in self._conclude(ordered, batch):
             n = f.n
             if outcome.busy:  # found to be WordPress, and pinged already: back in line
@@ -396,10 +399,10 @@ class Dispatcher:
                                        for f, outcome in decided if not f.result.busy], now)
         missed = [f for f, _ in decided if not f.result.busy and f.result.kind != f.n.kind
                   and f.n.id not in kept]
-        if missed:
-            taken = self.store.kinds([(f.n.site, f.n.post_id, f.n.target) for f in missed])
+        if missed:  # still this worker's: not written for the kind another row holds
             again = {f.n.id: self._decided(f, batch, now, kind_taken=True) for f in missed
-                     if f.result.kind in taken[(f.n.site, f.n.post_id, f.n.target)]}
+                     if (row := self.store.get(f.n.id)) is not None
+                     and row.status == Status.SENDING and row.claimed_by == self.worker}
             kept |= self.store.finish_many([_finished(f.n, again[f.n.id]) for f in missed
                                             if f.n.id in again], now)
             decided = [(f, again.get(f.n.id, outcome)) for f, outcome in decided]

@@ -307,6 +307,7 @@ class PgConnection(SqlUnit):
         cursors: list[psycopg.Cursor[Any]] = []
 
         def rest(first: psycopg.Cursor[Any]) -> None:
+            cursors.clear()  # sent again on a new connection: that one's cursors only
             sql, params = queries[0]
             first.execute(placeholders(sql), params)
             for sql, params in queries[1:]:

@@ -315,8 +315,9 @@ class QueueSql(SqlUnit):
 
 
 # An attempt's outcome, with the kind it went out as (NULL: its row's), written unless that
-# kind is another row's of the same post and target (UNIQUE), or another worker holds the
-# claim now (its lease passed and the notification was taken over).
+# kind is another row's of the same post and target (UNIQUE; the row itself may have it
+# already: another worker that took it over sent the same fallback), or another worker holds
+# the claim now (its lease passed and the notification was taken over).
 FINISH = """UPDATE notifications SET kind = COALESCE(?, kind), status = ?, updated_at = ?,
                 endpoint = COALESCE(?, endpoint), error = ?, error_code = ?,
                 response = COALESCE(?, response),
@@ -326,5 +327,5 @@ FINISH = """UPDATE notifications SET kind = COALESCE(?, kind), status = ?, updat
               AND (CAST(? AS TEXT) IS NULL OR NOT EXISTS (
                   SELECT 1 FROM notifications AS o WHERE o.site = notifications.site
                   AND o.post_id = notifications.post_id AND o.kind = ?
-                  AND o.target = notifications.target))
+                  AND o.target = notifications.target AND o.id <> notifications.id))
             RETURNING id"""

@@ -96,7 +96,7 @@ class SqliteState(SqliteFile, QueueSql, StateSql, FleetSql, SitesSql,
             won = self.claim_many(ids, now, lease_until)
             found: dict[int, set[str]] = {i: set() for i in won}
             marks = ",".join("?" * len(won))
-            for row in self.db.execute(
+            for row in self._rows(
                     f"SELECT c.id, o.kind FROM notifications AS c JOIN notifications AS o ON "
                     f"o.site = c.site AND o.post_id = c.post_id AND o.target = c.target "
                     f"WHERE c.id IN ({marks})", sorted(won)) if won else ():
