@@ -316,6 +316,40 @@ def test_a_cycles_end_leaves_the_posts_other_workers_send_to_them(tmp_path: Path
     assert [sorted(rows) for rows, _ in site.pushes] == [[2, 3], [1, 4]]
 
 
+def test_a_cycles_end_with_others_sending_pushes_what_was_marked_when_it_looked(
+        tmp_path: Path) -> None:
+    """A first worker done kept pushing the others' posts as each settled while they sent
+    (up to 20 requests, WordPress's CPU taken from their sending): with others sending, a
+    cycle's end pushes what is marked when it looks; a post another worker settles
+    meanwhile stays marked, for that worker's own end."""
+    store, site = opened(tmp_path), EditorSite()
+    plan(store, range(1, 3))
+    mine, theirs = (store.history(post_id=post)[0].id for post in (1, 2))
+    for claimed in (mine, theirs):
+        store.claim(claimed, NOW)
+    store.finish(mine, Status.SENT, NOW)
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        db.execute("UPDATE notifications SET claimed_by = 'elsewhere.example:1:2' "
+                   "WHERE id = ?", (theirs,))
+    db.close()
+
+    def settled_by_the_other() -> None:
+        site.during = lambda: None
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+            db.execute("UPDATE notifications SET status = 'sent' WHERE id = ?", (theirs,))
+        db.close()
+
+    site.during = settled_by_the_other
+    mirror = mirror_of(store, site, worker=this_process())
+    mirror.sharing(1, NOW)
+    mirror.flush(final=True)
+    assert [sorted(rows) for rows, _ in site.pushes] == [[1]]
+    assert [post for post, _ in store.status_waiting("s", 10)] == [2]
+    mirror.sharing(0, NOW)  # alone: its end pushes every marked post
+    mirror.flush(final=True)
+    assert [sorted(rows) for rows, _ in site.pushes] == [[1], [2]]
+
+
 def test_an_xmlrpc_site_tells_no_statuses_and_makes_no_request(tmp_path: Path) -> None:
     from wpnotify.sources.xmlrpc import XmlrpcSource
 

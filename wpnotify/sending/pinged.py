@@ -228,10 +228,14 @@ class PingedMirror:
                        ) -> None:
         """The marked posts' status rows (every notification of each, every kind), newest
         changes first; ``settled``: of the posts whose notifications are all done only. A
-        mark is removed only if its post did not change meanwhile."""
+        mark is removed only if its post did not change meanwhile. With other workers
+        sending, a cycle's end pushes what is marked when it looks, not what they mark
+        after (a first worker done kept pushing the others' posts as each settled, up to
+        PINGED_BATCHES requests while they sent; each pushes its own at its end)."""
         seen = self.store.resend_seen(site)
         leave = ((self.worker, self._seen_at) if self._others and self._seen_at is not None
                  and not settled else None)
+        told: int | None
         for _ in range(STATUS_BATCHES_WITHIN if settled else PINGED_BATCHES):
             if not (marks := self.store.status_waiting(site, STATUS_BATCH, settled=settled,
                                                        leave_to_others=leave)):
@@ -241,13 +245,17 @@ class PingedMirror:
             if self.clock() - self._no_status_route.get(site, -NO_ROUTE_RECHECK) < \
                     NO_ROUTE_RECHECK:
                 self.store.status_told(site, marks)  # nothing to show them: not kept
-            elif not self._push_statuses(site, source, marks, seen):
+                told = len(marks)
+            elif (told := self._push_statuses(site, source, marks, seen)) is None:
                 return
+            if leave is not None and len(marks) < STATUS_BATCH and told == len(marks):
+                return  # all that was marked when it looked
 
     def _push_statuses(self, site: str, source: Source, marks: list[StatusMark],
-                       seen: int) -> bool:
+                       seen: int) -> int | None:
         """One request, of these posts while its body stays under STATUS_BYTES (the rest
-        go in the next); False when it failed (the marks wait for the next cycle)."""
+        go in the next); how many were told, None when it failed (the marks wait for the
+        next cycle)."""
         rows = self._rows_within(site, marks)
         marks = [mark for mark in marks if mark[0] in rows]
         try:
@@ -262,13 +270,13 @@ class PingedMirror:
             log.warning("wordpress.record_status_failed", site=site, posts=len(rows),
                         error=str(exc), detail="kept; WordPress is told again at the next "
                                                "cycle")
-            return False
+            return None
         else:
             if refused:  # deleted, or not the user's: nothing would take them later either
                 log.info("wordpress.status_refused", site=site, posts=refused[:20],
                          detail="deleted posts, or posts the user may not edit")
         self.store.status_told(site, marks)
-        return True
+        return len(marks)
 
     def _rows_within(self, site: str, marks: list[StatusMark]) -> dict[int, list[Any]]:
         """The posts' rows, in the marks' order, as many as fit STATUS_BYTES of JSON (one at
