@@ -292,6 +292,14 @@ def test_workers_sending_together_space_their_pushes_by_their_number(tmp_path: P
     assert [list(rows) for rows, _ in site.pushes] == [[1], [2], [3]]
 
 
+def by_another_process(tmp_path: Path, sql: str, *params: object) -> None:
+    """A write to the state file from another process (another worker's claim or outcome),
+    which no API of this one makes."""
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        db.execute(sql, params)
+    db.close()
+
+
 def test_a_cycles_end_leaves_the_posts_other_workers_send_to_them(tmp_path: Path) -> None:
     """The first worker done pushed every marked post, the others' unfinished ones too,
     each pushed again once done: those (a notification in another's hands, or due) stay
@@ -302,10 +310,8 @@ def test_a_cycles_end_leaves_the_posts_other_workers_send_to_them(tmp_path: Path
     for claimed in (theirs, mine, done):
         store.claim(claimed, NOW)
     store.finish(done, Status.SENT, NOW)
-    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
-        db.execute("UPDATE notifications SET claimed_by = 'elsewhere.example:1:2' "
-                   "WHERE id = ?", (theirs,))
-    db.close()
+    by_another_process(tmp_path, "UPDATE notifications SET claimed_by = "
+                       "'elsewhere.example:1:2' WHERE id = ?", theirs)
     mirror = mirror_of(store, site, worker=this_process())
     mirror.sharing(1, NOW)
     mirror.flush(final=True)
@@ -328,16 +334,13 @@ def test_a_cycles_end_with_others_sending_pushes_what_was_marked_when_it_looked(
     for claimed in (mine, theirs):
         store.claim(claimed, NOW)
     store.finish(mine, Status.SENT, NOW)
-    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
-        db.execute("UPDATE notifications SET claimed_by = 'elsewhere.example:1:2' "
-                   "WHERE id = ?", (theirs,))
-    db.close()
+    by_another_process(tmp_path, "UPDATE notifications SET claimed_by = "
+                       "'elsewhere.example:1:2' WHERE id = ?", theirs)
 
     def settled_by_the_other() -> None:
         site.during = lambda: None
-        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
-            db.execute("UPDATE notifications SET status = 'sent' WHERE id = ?", (theirs,))
-        db.close()
+        by_another_process(tmp_path, "UPDATE notifications SET status = 'sent' WHERE id = ?",
+                           theirs)
 
     site.during = settled_by_the_other
     mirror = mirror_of(store, site, worker=this_process())
