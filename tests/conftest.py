@@ -34,6 +34,19 @@ def _wordpress_missing() -> str | None:
     return None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on real WordPress sites (the e2e marker, or the sites behind the
+    ``wordpress_ready`` fixture) run one after another in one xdist process (pyproject.toml),
+    first: they share the sites, their fixed loopback addresses and each site's 15 s flood
+    check, and are most of the suite's time; the others run in the other process meanwhile."""
+    wordpress = [item for item in items if item.get_closest_marker("e2e") is not None
+                 or "wordpress_ready" in getattr(item, "fixturenames", ())]
+    chosen = {id(item) for item in wordpress}
+    for item in wordpress:
+        item.add_marker(pytest.mark.xdist_group("wordpress"))
+    items[:] = wordpress + [item for item in items if id(item) not in chosen]
+
+
 @pytest.fixture(scope="session")
 def wordpress_ready() -> None:
     problem = _wordpress_missing()
