@@ -34,6 +34,7 @@ def _wordpress_missing() -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests on real WordPress sites (the e2e marker, or the sites behind the
     ``wordpress_ready`` fixture) run one after another in one xdist process (pyproject.toml),
