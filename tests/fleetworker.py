@@ -2,8 +2,12 @@
 due on a shared state, then prints its tally as JSON. Run by tests/test_fleet.py:
 
     python tests/fleetworker.py STATE CONCURRENCY PER_HOST [LEASE [WORDPRESS_INTERVAL]]
+        [--posts=ID,ID...] [--others-wait=SECONDS]
 
-STATE is a state file's path or a postgresql:// URL.
+STATE is a state file's path or a postgresql:// URL. --posts: only these posts' notifications;
+--others-wait: the longest look-again while other workers' requests fill the hosts (the
+dispatcher's OTHERS_WAIT). The tally also counts the waits for room that were told of it
+(``told``) and those that ran out (``waited_out``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from wpnotify.http import Http
+from wpnotify.sending import dispatch
 from wpnotify.sending.dispatch import Dispatcher
 from wpnotify.sending.leases import Heartbeat
 from wpnotify.settings import HttpSettings, Settings, SiteSettings
@@ -21,7 +26,7 @@ from wpnotify.state import open_state
 
 
 def main(where: str, concurrency: int, per_host: int, lease: float = 30.0,
-         wordpress_interval: float = 15.0) -> None:
+         wordpress_interval: float = 15.0, posts: set[int] | None = None) -> None:
     settings = Settings(
         sites=(SiteSettings(name="s", url="https://s.example", username="u", password="p"),),
         worker_lease=lease,
@@ -30,17 +35,29 @@ def main(where: str, concurrency: int, per_host: int, lease: float = 30.0,
                           wordpress_ping_interval=wordpress_interval))
     store = open_state(where if where.startswith("postgres") else Path(where))
     http = Http(settings.http)
+    waits = {"told": 0, "waited_out": 0}
+    wait_for_room = store.wait_for_room
+
+    def counted(seconds: float) -> bool:
+        told = wait_for_room(seconds)
+        waits["told" if told else "waited_out"] += 1
+        return told
+    store.wait_for_room = counted  # type: ignore[method-assign]
 
     def now() -> datetime:
         return datetime.now(UTC)
 
     with Heartbeat(store, lease, now):
-        tally = Dispatcher(settings, store, http, {}, now).deliver(["s"])
+        tally = Dispatcher(settings, store, http, {}, now).deliver(["s"], posts)
     http.close()
     store.close()
-    print(json.dumps(tally.__dict__))
+    print(json.dumps({**tally.__dict__, **waits}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
-         *(float(a) for a in sys.argv[4:6]))
+    flags = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+    plain = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "others-wait" in flags:
+        dispatch.OTHERS_WAIT = float(flags["others-wait"])
+    main(plain[0], int(plain[1]), int(plain[2]), *(float(a) for a in plain[3:5]),
+         posts={int(p) for p in flags["posts"].split(",")} if "posts" in flags else None)

@@ -740,6 +740,45 @@ def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> No
     assert order == ["first", "second"]
 
 
+def test_a_worker_waiting_for_room_is_told_when_another_leaves_some(state: State,
+                                                                    backend: Backend) -> None:
+    """A worker whose claim found the hosts full of others' requests asks to be told of room;
+    another's unit that leaves some tells it at its commit. A state that cannot tell (a
+    file's workers look again after a while) says so, and its waits tell nothing."""
+    other = backend.open()
+    with state.claiming():
+        state.want_room(True)
+    with other.claiming():
+        other.room_freed()
+    assert state.wait_for_room(30) is state.tells_room
+
+
+def test_room_freed_before_asking_in_a_failed_unit_or_once_not_wanted_tells_nothing(
+        state: State, backend: Backend) -> None:
+    other = backend.open()
+    with state.claiming():
+        state.want_room(True)
+    with other.claiming():
+        other.room_freed()
+    with state.claiming():  # a claim reads the hosts again: what was told before is stale
+        state.want_room(True)
+    assert state.wait_for_room(0.3) is False
+    with pytest.raises(RuntimeError), other.claiming():
+        other.room_freed()
+        raise RuntimeError("rolled back")
+    assert state.wait_for_room(0.3) is False
+    with state.claiming():
+        state.want_room(False)
+    with other.claiming():
+        other.room_freed()
+    assert state.wait_for_room(0.3) is False
+    with state.claiming():  # and wanted again: told again
+        state.want_room(True)
+    with other.claiming():
+        other.room_freed()
+    assert state.wait_for_room(30) is state.tells_room
+
+
 # --- sites stored by `wpnotify sites` ------------------------------------------------------
 
 BLOG = {"url": "https://blog.example", "username": "u", "password_file": "/etc/pw",

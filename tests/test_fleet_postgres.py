@@ -3,8 +3,13 @@ each test gets a database of its own (conftest's fresh_database)."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import pytest
+from receivers import CountingReceiver, Log, serving
 from test_fleet import *  # noqa: F403 (the fleet's tests run here, on PostgreSQL)
+from test_fleet import finish, open_store, queue, start_worker
 
 
 @pytest.fixture()
@@ -35,3 +40,24 @@ def test_a_worker_whose_clock_runs_ahead_leaves_a_live_lease_alone(where: str) -
     assert abs(clock() - datetime.now(UTC)) < timedelta(seconds=1)
     assert not rival.take_site("blog", "fast:2:2", clock(), clock() + timedelta(seconds=20))
     assert rival.take_site("blog", "fast:2:2", ahead(), ahead() + timedelta(seconds=20))
+
+
+def test_a_worker_waiting_for_room_is_told_when_another_leaves_it(where: str, log: Log) -> None:
+    """The second worker's posts wait behind the first's requests to the one host they
+    share (one at a time); once the first has sent its own, the second is told at once
+    (LISTEN and NOTIFY), not at its next look, set here to a minute: a wait that ran out
+    would show. Each notification goes once, one at a time."""
+    with serving(CountingReceiver(log, delay=0.4)) as host:
+        store = open_store(where)
+        for post in range(8):
+            queue(store, post, host.url(f"/r/{post}"))
+        first = start_worker(where, 4, 1, "--posts=0,1,2,3", "--others-wait=60")
+        deadline = time.monotonic() + 30
+        while not store.in_flight(datetime.now(UTC)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = start_worker(where, 4, 1, "--posts=4,5,6,7", "--others-wait=60")
+        tallies = [finish(first), finish(second)]
+    assert sum(t["sent"] for t in tallies) == 8
+    assert tallies[1]["told"] >= 1 and tallies[1]["waited_out"] == 0
+    assert sorted(int(target.rsplit("/", 1)[1]) for _, target, _ in log.pings) == list(range(8))
+    assert max(log.peak.values()) == 1

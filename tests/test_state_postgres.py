@@ -298,6 +298,38 @@ def test_a_connection_lost_between_units_is_opened_again(store: PostgresState) -
     assert {n.post_id for n in store.history()} == {1, 2}
 
 
+def test_a_wait_for_room_on_a_lost_connection_listens_on_the_next(
+        store: PostgresState, backend: PostgresBackend) -> None:
+    """The connection that listened is lost: the wait sleeps its time out (no error: the
+    next unit opens another); the next wait listens on the new connection, and is told."""
+    other = backend.open()
+    with store.claiming():
+        store.want_room(True)
+    with admin() as db:
+        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
+    assert store.wait_for_room(0.3) is False
+    store.in_flight(NOW)  # a new connection
+    with other.claiming():
+        other.room_freed()  # before it listens: missed
+    assert store.wait_for_room(0.3) is False
+    with other.claiming():
+        other.room_freed()
+    assert store.wait_for_room(30) is True
+
+
+def test_a_lost_connection_listens_again_when_a_unit_asks(
+        store: PostgresState, backend: PostgresBackend) -> None:
+    """A unit's LISTEN sent again on a new connection (the old one lost before it): told."""
+    with admin() as db:
+        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
+    with store.claiming():
+        store.want_room(True)  # sent with the COMMIT: on a new connection
+    other = backend.open()
+    with other.claiming():
+        other.room_freed()
+    assert store.wait_for_room(30) is True
+
+
 def test_a_connection_lost_inside_a_unit_keeps_nothing(store: PostgresState) -> None:
     with pytest.raises(StateError) as caught, store.atomic():
         store.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)

@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
 OTHERS_WAIT = 0.2  # seconds between looks while only other workers' requests hold the hosts
+# (at most: a database server tells a worker waiting so of the room another leaves at once)
 
 log = structlog.get_logger("wpnotify.sender")
 
@@ -179,6 +180,9 @@ class Dispatcher:
                 if time.monotonic() - looked >= self.look_every:
                     looked = time.monotonic()
                     self._take_over(run)
+            if run.crowded:  # waiting for room no more: not told of it until the next run
+                with self.store.atomic():
+                    self.store.want_room(False)
         run.tally.retrying += len(run.backlog)
         return run.tally
 
@@ -196,6 +200,8 @@ class Dispatcher:
             # of the same posts in other orders would deadlock on those marks in PostgreSQL.
             with self.store.claiming():
                 self._finish(run, finished)
+                if any(host_of(f.n.target) not in run.backlog.by_host for f in finished):
+                    self.store.room_freed()  # slots this worker has nothing more for
             if not all(f.freed for f in finished):
                 return True  # their hosts may take their next notification now
         if not run.running:
@@ -267,6 +273,7 @@ class Dispatcher:
 
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
         run.crowded = not picked and any(others[host] for host in run.backlog.by_host)
+        self.store.want_room(run.crowded)  # told when another worker leaves room (``_idle``)
         self.store.lock_marks([(n.site, n.post_id) for n in picked])  # as outcomes do
         won = self.store.claim_with_kinds([n.id for n in picked], now, now + self.lease)
         # The others went to another worker.
@@ -286,8 +293,13 @@ class Dispatcher:
         pause = (next_ready - run.now).total_seconds()
         if pause > IN_CYCLE_WAIT:
             return False  # still pending; a later run sends them
-        # Ready, but other workers' requests fill its hosts: look again in a moment.
-        self.sleep(max(pause, OTHERS_WAIT if run.crowded else 0.0))
+        # Ready, but other workers' requests fill its hosts: look again when one of them
+        # leaves room (a state that can tell), or in a moment.
+        wait = max(pause, OTHERS_WAIT if run.crowded else 0.0)
+        if run.crowded and self.store.tells_room:
+            self.store.wait_for_room(wait)
+        else:
+            self.sleep(wait)
         return True
 
     def _take_over(self, run: _Run) -> None:

@@ -9,6 +9,7 @@ kind inside the caller's unit (a savepoint), a post's status mark (a sequence), 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,10 @@ TABLES = ("notifications", "sites", "scheduled", "hosts", "pinged_outbox", "stat
           "workers", "site_settings", "inbound")
 
 
+# The channel on which a worker that left room at a host tells those waiting for it (one per
+# database, as PostgreSQL's channels are).
+ROOM = "wpnotify_room"
+
 # A post marked for WordPress, as the triggers mark it (a fresh change number).
 MARK = ("INSERT INTO status_outbox (site, post_id) VALUES (?, ?) ON CONFLICT (site, post_id) "
         "DO UPDATE SET seq = nextval('status_outbox_seq')")
@@ -41,6 +46,10 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
 
     _chunk = 5000  # post IDs in one query (the limit on parameters is 65,535)
     _mark = MARK  # each a row lock: taken in post order (``lock_marks``)
+    tells_room = True  # LISTEN and NOTIFY (see ``want_room``)
+    _wanted = False  # LISTENing on ROOM, from the commit of the last unit that asked
+    _listening: Any = None  # the connection that was asked to (not a new one, after a loss)
+    _listened = False  # what a connection was told may wait in psycopg's backlog
 
     @classmethod
     def open(cls, url: str) -> PostgresState:
@@ -179,6 +188,58 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
             return []
         self._defer("RELEASE SAVEPOINT finish_one")
         return kept
+
+    # --- room at a host, handed over (LISTEN and NOTIFY) -------------------------------------
+
+    def want_room(self, wanted: bool) -> None:
+        """LISTEN (or UNLISTEN), sent with the unit's COMMIT: a claiming unit holds the lock
+        that the units telling of room take, so none is missed between its read of the hosts
+        and its commit. What the connection was told before is stale: dropped here (so
+        psycopg's backlog of notifications stays as small as one unit's)."""
+        if self._listened:
+            self._drain()
+        if wanted:
+            self._defer(f"LISTEN {ROOM}")
+            self._listening, self._listened = self.conn, True
+        elif self._wanted:
+            self._defer(f"UNLISTEN {ROOM}")
+        self._wanted = wanted
+
+    def room_freed(self) -> None:
+        """NOTIFY, with the unit's COMMIT (delivered at it, once however often asked)."""
+        self._defer(f"NOTIFY {ROOM}")
+
+    def wait_for_room(self, seconds: float) -> bool:
+        """Waits on the connection for a NOTIFY, if it LISTENs (a new connection, opened
+        after a loss, is asked to first: what was told meanwhile is missed, and the time
+        waited out); else, or when the wait fails (the next unit finds the connection lost
+        and opens another), sleeps out the time."""
+        deadline = time.monotonic() + seconds
+        told = False
+        with self._lock:
+            if self._wanted and not self._depth and not self._closed:
+                try:
+                    if self._listening is not self.conn:
+                        self._once_more(lambda: self.conn.execute(f"LISTEN {ROOM}"))
+                        self._listening = self.conn
+                    for _ in self.conn.notifies(timeout=seconds, stop_after=1):
+                        told = True
+                        break
+                except (psycopg.Error, StateError):
+                    pass
+                if told:
+                    self._drain()
+        if not told:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        return told
+
+    def _drain(self) -> None:
+        """Drops what the connection was told and not yet read (nothing waits for it)."""
+        try:
+            for _ in self.conn.notifies(timeout=0):
+                pass
+        except psycopg.Error:
+            pass  # a lost connection: the next statement says so
 
     def mark_status(self, site: str, post_id: int) -> None:
         """A fresh change number from the sequence, as the triggers give."""

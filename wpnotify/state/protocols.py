@@ -274,6 +274,30 @@ class Fleet(UnitOfWork, Protocol):
         claim without one), by any worker."""
         ...
 
+    # Room at a host, handed over: a worker whose claim found the hosts of what it has
+    # ready full of other workers' requests waits, and is told when one of them leaves room
+    # it will not use itself, instead of looking again only after a while.
+
+    tells_room: bool
+    """Whether ``wait_for_room`` can be told (a database server); False: the caller sleeps
+    and looks again (a file's workers)."""
+
+    def want_room(self, wanted: bool) -> None:
+        """In a ``claiming`` unit: from its commit on, ``room_freed`` in another worker's
+        unit wakes this one's ``wait_for_room`` (``wanted``), or no longer does. Room freed
+        before this unit (which read the hosts under the lock) is not told."""
+        ...
+
+    def room_freed(self) -> None:
+        """In a ``claiming`` unit: at its commit, the workers that want room are told that
+        this one left some free (a host it has nothing more for)."""
+        ...
+
+    def wait_for_room(self, seconds: float) -> bool:
+        """Outside a unit: waits up to ``seconds`` until told of room freed (True) or not
+        (False, the time passed, or this state cannot be told)."""
+        ...
+
     def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:
         """Records a worker as running (or seen again); ``daemon``: one that takes its share
         of the sites' polls (`wpnotify run`), kept from its first record."""

@@ -35,6 +35,18 @@ class FleetSql:
         with self.atomic(exclusive=True):
             yield
 
+    # A file's workers are not told of room freed: they look again after a while.
+    tells_room = False
+
+    def want_room(self, wanted: bool) -> None:
+        pass
+
+    def room_freed(self) -> None:
+        pass
+
+    def wait_for_room(self, seconds: float) -> bool:
+        return False
+
     def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:
         return [(row[0], row[1]) for row in self._rows(IN_FLIGHT, (iso(now),))]
 
