@@ -3,6 +3,7 @@ wordpress/devsite.py; in CI (CI=true) a missing prerequisite fails them instead 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import devsite  # noqa: E402 (needs the path above)
 import postgres_db  # noqa: E402 (beside this file)
 
 DATA = Path(__file__).parent / "data"
+WORDPRESS_LOCK = "/tmp/wpnotify-tests-wordpress.lock"
 
 
 def _wordpress_missing() -> str | None:
@@ -49,12 +51,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def wordpress_ready() -> None:
+def wordpress_ready() -> Iterator[None]:
     problem = _wordpress_missing()
     if problem and os.environ.get("CI"):
         pytest.fail(f"CI must run the end-to-end tests: {problem}")
     if problem:
         pytest.skip(problem)
+    # One process at a time on the sites' fixed addresses, whatever xdist does (a grouping
+    # that fails, a second test run on this machine): the other waits, saying why.
+    with open(WORDPRESS_LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.stderr.write(f"waiting for {WORDPRESS_LOCK}: another process runs tests on "
+                             "the WordPress sites\n")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
