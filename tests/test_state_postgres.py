@@ -323,7 +323,8 @@ def test_a_lost_connection_listens_again_when_a_unit_asks(
     with admin() as db:
         db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
     with store.claiming():
-        store.want_room(True)  # sent with the COMMIT: on a new connection
+        store.want_room(True)
+        store.in_flight(NOW)  # sent with the LISTEN, again on a new connection
     other = backend.open()
     with other.claiming():
         other.room_freed()

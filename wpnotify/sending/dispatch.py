@@ -9,9 +9,10 @@ Several processes may send from one state (workers sharing a database, or a back
 the daemon). The per-host limits and holds are the fleet's: claims are made in a ``claiming``
 unit that no other process's overlaps, counting what the others have in flight to each host,
 and every hold is written to the state. Outcomes and recoveries are recorded in such units
-too: one worker at a time changes many posts' rows, so no two wait for each other. A claim
-is leased (``leases``): a worker that dies loses it, and another sends the notification
-again.
+too: one worker at a time changes many posts' rows, so no two wait for each other. A worker
+that waits for room another's requests fill is told when one leaves some
+(``State.want_room``). A claim is leased (``leases``): a worker that dies loses it, and
+another sends the notification again.
 
 What an outcome means is ``decide``'s (pure); this module applies it to the state, in one
 place (``_conclude``), and tells the ``pinged`` mirror what was sent.
@@ -84,6 +85,7 @@ class _Run:
     done: list[Done] = field(default_factory=list)
     # Hosts with room left for this worker only once other workers' requests end.
     crowded: bool = False
+    listening: bool = False  # told when another worker leaves room (``State.want_room``)
     # Workers put their results here: cheaper than a waiter on every future each pass.
     completions: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
 
@@ -180,7 +182,7 @@ class Dispatcher:
                 if time.monotonic() - looked >= self.look_every:
                     looked = time.monotonic()
                     self._take_over(run)
-            if run.crowded:  # waiting for room no more: not told of it until the next run
+            if run.listening:  # waiting for room no more: not told of it until the next run
                 with self.store.atomic():
                     self.store.want_room(False)
         run.tally.retrying += len(run.backlog)
@@ -243,6 +245,9 @@ class Dispatcher:
         with self.store.claiming() if claims else self.store.atomic():
             run.now = now = self.clock()
             if claims:
+                # Told when another worker leaves room, from here on (``_idle``).
+                self.store.want_room(True)
+                run.listening = True
                 run.hosts, flying = self.store.claim_view(keys, now)
                 claimed = self._claim(run, now, limit, flying)
             else:
@@ -273,7 +278,6 @@ class Dispatcher:
 
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
         run.crowded = not picked and any(others[host] for host in run.backlog.by_host)
-        self.store.want_room(run.crowded)  # told when another worker leaves room (``_idle``)
         self.store.lock_marks([(n.site, n.post_id) for n in picked])  # as outcomes do
         won = self.store.claim_with_kinds([n.id for n in picked], now, now + self.lease)
         # The others went to another worker.

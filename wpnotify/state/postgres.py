@@ -192,16 +192,17 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
     # --- room at a host, handed over (LISTEN and NOTIFY) -------------------------------------
 
     def want_room(self, wanted: bool) -> None:
-        """LISTEN (or UNLISTEN), sent with the unit's COMMIT: a claiming unit holds the lock
-        that the units telling of room take, so none is missed between its read of the hosts
-        and its commit. What the connection was told before is stale: dropped here (so
-        psycopg's backlog of notifications stays as small as one unit's)."""
+        """LISTEN (or UNLISTEN) with the unit's next statement; it takes effect at the
+        unit's commit, and lasts. What the connection was told before this call is dropped
+        (the unit reads the hosts after it: what it was told of is in that read), and what
+        it is told after waits in psycopg's backlog for ``wait_for_room`` (or the next
+        unit's call: the backlog stays as small as one pass's)."""
         if self._listened:
             self._drain()
-        if wanted:
+        if wanted and not (self._wanted and self._listening is self.conn):
             self._defer(f"LISTEN {ROOM}")
             self._listening, self._listened = self.conn, True
-        elif self._wanted:
+        elif not wanted and self._wanted:
             self._defer(f"UNLISTEN {ROOM}")
         self._wanted = wanted
 
@@ -222,9 +223,11 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
                     if self._listening is not self.conn:
                         self._once_more(lambda: self.conn.execute(f"LISTEN {ROOM}"))
                         self._listening = self.conn
-                    for _ in self.conn.notifies(timeout=seconds, stop_after=1):
-                        told = True
-                        break
+                    own = self.conn.info.backend_pid
+                    for note in self.conn.notifies(timeout=seconds):
+                        if note.pid != own:  # not this worker's own word
+                            told = True
+                            break
                 except (psycopg.Error, StateError):
                     pass
                 if told:

@@ -283,9 +283,10 @@ class Fleet(UnitOfWork, Protocol):
     and looks again (a file's workers)."""
 
     def want_room(self, wanted: bool) -> None:
-        """In a ``claiming`` unit: from its commit on, ``room_freed`` in another worker's
-        unit wakes this one's ``wait_for_room`` (``wanted``), or no longer does. Room freed
-        before this unit (which read the hosts under the lock) is not told."""
+        """In a ``claiming`` unit, before it reads the hosts: from then on (from its commit,
+        the first time), ``room_freed`` in another worker's unit wakes this one's
+        ``wait_for_room`` (``wanted``), or no longer does. What this worker was told before
+        is dropped: the unit's read of the hosts comes after it."""
         ...
 
     def room_freed(self) -> None:
