@@ -61,3 +61,48 @@ def test_a_worker_waiting_for_room_is_told_when_another_leaves_it(where: str, lo
     assert tallies[1]["told"] >= 1 and tallies[1]["waited_out"] == 0
     assert sorted(int(target.rsplit("/", 1)[1]) for _, target, _ in log.pings) == list(range(8))
     assert max(log.peak.values()) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="Dispatcher._deliver sends want_room(False) only when "
+                   "the loop ends normally (not in a finally): a run that ends with an error "
+                   "leaves the connection LISTENing, and a daemon that then claims nothing for "
+                   "a while piles every other worker's NOTIFY into psycopg's backlog")
+def test_a_run_that_ends_with_an_error_stops_listening(where: str, log: Log) -> None:
+    """The run's first claim listens for room; its second claim fails (a StateError, as a
+    full disk or a lost server gives): the run ends, and the connection no longer listens,
+    so what other workers tell meanwhile does not pile up in psycopg's backlog."""
+    from wpnotify.errors import StateError
+    from wpnotify.http import Http
+    from wpnotify.sending.dispatch import Dispatcher
+    from wpnotify.settings import HttpSettings, Settings, SiteSettings
+
+    settings = Settings(
+        sites=(SiteSettings(name="s", url="https://s.example", username="u", password="p"),),
+        http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=10, concurrency=4,
+                          per_host_concurrency=1))
+    with serving(CountingReceiver(log)) as host:
+        store = open_store(where)
+        for post in range(2):  # one host, one at a time: two claims
+            queue(store, post, host.url(f"/r/{post}"))
+        claim_view = store.claim_view
+        calls: list[int] = []
+
+        def failing(*args: object) -> object:
+            calls.append(1)
+            if len(calls) > 1:
+                raise StateError("cannot write state database: disk full")
+            return claim_view(*args)  # type: ignore[arg-type]
+        store.claim_view = failing  # type: ignore[method-assign]
+        http = Http(settings.http)
+        with pytest.raises(StateError):
+            Dispatcher(settings, store, http, {}, lambda: datetime.now(UTC)).deliver(["s"])
+        http.close()
+    other = open_store(where)
+    for _ in range(20):
+        with other.claiming():
+            other.room_freed()
+    for _ in range(20):
+        store.in_flight(datetime.now(UTC))  # a heartbeat's, the metrics' reads
+    conn = store.conn  # type: ignore[attr-defined]
+    listening = [row[0] for row in conn.execute("SELECT pg_listening_channels()")]
+    assert (listening, len(conn._notifies_backlog)) == ([], 0)
