@@ -61,3 +61,110 @@ def test_a_worker_waiting_for_room_is_told_when_another_leaves_it(where: str, lo
     assert tallies[1]["told"] >= 1 and tallies[1]["waited_out"] == 0
     assert sorted(int(target.rsplit("/", 1)[1]) for _, target, _ in log.pings) == list(range(8))
     assert max(log.peak.values()) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="Dispatcher._deliver sends want_room(False) only when "
+                   "the loop ends normally (not in a finally): a run that ends with an error "
+                   "leaves the connection LISTENing, and a daemon that then claims nothing for "
+                   "a while piles every other worker's NOTIFY into psycopg's backlog")
+def test_a_run_that_ends_with_an_error_stops_listening(where: str, log: Log) -> None:
+    """The run's first claim listens for room; its second claim fails (a StateError, as a
+    full disk or a lost server gives): the run ends, and the connection no longer listens,
+    so what other workers tell meanwhile does not pile up in psycopg's backlog."""
+    from wpnotify.errors import StateError
+    from wpnotify.http import Http
+    from wpnotify.sending.dispatch import Dispatcher
+    from wpnotify.settings import HttpSettings, Settings, SiteSettings
+
+    settings = Settings(
+        sites=(SiteSettings(name="s", url="https://s.example", username="u", password="p"),),
+        http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=10, concurrency=4,
+                          per_host_concurrency=1))
+    with serving(CountingReceiver(log)) as host:
+        store = open_store(where)
+        for post in range(2):  # one host, one at a time: two claims
+            queue(store, post, host.url(f"/r/{post}"))
+        claim_view = store.claim_view
+        calls: list[int] = []
+
+        def failing(*args: object) -> object:
+            calls.append(1)
+            if len(calls) > 1:
+                raise StateError("cannot write state database: disk full")
+            return claim_view(*args)  # type: ignore[arg-type]
+        store.claim_view = failing  # type: ignore[method-assign]
+        http = Http(settings.http)
+        with pytest.raises(StateError):
+            Dispatcher(settings, store, http, {}, lambda: datetime.now(UTC)).deliver(["s"])
+        http.close()
+    other = open_store(where)
+    for _ in range(20):
+        with other.claiming():
+            other.room_freed()
+    for _ in range(20):
+        store.in_flight(datetime.now(UTC))  # a heartbeat's, the metrics' reads
+    conn = store.conn  # type: ignore[attr-defined]
+    listening = [row[0] for row in conn.execute("SELECT pg_listening_channels()")]
+    assert (listening, len(conn._notifies_backlog)) == ([], 0)
+
+
+@pytest.mark.xfail(strict=True, reason="a crowded worker waits in State.wait_for_room, which "
+                   "does not know the dispatcher's stop-aware sleep (the daemon's is "
+                   "stop_event.wait): a daemon asked to stop waits the wait out (up to "
+                   "IN_CYCLE_WAIT, 60 s, more than its GRACE of 30 s)")
+def test_a_worker_waiting_for_room_stops_waiting_when_asked_to_stop(
+        where: str, log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its one host is full of another worker's request; while it waits for room, the
+    daemon is asked to stop: the run ends then, not once room is freed (which a helper
+    does only if the run has not ended 10 s after the stop)."""
+    import threading
+    from datetime import timedelta
+
+    import psycopg
+
+    from wpnotify.http import Http
+    from wpnotify.sending import dispatch
+    from wpnotify.sending.dispatch import Dispatcher
+    from wpnotify.settings import HttpSettings, Settings, SiteSettings
+
+    monkeypatch.setattr(dispatch, "OTHERS_WAIT", 30.0)  # a crowded worker's long pause
+    settings = Settings(
+        sites=(SiteSettings(name="s", url="https://s.example", username="u", password="p"),),
+        http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=10, concurrency=4,
+                          per_host_concurrency=1))
+    with serving(CountingReceiver(log)) as host:
+        store, other = open_store(where), open_store(where)
+        for post in range(2):
+            queue(store, post, host.url(f"/r/{post}"))
+        now = datetime.now(UTC)
+        with other.claiming():  # the second, in flight at another worker's
+            other.claim_with_kinds([2], now, now + timedelta(hours=1))
+        with psycopg.connect(where, autocommit=True) as db:
+            db.execute("UPDATE notifications SET claimed_by = 'elsewhere:1:1' WHERE id = 2")
+        stop, entered, done = threading.Event(), threading.Event(), threading.Event()
+        order: list[str] = []
+        wait_for_room = store.wait_for_room
+
+        def waiting(seconds: float) -> bool:
+            entered.set()
+            return wait_for_room(seconds)
+        store.wait_for_room = waiting  # type: ignore[method-assign]
+
+        def stopper() -> None:
+            if entered.wait(30):
+                stop.set()
+                if not done.wait(10):
+                    order.append("freed")
+                    with other.claiming():
+                        other.room_freed()
+        helper = threading.Thread(target=stopper)
+        helper.start()
+        http = Http(settings.http)
+        tally = Dispatcher(settings, store, http, {}, lambda: datetime.now(UTC),
+                           sleep=stop.wait, stopping=stop.is_set).deliver(["s"])
+        order.append("returned")
+        done.set()
+        helper.join()
+        http.close()
+    assert entered.is_set() and tally.sent == 0
+    assert order == ["returned"]
