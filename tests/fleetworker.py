@@ -2,11 +2,12 @@
 due on a shared state, then prints its tally as JSON. Run by tests/test_fleet.py:
 
     python tests/fleetworker.py STATE CONCURRENCY PER_HOST [LEASE [WORDPRESS_INTERVAL]]
-        [--posts=ID,ID...] [--others-wait=SECONDS]
+        [--posts=ID,ID...] [--others-wait=SECONDS] [--mark-wait=PATH]
 
 STATE is a state file's path or a postgresql:// URL. --posts: only these posts' notifications;
 --others-wait: the longest look-again while other workers' requests fill the hosts (the
-dispatcher's OTHERS_WAIT). The tally also counts the waits for room that were told of it
+dispatcher's OTHERS_WAIT); --mark-wait: a file made when it first waits for room. The tally
+also counts the waits for room that were told of it
 (``told``) and those that ran out (``waited_out``).
 """
 
@@ -16,6 +17,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from wpnotify.http import Http
 from wpnotify.sending import dispatch
@@ -26,7 +28,8 @@ from wpnotify.state import open_state
 
 
 def main(where: str, concurrency: int, per_host: int, lease: float = 30.0,
-         wordpress_interval: float = 15.0, posts: set[int] | None = None) -> None:
+         wordpress_interval: float = 15.0, posts: set[int] | None = None,
+         mark_wait: str | None = None) -> None:
     settings = Settings(
         sites=(SiteSettings(name="s", url="https://s.example", username="u", password="p"),),
         worker_lease=lease,
@@ -38,8 +41,10 @@ def main(where: str, concurrency: int, per_host: int, lease: float = 30.0,
     waits = {"told": 0, "waited_out": 0}
     wait_for_room = store.wait_for_room
 
-    def counted(seconds: float) -> bool:
-        told = wait_for_room(seconds)
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        if mark_wait is not None:
+            Path(mark_wait).touch()
+        told = wait_for_room(*args, **kwargs)
         waits["told" if told else "waited_out"] += 1
         return told
     store.wait_for_room = counted  # type: ignore[method-assign]
@@ -60,4 +65,5 @@ if __name__ == "__main__":
     if "others-wait" in flags:
         dispatch.OTHERS_WAIT = float(flags["others-wait"])
     main(plain[0], int(plain[1]), int(plain[2]), *(float(a) for a in plain[3:5]),
-         posts={int(p) for p in flags["posts"].split(",")} if "posts" in flags else None)
+         posts={int(p) for p in flags["posts"].split(",")} if "posts" in flags else None,
+         mark_wait=flags.get("mark-wait"))

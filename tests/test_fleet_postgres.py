@@ -3,8 +3,11 @@ each test gets a database of its own (conftest's fresh_database)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from receivers import CountingReceiver, Log, serving
@@ -42,12 +45,31 @@ def test_a_worker_whose_clock_runs_ahead_leaves_a_live_lease_alone(where: str) -
     assert rival.take_site("blog", "fast:2:2", ahead(), ahead() + timedelta(seconds=20))
 
 
-def test_a_worker_waiting_for_room_is_told_when_another_leaves_it(where: str, log: Log) -> None:
+class GatedReceiver(CountingReceiver):
+    """Answers after ``delay`` seconds, each request first waiting for ``gate``."""
+
+    def __init__(self, log: Log, delay: float) -> None:
+        super().__init__(log)
+        self.gate, self.wait_after = threading.Event(), delay
+
+    @property  # type: ignore[override]  # read by the handler before each answer
+    def delay(self) -> float:
+        self.gate.wait(60)
+        return self.wait_after
+
+    @delay.setter
+    def delay(self, value: float) -> None:
+        pass
+
+
+def test_a_worker_waiting_for_room_is_told_when_another_leaves_it(
+        where: str, log: Log, tmp_path: Path) -> None:
     """The second worker's posts wait behind the first's requests to the one host they
-    share (one at a time); once the first has sent its own, the second is told at once
-    (LISTEN and NOTIFY), not at its next look, set here to a minute: a wait that ran out
-    would show. Each notification goes once, one at a time."""
-    with serving(CountingReceiver(log, delay=0.4)) as host:
+    share (one at a time: the first's held until the second waits); once the first has
+    sent its own, the second is told at once (LISTEN and NOTIFY), not at its next look,
+    set here to a minute: a wait that ran out would show. Each goes once, one at a time."""
+    waits = tmp_path / "second-waits"
+    with serving(GatedReceiver(log, delay=0.1)) as host:
         store = open_store(where)
         for post in range(8):
             queue(store, post, host.url(f"/r/{post}"))
@@ -55,18 +77,19 @@ def test_a_worker_waiting_for_room_is_told_when_another_leaves_it(where: str, lo
         deadline = time.monotonic() + 30
         while not store.in_flight(datetime.now(UTC)) and time.monotonic() < deadline:
             time.sleep(0.02)
-        second = start_worker(where, 4, 1, "--posts=4,5,6,7", "--others-wait=60")
+        second = start_worker(where, 4, 1, "--posts=4,5,6,7", "--others-wait=60",
+                              f"--mark-wait={waits}")
+        while not waits.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        host.gate.set()
         tallies = [finish(first), finish(second)]
+    assert waits.exists()
     assert sum(t["sent"] for t in tallies) == 8
     assert tallies[1]["told"] >= 1 and tallies[1]["waited_out"] == 0
     assert sorted(int(target.rsplit("/", 1)[1]) for _, target, _ in log.pings) == list(range(8))
     assert max(log.peak.values()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="Dispatcher._deliver sends want_room(False) only when "
-                   "the loop ends normally (not in a finally): a run that ends with an error "
-                   "leaves the connection LISTENing, and a daemon that then claims nothing for "
-                   "a while piles every other worker's NOTIFY into psycopg's backlog")
 def test_a_run_that_ends_with_an_error_stops_listening(where: str, log: Log) -> None:
     """The run's first claim listens for room; its second claim fails (a StateError, as a
     full disk or a lost server gives): the run ends, and the connection no longer listens,
@@ -108,10 +131,6 @@ def test_a_run_that_ends_with_an_error_stops_listening(where: str, log: Log) -> 
     assert (listening, len(conn._notifies_backlog)) == ([], 0)
 
 
-@pytest.mark.xfail(strict=True, reason="a crowded worker waits in State.wait_for_room, which "
-                   "does not know the dispatcher's stop-aware sleep (the daemon's is "
-                   "stop_event.wait): a daemon asked to stop waits the wait out (up to "
-                   "IN_CYCLE_WAIT, 60 s, more than its GRACE of 30 s)")
 def test_a_worker_waiting_for_room_stops_waiting_when_asked_to_stop(
         where: str, log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its one host is full of another worker's request; while it waits for room, the
@@ -145,9 +164,9 @@ def test_a_worker_waiting_for_room_stops_waiting_when_asked_to_stop(
         order: list[str] = []
         wait_for_room = store.wait_for_room
 
-        def waiting(seconds: float) -> bool:
+        def waiting(*args: Any, **kwargs: Any) -> bool:
             entered.set()
-            return wait_for_room(seconds)
+            return wait_for_room(*args, **kwargs)
         store.wait_for_room = waiting  # type: ignore[method-assign]
 
         def stopper() -> None:

@@ -298,42 +298,28 @@ def test_a_connection_lost_between_units_is_opened_again(store: PostgresState) -
     assert {n.post_id for n in store.history()} == {1, 2}
 
 
-def test_a_wait_for_room_on_a_lost_connection_listens_on_the_next(
-        store: PostgresState, backend: PostgresBackend) -> None:
-    """The connection that listened is lost: the wait sleeps its time out (no error: the
-    next unit opens another); the next wait listens on the new connection, and is told."""
-    other = backend.open()
+def claim_read(store: PostgresState) -> None:
+    """A claim's unit as the sender makes it: asks for room, then reads the hosts."""
     with store.claiming():
         store.want_room(True)
+        store.claim_view({"a"}, NOW)
+
+
+def test_a_wait_for_room_on_a_lost_connection_ends_quietly_and_the_next_claim_listens(
+        store: PostgresState, backend: PostgresBackend) -> None:
+    """The connection that listened is lost: the wait sleeps its time out, raising nothing
+    (the next unit opens another); the next claim listens on the new one, and is told."""
+    other = backend.open()
+    claim_read(store)
     with admin() as db:
         db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
     assert store.wait_for_room(0.3) is False
-    store.in_flight(NOW)  # a new connection
+    claim_read(store)  # on a new connection
     with other.claiming():
-        other.room_freed()  # before it listens: missed
-    assert store.wait_for_room(0.3) is False
-    with other.claiming():
-        other.room_freed()
-    assert store.wait_for_room(30) is True
+        other.room_freed({"a"})
+    assert store.wait_for_room(30, {"a"}) is True
 
 
-def test_a_lost_connection_listens_again_when_a_unit_asks(
-        store: PostgresState, backend: PostgresBackend) -> None:
-    """A unit's LISTEN sent again on a new connection (the old one lost before it): told."""
-    with admin() as db:
-        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
-    with store.claiming():
-        store.want_room(True)
-        store.in_flight(NOW)  # sent with the LISTEN, again on a new connection
-    other = backend.open()
-    with other.claiming():
-        other.room_freed()
-    assert store.wait_for_room(30) is True
-
-
-@pytest.mark.xfail(strict=True, reason="want_room notes the LISTEN as done when it is only "
-                   "deferred: a unit that rolls back leaves _wanted/_listening set, so the next "
-                   "unit's want_room(True) sends no LISTEN and wait_for_room never re-LISTENs")
 @pytest.mark.parametrize("sent", [False, True])
 def test_a_listen_in_a_unit_that_rolled_back_is_asked_for_again(
         store: PostgresState, backend: PostgresBackend, sent: bool) -> None:
@@ -343,46 +329,38 @@ def test_a_listen_in_a_unit_that_rolled_back_is_asked_for_again(
     with pytest.raises(RuntimeError), store.claiming():
         store.want_room(True)
         if sent:
-            store.in_flight(NOW)  # the LISTEN goes with it, in the transaction
+            store.claim_view({"a"}, NOW)  # the LISTEN goes with it, in the transaction
         raise RuntimeError("the claim failed")
-    with store.claiming():
-        store.want_room(True)
-        store.in_flight(NOW)  # the claim's read of the hosts
+    claim_read(store)
     with other.claiming():
-        other.room_freed()
-    assert store.wait_for_room(5) is True
+        other.room_freed({"a"})
+    assert store.wait_for_room(5, {"a"}) is True
 
 
-@pytest.mark.xfail(strict=True, reason="after a loss between units, want_room(True) sees "
-                   "_listening is self.conn (the dead one, replaced only at the unit's first "
-                   "send) and defers no LISTEN; wait_for_room LISTENs only after the claim's "
-                   "read, so room freed in between is missed (the wait runs out)")
+@pytest.mark.parametrize("read_first", [False, True])
 def test_room_freed_after_a_claim_on_a_new_connection_is_told(
-        store: PostgresState, backend: PostgresBackend) -> None:
+        store: PostgresState, backend: PostgresBackend, read_first: bool) -> None:
     """Listening; the server ends the session between units; the next claim asks for room
-    and reads the hosts (on a new connection): room freed after that read is told."""
+    and reads the hosts on a new connection (its LISTEN sent again there, with the read or
+    before it): room freed after that read is told."""
     other = backend.open()
-    with store.claiming():
-        store.want_room(True)
+    claim_read(store)
     with admin() as db:
         db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
     with store.claiming():
+        if read_first:
+            store.in_flight(NOW)
         store.want_room(True)
-        store.in_flight(NOW)  # the claim's read of the hosts: on a new connection
+        store.claim_view({"a"}, NOW)
     with other.claiming():
-        other.room_freed()
-    assert store.wait_for_room(5) is True
+        other.room_freed({"a"})
+    assert store.wait_for_room(5, {"a"}) is True
 
 
-@pytest.mark.xfail(strict=True, reason="wait_for_room holds the state's lock (and psycopg's "
-                   "connection lock, inside notifies()) for the whole wait: the heartbeat's "
-                   "renew and the metrics' reads on the same State block behind it (up to "
-                   "IN_CYCLE_WAIT, 60 s, when a crowded worker's next item is in back-off)")
 def test_a_wait_for_room_does_not_hold_up_other_threads(store: PostgresState) -> None:
     """Another thread's read (a heartbeat, /metrics) while a worker waits for room goes
     through before the wait ends (nobody frees any room here)."""
-    with store.claiming():
-        store.want_room(True)
+    claim_read(store)
     waiting = threading.Event()
     real = store.conn.notifies
 
@@ -391,7 +369,8 @@ def test_a_wait_for_room_does_not_hold_up_other_threads(store: PostgresState) ->
         return real(**kwargs)
     store.conn.notifies = notifies  # type: ignore[method-assign]
     order: list[str] = []
-    waiter = threading.Thread(target=lambda: order.append(f"waited {store.wait_for_room(3)}"))
+    waiter = threading.Thread(
+        target=lambda: order.append(f"waited {store.wait_for_room(3, {'a'})}"))
     waiter.start()
     assert waiting.wait(10)
     store.in_flight(NOW)
@@ -400,24 +379,38 @@ def test_a_wait_for_room_does_not_hold_up_other_threads(store: PostgresState) ->
     assert order == ["read", "waited False"]
 
 
-@pytest.mark.xfail(strict=True, reason="want_room drains psycopg's backlog when called, "
-                   "before the unit's BEGIN and lock are even sent: a NOTIFY committed between "
-                   "that drain and the claim's read (room the read sees) still wakes the wait; "
-                   "the same race (asynchronous delivery) makes the contract test "
-                   "test_room_freed_before_asking_... flaky on PostgreSQL")
 def test_room_freed_before_the_claims_read_does_not_wake_it(
         store: PostgresState, backend: PostgresBackend) -> None:
     """Listening; the next claim asks for room, then (before its read of the hosts) another
-    worker's unit frees some: the read sees that room, so the wait is not woken for it."""
+    worker's unit frees some: the read sees that room, so the wait is not woken for it,
+    however late the word arrives."""
     other = backend.open()
-    with store.claiming():
-        store.want_room(True)
+    claim_read(store)
     with store.claiming():
         store.want_room(True)
         with other.claiming():
-            other.room_freed()
-        store.in_flight(NOW)  # the claim's read: under the lock, after that commit
-    assert store.wait_for_room(1) is False
+            other.room_freed({"a"})
+        store.claim_view({"a"}, NOW)  # the claim's read: under the lock, after that commit
+    assert store.wait_for_room(1, {"a"}) is False
+
+
+def test_a_word_on_the_channel_that_is_not_ours_is_ignored(
+        store: PostgresState, backend: PostgresBackend) -> None:
+    """Someone else's NOTIFY on the channel (any payload) wakes no one and breaks nothing."""
+    claim_read(store)
+    with admin(backend.url.rsplit("/", 1)[1]) as db:
+        db.execute("NOTIFY wpnotify_room, 'hello'")
+        db.execute("NOTIFY wpnotify_room")
+    assert store.wait_for_room(0.5, {"a"}) is False
+
+
+def test_a_list_of_hosts_too_long_for_a_notify_tells_every_host(
+        store: PostgresState, backend: PostgresBackend) -> None:
+    other = backend.open()
+    claim_read(store)
+    with other.claiming():
+        other.room_freed({f"host-{n}.example:8080" for n in range(2000)})  # 50 kB of names
+    assert store.wait_for_room(30, {"a"}) is True
 
 
 def test_a_connection_lost_inside_a_unit_keeps_nothing(store: PostgresState) -> None:
@@ -566,7 +559,8 @@ def test_only_the_postgres_modules_know_psycopg() -> None:
     root = Path(__file__).parent.parent / "wpnotify"
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if re.search(r"^\s*(import psycopg|from psycopg)", p.read_text(), re.M))
-    assert users == ["state/postgres.py", "state/postgres_unit.py"], users
+    assert users == ["state/postgres.py", "state/postgres_room.py",
+                     "state/postgres_unit.py"], users
 
 
 def test_the_servers_clock_is_read_as_an_aware_utc_time(store: PostgresState) -> None:

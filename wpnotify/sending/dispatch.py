@@ -34,7 +34,7 @@ import structlog
 
 from wpnotify import kinds
 from wpnotify.attempt import Discoveries, Result, attempt, host_of
-from wpnotify.errors import SendError
+from wpnotify.errors import SendError, StateError
 from wpnotify.events import NO_EVENTS, Events
 from wpnotify.http import Http
 from wpnotify.sending.backlog import Backlog, Feed, Tally
@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
 OTHERS_WAIT = 0.2  # seconds between looks while only other workers' requests hold the hosts
-# (at most: a database server tells a worker waiting so of the room another leaves at once)
+# (a database server tells a worker waiting so of room another leaves, at once: a fallback)
 
 log = structlog.get_logger("wpnotify.sender")
 
@@ -85,6 +85,7 @@ class _Run:
     done: list[Done] = field(default_factory=list)
     # Hosts with room left for this worker only once other workers' requests end.
     crowded: bool = False
+    crowded_at: set[str] = field(default_factory=set)  # …these hosts
     listening: bool = False  # told when another worker leaves room (``State.want_room``)
     # Workers put their results here: cheaper than a waiter on every future each pass.
     completions: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
@@ -178,15 +179,25 @@ class Dispatcher:
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
             run = _Run(sites, posts, feed, backlog, pool, now)
             looked = time.monotonic()
-            while self._step(run):
-                if time.monotonic() - looked >= self.look_every:
-                    looked = time.monotonic()
-                    self._take_over(run)
-            if run.listening:  # waiting for room no more: not told of it until the next run
-                with self.store.atomic():
-                    self.store.want_room(False)
+            try:
+                while self._step(run):
+                    if time.monotonic() - looked >= self.look_every:
+                        looked = time.monotonic()
+                        self._take_over(run)
+            finally:
+                if run.listening:  # no more waits for room: not told of it until the next run
+                    self._unlisten()
         run.tally.retrying += len(run.backlog)
         return run.tally
+
+    def _unlisten(self) -> None:
+        """A run's end: told of room no more; an error here (the connection lost, say) must
+        not hide the run's own (a new connection listens to nothing)."""
+        try:
+            with self.store.atomic():
+                self.store.want_room(False)
+        except StateError as exc:
+            log.warning("room.unlisten_failed", error=str(exc))
 
     def _step(self, run: _Run) -> bool:
         """One pass of the loop: take the feed's next page, start what may go, record what
@@ -202,8 +213,11 @@ class Dispatcher:
             # of the same posts in other orders would deadlock on those marks in PostgreSQL.
             with self.store.claiming():
                 self._finish(run, finished)
-                if any(host_of(f.n.target) not in run.backlog.by_host for f in finished):
-                    self.store.room_freed()  # slots this worker has nothing more for
+                per_host = self.settings.http.per_host_concurrency
+                left = {host for f in finished
+                        if run.busy[host := host_of(f.n.target)] < per_host}
+                if left:  # room this worker did not take again: others may wait for it
+                    self.store.room_freed(left)
             if not all(f.freed for f in finished):
                 return True  # their hosts may take their next notification now
         if not run.running:
@@ -277,7 +291,8 @@ class Dispatcher:
             return (1 if alone else per_host) - run.busy[host] - others[host]
 
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
-        run.crowded = not picked and any(others[host] for host in run.backlog.by_host)
+        run.crowded_at = set() if picked else {h for h in run.backlog.by_host if others[h]}
+        run.crowded = bool(run.crowded_at)
         self.store.lock_marks([(n.site, n.post_id) for n in picked])  # as outcomes do
         won = self.store.claim_with_kinds([n.id for n in picked], now, now + self.lease)
         # The others went to another worker.
@@ -301,7 +316,7 @@ class Dispatcher:
         # leaves room (a state that can tell), or in a moment.
         wait = max(pause, OTHERS_WAIT if run.crowded else 0.0)
         if run.crowded and self.store.tells_room:
-            self.store.wait_for_room(wait)
+            self.store.wait_for_room(wait, run.crowded_at, self.stopping)
         else:
             self.sleep(wait)
         return True

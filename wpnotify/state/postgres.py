@@ -9,7 +9,6 @@ kind inside the caller's unit (a savepoint), a post's status mark (a sequence), 
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ import psycopg
 
 from wpnotify.errors import StateError
 from wpnotify.state.migrations import LATEST, migrate
+from wpnotify.state.postgres_room import PgRoom
 from wpnotify.state.postgres_unit import PgConnection, grants_fix
 from wpnotify.state.processes import this_process
 from wpnotify.state.sql_fleet import FleetSql
@@ -31,25 +31,17 @@ TABLES = ("notifications", "sites", "scheduled", "hosts", "pinged_outbox", "stat
           "workers", "site_settings", "inbound")
 
 
-# The channel on which a worker that left room at a host tells those waiting for it (one per
-# database, as PostgreSQL's channels are).
-ROOM = "wpnotify_room"
-
 # A post marked for WordPress, as the triggers mark it (a fresh change number).
 MARK = ("INSERT INTO status_outbox (site, post_id) VALUES (?, ?) ON CONFLICT (site, post_id) "
         "DO UPDATE SET seq = nextval('status_outbox_seq')")
 
 
-class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
+class PostgresState(PgRoom, PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
                     InboundSql):
     """The state in a PostgreSQL database (see the module's docstring)."""
 
     _chunk = 5000  # post IDs in one query (the limit on parameters is 65,535)
     _mark = MARK  # each a row lock: taken in post order (``lock_marks``)
-    tells_room = True  # LISTEN and NOTIFY (see ``want_room``)
-    _wanted = False  # LISTENing on ROOM, from the commit of the last unit that asked
-    _listening: Any = None  # the connection that was asked to (not a new one, after a loss)
-    _listened = False  # what a connection was told may wait in psycopg's backlog
 
     @classmethod
     def open(cls, url: str) -> PostgresState:
@@ -188,61 +180,6 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
             return []
         self._defer("RELEASE SAVEPOINT finish_one")
         return kept
-
-    # --- room at a host, handed over (LISTEN and NOTIFY) -------------------------------------
-
-    def want_room(self, wanted: bool) -> None:
-        """LISTEN (or UNLISTEN) with the unit's next statement; it takes effect at the
-        unit's commit, and lasts. What the connection was told before this call is dropped
-        (the unit reads the hosts after it: what it was told of is in that read), and what
-        it is told after waits in psycopg's backlog for ``wait_for_room`` (or the next
-        unit's call: the backlog stays as small as one pass's)."""
-        if self._listened:
-            self._drain()
-        if wanted and not (self._wanted and self._listening is self.conn):
-            self._defer(f"LISTEN {ROOM}")
-            self._listening, self._listened = self.conn, True
-        elif not wanted and self._wanted:
-            self._defer(f"UNLISTEN {ROOM}")
-        self._wanted = wanted
-
-    def room_freed(self) -> None:
-        """NOTIFY, with the unit's COMMIT (delivered at it, once however often asked)."""
-        self._defer(f"NOTIFY {ROOM}")
-
-    def wait_for_room(self, seconds: float) -> bool:
-        """Waits on the connection for a NOTIFY, if it LISTENs (a new connection, opened
-        after a loss, is asked to first: what was told meanwhile is missed, and the time
-        waited out); else, or when the wait fails (the next unit finds the connection lost
-        and opens another), sleeps out the time."""
-        deadline = time.monotonic() + seconds
-        told = False
-        with self._lock:
-            if self._wanted and not self._depth and not self._closed:
-                try:
-                    if self._listening is not self.conn:
-                        self._once_more(lambda: self.conn.execute(f"LISTEN {ROOM}"))
-                        self._listening = self.conn
-                    own = self.conn.info.backend_pid
-                    for note in self.conn.notifies(timeout=seconds):
-                        if note.pid != own:  # not this worker's own word
-                            told = True
-                            break
-                except (psycopg.Error, StateError):
-                    pass
-                if told:
-                    self._drain()
-        if not told:
-            time.sleep(max(0.0, deadline - time.monotonic()))
-        return told
-
-    def _drain(self) -> None:
-        """Drops what the connection was told and not yet read (nothing waits for it)."""
-        try:
-            for _ in self.conn.notifies(timeout=0):
-                pass
-        except psycopg.Error:
-            pass  # a lost connection: the next statement says so
 
     def mark_status(self, site: str, post_id: int) -> None:
         """A fresh change number from the sequence, as the triggers give."""

@@ -276,27 +276,30 @@ class Fleet(UnitOfWork, Protocol):
 
     # Room at a host, handed over: a worker whose claim found the hosts of what it has
     # ready full of other workers' requests waits, and is told when one of them leaves room
-    # it will not use itself, instead of looking again only after a while.
+    # at one of those hosts, instead of looking again only after a while.
 
     tells_room: bool
     """Whether ``wait_for_room`` can be told (a database server); False: the caller sleeps
     and looks again (a file's workers)."""
 
     def want_room(self, wanted: bool) -> None:
-        """In a ``claiming`` unit, before it reads the hosts: from then on (from its commit,
-        the first time), ``room_freed`` in another worker's unit wakes this one's
-        ``wait_for_room`` (``wanted``), or no longer does. What this worker was told before
-        is dropped: the unit's read of the hosts comes after it."""
+        """In a ``claiming`` unit, before ``claim_view``: from its commit on, room freed
+        (``room_freed``) in other workers' units wakes this one's ``wait_for_room``
+        (``wanted``), or no longer does. Room that the unit's ``claim_view`` sees is never
+        news; room freed after it always is."""
         ...
 
-    def room_freed(self) -> None:
-        """In a ``claiming`` unit: at its commit, the workers that want room are told that
-        this one left some free (a host it has nothing more for)."""
+    def room_freed(self, hosts: Collection[str] = ()) -> None:
+        """In a ``claiming`` unit: at its commit, the workers that want room at one of these
+        hosts (none given: any) are told that this one left some there."""
         ...
 
-    def wait_for_room(self, seconds: float) -> bool:
-        """Outside a unit: waits up to ``seconds`` until told of room freed (True) or not
-        (False, the time passed, or this state cannot be told)."""
+    def wait_for_room(self, seconds: float, hosts: Collection[str] | None = None,
+                      stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Outside a unit: waits up to ``seconds`` for news of room at one of ``hosts``
+        (None: any). True when told; False when the time passed, ``stopping`` said so, or
+        this state cannot be told (it returns at once then). Never holds up other threads'
+        use of the state, and never raises."""
         ...
 
     def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:

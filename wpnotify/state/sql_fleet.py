@@ -10,7 +10,7 @@ the state's sortable text (``times.iso``), so SQL compares them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -41,10 +41,11 @@ class FleetSql:
     def want_room(self, wanted: bool) -> None:
         pass
 
-    def room_freed(self) -> None:
+    def room_freed(self, hosts: Collection[str] = ()) -> None:
         pass
 
-    def wait_for_room(self, seconds: float) -> bool:
+    def wait_for_room(self, seconds: float, hosts: Collection[str] | None = None,
+                      stopping: Callable[[], bool] = lambda: False) -> bool:
         return False
 
     def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:

@@ -24,6 +24,12 @@ class StateSql(SqlUnit):
     less ``mark_status``, over the backend's unit of work."""
 
     _chunk = 500  # post IDs in one query (SQLite's limit on parameters is the lowest)
+    # A query read with a claim's view, its rows handed to ``_seen`` (PostgreSQL's snapshot,
+    # for the room a worker is told of: ``postgres_room``); none on a file.
+    _seen_sql: str | None = None
+
+    def _seen(self, found: list[Any]) -> None:
+        pass
 
     # --- sites ---------------------------------------------------------------------------
 
@@ -85,7 +91,11 @@ class StateSql(SqlUnit):
         if hosts:
             queries.append((f"SELECT host, wordpress, not_before FROM hosts WHERE host IN "
                             f"({marks})", list(hosts)))
+        if self._seen_sql is not None:
+            queries.append((self._seen_sql, ()))
         found = self._rows_together(queries)
+        if self._seen_sql is not None:
+            self._seen(found[-1])
         known = {row["host"]: rows.host_state(row, self) for row in found[1]} if hosts else {}
         return known, [(row[0], row[1]) for row in found[0]]
 
