@@ -213,10 +213,9 @@ class Dispatcher:
             # of the same posts in other orders would deadlock on those marks in PostgreSQL.
             with self.store.claiming():
                 self._finish(run, finished)
-                per_host = self.settings.http.per_host_concurrency
-                left = {host for f in finished
-                        if run.busy[host := host_of(f.n.target)] < per_host}
-                if left:  # room this worker did not take again: others may wait for it
+                # Hosts this worker has nothing more for: others may wait for their room.
+                left = {host_of(f.n.target) for f in finished} - run.backlog.by_host.keys()
+                if left:
                     self.store.room_freed(left)
             if not all(f.freed for f in finished):
                 return True  # their hosts may take their next notification now
