@@ -136,6 +136,15 @@ def test_workers_starting_at_once_migrate_once(fresh_database: str) -> None:
     assert sorted(versions) == [m.version for m in MIGRATIONS]
 
 
+def test_a_server_older_than_13_is_refused_naming_its_version(
+        fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(psycopg.ConnectionInfo, "server_version", property(lambda _: 120019))
+    with pytest.raises(StateError) as caught:
+        PostgresState.open(fresh_database)
+    assert "runs PostgreSQL 12.19; wpnotify needs 13 or newer" in str(caught.value)
+    assert "upgrade the server" in str(caught.value)
+
+
 def test_a_database_from_a_newer_wpnotify_is_refused(fresh_database: str) -> None:
     PostgresState.open(fresh_database).close()
     with psycopg.connect(fresh_database, autocommit=True) as db:

@@ -26,6 +26,8 @@ from wpnotify.state.sql_sites import SitesSql
 from wpnotify.state.sql_state import StateSql
 from wpnotify.times import iso
 
+OLDEST = 130000  # the oldest server version taken (as libpq gives it: 13.0)
+
 # The tables a worker writes (``migrations`` only while migrating).
 TABLES = ("notifications", "sites", "scheduled", "hosts", "pinged_outbox", "status_outbox",
           "workers", "site_settings", "inbound")
@@ -48,6 +50,13 @@ class PostgresState(PgRoom, PgConnection, QueueSql, StateSql, FleetSql, SitesSql
         """Connects, and brings the schema to the latest version (the first command run on
         a new database creates it; workers starting at once take turns)."""
         state = cls(url)
+        version = state.conn.info.server_version  # as 150019: known from the connection
+        if version < OLDEST:
+            state.close()
+            raise StateError(
+                f"{state.label} runs PostgreSQL {version // 10000}.{version % 10000}; wpnotify "
+                f"needs {OLDEST // 10000} or newer (for pg_current_xact_id and "
+                f"pg_current_snapshot): upgrade the server, or point state_url at a newer one")
         state._migrating = True
         try:
             migrate(state._version, state.atomic, state._run, lambda sql: [sql], postgres=True)
