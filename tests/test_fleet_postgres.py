@@ -187,3 +187,80 @@ def test_a_worker_waiting_for_room_stops_waiting_when_asked_to_stop(
         http.close()
     assert entered.is_set() and tally.sent == 0
     assert order == ["returned"]
+
+
+@pytest.mark.xfail(strict=True, reason="while a request of its own is in flight a worker "
+                   "looks only at its own completions (_collect), and its claim notes no "
+                   "crowded host when it picked anything: room freed by another worker is "
+                   "not told, only found at the next look")
+def test_a_worker_with_its_own_request_in_flight_is_told_of_room_too(
+        where: str, log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One notification to a slow host (its answer held back), one to a host where another
+    worker's request fills the one slot. That worker records its outcome and tells: the
+    second goes then, while the first is still in flight (the worker's own look at what
+    finished set here to a minute: a look that came only then would show)."""
+    import queue as queues
+    from datetime import timedelta
+
+    import psycopg
+
+    from wpnotify.attempt import host_of
+    from wpnotify.http import Http
+    from wpnotify.sending import dispatch
+    from wpnotify.sending.dispatch import Dispatcher
+    from wpnotify.settings import HttpSettings, Settings, SiteSettings
+
+    real_collect = dispatch._collect
+
+    def collect(completions: Any) -> Any:
+        try:
+            completions.put(completions.get(timeout=60))
+        except queues.Empty:
+            return []
+        return real_collect(completions)
+    monkeypatch.setattr(dispatch, "_collect", collect)
+    settings = Settings(
+        sites=(SiteSettings(name="s", url="https://s.example", username="u", password="p"),),
+        http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=30, concurrency=4,
+                          per_host_concurrency=1))
+    with serving(GatedReceiver(log, delay=0.0)) as slow, \
+            serving(CountingReceiver(log)) as free:
+        store, other = open_store(where), open_store(where)
+        queue(store, 0, slow.url("/slow/0"))
+        queue(store, 1, free.url("/free/1"))
+        queue(store, 2, free.url("/free/2"))
+        elsewhere = next(r.id for r in store.history() if r.target.endswith("/free/2"))
+        now = datetime.now(UTC)
+        with other.claiming():  # in flight at another worker's
+            other.claim_with_kinds([elsewhere], now, now + timedelta(hours=1))
+        with psycopg.connect(where, autocommit=True) as db:
+            db.execute("UPDATE notifications SET claimed_by = 'elsewhere:1:1' WHERE id = %s",
+                       (elsewhere,))
+        order: list[str] = []
+
+        def arrived(port: str) -> bool:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if any(event[0] == port for event in list(log.events)):
+                    return True
+                time.sleep(0.02)
+            return False
+
+        def helper() -> None:
+            if arrived(slow.port):  # this worker's own request, in flight
+                with psycopg.connect(where, autocommit=True) as db:
+                    db.execute("UPDATE notifications SET status = 'sent' WHERE id = %s",
+                               (elsewhere,))
+                with other.claiming():
+                    other.room_freed({host_of(free.url("/"))})
+                order.append("told" if arrived(free.port) else "not told")
+            slow.gate.set()
+        thread = threading.Thread(target=helper)
+        thread.start()
+        http = Http(settings.http)
+        tally = Dispatcher(settings, store, http, {},
+                           lambda: datetime.now(UTC)).deliver(["s"])
+        thread.join()
+        http.close()
+    assert tally.sent == 2
+    assert order == ["told"]
