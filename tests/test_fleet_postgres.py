@@ -189,17 +189,12 @@ def test_a_worker_waiting_for_room_stops_waiting_when_asked_to_stop(
     assert order == ["returned"]
 
 
-@pytest.mark.xfail(strict=True, reason="while a request of its own is in flight a worker "
-                   "looks only at its own completions (_collect), and its claim notes no "
-                   "crowded host when it picked anything: room freed by another worker is "
-                   "not told, only found at the next look")
 def test_a_worker_with_its_own_request_in_flight_is_told_of_room_too(
         where: str, log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
     """One notification to a slow host (its answer held back), one to a host where another
     worker's request fills the one slot. That worker records its outcome and tells: the
     second goes then, while the first is still in flight (the worker's own look at what
     finished set here to a minute: a look that came only then would show)."""
-    import queue as queues
     from datetime import timedelta
 
     import psycopg
@@ -210,15 +205,7 @@ def test_a_worker_with_its_own_request_in_flight_is_told_of_room_too(
     from wpnotify.sending.dispatch import Dispatcher
     from wpnotify.settings import HttpSettings, Settings, SiteSettings
 
-    real_collect = dispatch._collect
-
-    def collect(completions: Any) -> Any:
-        try:
-            completions.put(completions.get(timeout=60))
-        except queues.Empty:
-            return []
-        return real_collect(completions)
-    monkeypatch.setattr(dispatch, "_collect", collect)
+    monkeypatch.setattr(dispatch, "COLLECT_WAIT", 60.0)
     settings = Settings(
         sites=(SiteSettings(name="s", url="https://s.example", username="u", password="p"),),
         http=HttpSettings(allowed_networks=("127.0.0.1/32",), timeout=30, concurrency=4,

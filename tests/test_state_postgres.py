@@ -706,9 +706,6 @@ def test_a_claim_view_whose_connection_was_lost_is_read_again_whole(
 # --- review 2 of the room hand-off --------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a connection opened again by another thread (the "
-                   "heartbeat) after the claim does not LISTEN: the wait is deaf until the "
-                   "next claim")
 def test_room_freed_after_another_thread_opened_a_new_connection_is_told(
         store: PostgresState, backend: PostgresBackend) -> None:
     """Listening; the server ends the session; the heartbeat (another thread's write, on
@@ -727,10 +724,6 @@ def test_room_freed_after_another_thread_opened_a_new_connection_is_told(
     assert store.wait_for_room(2, {"a"}) is True
 
 
-@pytest.mark.xfail(strict=True, reason="the claim's snapshot is taken by the last statement "
-                   "of its read (READ COMMITTED: each statement its own snapshot): a unit "
-                   "that frees room without the claiming lock and commits between the "
-                   "in-flight read and the snapshot is taken for stale")
 def test_room_freed_by_a_unit_without_the_lock_during_the_claims_read_is_told(
         store: PostgresState, backend: PostgresBackend,
         monkeypatch: pytest.MonkeyPatch) -> None:

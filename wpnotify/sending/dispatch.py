@@ -60,6 +60,8 @@ if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
+COLLECT_WAIT = 1.0  # seconds the loop waits for a request to end, at most, between passes
+ROOM_LOOK = 0.05  # …looking this often, meanwhile, whether another worker left room
 OTHERS_WAIT = 0.2  # seconds between looks while only other workers' requests hold the hosts
 # (a database server tells a worker waiting so of room another leaves, at once: a fallback)
 
@@ -221,8 +223,20 @@ class Dispatcher:
                 return True  # their hosts may take their next notification now
         if not run.running:
             return self._idle(run)
-        run.done = _collect(run.completions)
+        run.done = self._collect(run)
         return True
+
+    def _collect(self, run: _Run) -> list[Done]:
+        """What finished (see ``_collect``); a worker crowded out of some hosts by others'
+        requests also looks, every ROOM_LOOK, whether it was told of room there."""
+        if not (run.crowded_at and self.store.tells_room):
+            return _collect(run.completions, COLLECT_WAIT)
+        deadline = time.monotonic() + COLLECT_WAIT
+        while True:
+            done = _collect(run.completions, ROOM_LOOK)
+            if (done or time.monotonic() >= deadline
+                    or self.store.wait_for_room(0, run.crowded_at)):
+                return done
 
     def _take_page(self, run: _Run) -> None:
         feed = run.feed
@@ -290,8 +304,10 @@ class Dispatcher:
             return (1 if alone else per_host) - run.busy[host] - others[host]
 
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
-        run.crowded_at = set() if picked else {h for h in run.backlog.by_host if others[h]}
-        run.crowded = bool(run.crowded_at)
+        # Hosts whose next notification waits for room that others' requests take.
+        run.crowded_at = {host for host, waiting in run.backlog.by_host.items()
+                          if others[host] and room(host, waiting[0]) <= 0}
+        run.crowded = bool(run.crowded_at) and not picked
         self.store.lock_marks([(n.site, n.post_id) for n in picked])  # as outcomes do
         won = self.store.claim_with_kinds([n.id for n in picked], now, now + self.lease)
         # The others went to another worker.
@@ -516,10 +532,10 @@ def _finished(n: Notification, outcome: Outcome, sent_as: str | None = None) -> 
                     error_code=error.code, next_attempt_at=outcome.next_attempt_at, kind=kind)
 
 
-def _collect(completions: queue.SimpleQueue[Done]) -> list[Done]:
-    """What finished: waits up to a second for the first, then takes all that are there."""
+def _collect(completions: queue.SimpleQueue[Done], wait: float) -> list[Done]:
+    """What finished: waits up to ``wait`` seconds for the first, then takes all there are."""
     try:
-        done = [completions.get(timeout=1.0)]
+        done = [completions.get(timeout=wait)]
     except queue.Empty:
         return []
     while True:

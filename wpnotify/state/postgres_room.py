@@ -5,17 +5,20 @@ waits; a worker that records its last request to a host, leaving room there, tel
 (``room_freed``) with its unit's commit. Three things make that exact:
 
 - Every claiming unit LISTENs (again: it costs nothing) before its read of the hosts, so a
-  rolled-back unit or a new connection never leaves a worker deaf.
+  rolled-back unit or a new connection never leaves a worker deaf; a wait that finds the
+  connection changed since the claim's read (another thread opened a new one) ends at once,
+  to claim, and listen, again.
 - A word says which transaction freed the room and at which hosts. The claim's read takes
   the database's snapshot with it (``_seen_sql``), under the claiming lock that the telling
   units take too: a word from a transaction that snapshot already sees is stale (the read
   found that room), any other is news. A waiter wakes only for a host it waits at.
-- The wait holds no lock: it watches the connection's socket (``select``) in short slices,
+- The wait holds no lock: it watches the connection's socket (``poll``) in short slices,
   and takes the state's lock only to read what arrived, so the heartbeat and the metrics,
   on the same connection, go on; it ends as soon as ``stopping`` says so.
 
-What arrives while nobody waits stays in psycopg's backlog until the next look, which reads
-it all (the next claim drops it: its read is newer): it never outgrows one pass's words.
+What arrives while nobody waits stays in psycopg's backlog until the next look or claim,
+which reads it all: it holds no more than the words of the time between two of those (a pass,
+at most a minute), and none once a run ends (``want_room(False)``, UNLISTEN).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class PgRoom:
     tells_room = True
     _wanted = False  # LISTENing, from the commit of the last unit that asked
     _snapshot: Snapshot | None = None  # the last claim's read saw what this saw
+    _read_on: Any = None  # …on this connection
     _seen_sql: str | None = "SELECT pg_current_snapshot()::text"  # with ``claim_view``
 
     if TYPE_CHECKING:  # given by PgConnection
@@ -67,10 +71,7 @@ class PgRoom:
         every claim asks again, so one whose unit rolled back, or a new connection, is not
         left out. What arrived before is dropped here (the claim's read comes after)."""
         self._told(None)
-        if wanted:
-            self._defer(f"LISTEN {ROOM}")
-        elif self._wanted:
-            self._defer(f"UNLISTEN {ROOM}")
+        self._defer(f"LISTEN {ROOM}" if wanted else f"UNLISTEN {ROOM}")
         self._wanted = wanted
 
     def room_freed(self, hosts: Collection[str] = ()) -> None:
@@ -85,6 +86,7 @@ class PgRoom:
     def _seen(self, found: list[Any]) -> None:
         """The claim's read's snapshot (its last query's one row)."""
         self._snapshot = Snapshot(str(found[0][0])) if found else None
+        self._read_on = self.conn
 
     def wait_for_room(self, seconds: float, hosts: Collection[str] | None = None,
                       stopping: Callable[[], bool] = lambda: False) -> bool:
@@ -107,7 +109,9 @@ class PgRoom:
                 time.sleep(pause)
                 continue
             try:
-                select.select([socket], [], [], pause)
+                watch = select.poll()
+                watch.register(socket, select.POLLIN)
+                watch.poll(pause * 1000)
             except (OSError, ValueError):  # the connection closed meanwhile
                 time.sleep(pause)
 
@@ -124,8 +128,11 @@ class PgRoom:
             except psycopg.Error:
                 return False, None  # lost: the next unit finds it, and opens another
             snapshot, listening = self._snapshot, self._wanted
+            moved = self._read_on is not None and conn is not self._read_on
         if not listening:
             return False, None
+        if moved:  # a new connection since the claim's read: it does not listen yet
+            return True, None
         return any(word.pid != own and _news(word.payload, snapshot, hosts)
                    for word in words), socket
 

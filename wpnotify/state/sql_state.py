@@ -87,15 +87,16 @@ class StateSql(SqlUnit):
                    ) -> tuple[dict[str, HostState], list[tuple[str, str | None]]]:
         """``hosts`` and ``in_flight``, read together (one round trip on PostgreSQL)."""
         marks = ",".join("?" * len(hosts))
-        queries: list[tuple[str, Any]] = [(IN_FLIGHT, (iso(now),))]
+        # The snapshot first: each later statement sees at least what it saw.
+        queries: list[tuple[str, Any]] = [] if self._seen_sql is None else [
+            (self._seen_sql, ())]
+        queries.append((IN_FLIGHT, (iso(now),)))
         if hosts:
             queries.append((f"SELECT host, wordpress, not_before FROM hosts WHERE host IN "
                             f"({marks})", list(hosts)))
-        if self._seen_sql is not None:
-            queries.append((self._seen_sql, ()))
         found = self._rows_together(queries)
         if self._seen_sql is not None:
-            self._seen(found[-1])
+            self._seen(found.pop(0))
         known = {row["host"]: rows.host_state(row, self) for row in found[1]} if hosts else {}
         return known, [(row[0], row[1]) for row in found[0]]
 
