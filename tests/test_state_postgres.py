@@ -422,6 +422,16 @@ def test_a_list_of_hosts_too_long_for_a_notify_tells_every_host(
     assert store.wait_for_room(30, {"a"}) is True
 
 
+def test_asking_for_room_outside_a_unit_is_a_mistake_said_at_once(
+        store: PostgresState) -> None:
+    for call in (lambda: store.want_room(True), lambda: store.room_freed({"a"})):
+        with pytest.raises(RuntimeError, match="outside a unit of work"):
+            call()
+    store.in_flight(NOW)  # nothing was left pending for the next statement
+    with store.claiming():
+        store.claim_view({"a"}, NOW)
+
+
 def test_a_connection_lost_inside_a_unit_keeps_nothing(store: PostgresState) -> None:
     with pytest.raises(StateError) as caught, store.atomic():
         store.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)

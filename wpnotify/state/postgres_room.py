@@ -63,6 +63,7 @@ class PgRoom:
         conn: psycopg.Connection[Any]
         _lock: threading.RLock
         _closed: bool
+        _depth: int
 
         def _defer(self, sql: str, params: Any = None, many: bool = False) -> None: ...
 
@@ -70,6 +71,7 @@ class PgRoom:
         """LISTEN (or UNLISTEN) with the unit's next statement (in effect at its commit):
         every claim asks again, so one whose unit rolled back, or a new connection, is not
         left out. What arrived before is dropped here (the claim's read comes after)."""
+        self._in_a_unit("want_room")
         self._told(None)
         self._defer(f"LISTEN {ROOM}" if wanted else f"UNLISTEN {ROOM}")
         self._wanted = wanted
@@ -77,11 +79,19 @@ class PgRoom:
     def room_freed(self, hosts: Collection[str] = ()) -> None:
         """NOTIFY with the unit's COMMIT: this transaction's ID and the hosts (none given:
         any host), so a waiter tells news from what its claim already saw."""
+        self._in_a_unit("room_freed")
         listed = "\n".join(sorted(hosts)) or ANY_HOST
         if len(listed.encode()) > PAYLOAD:
             listed = ANY_HOST
         self._defer("SELECT pg_notify(%s, pg_current_xact_id()::text || chr(10) || %s)",
                     (ROOM, listed))
+
+    def _in_a_unit(self, what: str) -> None:
+        """Deferred to a unit's commit, as the protocol says: outside one it would be lost,
+        or go with another thread's statement (a caller's mistake, said at once)."""
+        with self._lock:
+            if not self._depth:
+                raise RuntimeError(f"{what} outside a unit of work (see State.want_room)")
 
     def _seen(self, found: list[Any]) -> None:
         """The claim's read's snapshot (its last query's one row)."""
