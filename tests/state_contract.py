@@ -740,62 +740,6 @@ def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> No
     assert order == ["first", "second"]
 
 
-def claim_read(state: State) -> None:
-    """A claim's unit as the sender makes it: asks for room, then reads the hosts."""
-    with state.claiming():
-        state.want_room(True)
-        state.claim_view({"a", "b"}, NOW)
-
-
-def test_a_worker_waiting_for_room_is_told_when_another_leaves_some(state: State,
-                                                                    backend: Backend) -> None:
-    """A worker whose claim found the hosts full of others' requests asks to be told of room;
-    another's unit that leaves some tells it at its commit. A state that cannot tell (a
-    file's workers look again after a while) says so, and its waits tell nothing."""
-    other = backend.open()
-    claim_read(state)
-    with other.claiming():
-        other.room_freed({"a"})
-    assert state.wait_for_room(30, {"a", "b"}) is state.tells_room
-
-
-def test_room_the_claim_saw_elsewhere_rolled_back_or_not_wanted_tells_nothing(
-        state: State, backend: Backend) -> None:
-    other = backend.open()
-    claim_read(state)
-    with other.claiming():
-        other.room_freed({"a"})
-    claim_read(state)  # this read sees that room: not news, whenever the word arrives
-    assert state.wait_for_room(0.3, {"a"}) is False
-    with other.claiming():
-        other.room_freed({"c"})  # a host this worker does not wait at
-    assert state.wait_for_room(0.3, {"a", "b"}) is False
-    with pytest.raises(RuntimeError), other.claiming():
-        other.room_freed({"a"})
-        raise RuntimeError("rolled back")
-    assert state.wait_for_room(0.3, {"a"}) is False
-    with state.claiming():
-        state.want_room(False)
-    with other.claiming():
-        other.room_freed({"a"})
-    assert state.wait_for_room(0.3, {"a"}) is False
-    claim_read(state)  # and wanted again: told again, of any host when none is named
-    with other.claiming():
-        other.room_freed()
-    assert state.wait_for_room(30, {"b"}) is state.tells_room
-
-
-def test_a_wait_for_room_ends_when_asked_to_stop(state: State) -> None:
-    claim_read(state)
-    asked: list[bool] = []
-
-    def stopping() -> bool:
-        asked.append(True)
-        return True
-    assert state.wait_for_room(30, {"a"}, stopping) is False
-    assert asked or not state.tells_room  # a state that cannot be told returns at once
-
-
 # --- sites stored by `wpnotify sites` ------------------------------------------------------
 
 BLOG = {"url": "https://blog.example", "username": "u", "password_file": "/etc/pw",

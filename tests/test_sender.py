@@ -509,31 +509,3 @@ def test_a_fallback_taken_over_and_sent_by_another_worker_is_not_recorded_a_dupl
     row = store.get(n.id)
     assert row is not None and (row.kind, row.status, row.error_code) == (
         "pingback", "sent", None)
-
-
-def test_a_worker_tells_of_room_only_at_a_host_it_has_nothing_more_for(
-        tmp_path: Path, httpserver: HTTPServer) -> None:
-    """Two notifications to one host, one at a time: the first's outcome leaves the second
-    in this worker's backlog (its room is this worker's own: no word); the second's leaves
-    the host to the others (one word, naming it)."""
-    world = make_world(tmp_path)
-    sender: Dispatcher = world["sender"]
-    sender.settings = Settings(
-        sites=sender.settings.sites,
-        http=HttpSettings(allowed_networks=("127.0.0.1/32",), per_host_concurrency=1))
-    httpserver.expect_request("/xmlrpc.php", method="POST").respond_with_data(
-        xmlrpc_ok(), content_type="text/xml")
-    for path in ("/a", "/b"):
-        queue(world, pingable(httpserver, path))
-    store: SqliteState = world["store"]
-    told: list[set[str]] = []
-    real = store.room_freed
-
-    def room_freed(hosts: Any = ()) -> None:
-        told.append(set(hosts))
-        real(hosts)
-    store.room_freed = room_freed  # type: ignore[method-assign]
-    tally = sender.deliver(["s"])
-    host = f"127.0.0.1:{httpserver.port}"
-    assert tally.sent == 2
-    assert told == [{host}]

@@ -136,15 +136,6 @@ def test_workers_starting_at_once_migrate_once(fresh_database: str) -> None:
     assert sorted(versions) == [m.version for m in MIGRATIONS]
 
 
-def test_a_server_older_than_13_is_refused_naming_its_version(
-        fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(psycopg.ConnectionInfo, "server_version", property(lambda _: 120019))
-    with pytest.raises(StateError) as caught:
-        PostgresState.open(fresh_database)
-    assert "runs PostgreSQL 12.19; wpnotify needs 13 or newer" in str(caught.value)
-    assert "upgrade the server" in str(caught.value)
-
-
 def test_a_database_from_a_newer_wpnotify_is_refused(fresh_database: str) -> None:
     PostgresState.open(fresh_database).close()
     with psycopg.connect(fresh_database, autocommit=True) as db:
@@ -307,131 +298,6 @@ def test_a_connection_lost_between_units_is_opened_again(store: PostgresState) -
     assert {n.post_id for n in store.history()} == {1, 2}
 
 
-def claim_read(store: PostgresState) -> None:
-    """A claim's unit as the sender makes it: asks for room, then reads the hosts."""
-    with store.claiming():
-        store.want_room(True)
-        store.claim_view({"a"}, NOW)
-
-
-def test_a_wait_for_room_on_a_lost_connection_ends_quietly_and_the_next_claim_listens(
-        store: PostgresState, backend: PostgresBackend) -> None:
-    """The connection that listened is lost: the wait sleeps its time out, raising nothing
-    (the next unit opens another); the next claim listens on the new one, and is told."""
-    other = backend.open()
-    claim_read(store)
-    with admin() as db:
-        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
-    assert store.wait_for_room(0.3) is False
-    claim_read(store)  # on a new connection
-    with other.claiming():
-        other.room_freed({"a"})
-    assert store.wait_for_room(30, {"a"}) is True
-
-
-@pytest.mark.parametrize("sent", [False, True])
-def test_a_listen_in_a_unit_that_rolled_back_is_asked_for_again(
-        store: PostgresState, backend: PostgresBackend, sent: bool) -> None:
-    """The first claim's unit fails (its LISTEN, sent or not, rolled back with it); the next
-    claim asks again and reads the hosts: room freed after that read is told."""
-    other = backend.open()
-    with pytest.raises(RuntimeError), store.claiming():
-        store.want_room(True)
-        if sent:
-            store.claim_view({"a"}, NOW)  # the LISTEN goes with it, in the transaction
-        raise RuntimeError("the claim failed")
-    claim_read(store)
-    with other.claiming():
-        other.room_freed({"a"})
-    assert store.wait_for_room(5, {"a"}) is True
-
-
-@pytest.mark.parametrize("read_first", [False, True])
-def test_room_freed_after_a_claim_on_a_new_connection_is_told(
-        store: PostgresState, backend: PostgresBackend, read_first: bool) -> None:
-    """Listening; the server ends the session between units; the next claim asks for room
-    and reads the hosts on a new connection (its LISTEN sent again there, with the read or
-    before it): room freed after that read is told."""
-    other = backend.open()
-    claim_read(store)
-    with admin() as db:
-        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
-    with store.claiming():
-        if read_first:
-            store.in_flight(NOW)
-        store.want_room(True)
-        store.claim_view({"a"}, NOW)
-    with other.claiming():
-        other.room_freed({"a"})
-    assert store.wait_for_room(5, {"a"}) is True
-
-
-def test_a_wait_for_room_does_not_hold_up_other_threads(store: PostgresState) -> None:
-    """Another thread's read (a heartbeat, /metrics) while a worker waits for room goes
-    through before the wait ends (nobody frees any room here)."""
-    claim_read(store)
-    waiting = threading.Event()
-    real = store.conn.notifies
-
-    def notifies(**kwargs: Any) -> Any:
-        waiting.set()
-        return real(**kwargs)
-    store.conn.notifies = notifies  # type: ignore[method-assign]
-    order: list[str] = []
-    waiter = threading.Thread(
-        target=lambda: order.append(f"waited {store.wait_for_room(3, {'a'})}"))
-    waiter.start()
-    assert waiting.wait(10)
-    store.in_flight(NOW)
-    order.append("read")
-    waiter.join()
-    assert order == ["read", "waited False"]
-
-
-def test_room_freed_before_the_claims_read_does_not_wake_it(
-        store: PostgresState, backend: PostgresBackend) -> None:
-    """Listening; the next claim asks for room, then (before its read of the hosts) another
-    worker's unit frees some: the read sees that room, so the wait is not woken for it,
-    however late the word arrives."""
-    other = backend.open()
-    claim_read(store)
-    with store.claiming():
-        store.want_room(True)
-        with other.claiming():
-            other.room_freed({"a"})
-        store.claim_view({"a"}, NOW)  # the claim's read: under the lock, after that commit
-    assert store.wait_for_room(1, {"a"}) is False
-
-
-def test_a_word_on_the_channel_that_is_not_ours_is_ignored(
-        store: PostgresState, backend: PostgresBackend) -> None:
-    """Someone else's NOTIFY on the channel (any payload) wakes no one and breaks nothing."""
-    claim_read(store)
-    with admin(backend.url.rsplit("/", 1)[1]) as db:
-        db.execute("NOTIFY wpnotify_room, 'hello'")
-        db.execute("NOTIFY wpnotify_room")
-    assert store.wait_for_room(0.5, {"a"}) is False
-
-
-def test_a_list_of_hosts_too_long_for_a_notify_tells_every_host(
-        store: PostgresState, backend: PostgresBackend) -> None:
-    other = backend.open()
-    claim_read(store)
-    with other.claiming():
-        other.room_freed({f"host-{n}.example:8080" for n in range(2000)})  # 50 kB of names
-    assert store.wait_for_room(30, {"a"}) is True
-
-
-def test_asking_for_room_outside_a_unit_is_a_mistake_said_at_once(
-        store: PostgresState) -> None:
-    for call in (lambda: store.want_room(True), lambda: store.room_freed({"a"})):
-        with pytest.raises(RuntimeError, match="outside a unit of work"):
-            call()
-    store.in_flight(NOW)  # nothing was left pending for the next statement
-    with store.claiming():
-        store.claim_view({"a"}, NOW)
-
-
 def test_a_connection_lost_inside_a_unit_keeps_nothing(store: PostgresState) -> None:
     with pytest.raises(StateError) as caught, store.atomic():
         store.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
@@ -578,8 +444,7 @@ def test_only_the_postgres_modules_know_psycopg() -> None:
     root = Path(__file__).parent.parent / "wpnotify"
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                    if re.search(r"^\s*(import psycopg|from psycopg)", p.read_text(), re.M))
-    assert users == ["state/postgres.py", "state/postgres_room.py",
-                     "state/postgres_unit.py"], users
+    assert users == ["state/postgres.py", "state/postgres_unit.py"], users
 
 
 def test_the_servers_clock_is_read_as_an_aware_utc_time(store: PostgresState) -> None:
@@ -711,67 +576,3 @@ def test_a_claim_view_whose_connection_was_lost_is_read_again_whole(
     assert lost
     assert hosts["t.example"].wordpress
     assert [target for target, _ in flying] == ["https://t.example/a"]
-
-
-# --- review 2 of the room hand-off --------------------------------------------------------
-
-
-def test_room_freed_after_another_thread_opened_a_new_connection_is_told(
-        store: PostgresState, backend: PostgresBackend) -> None:
-    """Listening; the server ends the session; the heartbeat (another thread's write, on
-    the same state) opens a new connection before the wait; another worker then frees
-    room: the waiter is told (or at least told to look again: its LISTEN went with the old
-    connection)."""
-    other = backend.open()
-    claim_read(store)
-    with admin() as db:
-        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
-    heartbeat = threading.Thread(target=lambda: store.join("w1", NOW, daemon=True))
-    heartbeat.start()
-    heartbeat.join()
-    with other.claiming():
-        other.room_freed({"a"})
-    assert store.wait_for_room(2, {"a"}) is True
-
-
-def test_room_freed_by_a_unit_without_the_lock_during_the_claims_read_is_told(
-        store: PostgresState, backend: PostgresBackend,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The claim reads in flight first, then (a statement later) the snapshot: another
-    worker's unit that frees room outside a claiming unit and commits in between is seen
-    by the snapshot but not by the in-flight read. The word must still wake the waiter
-    (taking the snapshot first makes any such word news)."""
-    other = backend.open()
-    claim_read(store)  # listening
-    real = store._fetch_together
-
-    def between(queries: list[tuple[str, Any]]) -> list[list[Any]]:
-        first = real(queries[:1])
-        with other.atomic():  # not a claiming unit: it does not wait for this one's lock
-            other.room_freed({"a"})
-        return first + real(queries[1:])
-    monkeypatch.setattr(store, "_fetch_together", between)
-    with store.claiming():
-        store.want_room(True)
-        store.claim_view({"a"}, NOW)
-    monkeypatch.undo()
-    assert store.wait_for_room(2, {"a"}) is True
-
-
-def test_a_wait_on_a_connection_the_server_closed_does_not_spin(
-        store: PostgresState, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The socket of a connection the server ended reads as ready at once, every time: the
-    wait sleeps its slices rather than looking again and again."""
-    import wpnotify.state.postgres_room as room
-    claim_read(store)
-    with admin() as db:
-        db.execute("SELECT pg_terminate_backend(%s)", (backend_pid(store),))
-    looks: list[int] = []
-    real = store._told
-
-    def told(hosts: Any) -> Any:
-        looks.append(1)
-        return real(hosts)
-    monkeypatch.setattr(store, "_told", told)
-    assert store.wait_for_room(20 * room.SLICE, {"a"}) is False
-    assert len(looks) <= 25

@@ -9,10 +9,9 @@ Several processes may send from one state (workers sharing a database, or a back
 the daemon). The per-host limits and holds are the fleet's: claims are made in a ``claiming``
 unit that no other process's overlaps, counting what the others have in flight to each host,
 and every hold is written to the state. Outcomes and recoveries are recorded in such units
-too: one worker at a time changes many posts' rows, so no two wait for each other. A worker
-that waits for room another's requests fill is told when one leaves some
-(``State.want_room``). A claim is leased (``leases``): a worker that dies loses it, and
-another sends the notification again.
+too: one worker at a time changes many posts' rows, so no two wait for each other. A claim
+is leased (``leases``): a worker that dies loses it, and another sends the notification
+again.
 
 What an outcome means is ``decide``'s (pure); this module applies it to the state, in one
 place (``_conclude``), and tells the ``pinged`` mirror what was sent.
@@ -34,7 +33,7 @@ import structlog
 
 from wpnotify import kinds
 from wpnotify.attempt import Discoveries, Result, attempt, host_of
-from wpnotify.errors import SendError, StateError
+from wpnotify.errors import SendError
 from wpnotify.events import NO_EVENTS, Events
 from wpnotify.http import Http
 from wpnotify.sending.backlog import Backlog, Feed, Tally
@@ -60,10 +59,7 @@ if TYPE_CHECKING:  # the protocol only: the mirror is what talks to the sources
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # a `sending` row older than this was interrupted
 FEED_BELOW = 1000  # a feed's next page is taken when fewer than this wait in the backlog
-COLLECT_WAIT = 1.0  # seconds the loop waits for a request to end, at most, between passes
-ROOM_LOOK = 0.05  # …looking this often, meanwhile, whether another worker left room
 OTHERS_WAIT = 0.2  # seconds between looks while only other workers' requests hold the hosts
-# (a database server tells a worker waiting so of room another leaves, at once: a fallback)
 
 log = structlog.get_logger("wpnotify.sender")
 
@@ -87,8 +83,6 @@ class _Run:
     done: list[Done] = field(default_factory=list)
     # Hosts with room left for this worker only once other workers' requests end.
     crowded: bool = False
-    crowded_at: set[str] = field(default_factory=set)  # …these hosts
-    listening: bool = False  # told when another worker leaves room (``State.want_room``)
     # Workers put their results here: cheaper than a waiter on every future each pass.
     completions: queue.SimpleQueue[Done] = field(default_factory=queue.SimpleQueue)
 
@@ -181,25 +175,12 @@ class Dispatcher:
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="wpnotify-send") as pool:
             run = _Run(sites, posts, feed, backlog, pool, now)
             looked = time.monotonic()
-            try:
-                while self._step(run):
-                    if time.monotonic() - looked >= self.look_every:
-                        looked = time.monotonic()
-                        self._take_over(run)
-            finally:
-                if run.listening:  # no more waits for room: not told of it until the next run
-                    self._unlisten()
+            while self._step(run):
+                if time.monotonic() - looked >= self.look_every:
+                    looked = time.monotonic()
+                    self._take_over(run)
         run.tally.retrying += len(run.backlog)
         return run.tally
-
-    def _unlisten(self) -> None:
-        """A run's end: told of room no more; an error here (the connection lost, say) must
-        not hide the run's own (a new connection listens to nothing)."""
-        try:
-            with self.store.atomic():
-                self.store.want_room(False)
-        except StateError as exc:
-            log.warning("room.unlisten_failed", error=str(exc))
 
     def _step(self, run: _Run) -> bool:
         """One pass of the loop: take the feed's next page, start what may go, record what
@@ -215,28 +196,12 @@ class Dispatcher:
             # of the same posts in other orders would deadlock on those marks in PostgreSQL.
             with self.store.claiming():
                 self._finish(run, finished)
-                # Hosts this worker has nothing more for: others may wait for their room.
-                left = {host_of(f.n.target) for f in finished} - run.backlog.by_host.keys()
-                if left:
-                    self.store.room_freed(left)
             if not all(f.freed for f in finished):
                 return True  # their hosts may take their next notification now
         if not run.running:
             return self._idle(run)
-        run.done = self._collect(run)
+        run.done = _collect(run.completions)
         return True
-
-    def _collect(self, run: _Run) -> list[Done]:
-        """What finished (see ``_collect``); a worker crowded out of some hosts by others'
-        requests also looks, every ROOM_LOOK, whether it was told of room there."""
-        if not (run.crowded_at and self.store.tells_room):
-            return _collect(run.completions, COLLECT_WAIT)
-        deadline = time.monotonic() + COLLECT_WAIT
-        while True:
-            done = _collect(run.completions, ROOM_LOOK)
-            if (done or time.monotonic() >= deadline
-                    or self.store.wait_for_room(0, run.crowded_at)):
-                return done
 
     def _take_page(self, run: _Run) -> None:
         feed = run.feed
@@ -272,9 +237,6 @@ class Dispatcher:
         with self.store.claiming() if claims else self.store.atomic():
             run.now = now = self.clock()
             if claims:
-                # Told when another worker leaves room, from here on (``_idle``).
-                self.store.want_room(True)
-                run.listening = True
                 run.hosts, flying = self.store.claim_view(keys, now)
                 claimed = self._claim(run, now, limit, flying)
             else:
@@ -304,10 +266,7 @@ class Dispatcher:
             return (1 if alone else per_host) - run.busy[host] - others[host]
 
         picked = run.backlog.pick(now, run.hosts, room, limit - len(run.running))
-        # Hosts whose next notification waits for room that others' requests take.
-        run.crowded_at = {host for host, waiting in run.backlog.by_host.items()
-                          if others[host] and room(host, waiting[0]) <= 0}
-        run.crowded = bool(run.crowded_at) and not picked
+        run.crowded = not picked and any(others[host] for host in run.backlog.by_host)
         self.store.lock_marks([(n.site, n.post_id) for n in picked])  # as outcomes do
         won = self.store.claim_with_kinds([n.id for n in picked], now, now + self.lease)
         # The others went to another worker.
@@ -327,13 +286,8 @@ class Dispatcher:
         pause = (next_ready - run.now).total_seconds()
         if pause > IN_CYCLE_WAIT:
             return False  # still pending; a later run sends them
-        # Ready, but other workers' requests fill its hosts: look again when one of them
-        # leaves room (a state that can tell), or in a moment.
-        wait = max(pause, OTHERS_WAIT if run.crowded else 0.0)
-        if run.crowded and self.store.tells_room:
-            self.store.wait_for_room(wait, run.crowded_at, self.stopping)
-        else:
-            self.sleep(wait)
+        # Ready, but other workers' requests fill its hosts: look again in a moment.
+        self.sleep(max(pause, OTHERS_WAIT if run.crowded else 0.0))
         return True
 
     def _take_over(self, run: _Run) -> None:
@@ -532,10 +486,10 @@ def _finished(n: Notification, outcome: Outcome, sent_as: str | None = None) -> 
                     error_code=error.code, next_attempt_at=outcome.next_attempt_at, kind=kind)
 
 
-def _collect(completions: queue.SimpleQueue[Done], wait: float) -> list[Done]:
-    """What finished: waits up to ``wait`` seconds for the first, then takes all there are."""
+def _collect(completions: queue.SimpleQueue[Done]) -> list[Done]:
+    """What finished: waits up to a second for the first, then takes all that are there."""
     try:
-        done = [completions.get(timeout=wait)]
+        done = [completions.get(timeout=1.0)]
     except queue.Empty:
         return []
     while True:

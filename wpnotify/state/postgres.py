@@ -16,7 +16,6 @@ import psycopg
 
 from wpnotify.errors import StateError
 from wpnotify.state.migrations import LATEST, migrate
-from wpnotify.state.postgres_room import PgRoom
 from wpnotify.state.postgres_unit import PgConnection, grants_fix
 from wpnotify.state.processes import this_process
 from wpnotify.state.sql_fleet import FleetSql
@@ -25,8 +24,6 @@ from wpnotify.state.sql_queue import QueueSql
 from wpnotify.state.sql_sites import SitesSql
 from wpnotify.state.sql_state import StateSql
 from wpnotify.times import iso
-
-OLDEST = 130000  # the oldest server version taken (as libpq gives it: 13.0)
 
 # The tables a worker writes (``migrations`` only while migrating).
 TABLES = ("notifications", "sites", "scheduled", "hosts", "pinged_outbox", "status_outbox",
@@ -38,7 +35,7 @@ MARK = ("INSERT INTO status_outbox (site, post_id) VALUES (?, ?) ON CONFLICT (si
         "DO UPDATE SET seq = nextval('status_outbox_seq')")
 
 
-class PostgresState(PgRoom, PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
+class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
                     InboundSql):
     """The state in a PostgreSQL database (see the module's docstring)."""
 
@@ -50,13 +47,6 @@ class PostgresState(PgRoom, PgConnection, QueueSql, StateSql, FleetSql, SitesSql
         """Connects, and brings the schema to the latest version (the first command run on
         a new database creates it; workers starting at once take turns)."""
         state = cls(url)
-        version = state.conn.info.server_version  # as 150019: known from the connection
-        if version < OLDEST:
-            state.close()
-            raise StateError(
-                f"{state.label} runs PostgreSQL {version // 10000}.{version % 10000}; wpnotify "
-                f"needs {OLDEST // 10000} or newer (for pg_current_xact_id and "
-                f"pg_current_snapshot): upgrade the server, or point state_url at a newer one")
         state._migrating = True
         try:
             migrate(state._version, state.atomic, state._run, lambda sql: [sql], postgres=True)

@@ -274,34 +274,6 @@ class Fleet(UnitOfWork, Protocol):
         claim without one), by any worker."""
         ...
 
-    # Room at a host, handed over: a worker whose claim found the hosts of what it has
-    # ready full of other workers' requests waits, and is told when one of them leaves room
-    # at one of those hosts, instead of looking again only after a while.
-
-    tells_room: bool
-    """Whether ``wait_for_room`` can be told (a database server); False: the caller sleeps
-    and looks again (a file's workers)."""
-
-    def want_room(self, wanted: bool) -> None:
-        """In a ``claiming`` unit, before ``claim_view``: from its commit on, room freed
-        (``room_freed``) in other workers' units wakes this one's ``wait_for_room``
-        (``wanted``), or no longer does. Room that the unit's ``claim_view`` sees is never
-        news; room freed after it always is."""
-        ...
-
-    def room_freed(self, hosts: Collection[str] = ()) -> None:
-        """In a ``claiming`` unit: at its commit, the workers that want room at one of these
-        hosts (none given: any) are told that this one left some there."""
-        ...
-
-    def wait_for_room(self, seconds: float, hosts: Collection[str] | None = None,
-                      stopping: Callable[[], bool] = lambda: False) -> bool:
-        """Outside a unit: waits up to ``seconds`` for news of room at one of ``hosts``
-        (None: any). True when told; False when the time passed, ``stopping`` said so, or
-        this state cannot be told (it returns at once then). Never holds up other threads'
-        use of the state, and never raises."""
-        ...
-
     def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:
         """Records a worker as running (or seen again); ``daemon``: one that takes its share
         of the sites' polls (`wpnotify run`), kept from its first record."""

@@ -10,7 +10,7 @@ the state's sortable text (``times.iso``), so SQL compares them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,19 +34,6 @@ class FleetSql:
     def claiming(self) -> Iterator[None]:
         with self.atomic(exclusive=True):
             yield
-
-    # A file's workers are not told of room freed: they look again after a while.
-    tells_room = False
-
-    def want_room(self, wanted: bool) -> None:
-        pass
-
-    def room_freed(self, hosts: Collection[str] = ()) -> None:
-        pass
-
-    def wait_for_room(self, seconds: float, hosts: Collection[str] | None = None,
-                      stopping: Callable[[], bool] = lambda: False) -> bool:
-        return False
 
     def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:
         return [(row[0], row[1]) for row in self._rows(IN_FLIGHT, (iso(now),))]

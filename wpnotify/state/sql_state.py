@@ -24,12 +24,6 @@ class StateSql(SqlUnit):
     less ``mark_status``, over the backend's unit of work."""
 
     _chunk = 500  # post IDs in one query (SQLite's limit on parameters is the lowest)
-    # A query read with a claim's view, its rows handed to ``_seen`` (PostgreSQL's snapshot,
-    # for the room a worker is told of: ``postgres_room``); none on a file.
-    _seen_sql: str | None = None
-
-    def _seen(self, found: list[Any]) -> None:
-        pass
 
     # --- sites ---------------------------------------------------------------------------
 
@@ -87,16 +81,11 @@ class StateSql(SqlUnit):
                    ) -> tuple[dict[str, HostState], list[tuple[str, str | None]]]:
         """``hosts`` and ``in_flight``, read together (one round trip on PostgreSQL)."""
         marks = ",".join("?" * len(hosts))
-        # The snapshot first: each later statement sees at least what it saw.
-        queries: list[tuple[str, Any]] = [] if self._seen_sql is None else [
-            (self._seen_sql, ())]
-        queries.append((IN_FLIGHT, (iso(now),)))
+        queries: list[tuple[str, Any]] = [(IN_FLIGHT, (iso(now),))]
         if hosts:
             queries.append((f"SELECT host, wordpress, not_before FROM hosts WHERE host IN "
                             f"({marks})", list(hosts)))
         found = self._rows_together(queries)
-        if self._seen_sql is not None:
-            self._seen(found.pop(0))
         known = {row["host"]: rows.host_state(row, self) for row in found[1]} if hosts else {}
         return known, [(row[0], row[1]) for row in found[0]]
 
