@@ -327,20 +327,32 @@ def test_status_members_are_the_stored_words(state: State) -> None:
     assert row.status is Status.SKIPPED and row.as_dict()["status"] == "skipped"
 
 
+def kinds_by_target(state: State, site: str, post_id: int) -> dict[str, set[str]]:
+    """target -> the kinds that have a row for it, of one post (read through ``history``)."""
+    found: dict[str, set[str]] = {}
+    for row in state.history(site=site, post_id=post_id, limit=1000):
+        found.setdefault(row.target, set()).add(row.kind)
+    return found
+
+
 def test_a_second_kind_for_a_target_is_refused_without_failing_the_unit(state: State) -> None:
-    """set_kind's conflict is an answer (False), not an error: the outcome recorded in the
-    same unit of work is kept."""
+    """A fallback to a kind another row of the target holds is an answer (not recorded),
+    not an error: the outcome recorded after it in the same unit of work is kept, and the
+    refused row keeps its own kind."""
     state.add("s", 1, "webmention", "https://t/", "https://s/1", NOW)
     state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
     state.add("s", 1, "webmention", "https://u/", "https://s/1", NOW)
     taken, free = sorted(r.id for r in state.history(kind="webmention"))
+    assert state.claim_many([taken, free], NOW, NOW + timedelta(seconds=30)) == {taken, free}
     with state.atomic():
-        assert not state.set_kind(taken, "pingback")
+        assert state.finish_many([Finished(taken, Status.SENT, kind="pingback")], NOW) == set()
         state.finish(taken, Status.SKIPPED, NOW, error="dup", error_code="duplicate")
-    assert state.get(taken).status == Status.SKIPPED  # type: ignore[union-attr]  # it exists
-    assert state.set_kind(free, "pingback")
-    assert state.kinds([("s", 1, "https://t/"), ("s", 1, "https://u/")]) == {
-        ("s", 1, "https://t/"): {"webmention", "pingback"}, ("s", 1, "https://u/"): {"pingback"}}
+    refused = state.get(taken)
+    assert refused is not None and (refused.status, refused.kind) == (
+        Status.SKIPPED, "webmention")
+    assert state.finish_many([Finished(free, Status.SENT, kind="pingback")], NOW) == {free}
+    assert kinds_by_target(state, "s", 1) == {
+        "https://t/": {"webmention", "pingback"}, "https://u/": {"pingback"}}
 
 
 def test_finish_many_writes_the_kind_each_went_out_as_unless_another_row_has_it(
@@ -359,9 +371,9 @@ def test_finish_many_writes_the_kind_each_went_out_as_unless_another_row_has_it(
         assert state.claim(i, NOW)
     assert state.finish_many([Finished(i, Status.SENT, kind="pingback")
                               for i in (t, tb, u, v)], NOW) == {t, u}
-    assert state.kinds([("s", 1, x) for x in ("https://t/", "https://u/", "https://v/")]) == {
-        ("s", 1, "https://t/"): {"pingback", "trackback"}, ("s", 1, "https://u/"): {"pingback"},
-        ("s", 1, "https://v/"): {"webmention", "pingback"}}
+    assert kinds_by_target(state, "s", 1) == {
+        "https://t/": {"pingback", "trackback"}, "https://u/": {"pingback"},
+        "https://v/": {"webmention", "pingback"}}
     statuses = {i: n.status for i in (t, u, v, tb) if (n := state.get(i)) is not None}
     assert statuses == {t: Status.SENT, u: Status.SENT, v: Status.SENDING, tb: Status.SENDING}
     assert state.finish_many([Finished(tb, Status.SKIPPED, error="dup", error_code="duplicate")],
@@ -432,7 +444,7 @@ def test_a_claim_reads_hosts_and_what_is_in_flight_at_once(state: State) -> None
     hosts, flying = state.claim_view({"t.example", "nowhere.example"}, NOW)
     assert hosts == state.hosts({"t.example", "nowhere.example"})
     assert hosts["t.example"].wordpress and "nowhere.example" not in hosts
-    assert flying == state.in_flight(NOW) == [("https://t.example/a", this_process())]
+    assert flying == [("https://t.example/a", this_process())]  # not the pending one
     assert state.claim_view(set(), NOW) == ({}, flying)
 
 
@@ -493,8 +505,9 @@ def waiting_posts(state: State, site: str = "s") -> list[int]:
 
 
 def test_every_change_to_a_notification_marks_its_post(state: State) -> None:
-    """Planned, claimed, released, finished, deferred, settled, requeued, kind changed:
-    each marks the post for a status push, whoever made the change."""
+    """Planned, claimed, released, finished, deferred, settled, requeued, finished as a
+    fallback's kind, sent again: each marks the post for a status push, whoever made the
+    change."""
     state.add("s", 1, "pingback", "https://t/", "https://s/1", NOW)
     state.add("s", 2, "webmention", "https://u/", "https://s/2", NOW)
     state.add("other", 1, "pingback", "https://t/", "https://s/1", NOW)
@@ -508,7 +521,7 @@ def test_every_change_to_a_notification_marks_its_post(state: State) -> None:
         lambda: state.requeue(ids=[first]),
         lambda: state.requeue_for_resend("s", 1, "pingback", "https://t/", NOW),
         lambda: state.settle("s", "pingback", "https://t/", NOW, "covered"),
-        lambda: state.set_kind(second, "pingback"),
+        lambda: state.finish_many([Finished(second, Status.SENT, kind="pingback")], NOW),
         lambda: state.resend(second, NOW, {})]
     for change in changes:
         state.status_told("s", state.status_waiting("s", 100))
@@ -638,8 +651,8 @@ def test_claim_many_claims_only_what_is_still_pending(state: State, backend: Bac
     mine = state.get(a)
     assert mine is not None and (mine.status, mine.attempts, mine.claimed_by) == (
         Status.SENDING, 1, this_process())
-    assert sorted(t for t, _ in state.in_flight(NOW)) == ["https://t/a", "https://t/b",
-                                                          "https://t/c"]
+    _, flying = state.claim_view(set(), NOW)
+    assert sorted(t for t, _ in flying) == ["https://t/a", "https://t/b", "https://t/c"]
 
 
 def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(state: State,
@@ -659,8 +672,10 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_is_not(state: State,
 
     assert state.recover_interrupted(NOW + timedelta(seconds=29), timedelta(minutes=10),
                                      at_once) == (0, 0)
-    assert [t for t, _ in state.in_flight(NOW + timedelta(seconds=29))] == ["https://t/a"]
-    assert state.in_flight(NOW + timedelta(seconds=31)) == []  # expired: not in flight
+    assert [t for t, _ in state.claim_view(set(), NOW + timedelta(seconds=29))[1]] == [
+        "https://t/a"]
+    _, expired = state.claim_view(set(), NOW + timedelta(seconds=31))
+    assert expired == []  # its lease passed: not in flight
     assert state.recover_interrupted(NOW + timedelta(seconds=31), timedelta(minutes=10),
                                      at_once) == (1, 0)
     assert seen == [False]
@@ -725,14 +740,14 @@ def test_claiming_units_exclude_each_other(state: State, backend: Backend) -> No
     def second() -> None:
         inside.wait(5)
         with rival.claiming():
-            rival.in_flight(NOW)
+            rival.claim_view({"t.example"}, NOW)
             entered.set()
             order.append("second")
 
     thread = threading.Thread(target=second)
     thread.start()
     with state.claiming():
-        state.in_flight(NOW)
+        state.claim_view({"t.example"}, NOW)
         inside.set()
         assert not entered.wait(0.3)
         order.append("first")

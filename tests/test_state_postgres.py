@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from postgres_db import admin, drop_database, make_database
 from state_contract import *  # noqa: F403 (the contract's tests run here, against PostgreSQL)
-from state_contract import NOW
+from state_contract import NOW, kinds_by_target
 
 from wpnotify.errors import StateError
 from wpnotify.state import Action, Finished, InboundPing, State, Status, Verdict, open_state
@@ -231,9 +231,8 @@ def test_a_kind_another_process_takes_meanwhile_leaves_that_outcome_the_batch_ke
             assert store.finish_many([Finished(a, Status.SENT, kind="pingback"),
                                       Finished(b, Status.SENT, kind="pingback")], NOW) == {b}
         committed.join()
-    assert store.kinds([("s", 1, "https://t/a"), ("s", 1, "https://t/b")]) == {
-        ("s", 1, "https://t/a"): {"webmention", "pingback"},
-        ("s", 1, "https://t/b"): {"pingback"}}
+    assert kinds_by_target(store, "s", 1) == {"https://t/a": {"webmention", "pingback"},
+                                              "https://t/b": {"pingback"}}
     assert [n.post_id for n in store.history(post_id=2)] == [2]
     assert store.get(a).status == Status.SENDING  # type: ignore[union-attr]  # it exists
 
@@ -278,7 +277,7 @@ def test_marks_are_taken_in_post_order_with_the_next_statement(
     with store.atomic():
         store.lock_marks([("s", 7), ("s", 1), ("a", 9), ("s", 7)])
         assert sent == []  # not yet: with the next statement
-        store.in_flight(NOW)
+        store.due(NOW)
     assert sent == [[("a", 9), ("s", 1), ("s", 7)]]
     assert sorted(post for post, _ in store.status_waiting("s", 10)) == [1, 7]
 
@@ -530,17 +529,21 @@ def test_a_unit_sent_with_its_commit_is_not_sent_again_after_a_lost_connection(
         store._write("DROP TABLE review_tally")
 
 
-def test_a_deferred_writes_error_is_reported_as_itself_not_as_set_kinds(
+def test_a_deferred_writes_error_is_reported_as_itself_not_as_a_refused_kind(
         store: PostgresState) -> None:
-    """A write sent later than it was made must still fail as itself: set_kind's savepoint
-    fallback must not swallow another statement's duplicate key."""
+    """A write sent later than it was made must still fail as itself: finish_many's
+    savepoint fallback (a fallback's kind refused by the unique key) must not swallow
+    another statement's duplicate key, nor record the outcome in a unit that failed."""
     store.add("s", 1, "webmention", "https://t/a", "https://s/1", NOW)
     (n,) = store.due(NOW)
+    assert store.claim_many([n.id], NOW, NOW + timedelta(seconds=30)) == {n.id}
     with pytest.raises(StateError) as caught, store.atomic():
         store._write_many("INSERT INTO status_outbox (seq, site, post_id) VALUES (?, ?, ?)",
                           [(999, "s", 1), (999, "s", 2)])
-        store.set_kind(n.id, "pingback")
-    assert "duplicate key" in str(caught.value)
+        store.finish_many([Finished(n.id, Status.SENT, kind="pingback")], NOW)
+    assert "duplicate key" in str(caught.value) and "status_outbox" in str(caught.value)
+    kept = store.get(n.id)
+    assert kept is not None and (kept.status, kept.kind) == (Status.SENDING, "webmention")
 
 
 def test_a_claim_view_whose_connection_was_lost_is_read_again_whole(

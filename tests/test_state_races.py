@@ -22,6 +22,7 @@ from wpnotify.sending.backlog import Tally
 from wpnotify.service import Service
 from wpnotify.settings import Settings, SiteSettings
 from wpnotify.sources import Post
+from wpnotify.state import Finished, Status
 from wpnotify.state.migrations import LATEST
 from wpnotify.state.sqlite import SqliteState
 from wpnotify.times import wp_time
@@ -145,7 +146,9 @@ def test_two_polls_of_one_post_record_and_report_it_once(tmp_path: Path) -> None
     def rival() -> None:
         reports.append(first.read(first.settings.sites[0]))
         (row,) = [r for r in first.store.history(limit=1000) if r.target == LINKS[0]]
-        assert first.store.set_kind(row.id, "pingback")
+        assert row.kind == "webmention" and first.store.claim(row.id, NOW)
+        assert first.store.finish_many([Finished(row.id, Status.SENT, kind="pingback")],
+                                       NOW) == {row.id}
 
     store = second.store
     assert isinstance(store, Interleaved)

@@ -16,7 +16,6 @@ from wpnotify.state.protocols import (
     History,
     HostPacing,
     InboundLog,
-    LinkKey,
     PingedOutbox,
     Queue,
     Resends,
@@ -42,8 +41,7 @@ from wpnotify.state.records import (
 )
 
 __all__ = ["Action", "Finished", "Fleet", "History", "HostPacing", "HostState", "InboundLog",
-           "InboundPing", "LinkKey", "Notification", "PingedOutbox", "Queue", "Queued",
-           "Resends",
+           "InboundPing", "Notification", "PingedOutbox", "Queue", "Queued", "Resends",
            "SiteEntry", "SiteLog", "SiteRegistry", "SiteState", "State", "Status", "StatusMark",
            "StatusOutbox", "UnitOfWork", "Verdict", "WorkerState", "open_state"]
 

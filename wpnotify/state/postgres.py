@@ -136,22 +136,6 @@ class PostgresState(PgConnection, QueueSql, StateSql, FleetSql, SitesSql,
                 found.setdefault(row[0], set()).add(row[1])
         return found
 
-    def set_kind(self, notification_id: int, kind: str) -> bool:
-        """Records that a notification went out as another kind; False when that kind
-        already has a row for the same target. A savepoint keeps the caller's unit going
-        (PostgreSQL aborts a whole transaction on an error otherwise)."""
-        with self.atomic():
-            self._flush()
-            self._defer("SAVEPOINT set_kind")
-            try:
-                self._run("UPDATE notifications SET kind = ? WHERE id = ?",
-                          (kind, notification_id))
-            except psycopg.errors.UniqueViolation:
-                self._statement("ROLLBACK TO SAVEPOINT set_kind")
-                return False
-            self._defer("RELEASE SAVEPOINT set_kind")
-        return True
-
     def _finish_rows(self, sql: str, params: list[Any]) -> list[Any]:
         """Another process may add a row of a fallback's kind between the statement's check
         and its write (READ COMMITTED): the unique key then fails the batch, which is rolled

@@ -26,9 +26,6 @@ from wpnotify.state.records import (
     WorkerState,
 )
 
-#: (site, post_id, target): a link of a post, whatever kind notified it.
-LinkKey = tuple[str, int, str]
-
 
 class UnitOfWork(Protocol):
     def atomic(self) -> AbstractContextManager[None]:
@@ -58,8 +55,6 @@ class Queue(UnitOfWork, Protocol):
         kind with none is absent)."""
         ...
 
-    def kinds(self, keys: list[LinkKey]) -> dict[LinkKey, set[str]]: ...
-
     def due(self, now: datetime, sites: list[str] | None = None,
             posts: set[int] | None = None, limit: int = 10_000) -> list[Notification]: ...
 
@@ -87,8 +82,6 @@ class Queue(UnitOfWork, Protocol):
 
     def settle(self, site: str, kind: str, target: str, now: datetime, response: str
                ) -> int: ...
-
-    def set_kind(self, notification_id: int, kind: str) -> bool: ...
 
     def resend(self, notification_id: int, now: datetime, payload: dict[str, Any]) -> None: ...
 
@@ -258,7 +251,7 @@ class Fleet(UnitOfWork, Protocol):
 
     def claiming(self) -> AbstractContextManager[None]:
         """A unit of work (as ``atomic``) that no other ``claiming`` unit overlaps, in any
-        process: what ``in_flight`` and ``hosts`` read inside it stays true until it commits,
+        process: what ``claim_view`` reads inside it stays true until it commits,
         so claims made on it keep the fleet within its per-host limits. The sender records
         its batches of outcomes in such units too: units that change many posts' rows, one
         at a time, never deadlock on each other. Keep it short."""
@@ -266,12 +259,9 @@ class Fleet(UnitOfWork, Protocol):
 
     def claim_view(self, hosts: set[str], now: datetime
                    ) -> tuple[dict[str, HostState], list[tuple[str, str | None]]]:
-        """``HostPacing.hosts`` and ``in_flight`` at once: what a claim reads first."""
-        ...
-
-    def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:
-        """(target, claimed_by) of every notification being sent under a live lease (or a
-        claim without one), by any worker."""
+        """What a claim reads first, at once: ``HostPacing.hosts`` of these hosts, and the
+        (target, claimed_by) of every notification being sent under a live lease at ``now``
+        (or a claim without one), by any worker."""
         ...
 
     def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:

@@ -1,5 +1,6 @@
 """Workers sharing the state, in SQL both backends run as written: the workers' rows, their
-heartbeats, the sites' poll leases and what is in flight under a live lease.
+heartbeats, the sites' poll leases and the leases on what each sends (what is in flight
+under a live lease is read with the hosts, by ``StateSql.claim_view``).
 
 A backend mixes this in over its unit of work, which gives ``_rows`` (rows readable by
 position), ``_write`` and ``atomic``, whose ``exclusive`` units wait for, then hold until
@@ -16,7 +17,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from wpnotify.state.records import WorkerState
-from wpnotify.state.sql_state import IN_FLIGHT
 from wpnotify.times import iso, parse_iso
 
 
@@ -34,9 +34,6 @@ class FleetSql:
     def claiming(self) -> Iterator[None]:
         with self.atomic(exclusive=True):
             yield
-
-    def in_flight(self, now: datetime) -> list[tuple[str, str | None]]:
-        return [(row[0], row[1]) for row in self._rows(IN_FLIGHT, (iso(now),))]
 
     def join(self, worker: str, now: datetime, *, daemon: bool = False) -> None:
         self._write("INSERT INTO workers (id, started_at, seen_at, daemon) VALUES (?, ?, ?, ?) "

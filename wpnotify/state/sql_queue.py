@@ -13,7 +13,6 @@ from typing import Any
 from wpnotify.errors import StateError
 from wpnotify.state import rows
 from wpnotify.state.processes import process_dead, this_process
-from wpnotify.state.protocols import LinkKey
 from wpnotify.state.records import Finished, Notification, Queued, Status
 from wpnotify.state.sql_unit import SqlUnit
 from wpnotify.times import iso, parse_iso
@@ -21,7 +20,7 @@ from wpnotify.times import iso, parse_iso
 
 class QueueSql(SqlUnit):
     """The ``Queue`` and ``History`` parts of the state, less ``claim_many`` and
-    ``set_kind``, over the backend's unit of work."""
+    ``claim_with_kinds``, over the backend's unit of work."""
 
     # How a post is marked for WordPress, as the triggers do (``lock_marks``); None where a
     # unit of work holds the one writer lock already (SQLite), so there is nothing to take.
@@ -76,18 +75,6 @@ class QueueSql(SqlUnit):
                     f"SELECT post_id, kind, target FROM notifications WHERE site = ? AND "
                     f"post_id IN ({','.join('?' * len(chunk))})", (site, *chunk)):
                 found.setdefault(row[0], {}).setdefault(row[1], set()).add(row[2])
-        return found
-
-    def kinds(self, keys: list[LinkKey]) -> dict[LinkKey, set[str]]:
-        """(site, post, target) -> the kinds that have a row for it; one query per site."""
-        found: dict[LinkKey, set[str]] = {key: set() for key in keys}
-        for site in {key[0] for key in keys}:
-            posts = sorted({post for s, post, _ in keys if s == site})
-            for row in self._rows(
-                    f"SELECT post_id, target, kind FROM notifications WHERE site = ? AND "
-                    f"post_id IN ({','.join('?' * len(posts))})", (site, *posts)):
-                if (key := (site, row[0], row[1])) in found:
-                    found[key].add(row[2])
         return found
 
     def due(self, now: datetime, sites: list[str] | None = None,

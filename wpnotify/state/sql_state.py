@@ -79,7 +79,8 @@ class StateSql(SqlUnit):
 
     def claim_view(self, hosts: set[str], now: datetime
                    ) -> tuple[dict[str, HostState], list[tuple[str, str | None]]]:
-        """``hosts`` and ``in_flight``, read together (one round trip on PostgreSQL)."""
+        """Those of ``hosts`` the state knows, and what is in flight (``IN_FLIGHT``), read
+        together (one round trip on PostgreSQL)."""
         marks = ",".join("?" * len(hosts))
         queries: list[tuple[str, Any]] = [(IN_FLIGHT, (iso(now),))]
         if hosts:

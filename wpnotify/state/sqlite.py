@@ -103,20 +103,6 @@ class SqliteState(SqliteFile, QueueSql, StateSql, FleetSql, SitesSql,
                 found[row[0]].add(row[1])
         return found
 
-    def set_kind(self, notification_id: int, kind: str) -> bool:
-        """Records that a notification went out as another kind (a Webmention row that fell
-        back to Pingback); False when that kind already has a row for the same target (the
-        UNIQUE key refuses it; the unit of work it runs in goes on)."""
-        with self.atomic():
-            try:
-                self.db.execute("UPDATE notifications SET kind = ? WHERE id = ?",
-                                (kind, notification_id))
-            except sqlite3.IntegrityError as exc:
-                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-                    return False
-                raise
-        return True
-
     def mark_status(self, site: str, post_id: int) -> None:
         """REPLACE gives the mark a fresh change number (AUTOINCREMENT), as the triggers do."""
         self._write("REPLACE INTO status_outbox (site, post_id) VALUES (?, ?)", (site, post_id))
