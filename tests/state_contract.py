@@ -476,8 +476,8 @@ def test_a_failed_unit_of_work_keeps_nothing(state: State) -> None:
 
 
 def test_the_pinged_outbox_keeps_urls_until_told(state: State) -> None:
-    state.queue_pinged("s", 2, ["https://b/", "https://a/"], NOW)
-    state.queue_pinged("s", 1, ["https://c/"], NOW)
+    state.queue_pinged_many([("s", 2, "https://b/"), ("s", 2, "https://a/")], NOW)
+    state.queue_pinged_many([("s", 1, "https://c/")], NOW)
     assert state.pinged_waiting("s", 2) == {1: ["https://c/"], 2: ["https://a/"]}
     state.pinged_told("s", {1: ["https://c/"]})
     assert state.pinged_waiting("s", 10) == {2: ["https://a/", "https://b/"]}

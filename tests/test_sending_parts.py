@@ -77,7 +77,7 @@ def test_the_mirror_tells_wordpress_every_batch_and_at_the_cycle_end(tmp_path: P
     end; sites not delivered in the cycle are left to whoever delivers them."""
     store = SqliteState.open(tmp_path / "state.sqlite3")
     bridges = {"s": Bridge(), "other": Bridge()}
-    store.queue_pinged("other", 1, ["https://o.example/"], NOW)
+    store.queue_pinged_many([("other", 1, "https://o.example/")], NOW)
     mirror = PingedMirror(store, bridges)  # type: ignore[arg-type]  # only what it asks
     mirror.include(["s"])
     for i in range(PINGED_BATCH):

@@ -96,7 +96,7 @@ def test_links_wait_while_the_site_has_no_bridge(tmp_path: Path) -> None:
     bridge = FlakyBridge(failures=0)
     quiet, store = sender(tmp_path / "state.sqlite3", bridge)
     store.record_poll("s", NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=False)
-    store.queue_pinged("s", 4, ["https://t.example/"], NOW)
+    store.queue_pinged_many([("s", 4, "https://t.example/")], NOW)
     quiet.deliver(["s"])
     assert bridge.calls == 0
     store.record_poll("s", NOW, bridge=True)  # installed since
@@ -133,7 +133,7 @@ def test_a_long_backlog_goes_over_several_cycles_in_batches(tmp_path: Path) -> N
     total = PINGED_BATCH * PINGED_BATCHES + 10
     with store.atomic():
         for i in range(total):
-            store.queue_pinged("s", 1 + i // 100, [f"https://t.example/{i}"], NOW)
+            store.queue_pinged_many([("s", 1 + i // 100, f"https://t.example/{i}")], NOW)
     quiet.deliver(["s"])
     assert bridge.calls == PINGED_BATCHES
     quiet.deliver(["s"])

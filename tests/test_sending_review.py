@@ -66,7 +66,7 @@ def service(tmp_path: Path, *names: str, blog: type[Blog] | None = None,
     blogs = {n: (blog or Blog)() for n in names}
     for name in names:
         store.record_poll(name, NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
-        store.queue_pinged(name, 3, [f"https://{name}-target.example/"], NOW)
+        store.queue_pinged_many([(name, 3, f"https://{name}-target.example/")], NOW)
     return Service(settings, store, Http(settings.http), sources=blogs, clock=lambda: NOW,
                    stopping=stopping), blogs
 
@@ -126,7 +126,7 @@ def test_a_shutdown_tells_wordpress_one_batch_at_most(tmp_path: Path) -> None:
     made, blogs = service(tmp_path, "a", stopping=lambda: True)
     with made.store.atomic():
         for i in range(PINGED_BATCH * 3):
-            made.store.queue_pinged("a", 100 + i, [f"https://t.example/{i}"], NOW)
+            made.store.queue_pinged_many([("a", 100 + i, f"https://t.example/{i}")], NOW)
     made.send_due(["a"])
     assert len(blogs["a"].told) == 1
     assert made.store.pinged_waiting("a", 10)  # the rest is kept

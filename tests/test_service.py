@@ -129,11 +129,11 @@ def test_send_due_sends_for_the_sites_named_or_else_for_every_site(tmp_path: Pat
     sites = {name: Outbox() for name in "ab"}
     for name in "ab":
         store.record_poll(name, NOW, cursor=wp_time("2026-11-26T12:00:00"), bridge=True)
-        store.queue_pinged(name, 3, [f"https://{name}.example/t"], NOW)
+        store.queue_pinged_many([(name, 3, f"https://{name}.example/t")], NOW)
     service = Service(settings, store, Http(settings.http), sources=sites, clock=lambda: NOW)
     service.send_due(["a"])
     assert (sites["a"].told, sites["b"].told) == ([{3: ["https://a.example/t"]}], [])
-    store.queue_pinged("a", 4, ["https://a.example/u"], NOW)
+    store.queue_pinged_many([("a", 4, "https://a.example/u")], NOW)
     service.send_due()
     assert sites["a"].told[1:] == [{4: ["https://a.example/u"]}]
     assert sites["b"].told == [{3: ["https://b.example/t"]}]

@@ -242,7 +242,7 @@ def test_a_write_sent_with_the_commit_that_fails_keeps_nothing(store: PostgresSt
     unit, whole, as it would have failed when written."""
     with pytest.raises(StateError) as caught, store.atomic():
         store.add("s", 1, "pingback", "https://t/a", "https://s/1", NOW)
-        store.queue_pinged("s", 1, ["https://t/a"], NOW)
+        store.queue_pinged_many([("s", 1, "https://t/a")], NOW)
         store._write_many("INSERT INTO no_such_table VALUES (?)", [(1,)])
     assert "no_such_table" in str(caught.value)
     assert store.history() == [] and store.pinged_waiting("s", 10) == {}

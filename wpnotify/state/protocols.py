@@ -140,10 +140,9 @@ class HostPacing(UnitOfWork, Protocol):
 class PingedOutbox(UnitOfWork, Protocol):
     """URLs WordPress should list as pinged, kept until it confirmed them."""
 
-    def queue_pinged(self, site: str, post_id: int, urls: list[str], now: datetime) -> None: ...
-
     def queue_pinged_many(self, links: list[tuple[str, int, str]], now: datetime) -> None:
-        """(site, post, url) of several posts at once, as ``queue_pinged``."""
+        """(site, post, url): links to list as pinged, of any posts. Call it in the unit of
+        work that records why (the outcome), so neither is kept without the other."""
         ...
 
     def pinged_waiting(self, site: str, limit: int, posts: Collection[int] | None = None

@@ -111,11 +111,6 @@ class StateSql(SqlUnit):
 
     # --- WordPress's pinged lists ----------------------------------------------------------
 
-    def queue_pinged(self, site: str, post_id: int, urls: list[str], now: datetime) -> None:
-        """Call it in the unit of work that records why (the outcome), so neither is kept
-        without the other."""
-        self.queue_pinged_many([(site, post_id, url) for url in urls], now)
-
     def queue_pinged_many(self, links: list[tuple[str, int, str]], now: datetime) -> None:
         """(site, post, url) of several posts at once: a batch of outcomes' links in one
         statement (in key order, as ``pinged_told``)."""
